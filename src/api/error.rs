@@ -1,0 +1,106 @@
+//! ECS errors on the wire: the one place that maps failures to `__type` and HTTP status.
+
+use axum::http::StatusCode;
+
+use crate::raft::NodeError;
+use crate::state::Rejection;
+
+/// An error answered to an ECS API client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Client(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    ClusterNotFound(String),
+    #[error("{0}")]
+    ClusterContainsContainerInstances(String),
+    #[error("{0}")]
+    ClusterContainsServices(String),
+    #[error("{0}")]
+    ClusterContainsTasks(String),
+    /// The JSON body is malformed or a field has the wrong type.
+    #[error("{0}")]
+    Serialization(String),
+    /// The `X-Amz-Target` action is not one this API has.
+    #[error("{0}")]
+    InvalidAction(String),
+    /// No `X-Amz-Target` header.
+    #[error("{0}")]
+    MissingAction(String),
+    #[error("{0}")]
+    RequestTooLarge(String),
+    /// A valid action or value this version does not support.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The cluster cannot serve the request right now (no leader); nothing was applied.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An internal failure.
+    #[error("{0}")]
+    Server(String),
+}
+
+impl ApiError {
+    /// The `__type` of the error body.
+    pub fn ecs_type(&self) -> &'static str {
+        match self {
+            ApiError::Client(_) => "ClientException",
+            ApiError::InvalidParameter(_) => "InvalidParameterException",
+            ApiError::ClusterNotFound(_) => "ClusterNotFoundException",
+            ApiError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
+            ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
+            ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
+            ApiError::Serialization(_) => "SerializationException",
+            ApiError::InvalidAction(_) => "InvalidAction",
+            ApiError::MissingAction(_) => "MissingAction",
+            ApiError::RequestTooLarge(_) => "RequestEntityTooLargeException",
+            ApiError::Unsupported(_) => "UnsupportedFeatureException",
+            ApiError::Unavailable(_) | ApiError::Server(_) => "ServerException",
+        }
+    }
+
+    /// The HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Unavailable(m) => ApiError::Unavailable(m),
+            NodeError::Rejected(m) => ApiError::InvalidParameter(m),
+            NodeError::Internal(m) => ApiError::Server(m),
+        }
+    }
+}
+
+impl From<crate::state::KvError> for ApiError {
+    fn from(e: crate::state::KvError) -> Self {
+        ApiError::Server(e.to_string())
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::ClusterNotFound => ApiError::ClusterNotFound("Cluster not found.".into()),
+            Rejection::ClusterContainsContainerInstances => ApiError::ClusterContainsContainerInstances(
+                "The Cluster cannot be deleted while Container Instances are active or draining.".into(),
+            ),
+            Rejection::ClusterContainsServices => {
+                ApiError::ClusterContainsServices("The Cluster cannot be deleted while Services are active.".into())
+            }
+            Rejection::ClusterContainsTasks => {
+                ApiError::ClusterContainsTasks("The Cluster cannot be deleted while Tasks are active.".into())
+            }
+        }
+    }
+}

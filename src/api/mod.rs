@@ -1,0 +1,220 @@
+//! The ECS HTTP API (AWS JSON 1.1 at `POST /`) and the cluster admin endpoints.
+//!
+//! The API only translates: it validates wire input, stamps a [`Proposal`] (time, request id,
+//! ARNs) and proposes it, or runs a query after a read barrier, and maps outcomes back to ECS
+//! JSON. It holds no state of its own.
+
+mod admin;
+mod clusters;
+pub mod error;
+mod wire;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::model::ArnScope;
+use crate::raft::state_machine::StateView;
+use crate::raft::RaftNode;
+use crate::state::{Command, Outcome, Proposal};
+pub use error::ApiError;
+
+/// The JSON 1.1 target prefix of the 2014-11-13 ECS API.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// Header that opts a read into stale (local, non-linearizable) consistency.
+pub const CONSISTENCY_HEADER: &str = "x-ecsd-consistency";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// Every action of the 2014-11-13 reference. Those without a handler yet answer
+/// `UnsupportedFeatureException`.
+pub const ACTIONS: [&str; 37] = [
+    "CreateCluster",
+    "CreateService",
+    "DeleteAccountSetting",
+    "DeleteAttributes",
+    "DeleteCluster",
+    "DeleteService",
+    "DeregisterContainerInstance",
+    "DeregisterTaskDefinition",
+    "DescribeClusters",
+    "DescribeContainerInstances",
+    "DescribeServices",
+    "DescribeTaskDefinition",
+    "DescribeTasks",
+    "DiscoverPollEndpoint",
+    "ListAccountSettings",
+    "ListAttributes",
+    "ListClusters",
+    "ListContainerInstances",
+    "ListServices",
+    "ListTagsForResource",
+    "ListTaskDefinitionFamilies",
+    "ListTaskDefinitions",
+    "ListTasks",
+    "PutAccountSetting",
+    "PutAttributes",
+    "RegisterContainerInstance",
+    "RegisterTaskDefinition",
+    "RunTask",
+    "StartTask",
+    "StopTask",
+    "SubmitContainerStateChange",
+    "SubmitTaskStateChange",
+    "TagResource",
+    "UntagResource",
+    "UpdateContainerAgent",
+    "UpdateContainerInstancesState",
+    "UpdateService",
+];
+
+/// Shared by every request.
+pub struct ApiState {
+    pub node: RaftNode,
+    pub scope: ArnScope,
+    pub max_body_bytes: usize,
+}
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// After a read barrier: reflects every write acknowledged before the request (default).
+    Linearizable,
+    /// From this node's replica at once; may miss recent writes. Opt-in only.
+    Stale,
+}
+
+/// One request's context.
+pub struct Ctx<'a> {
+    pub state: &'a ApiState,
+    pub request_id: &'a str,
+    pub consistency: Consistency,
+}
+
+impl Ctx<'_> {
+    /// The replica to read from, after a read barrier unless the client opted into stale reads.
+    pub async fn read_view(&self) -> Result<&StateView, ApiError> {
+        if self.consistency == Consistency::Linearizable {
+            self.state.node.handle().read_barrier().await?;
+        }
+        Ok(self.state.node.handle().view())
+    }
+
+    /// Stamps `command` with this request's id and time and commits it.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
+        let proposal = Proposal { request_id: self.request_id.to_string(), ts_ms: now_ms(), command };
+        Ok(self.state.node.write(proposal).await?)
+    }
+}
+
+/// Wall-clock milliseconds since the epoch, read only by the proposing node.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/", post(ecs))
+        .route("/health", get(|| async { "ok" }))
+        .route("/cluster/status", get(admin::status))
+        .route("/cluster/add-node", post(admin::add_node))
+        .route("/cluster/remove-node", post(admin::remove_node))
+        .with_state(state)
+}
+
+async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let started = std::time::Instant::now();
+    let (action, result) = serve(&state, &headers, body, &request_id).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.ecs_type(),
+    };
+    metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone()).record(started.elapsed().as_secs_f64());
+    let (status, body) = match result {
+        Ok(value) => (StatusCode::OK, value),
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(%action, %request_id, error = %e, "request failed");
+            }
+            (e.status(), serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() }))
+        }
+    };
+    let mut response = (status, body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+async fn serve(state: &ApiState, headers: &HeaderMap, body: Body, request_id: &str) -> (String, Result<Value, ApiError>) {
+    let Some(target) = headers.get("x-amz-target") else {
+        return ("-".into(), Err(ApiError::MissingAction("Missing X-Amz-Target header".into())));
+    };
+    let target = target.to_str().unwrap_or_default();
+    let action = match target.strip_prefix(TARGET_PREFIX) {
+        Some(a) if ACTIONS.contains(&a) => a.to_string(),
+        _ => {
+            return ("-".into(), Err(ApiError::InvalidAction(format!("Unknown operation {target}"))));
+        }
+    };
+    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
+            return (action, Err(ApiError::RequestTooLarge(msg)));
+        }
+    };
+    let consistency = match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(v) if v.eq_ignore_ascii_case("stale") => Consistency::Stale,
+        _ => Consistency::Linearizable,
+    };
+    let ctx = Ctx { state, request_id, consistency };
+    let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    let result = dispatch(&ctx, &action, body).await;
+    (action, result)
+}
+
+async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, ApiError> {
+    match action {
+        "CreateCluster" => clusters::create_cluster(ctx, parse(body)?).await,
+        "DescribeClusters" => clusters::describe_clusters(ctx, parse(body)?).await,
+        "ListClusters" => clusters::list_clusters(ctx, parse(body)?).await,
+        "DeleteCluster" => clusters::delete_cluster(ctx, parse(body)?).await,
+        other => Err(ApiError::Unsupported(format!("{other} is not supported by this ecsd version"))),
+    }
+}
+
+/// Parses a request body, naming the field at fault on a type error. Unknown fields are ignored.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::Serialization(format!("Malformed JSON request body: {inner}"))
+        } else if path == "." {
+            ApiError::Serialization(format!("Request body must be a JSON object: {inner}"))
+        } else {
+            ApiError::Serialization(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| ApiError::Serialization(format!("Malformed JSON request body: {e}")))?;
+    Ok(value)
+}
+
+/// Serialises a response body.
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::Server(format!("encode response: {e}")))
+}

@@ -1,0 +1,145 @@
+//! ECS JSON shapes shared by several actions, with the validation rules the reference gives them.
+
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::model::Tag;
+
+/// Most tags on a resource.
+pub const MAX_TAGS: usize = 50;
+
+/// A tag as ECS JSON spells it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TagWire {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// `{arn, reason}` of a Describe* item that could not be returned.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub arn: String,
+    pub reason: String,
+}
+
+/// `{name, value}` pairs, as in cluster statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyValuePair {
+    pub name: String,
+    pub value: String,
+}
+
+/// Characters of tag keys and values: letters, separators, digits and `_ . : / + = - @`.
+fn tag_char_ok(c: char) -> bool {
+    c.is_alphabetic() || c.is_numeric() || c.is_whitespace() || "_.:/+=-@".contains(c)
+}
+
+/// Validates `tags` (field name `field`) and converts them.
+pub fn tags_from_wire(field: &str, tags: Option<Vec<TagWire>>) -> Result<Vec<Tag>, ApiError> {
+    let tags = tags.unwrap_or_default();
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::InvalidParameter(format!("{field}: at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
+    }
+    let mut out: Vec<Tag> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.into_iter().enumerate() {
+        let key = tag.key.unwrap_or_default();
+        let value = tag.value.unwrap_or_default();
+        let key_len = key.chars().count();
+        if !(1..=128).contains(&key_len) {
+            return Err(ApiError::InvalidParameter(format!("{field}[{i}].key: must be 1 to 128 characters")));
+        }
+        if value.chars().count() > 256 {
+            return Err(ApiError::InvalidParameter(format!("{field}[{i}].value: must be at most 256 characters")));
+        }
+        if !key.chars().all(tag_char_ok) {
+            return Err(ApiError::InvalidParameter(format!(
+                "{field}[{i}].key: may contain only letters, digits, spaces and _ . : / + = - @"
+            )));
+        }
+        if !value.chars().all(tag_char_ok) {
+            return Err(ApiError::InvalidParameter(format!(
+                "{field}[{i}].value: may contain only letters, digits, spaces and _ . : / + = - @"
+            )));
+        }
+        if out.iter().any(|t| t.key == key) {
+            return Err(ApiError::InvalidParameter(format!("{field}[{i}].key: duplicate tag key {key}")));
+        }
+        out.push(Tag { key, value });
+    }
+    Ok(out)
+}
+
+/// Converts stored tags to the wire.
+pub fn tags_to_wire(tags: &[Tag]) -> Vec<TagWire> {
+    tags.iter().map(|t| TagWire { key: Some(t.key.clone()), value: Some(t.value.clone()) }).collect()
+}
+
+/// Checks `maxResults` against `1..=max` and returns it, or `default` when absent.
+pub fn max_results(value: Option<i64>, max: usize, default: usize) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
+        Some(n) => Err(ApiError::InvalidParameter(format!("maxResults: must be between 1 and {max}, got {n}"))),
+    }
+}
+
+/// Encodes a pagination position as an opaque token.
+pub fn encode_token(kind: &str, position: &str) -> String {
+    format!("{kind}.{position}").bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes a token made by [`encode_token`] for `kind`.
+pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::InvalidParameter("nextToken: invalid or expired pagination token".to_string());
+    if token.len() % 2 != 0 || !token.is_ascii() {
+        return Err(invalid());
+    }
+    let bytes: Vec<u8> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix(kind).and_then(|rest| rest.strip_prefix('.')).map(str::to_string).ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(key: &str, value: &str) -> TagWire {
+        TagWire { key: Some(key.into()), value: Some(value.into()) }
+    }
+
+    #[test]
+    fn tag_rules() {
+        assert!(tags_from_wire("tags", Some(vec![tag("team", "a b/c:d+e=f@g-h_i.j")])).is_ok());
+        let err = tags_from_wire("tags", Some(vec![tag("", "v")])).unwrap_err();
+        assert_eq!(err.to_string(), "tags[0].key: must be 1 to 128 characters");
+        assert!(tags_from_wire("tags", Some(vec![tag(&"k".repeat(129), "v")])).is_err());
+        assert!(tags_from_wire("tags", Some(vec![tag("k", &"v".repeat(257))])).is_err());
+        assert!(tags_from_wire("tags", Some(vec![tag("k", "semi;colon")])).is_err());
+        assert!(tags_from_wire("tags", Some(vec![tag("k", "1"), tag("k", "2")])).is_err());
+        let many: Vec<TagWire> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+        assert!(tags_from_wire("tags", Some(many)).is_err());
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        let t = encode_token("clusters", "web-1");
+        assert_eq!(decode_token("clusters", &t).unwrap(), "web-1");
+        assert!(decode_token("tasks", &t).is_err());
+        assert!(decode_token("clusters", "zz").is_err());
+        assert!(decode_token("clusters", "abc").is_err());
+    }
+
+    #[test]
+    fn max_results_bounds() {
+        assert_eq!(max_results(None, 100, 100).unwrap(), 100);
+        assert_eq!(max_results(Some(1), 100, 100).unwrap(), 1);
+        assert!(max_results(Some(0), 100, 100).is_err());
+        assert!(max_results(Some(101), 100, 100).is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! Node configuration: a TOML file, overridden by `ECSD_*` environment variables, then validated.
+//!
+//! Loading is a pure function of the file text and an environment map, so it is unit-tested
+//! without touching the process environment. Every error names the offending key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Every environment variable that overrides a config key, with the key it sets.
+///
+/// Values are parsed as TOML scalars (`8101`, `true`, `"text"`); a value that is not valid TOML
+/// is taken as a plain string.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("ECSD_NODE_ID", "node_id"),
+    ("ECSD_DATA_DIR", "data_dir"),
+    ("ECSD_API_ADDR", "api_addr"),
+    ("ECSD_RAFT_ADDR", "raft_addr"),
+    ("ECSD_ADVERTISE_API_ADDR", "advertise_api_addr"),
+    ("ECSD_ADVERTISE_RAFT_ADDR", "advertise_raft_addr"),
+    ("ECSD_BOOTSTRAP", "bootstrap"),
+    ("ECSD_ACCOUNT_ID", "account_id"),
+    ("ECSD_REGION", "region"),
+    ("ECSD_RAFT_HEARTBEAT_MS", "raft.heartbeat_ms"),
+    ("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "raft.election_timeout_min_ms"),
+    ("ECSD_RAFT_ELECTION_TIMEOUT_MAX_MS", "raft.election_timeout_max_ms"),
+    ("ECSD_RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS", "raft.install_snapshot_timeout_ms"),
+    ("ECSD_RAFT_SNAPSHOT_EVERY", "raft.snapshot_every"),
+    ("ECSD_RAFT_LOGS_TO_KEEP", "raft.logs_to_keep"),
+    ("ECSD_API_MAX_BODY_BYTES", "api.max_body_bytes"),
+    ("ECSD_API_HOLD_MS", "api.hold_ms"),
+    ("ECSD_API_MAX_BATCH", "api.max_batch"),
+];
+
+/// The configuration of one ecsd node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's Raft id: unique in the cluster and never reused for a different data dir.
+    pub node_id: u64,
+    /// Where RocksDB and snapshots live.
+    pub data_dir: PathBuf,
+    /// Listen address of the ECS HTTP API (and the admin endpoints).
+    pub api_addr: SocketAddr,
+    /// Listen address of the node-to-node gRPC service.
+    pub raft_addr: SocketAddr,
+    /// API address that peers and clients are told to use; defaults to `api_addr`.
+    #[serde(default)]
+    pub advertise_api_addr: Option<String>,
+    /// Raft address that peers dial; defaults to `raft_addr`.
+    #[serde(default)]
+    pub advertise_raft_addr: Option<String>,
+    /// Initialise a new cluster on first start. With `initial_members` empty, the cluster starts
+    /// with this node alone and others join with `ecsd cluster add-node`.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// The voters of a new cluster. Every node in the list may carry the same list and
+    /// `bootstrap = true`: initialising twice with the same members is safe.
+    #[serde(default)]
+    pub initial_members: Vec<MemberConfig>,
+    /// Account id stamped into ARNs.
+    #[serde(default = "default_account_id")]
+    pub account_id: String,
+    /// Region stamped into ARNs.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Raft timings and log compaction.
+    #[serde(default)]
+    pub raft: RaftTuning,
+    /// HTTP API limits and write batching.
+    #[serde(default)]
+    pub api: ApiTuning,
+}
+
+/// One voter of the initial membership.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Raft node id.
+    pub id: u64,
+    /// Address of its ECS HTTP API.
+    pub api_addr: String,
+    /// Address of its gRPC service.
+    pub raft_addr: String,
+}
+
+/// Raft timings. The defaults are etcd-like and fail over within about a second on a LAN.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomised election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Timeout of one snapshot chunk, including the final install.
+    pub install_snapshot_timeout_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one (0 disables).
+    pub snapshot_every: u64,
+    /// Log entries kept behind the last snapshot, so briefly lagging followers catch up from the log.
+    pub logs_to_keep: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            install_snapshot_timeout_ms: 10_000,
+            snapshot_every: 10_000,
+            logs_to_keep: 1_000,
+        }
+    }
+}
+
+/// HTTP API limits and the write batcher.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiTuning {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long a request is held and retried while no leader is known.
+    pub hold_ms: u64,
+    /// Most commands proposed in one Raft log entry.
+    pub max_batch: usize,
+}
+
+impl Default for ApiTuning {
+    fn default() -> Self {
+        ApiTuning { max_body_bytes: 1024 * 1024, hold_ms: 5_000, max_batch: 512 }
+    }
+}
+
+fn default_account_id() -> String {
+    "000000000000".to_string()
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("config is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key: key.to_string(), message: message.into() }
+}
+
+impl NodeConfig {
+    /// Parses `text`, applies the overrides found in `env`, and validates the result.
+    pub fn load(text: &str, env: &BTreeMap<String, String>) -> Result<NodeConfig, ConfigError> {
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax(e.message().to_string()))?;
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(raw) = env.get(*var) {
+                set_dotted(&mut table, key, parse_env_value(raw))?;
+            }
+        }
+        let config: NodeConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." { "<root>".to_string() } else { path };
+            key_error(&key, e.into_inner().message().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads the file at `path` and loads it with the process environment.
+    pub fn load_file(path: &std::path::Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Syntax(format!("read {}: {e}", path.display())))?;
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
+        NodeConfig::load(&text, &env)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(key_error("node_id", "must be at least 1"));
+        }
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(key_error("account_id", "must be 12 digits"));
+        }
+        let region_ok = !self.region.is_empty()
+            && self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return Err(key_error("region", "must be lowercase letters, digits and hyphens, like us-east-1"));
+        }
+        let raft = &self.raft;
+        if raft.heartbeat_ms == 0 {
+            return Err(key_error("raft.heartbeat_ms", "must be positive"));
+        }
+        if raft.election_timeout_min_ms <= raft.heartbeat_ms {
+            return Err(key_error("raft.election_timeout_min_ms", "must be greater than raft.heartbeat_ms"));
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            return Err(key_error(
+                "raft.election_timeout_max_ms",
+                "must be greater than raft.election_timeout_min_ms",
+            ));
+        }
+        if raft.install_snapshot_timeout_ms < raft.heartbeat_ms {
+            return Err(key_error("raft.install_snapshot_timeout_ms", "must be at least raft.heartbeat_ms"));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(key_error("api.max_body_bytes", "must be at least 1024"));
+        }
+        if self.api.max_batch == 0 {
+            return Err(key_error("api.max_batch", "must be at least 1"));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, member) in self.initial_members.iter().enumerate() {
+            if member.id == 0 || !ids.insert(member.id) {
+                return Err(key_error(&format!("initial_members[{i}].id"), "must be unique and at least 1"));
+            }
+            for (field, addr) in [("api_addr", &member.api_addr), ("raft_addr", &member.raft_addr)] {
+                if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
+                    return Err(key_error(&format!("initial_members[{i}].{field}"), "must be host:port"));
+                }
+            }
+        }
+        if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
+            return Err(key_error("initial_members", "must include this node's node_id"));
+        }
+        Ok(())
+    }
+
+    /// The API address peers and clients should use.
+    pub fn advertised_api_addr(&self) -> String {
+        self.advertise_api_addr.clone().unwrap_or_else(|| self.api_addr.to_string())
+    }
+
+    /// The gRPC address peers should dial.
+    pub fn advertised_raft_addr(&self) -> String {
+        self.advertise_raft_addr.clone().unwrap_or_else(|| self.raft_addr.to_string())
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut current = table;
+    for part in parts {
+        let entry = current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| key_error(part, "must be a table"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+node_id = 1
+data_dir = "data/node-1"
+api_addr = "127.0.0.1:8101"
+raft_addr = "127.0.0.1:8201"
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = NodeConfig::load(MINIMAL, &BTreeMap::new()).unwrap();
+        assert_eq!(c.account_id, "000000000000");
+        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.raft, RaftTuning::default());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = NodeConfig::load(
+            MINIMAL,
+            &env(&[("ECSD_NODE_ID", "7"), ("ECSD_RAFT_HEARTBEAT_MS", "50"), ("ECSD_REGION", "eu-west-1")]),
+        )
+        .unwrap();
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.raft.heartbeat_ms, 50);
+        assert_eq!(c.region, "eu-west-1");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = NodeConfig::load(&format!("{MINIMAL}\nbogus = 1\n"), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_names_the_nested_key() {
+        let err =
+            NodeConfig::load(&format!("{MINIMAL}\n[raft]\nheartbeat_ms = \"fast\"\n"), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("raft.heartbeat_ms"), "{err}");
+    }
+
+    #[test]
+    fn invalid_timings_are_refused_with_the_key() {
+        let err = NodeConfig::load(MINIMAL, &env(&[("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "50")])).unwrap_err();
+        assert!(err.to_string().contains("raft.election_timeout_min_ms"), "{err}");
+        let err = NodeConfig::load(MINIMAL, &env(&[("ECSD_API_ADDR", "not-an-address")])).unwrap_err();
+        assert!(err.to_string().contains("api_addr"), "{err}");
+    }
+
+    #[test]
+    fn members_must_include_self() {
+        let text = format!(
+            "{MINIMAL}\n[[initial_members]]\nid = 2\napi_addr = \"127.0.0.1:1\"\nraft_addr = \"127.0.0.1:2\"\n"
+        );
+        let err = NodeConfig::load(&text, &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("initial_members"), "{err}");
+    }
+}

@@ -1,0 +1,113 @@
+//! Leader-only work: loops that run on the leader alone, started after a barrier and cancelled
+//! the moment leadership is lost.
+//!
+//! The supervisor watches this node's Raft metrics. When the node becomes leader of a term, it
+//! first waits until its state machine has applied everything committed before that term (the
+//! barrier), then starts every [`LeaderTask`] under a cancellation token tied to the term. When
+//! the node stops leading, or the term changes, the token is cancelled and the tasks are awaited
+//! before anything else starts. Safety never rests on this timing alone: the tasks' decisions are
+//! commands that `apply` re-checks, and a deposed leader cannot commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::raft::RaftNode;
+
+/// What a leader-only loop is given when it starts.
+#[derive(Clone)]
+pub struct LeaderContext {
+    pub node: RaftNode,
+    /// The term this node leads; the loop must not outlive it.
+    pub term: u64,
+    /// Cancelled when leadership of `term` ends or the node shuts down.
+    pub cancel: CancellationToken,
+}
+
+/// A loop that runs only on the leader (the scheduler and reconciler in later work).
+pub trait LeaderTask: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Runs until `ctx.cancel` fires.
+    fn run(&self, ctx: LeaderContext) -> BoxFuture<'static, ()>;
+}
+
+struct Running {
+    term: u64,
+    cancel: CancellationToken,
+    joins: Vec<JoinHandle<()>>,
+}
+
+/// Starts the supervisor; it ends when `shutdown` is cancelled, after stopping its tasks.
+pub fn spawn_supervisor(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(supervise(node, tasks, shutdown))
+}
+
+async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: CancellationToken) {
+    let handle = node.handle().clone();
+    let mut metrics = handle.leadership();
+    let mut running: Option<Running> = None;
+    loop {
+        let (leading, term) = {
+            let m = metrics.borrow_and_update();
+            (handle.is_leader_in(&m), m.current_term)
+        };
+        match &running {
+            Some(r) if !leading || r.term != term => {
+                stop(&node, running.take()).await;
+                continue;
+            }
+            None if leading && !shutdown.is_cancelled() => {
+                if barrier(&node, term).await {
+                    tracing::info!(node_id = handle.id, term, "leadership established; starting leader loops");
+                    let cancel = shutdown.child_token();
+                    let joins = tasks
+                        .iter()
+                        .map(|task| {
+                            let ctx = LeaderContext { node: node.clone(), term, cancel: cancel.clone() };
+                            let name = task.name();
+                            let fut = task.run(ctx);
+                            tokio::spawn(async move {
+                                fut.await;
+                                tracing::debug!(task = name, "leader loop ended");
+                            })
+                        })
+                        .collect();
+                    handle.set_leader_loops_running(true);
+                    running = Some(Running { term, cancel, joins });
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { break },
+            _ = shutdown.cancelled() => break,
+            // Re-check now and then: a barrier that failed is retried while still leading.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    stop(&node, running.take()).await;
+}
+
+/// True once this node, still leading `term`, has applied everything committed before it.
+async fn barrier(node: &RaftNode, term: u64) -> bool {
+    let handle = node.handle();
+    if handle.read_barrier().await.is_err() {
+        return false;
+    }
+    let m = handle.leadership().borrow().clone();
+    handle.is_leader_in(&m) && m.current_term == term
+}
+
+async fn stop(node: &RaftNode, running: Option<Running>) {
+    let Some(running) = running else { return };
+    running.cancel.cancel();
+    for join in running.joins {
+        let _ = join.await;
+    }
+    node.handle().set_leader_loops_running(false);
+    tracing::info!(node_id = node.handle().id, term = running.term, "leadership lost; leader loops stopped");
+}

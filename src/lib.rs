@@ -1,0 +1,22 @@
+//! ecsd: a highly available control plane that speaks the Amazon ECS API.
+//!
+//! Code map, in reading order (dependencies point up this list, never down):
+//! - [`model`]: ECS nouns and identifiers; pure data.
+//! - [`state`]: the replicated state machine; pure and deterministic.
+//! - [`storage`]: RocksDB; the only module that imports `rocksdb`.
+//! - [`rpc`]: generated protobuf code; nothing else.
+//! - [`raft`]: the openraft adapter; the only module that calls openraft.
+//! - [`control`]: leader-only loops, started after a barrier, cancelled on leadership loss.
+//! - [`api`]: the ECS HTTP front end; it translates and holds no state.
+//! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod model;
+pub mod node;
+pub mod raft;
+pub mod rpc;
+pub mod state;
+pub mod storage;
+pub mod telemetry;

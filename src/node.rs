@@ -1,0 +1,110 @@
+//! The composition root: opens storage, starts Raft, the gRPC and HTTP servers and the leader
+//! supervisor, and shuts them down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::config::NodeConfig;
+use crate::control::{self, LeaderTask};
+use crate::model::ArnScope;
+use crate::raft::service::RaftGrpc;
+use crate::raft::RaftNode;
+use crate::storage::Store;
+
+/// Listeners bound before the node starts (tests bind port 0 and pass them in).
+pub struct Listeners {
+    pub api: TcpListener,
+    pub raft: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the config's addresses.
+    pub async fn bind(config: &NodeConfig) -> anyhow::Result<Listeners> {
+        let api = TcpListener::bind(config.api_addr).await.with_context(|| format!("bind api_addr {}", config.api_addr))?;
+        let raft =
+            TcpListener::bind(config.raft_addr).await.with_context(|| format!("bind raft_addr {}", config.raft_addr))?;
+        Ok(Listeners { api, raft })
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub raft: RaftNode,
+    pub config: NodeConfig,
+    pub api_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node on `listeners`, running `leader_tasks` whenever it leads.
+    pub async fn start(
+        mut config: NodeConfig,
+        listeners: Listeners,
+        leader_tasks: Vec<Arc<dyn LeaderTask>>,
+    ) -> anyhow::Result<Node> {
+        let api_addr = listeners.api.local_addr()?;
+        let raft_addr = listeners.raft.local_addr()?;
+        // Ports chosen by the OS become the addresses this node advertises.
+        config.api_addr = api_addr;
+        config.raft_addr = raft_addr;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
+        std::fs::write(
+            config.data_dir.join("addresses.json"),
+            serde_json::to_vec(&serde_json::json!({ "api_addr": api_addr, "raft_addr": raft_addr }))?,
+        )?;
+
+        let store = Store::open(&config.data_dir.join("db")).context("open rocksdb")?;
+        tracing::info!(node_id = config.node_id, data_dir = %config.data_dir.display(), "opened storage");
+        let raft = RaftNode::start(&config, store).await?;
+        tracing::info!(node_id = config.node_id, %raft_addr, "started raft");
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let grpc = tonic::transport::Server::builder()
+            .add_service(RaftGrpc::server(raft.handle().clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listeners.raft),
+                shutdown.clone().cancelled_owned(),
+            );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(error = %e, "grpc server failed");
+            }
+        }));
+
+        let state = Arc::new(ApiState {
+            node: raft.clone(),
+            scope: ArnScope { region: config.region.clone(), account_id: config.account_id.clone() },
+            max_body_bytes: config.api.max_body_bytes,
+        });
+        let http = axum::serve(listeners.api, api::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }));
+        tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
+
+        tasks.push(control::spawn_supervisor(raft.clone(), leader_tasks, shutdown.clone()));
+        Ok(Node { raft, config, api_addr, raft_addr, shutdown, tasks })
+    }
+
+    /// Stops leader loops and servers, then Raft, and waits for all of it.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.raft.handle().shutdown().await;
+        tracing::info!(node_id = self.config.node_id, "node stopped");
+    }
+}

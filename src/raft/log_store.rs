@@ -1,0 +1,180 @@
+//! The Raft log and vote in RocksDB (`raft_log`, `raft_meta`).
+//!
+//! Durability: every append, truncate, purge and vote is written with a synced WAL before
+//! openraft is told it is done, so an acknowledged entry or vote survives a crash.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+
+use super::{NodeId, TypeConfig};
+use crate::storage::{u64_key, Batch, Cf, Store, KEY_MAX};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+
+/// Index + 1 of the committed log id (0 = nothing committed), as last reported by openraft.
+#[derive(Debug, Default)]
+pub struct CommittedIndex(AtomicU64);
+
+impl CommittedIndex {
+    pub fn get(&self) -> Option<u64> {
+        self.0.load(Ordering::Relaxed).checked_sub(1)
+    }
+    fn set(&self, log_id: Option<&LogId<NodeId>>) {
+        self.0.store(log_id.map_or(0, |l| l.index + 1), Ordering::Relaxed);
+    }
+}
+
+/// The log store handed to openraft. Clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+    committed: Arc<CommittedIndex>,
+}
+
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::new(&e)) }
+}
+
+fn read_logs_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+impl LogStore {
+    pub fn new(store: Store) -> Self {
+        LogStore { store, committed: Arc::new(CommittedIndex::default()) }
+    }
+
+    /// A live view of the committed index, for status reports.
+    pub fn committed_index(&self) -> Arc<CommittedIndex> {
+        self.committed.clone()
+    }
+
+    fn get_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
+        let bytes = self.store.get(Cf::RaftMeta, key).map_err(read_logs_err)?;
+        bytes.map(|b| serde_json::from_slice(&b).map_err(read_logs_err)).transpose()
+    }
+
+    /// Writes `batch` durably, off the async runtime's worker threads.
+    async fn write_synced(&self, batch: Batch) -> Result<(), crate::storage::StorageError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.write(batch, true))
+            .await
+            .unwrap_or_else(|join| panic!("log write task panicked: {join}"))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i + 1),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        let to = end.map(|e| u64_key(e).to_vec()).unwrap_or_else(|| KEY_MAX.to_vec());
+        let rows = self.store.scan(Cf::RaftLog, &u64_key(start), &to, usize::MAX).map_err(read_logs_err)?;
+        rows.into_iter().map(|(_, v)| serde_json::from_slice(&v).map_err(read_logs_err)).collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let last_purged_log_id: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED)?;
+        let last = self.store.last(Cf::RaftLog).map_err(read_logs_err)?;
+        let last_log_id = match last {
+            Some((_, v)) => {
+                let entry: Entry<TypeConfig> = serde_json::from_slice(&v).map_err(read_logs_err)?;
+                Some(entry.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut batch = Batch::default();
+        batch.put(Cf::RaftMeta, VOTE, serde_json::to_vec(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?);
+        self.write_synced(batch).await.map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.get_meta(VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        // Advisory: lets a restarted node re-apply up to here before hearing from a leader.
+        // Not synced; losing it only delays re-application.
+        let mut batch = Batch::default();
+        batch.put(Cf::RaftMeta, COMMITTED, serde_json::to_vec(&committed).map_err(write_logs_err)?);
+        self.store.write(batch, false).map_err(write_logs_err)?;
+        self.committed.set(committed.as_ref());
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        let committed: Option<LogId<NodeId>> = self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten();
+        self.committed.set(committed.as_ref());
+        Ok(committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = Batch::default();
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry).map_err(write_logs_err)?;
+            batch.put(Cf::RaftLog, u64_key(entry.log_id.index), bytes);
+        }
+        // Synced before the callback: openraft counts this entry towards a quorum only after.
+        let result = self.write_synced(batch).await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_logs_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::RaftLog, u64_key(log_id.index), KEY_MAX);
+        self.write_synced(batch).await.map_err(write_logs_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut batch = Batch::default();
+        batch.put(Cf::RaftMeta, LAST_PURGED, serde_json::to_vec(&log_id).map_err(write_logs_err)?);
+        batch.delete_range(Cf::RaftLog, u64_key(0), u64_key(log_id.index + 1));
+        self.write_synced(batch).await.map_err(write_logs_err)
+    }
+}

@@ -1,0 +1,518 @@
+//! The openraft adapter: every openraft call of the project goes through this module.
+//!
+//! It owns the type configuration, the RocksDB-backed log and state machine, the tonic network,
+//! and [`RaftNode`], the handle the rest of the code uses: batched writes that reach the leader
+//! from any node, linearizable read barriers, membership changes and status reports.
+
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state_machine;
+mod writer;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::NodeConfig;
+use crate::state::{Batch, BatchOutcome, Outcome, Proposal};
+use log_store::{CommittedIndex, LogStore};
+use network::{Method, Network, PeerPool};
+use state_machine::{StateMachineStore, StateView};
+
+/// Raft node ids.
+pub type NodeId = u64;
+
+/// What the cluster membership records about a node: where to reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// gRPC address of its Raft service.
+    pub rpc_addr: String,
+    /// Address of its ECS HTTP API.
+    pub api_addr: String,
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rpc={} api={}", self.rpc_addr, self.api_addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// The Raft types of ecsd: a log entry carries a batch of ECS proposals.
+    pub TypeConfig:
+        D = Batch,
+        R = BatchOutcome,
+        Node = NodeInfo,
+        SnapshotData = tokio::fs::File,
+);
+
+/// Why a write, read barrier or admin call could not be served.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Serialize, Deserialize)]
+pub enum NodeError {
+    /// No leader could be reached in time; nothing is known to have been applied. Retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request was refused (for example an invalid membership change).
+    #[error("{0}")]
+    Rejected(String),
+    /// An internal failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A reply from an RPC that only the leader can serve.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LeaderReply<T> {
+    Ok(T),
+    NotLeader { leader: Option<NodeId> },
+    Failed(NodeError),
+}
+
+/// A membership change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// Add a node as a learner, wait for it to catch up, then promote it to voter.
+    AddNode { id: NodeId, info: NodeInfo },
+    /// Remove a voter or learner.
+    RemoveNode { id: NodeId },
+}
+
+/// One node's own view of itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeReport {
+    pub id: NodeId,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub leader_loops_running: bool,
+}
+
+/// One member as `ecsd cluster status` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub api_addr: String,
+    pub raft_addr: String,
+    /// leader, follower, candidate, learner, or unreachable.
+    pub role: String,
+    pub voter: bool,
+    pub term: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+}
+
+/// The cluster as seen from one node, with each member's own report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub members: Vec<MemberStatus>,
+}
+
+/// Builds openraft's config from the node config.
+pub fn raft_config(config: &NodeConfig) -> Result<Config, NodeError> {
+    let t = &config.raft;
+    let raft_config = Config {
+        cluster_name: "ecsd".to_string(),
+        heartbeat_interval: t.heartbeat_ms,
+        election_timeout_min: t.election_timeout_min_ms,
+        election_timeout_max: t.election_timeout_max_ms,
+        install_snapshot_timeout: t.install_snapshot_timeout_ms,
+        snapshot_policy: if t.snapshot_every == 0 {
+            SnapshotPolicy::Never
+        } else {
+            SnapshotPolicy::LogsSinceLast(t.snapshot_every)
+        },
+        max_in_snapshot_log_to_keep: t.logs_to_keep,
+        purge_batch_size: 256,
+        snapshot_max_chunk_size: 1024 * 1024,
+        max_payload_entries: 256,
+        ..Default::default()
+    };
+    raft_config.validate().map_err(|e| NodeError::Internal(format!("raft config: {e}")))
+}
+
+/// Cloneable core of a node's Raft handle.
+#[derive(Clone)]
+pub struct RaftHandle {
+    pub id: NodeId,
+    raft: Raft<TypeConfig>,
+    pool: PeerPool,
+    view: StateView,
+    committed: Arc<CommittedIndex>,
+    hold: Duration,
+    leader_loops_running: Arc<AtomicBool>,
+}
+
+/// A running Raft node and its write batcher.
+#[derive(Clone)]
+pub struct RaftNode {
+    handle: RaftHandle,
+    writer: writer::Writer,
+}
+
+impl RaftNode {
+    /// Opens storage under the config's data dir and starts Raft. Initialises a new cluster when
+    /// configured to bootstrap and not yet initialised.
+    pub async fn start(config: &NodeConfig, store: crate::storage::Store) -> Result<RaftNode, NodeError> {
+        let raft_config = Arc::new(raft_config(config)?);
+        let log_store = LogStore::new(store.clone());
+        let committed = log_store.committed_index();
+        let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
+            .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
+        let pool = PeerPool::default();
+        let network = Network { pool: pool.clone() };
+        let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
+
+        if config.bootstrap && !raft.is_initialized().await.map_err(|e| NodeError::Internal(e.to_string()))? {
+            let me = NodeInfo { rpc_addr: config.advertised_raft_addr(), api_addr: config.advertised_api_addr() };
+            let members: BTreeMap<NodeId, NodeInfo> = if config.initial_members.is_empty() {
+                BTreeMap::from([(config.node_id, me)])
+            } else {
+                config
+                    .initial_members
+                    .iter()
+                    .map(|m| (m.id, NodeInfo { rpc_addr: m.raft_addr.clone(), api_addr: m.api_addr.clone() }))
+                    .collect()
+            };
+            tracing::info!(node_id = config.node_id, members = ?members.keys().collect::<Vec<_>>(), "initialising cluster");
+            if let Err(e) = raft.initialize(members).await {
+                // Another member may have initialised first with the same members; that is fine.
+                tracing::info!(error = %e, "cluster already initialised");
+            }
+        }
+
+        let handle = RaftHandle {
+            id: config.node_id,
+            raft,
+            pool,
+            view: StateView::new(store),
+            committed,
+            hold: Duration::from_millis(config.api.hold_ms),
+            leader_loops_running: Arc::new(AtomicBool::new(false)),
+        };
+        let writer = writer::Writer::spawn(handle.clone(), config.api.max_batch);
+        Ok(RaftNode { handle, writer })
+    }
+
+    pub fn handle(&self) -> &RaftHandle {
+        &self.handle
+    }
+
+    /// Proposes one command (batched with concurrent ones) and returns its outcome once applied.
+    pub async fn write(&self, proposal: Proposal) -> Result<Outcome, NodeError> {
+        self.writer.write(proposal).await
+    }
+}
+
+impl RaftHandle {
+    /// Read access to this node's replica of the state.
+    pub fn view(&self) -> &StateView {
+        &self.view
+    }
+
+    /// Marks whether this node's leader-only loops are running (reported by status).
+    pub fn set_leader_loops_running(&self, running: bool) {
+        self.leader_loops_running.store(running, Ordering::SeqCst);
+    }
+
+    /// Whether this node's leader-only loops are running.
+    pub fn leader_loops_running(&self) -> bool {
+        self.leader_loops_running.load(Ordering::SeqCst)
+    }
+
+    /// Subscribes to (leader, term, is-leader) changes of this node.
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>> {
+        self.raft.metrics()
+    }
+
+    /// Whether `metrics` says this node leads.
+    pub fn is_leader_in(&self, metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> bool {
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.id)
+    }
+
+    /// The leader this node currently knows of.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Stops Raft on this node.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// Asks Raft for a snapshot now (tests and operators).
+    pub async fn trigger_snapshot(&self) -> Result<(), NodeError> {
+        self.raft.trigger().snapshot().await.map_err(|e| NodeError::Internal(e.to_string()))
+    }
+
+    fn leader_addr(&self, leader: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().get_node(&leader).map(|n| n.rpc_addr.clone())
+    }
+
+    /// Commits `batch` through the leader, forwarding from a follower, holding while no leader is
+    /// known. Safe to retry: proposals are deduplicated by request id when applied.
+    pub async fn submit_batch(&self, batch: Batch) -> Result<BatchOutcome, NodeError> {
+        let deadline = Instant::now() + self.hold;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.raft.client_write(batch.clone())).await {
+                Ok(Ok(response)) => return Ok(response.data),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
+                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
+                            let reply = self
+                                .pool
+                                .call::<Batch, LeaderReply<BatchOutcome>>(&addr, leader, Method::Forward, &batch, remaining)
+                                .await;
+                            match reply {
+                                Ok(LeaderReply::Ok(outcome)) => return Ok(outcome),
+                                Ok(LeaderReply::Failed(e)) => return Err(e),
+                                Ok(LeaderReply::NotLeader { .. }) => {}
+                                Err(e) => tracing::debug!(error = %e, "forward to leader failed; retrying"),
+                            }
+                        }
+                    }
+                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                    return Err(NodeError::Internal(e.to_string()))
+                }
+                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Unavailable(format!(
+                    "no leader accepted the write within {} ms; the cluster may be electing a leader or lack a quorum",
+                    self.hold.as_millis()
+                )));
+            }
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Serves a write forwarded by a follower: one attempt, no further forwarding.
+    pub async fn serve_forwarded(&self, batch: Batch) -> LeaderReply<BatchOutcome> {
+        match self.raft.client_write(batch).await {
+            Ok(response) => LeaderReply::Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => LeaderReply::NotLeader { leader: f.leader_id },
+            Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Waits until this node's replica reflects every write acknowledged before the call
+    /// (read-index: the leader confirms its leadership with a quorum; a follower then waits to
+    /// apply up to the leader's read index).
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let deadline = Instant::now() + self.hold;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                    if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
+                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
+                            let reply = self
+                                .pool
+                                .call::<(), LeaderReply<Option<u64>>>(&addr, leader, Method::ReadIndex, &(), remaining)
+                                .await;
+                            if let Ok(LeaderReply::Ok(index)) = reply {
+                                let waited =
+                                    self.raft.wait(Some(remaining)).applied_index_at_least(index, "read index").await;
+                                if waited.is_ok() {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {}
+                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Unavailable(format!(
+                    "could not confirm a leader within {} ms for a linearizable read; retry later",
+                    self.hold.as_millis()
+                )));
+            }
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Serves a follower's read-index request: the index it must apply before reading.
+    pub async fn serve_read_index(&self) -> LeaderReply<Option<u64>> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => LeaderReply::Ok(log_id.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => LeaderReply::NotLeader { leader: f.leader_id },
+            Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Applies a membership change on the leader, forwarding from a follower.
+    pub async fn admin(&self, op: AdminOp) -> Result<(), NodeError> {
+        let deadline = Instant::now() + Duration::from_secs(60).max(self.hold);
+        loop {
+            match self.serve_admin(op.clone()).await {
+                LeaderReply::Ok(()) => return Ok(()),
+                LeaderReply::Failed(e) => return Err(e),
+                LeaderReply::NotLeader { leader } => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if let Some(leader) = leader.filter(|l| *l != self.id) {
+                        if let Some(addr) = self.leader_addr(leader) {
+                            let reply = self
+                                .pool
+                                .call::<AdminOp, LeaderReply<()>>(&addr, leader, Method::Admin, &op, remaining)
+                                .await;
+                            match reply {
+                                Ok(LeaderReply::Ok(())) => return Ok(()),
+                                Ok(LeaderReply::Failed(e)) => return Err(e),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Unavailable("no leader accepted the membership change in time".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs a membership change if this node leads.
+    pub async fn serve_admin(&self, op: AdminOp) -> LeaderReply<()> {
+        let not_leader = |e: &RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>| {
+            e.forward_to_leader().map(|f| LeaderReply::NotLeader { leader: f.leader_id })
+        };
+        let result = match op {
+            AdminOp::AddNode { id, info } => {
+                if id == 0 {
+                    return LeaderReply::Failed(NodeError::Rejected("node id must be at least 1".into()));
+                }
+                tracing::info!(node_id = id, %info, "adding learner");
+                match self.raft.add_learner(id, info, true).await {
+                    Err(e) => Err(e),
+                    Ok(_) => {
+                        tracing::info!(node_id = id, "promoting learner to voter");
+                        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await
+                    }
+                }
+            }
+            AdminOp::RemoveNode { id } => {
+                let is_voter = {
+                    let metrics = self.raft.metrics();
+                    let metrics = metrics.borrow();
+                    let membership = metrics.membership_config.membership();
+                    if membership.get_node(&id).is_none() {
+                        return LeaderReply::Failed(NodeError::Rejected(format!("node {id} is not a member")));
+                    }
+                    membership.voter_ids().any(|v| v == id)
+                };
+                tracing::info!(node_id = id, is_voter, "removing node");
+                let change = if is_voter {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft.change_membership(change, false).await
+            }
+        };
+        match result {
+            Ok(_) => LeaderReply::Ok(()),
+            Err(e) => match not_leader(&e) {
+                Some(reply) => reply,
+                None => LeaderReply::Failed(NodeError::Rejected(e.to_string())),
+            },
+        }
+    }
+
+    /// This node's own report.
+    pub fn local_report(&self) -> NodeReport {
+        let metrics = self.raft.metrics().borrow().clone();
+        NodeReport {
+            id: self.id,
+            state: format!("{:?}", metrics.state).to_lowercase(),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            committed_index: self.committed.get(),
+            applied_index: metrics.last_applied.map(|l| l.index),
+            leader_loops_running: self.leader_loops_running(),
+        }
+    }
+
+    /// Every member's report, gathered over gRPC; members that do not answer are "unreachable".
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let calls = membership.nodes().map(|(id, info)| {
+            let (id, info) = (*id, info.clone());
+            async move {
+                let report = if id == self.id {
+                    Some(self.local_report())
+                } else {
+                    self.pool
+                        .call::<(), NodeReport>(&info.rpc_addr, id, Method::NodeStatus, &(), Duration::from_secs(1))
+                        .await
+                        .ok()
+                };
+                (id, info, report)
+            }
+        });
+        let mut members = Vec::new();
+        let mut leader = metrics.current_leader;
+        let mut term = metrics.current_term;
+        for (id, info, report) in futures::future::join_all(calls).await {
+            let voter = voters.contains(&id);
+            let role = match &report {
+                None => "unreachable".to_string(),
+                Some(r) if r.state == "leader" => "leader".to_string(),
+                Some(_) if !voter => "learner".to_string(),
+                Some(r) => r.state.clone(),
+            };
+            if let Some(r) = &report {
+                if r.term > term || (r.term == term && r.leader.is_some() && leader.is_none()) {
+                    term = r.term;
+                    leader = r.leader;
+                }
+            }
+            members.push(MemberStatus {
+                id,
+                api_addr: info.api_addr,
+                raft_addr: info.rpc_addr,
+                role,
+                voter,
+                term: report.as_ref().map(|r| r.term),
+                committed_index: report.as_ref().and_then(|r| r.committed_index),
+                applied_index: report.as_ref().and_then(|r| r.applied_index),
+                last_log_index: report.as_ref().and_then(|r| r.last_log_index),
+            });
+        }
+        ClusterStatus { leader, term, members }
+    }
+
+    /// Access for the gRPC service.
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+}

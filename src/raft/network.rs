@@ -1,0 +1,193 @@
+//! Outbound node-to-node RPC: openraft's network over tonic, and the peer channel pool.
+//!
+//! One long-lived HTTP/2 channel per peer address, created lazily and reused by every RPC.
+//! Each call honours openraft's deadline. A peer that cannot be connected to is reported as
+//! `Unreachable`, so openraft backs off instead of hammering it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{NodeId, NodeInfo, TypeConfig};
+use crate::rpc::pb;
+use crate::rpc::pb::raft_service_client::RaftServiceClient;
+
+/// Largest gRPC message either side accepts: snapshot chunks and big AppendEntries fit.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why an RPC to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcFailure {
+    /// No connection could be made; nothing was delivered.
+    #[error("peer {addr} unreachable: {message}")]
+    Unreachable { addr: String, message: String },
+    /// The call failed after it may have been delivered (timeout, reset, server error).
+    #[error("rpc to {addr} failed: {message}")]
+    Failed { addr: String, message: String },
+}
+
+/// Channels to peers, keyed by address. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct PeerPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerPool {
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, RpcFailure> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| RpcFailure::Unreachable { addr: addr.to_string(), message: e.to_string() })?
+                    .connect_timeout(Duration::from_millis(500))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(5))
+                    .keep_alive_while_idle(true);
+                let channel = endpoint.connect_lazy();
+                channels.insert(addr.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Calls `method` on the peer at `addr` with a JSON payload and decodes the JSON reply.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        target: NodeId,
+        method: Method,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcFailure> {
+        let failed = |message: String| RpcFailure::Failed { addr: addr.to_string(), message };
+        let payload = serde_json::to_vec(request).map_err(|e| failed(format!("encode request: {e}")))?;
+        let mut client = self.client(addr)?;
+        let request = pb::RaftRequest { target, payload };
+        let call = async {
+            match method {
+                Method::AppendEntries => client.append_entries(request).await,
+                Method::Vote => client.vote(request).await,
+                Method::InstallSnapshot => client.install_snapshot(request).await,
+                Method::Forward => client.forward(request).await,
+                Method::ReadIndex => client.read_index(request).await,
+                Method::Admin => client.admin(request).await,
+                Method::NodeStatus => client.node_status(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(timeout, call).await {
+            Err(_) => return Err(failed(format!("{method:?} timed out after {timeout:?}"))),
+            Ok(Err(status)) => return Err(classify(addr, status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        serde_json::from_slice(&reply.payload).map_err(|e| failed(format!("decode reply: {e}")))
+    }
+}
+
+/// A transport error before the request was sent means the peer is unreachable.
+fn classify(addr: &str, status: tonic::Status) -> RpcFailure {
+    let message = format!("{}: {}", status.code(), status.message());
+    if status.code() == tonic::Code::Unavailable {
+        RpcFailure::Unreachable { addr: addr.to_string(), message }
+    } else {
+        RpcFailure::Failed { addr: addr.to_string(), message }
+    }
+}
+
+/// The RPCs of `proto/raft.proto`.
+#[derive(Debug, Clone, Copy)]
+pub enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Forward,
+    ReadIndex,
+    Admin,
+    NodeStatus,
+}
+
+/// openraft's factory of per-peer connections.
+#[derive(Clone)]
+pub struct Network {
+    pub pool: PeerPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
+        PeerConnection { target, addr: node.rpc_addr.clone(), pool: self.pool.clone() }
+    }
+}
+
+/// openraft's handle on one peer; it does not connect until the first call.
+pub struct PeerConnection {
+    target: NodeId,
+    addr: String,
+    pool: PeerPool,
+}
+
+impl PeerConnection {
+    async fn raft_call<Req, Resp, E>(
+        &self,
+        method: Method,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let reply: Result<Resp, RaftError<NodeId, E>> = self
+            .pool
+            .call(&self.addr, self.target, method, request, option.hard_ttl())
+            .await
+            .map_err(|failure| match failure {
+                RpcFailure::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&failure)),
+                RpcFailure::Failed { .. } => RPCError::Network(NetworkError::new(&failure)),
+            })?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.raft_call(Method::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.raft_call(Method::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.raft_call(Method::Vote, &rpc, &option).await
+    }
+}

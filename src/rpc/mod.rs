@@ -1,0 +1,3 @@
+//! Generated protobuf and gRPC code. Nothing outside `rpc` and the Raft adapter names `pb`.
+
+pub mod pb;

@@ -1,0 +1,332 @@
+//! The replicated ECS state machine: commands, their deterministic application, and queries.
+//!
+//! Hard rule: nothing here reads the clock, uses randomness, iterates a `HashMap`, or does I/O
+//! other than through the [`KvRead`] view it is handed. Every replica applies the same log to the
+//! same state and gets the same state and the same outcomes. A domain rejection is an
+//! [`Outcome::Rejected`], never an `Err`; `Err` means the storage failed, which is fatal.
+
+mod txn;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Cluster, ClusterStatus, Tag};
+pub use txn::{KvError, KvRead, Space, Txn};
+
+/// How long a request id is remembered for deduplication.
+pub const DEDUPE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// Most expired dedupe records dropped per applied batch, so apply stays cheap.
+const DEDUPE_PURGE_PER_BATCH: usize = 256;
+
+/// One client request, stamped by the node that received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Unique per client request; a retried or forwarded request keeps its id and applies once.
+    pub request_id: String,
+    /// Wall-clock time at the receiving node, epoch milliseconds.
+    pub ts_ms: u64,
+    pub command: Command,
+}
+
+/// Every mutation that goes through Raft. Variants are only ever added, never changed, so old log
+/// entries keep decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Does nothing; used as a write barrier and in tests.
+    Noop,
+    /// Creates a cluster, or returns the existing ACTIVE one of that name.
+    CreateCluster { name: String, arn: String, tags: Vec<Tag> },
+    /// Marks an empty cluster INACTIVE.
+    DeleteCluster { name: String },
+}
+
+/// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    Cluster(Cluster),
+    Rejected(Rejection),
+}
+
+/// A domain rejection: the command was valid but the state did not allow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    ClusterNotFound,
+    ClusterContainsContainerInstances,
+    ClusterContainsServices,
+    ClusterContainsTasks,
+}
+
+/// The log entry payload: many proposals share one entry and one fsync.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Proposal>);
+
+/// One outcome per proposal of a [`Batch`], in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchOutcome(pub Vec<Outcome>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DedupeRecord {
+    ts_ms: u64,
+    outcome: Outcome,
+}
+
+const META_APPLIED_TS: &[u8] = b"applied_ts";
+
+fn cluster_key(name: &str) -> Vec<u8> {
+    format!("cluster/{name}").into_bytes()
+}
+
+fn dedupe_key(request_id: &str) -> Vec<u8> {
+    format!("r/{request_id}").into_bytes()
+}
+
+fn expiry_key(ts_ms: u64, request_id: &str) -> Vec<u8> {
+    format!("t/{ts_ms:020}/{request_id}").into_bytes()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, KvError> {
+    serde_json::from_slice(bytes).map_err(|e| KvError(format!("decode stored record: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain records cannot fail: no maps with non-string keys, no custom impls.
+    serde_json::to_vec(value).expect("state records serialise")
+}
+
+/// Applies a batch of proposals to `txn` and returns one outcome per proposal.
+pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvError> {
+    let mut applied_ts = match txn.get(Space::Meta, META_APPLIED_TS)? {
+        Some(bytes) => decode::<u64>(&bytes)?,
+        None => 0,
+    };
+    let mut outcomes = Vec::with_capacity(batch.0.len());
+    for proposal in &batch.0 {
+        // Clocks of different proposers may disagree; time never goes backwards in the state.
+        applied_ts = applied_ts.max(proposal.ts_ms);
+        let key = dedupe_key(&proposal.request_id);
+        if let Some(bytes) = txn.get(Space::Dedupe, &key)? {
+            outcomes.push(decode::<DedupeRecord>(&bytes)?.outcome);
+            continue;
+        }
+        let outcome = apply_command(txn, applied_ts, &proposal.command)?;
+        txn.put(Space::Dedupe, key, encode(&DedupeRecord { ts_ms: applied_ts, outcome: outcome.clone() }));
+        txn.put(Space::Dedupe, expiry_key(applied_ts, &proposal.request_id), Vec::new());
+        outcomes.push(outcome);
+    }
+    purge_expired_dedupe(txn, applied_ts)?;
+    txn.put(Space::Meta, META_APPLIED_TS.to_vec(), encode(&applied_ts));
+    Ok(BatchOutcome(outcomes))
+}
+
+fn purge_expired_dedupe(txn: &mut Txn<'_>, now_ms: u64) -> Result<(), KvError> {
+    let cutoff = now_ms.saturating_sub(DEDUPE_TTL_MS);
+    let expired = txn.scan(Space::Dedupe, b"t/", &expiry_key(cutoff, ""), DEDUPE_PURGE_PER_BATCH)?;
+    for (key, _) in expired {
+        // Key layout: t/<20-digit ts>/<request id>.
+        if let Some(request_id) = key.get(23..) {
+            txn.delete(Space::Dedupe, dedupe_key(&String::from_utf8_lossy(request_id)));
+        }
+        txn.delete(Space::Dedupe, key);
+    }
+    Ok(())
+}
+
+fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Outcome, KvError> {
+    match command {
+        Command::Noop => Ok(Outcome::Done),
+        Command::CreateCluster { name, arn, tags } => {
+            if let Some(existing) = get_cluster(txn, name)? {
+                if existing.status == ClusterStatus::Active {
+                    return Ok(Outcome::Cluster(existing));
+                }
+            }
+            let cluster = Cluster {
+                name: name.clone(),
+                arn: arn.clone(),
+                status: ClusterStatus::Active,
+                tags: tags.clone(),
+                registered_container_instances: 0,
+                running_tasks: 0,
+                pending_tasks: 0,
+                active_services: 0,
+                draining_services: 0,
+                created_at_ms: now_ms,
+            };
+            txn.put(Space::Data, cluster_key(name), encode(&cluster));
+            Ok(Outcome::Cluster(cluster))
+        }
+        Command::DeleteCluster { name } => {
+            let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
+                return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+            };
+            if cluster.registered_container_instances > 0 {
+                return Ok(Outcome::Rejected(Rejection::ClusterContainsContainerInstances));
+            }
+            if cluster.active_services + cluster.draining_services > 0 {
+                return Ok(Outcome::Rejected(Rejection::ClusterContainsServices));
+            }
+            if cluster.running_tasks + cluster.pending_tasks > 0 {
+                return Ok(Outcome::Rejected(Rejection::ClusterContainsTasks));
+            }
+            cluster.status = ClusterStatus::Inactive;
+            txn.put(Space::Data, cluster_key(name), encode(&cluster));
+            Ok(Outcome::Cluster(cluster))
+        }
+    }
+}
+
+// ---- Queries: read-only views over the same keys, used by the API after a read barrier ----
+
+/// The cluster named `name`, ACTIVE or INACTIVE.
+pub fn get_cluster(kv: &dyn KvRead, name: &str) -> Result<Option<Cluster>, KvError> {
+    kv.get(Space::Data, &cluster_key(name))?.map(|bytes| decode(&bytes)).transpose()
+}
+
+/// Up to `limit` ACTIVE clusters whose names sort after `after`, and whether more follow.
+pub fn list_active_clusters(
+    kv: &dyn KvRead,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Cluster>, bool), KvError> {
+    let mut from = match after {
+        // The smallest key strictly greater than cluster/<after>.
+        Some(name) => {
+            let mut k = cluster_key(name);
+            k.push(0);
+            k
+        }
+        None => b"cluster/".to_vec(),
+    };
+    let end = b"cluster0".to_vec(); // '0' follows '/' in ASCII
+    let mut found = Vec::new();
+    loop {
+        let chunk = kv.scan(Space::Data, &from, &end, 256)?;
+        let exhausted = chunk.len() < 256;
+        for (key, value) in chunk {
+            let cluster: Cluster = decode(&value)?;
+            if cluster.status == ClusterStatus::Active {
+                if found.len() == limit {
+                    return Ok((found, true));
+                }
+                found.push(cluster);
+            }
+            from = key;
+            from.push(0);
+        }
+        if exhausted {
+            return Ok((found, false));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct MemKv(BTreeMap<(Space, Vec<u8>), Vec<u8>>);
+
+    impl KvRead for MemKv {
+        fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+            Ok(self.0.get(&(space, key.to_vec())).cloned())
+        }
+        fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+            Ok(self
+                .0
+                .range((space, from.to_vec())..(space, to.to_vec()))
+                .take(limit)
+                .map(|((_, k), v)| (k.clone(), v.clone()))
+                .collect())
+        }
+    }
+
+    impl MemKv {
+        fn apply(&mut self, batch: Batch) -> Vec<Outcome> {
+            let (outcomes, writes) = {
+                let mut txn = Txn::new(&*self);
+                let outcomes = apply_batch(&mut txn, &batch).unwrap();
+                (outcomes, txn.into_writes())
+            };
+            for ((space, key), value) in writes {
+                match value {
+                    Some(v) => self.0.insert((space, key), v),
+                    None => self.0.remove(&(space, key)),
+                };
+            }
+            outcomes.0
+        }
+    }
+
+    fn proposal(id: &str, ts_ms: u64, command: Command) -> Proposal {
+        Proposal { request_id: id.to_string(), ts_ms, command }
+    }
+
+    fn create(id: &str, name: &str) -> Proposal {
+        proposal(id, 1000, Command::CreateCluster { name: name.into(), arn: format!("arn/{name}"), tags: vec![] })
+    }
+
+    #[test]
+    fn create_is_idempotent_and_delete_marks_inactive() {
+        let mut kv = MemKv::default();
+        let out = kv.apply(Batch(vec![create("r1", "a"), create("r2", "a")]));
+        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 1000));
+        assert_eq!(out[0], out[1]);
+
+        let out = kv.apply(Batch(vec![proposal("r3", 2000, Command::DeleteCluster { name: "a".into() })]));
+        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Inactive));
+        let out = kv.apply(Batch(vec![proposal("r4", 2000, Command::DeleteCluster { name: "a".into() })]));
+        assert_eq!(out[0], Outcome::Rejected(Rejection::ClusterNotFound));
+
+        // Re-creating an INACTIVE name makes it ACTIVE again, with a new creation time.
+        let out = kv.apply(Batch(vec![proposal(
+            "r5",
+            3000,
+            Command::CreateCluster { name: "a".into(), arn: "arn/a".into(), tags: vec![] },
+        )]));
+        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 3000));
+    }
+
+    #[test]
+    fn a_repeated_request_id_applies_once_and_returns_the_first_outcome() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("r1", "a")]));
+        let first = kv.apply(Batch(vec![proposal("del", 2000, Command::DeleteCluster { name: "a".into() })]));
+        kv.apply(Batch(vec![create("r2", "a")]));
+        // The retried delete must not delete the re-created cluster.
+        let retried = kv.apply(Batch(vec![proposal("del", 2500, Command::DeleteCluster { name: "a".into() })]));
+        assert_eq!(first, retried);
+        assert_eq!(get_cluster(&kv, "a").unwrap().unwrap().status, ClusterStatus::Active);
+    }
+
+    #[test]
+    fn dedupe_records_expire_after_the_ttl_of_applied_time() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("old", "a")]));
+        assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_some());
+        kv.apply(Batch(vec![proposal("new", 1000 + DEDUPE_TTL_MS + 1, Command::Noop)]));
+        assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_none());
+        assert!(kv.get(Space::Dedupe, b"r/new").unwrap().is_some());
+    }
+
+    #[test]
+    fn applied_time_never_goes_backwards() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![proposal("a", 5000, Command::Noop)]));
+        let out = kv.apply(Batch(vec![create("b", "late")]));
+        assert!(matches!(&out[0], Outcome::Cluster(c) if c.created_at_ms == 5000));
+    }
+
+    #[test]
+    fn listing_skips_inactive_and_pages() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("1", "a"), create("2", "b"), create("3", "c"), create("4", "d")]));
+        kv.apply(Batch(vec![proposal("5", 1000, Command::DeleteCluster { name: "b".into() })]));
+        let (page, more) = list_active_clusters(&kv, None, 2).unwrap();
+        assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["a", "c"]);
+        assert!(more);
+        let (page, more) = list_active_clusters(&kv, Some("c"), 2).unwrap();
+        assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["d"]);
+        assert!(!more);
+    }
+}

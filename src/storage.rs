@@ -1,0 +1,241 @@
+//! RocksDB: one instance per node, its column families and key encodings.
+//!
+//! This is the only module that imports `rocksdb`. It knows nothing of Raft or ECS: it offers
+//! atomic batches (synced or not), point reads, ordered range scans and point-in-time dumps.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// The column families of a node's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    /// Raft's own metadata: vote, committed, last purged log id.
+    RaftMeta,
+    /// The Raft log, keyed by big-endian index.
+    RaftLog,
+    /// State-machine metadata: last applied log id, membership, applied-time watermark.
+    SmMeta,
+    /// Request-dedupe table: request id to recorded outcome, plus an expiry index.
+    SmDedupe,
+    /// ECS data, keyed for range scans (`cluster/<name>`, …).
+    Data,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 5] = [Cf::RaftMeta, Cf::RaftLog, Cf::SmMeta, Cf::SmDedupe, Cf::Data];
+    /// The families that make up the replicated state machine (what a snapshot carries).
+    pub const STATE_MACHINE: [Cf; 3] = [Cf::SmMeta, Cf::SmDedupe, Cf::Data];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::RaftMeta => "raft_meta",
+            Cf::RaftLog => "raft_log",
+            Cf::SmMeta => "sm_meta",
+            Cf::SmDedupe => "sm_dedupe",
+            Cf::Data => "ecs_data",
+        }
+    }
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Cf::RaftMeta => 0,
+            Cf::RaftLog => 1,
+            Cf::SmMeta => 2,
+            Cf::SmDedupe => 3,
+            Cf::Data => 4,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Cf> {
+        Cf::ALL.into_iter().find(|cf| cf.tag() == tag)
+    }
+}
+
+/// An I/O failure of the database. Fatal for Raft: the node must stop.
+#[derive(Debug, thiserror::Error)]
+#[error("rocksdb: {0}")]
+pub struct StorageError(#[from] rocksdb::Error);
+
+/// A set of writes applied atomically.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<(Cf, Op)>,
+}
+
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+impl Batch {
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((cf, Op::Put(key.into(), value.into())));
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push((cf, Op::Delete(key.into())));
+    }
+
+    /// Deletes keys in `[from, to)`.
+    pub fn delete_range(&mut self, cf: Cf, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push((cf, Op::DeleteRange(from.into(), to.into())));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Upper bound for "every key" in a family: all keys the project writes are shorter ASCII or
+/// 8-byte big-endian integers below `u64::MAX`.
+pub const KEY_MAX: [u8; 16] = [0xff; 16];
+
+/// A handle to the node's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir`, with every column family.
+    pub fn open(dir: &Path) -> Result<Store, StorageError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_background_jobs(2);
+        options.set_keep_log_file_num(4);
+        let descriptors = Cf::ALL.iter().map(|cf| {
+            let mut cf_options = Options::default();
+            if *cf == Cf::RaftLog {
+                // Append-then-delete-prefix: small memtables, purge drops whole ranges.
+                cf_options.set_write_buffer_size(16 * 1024 * 1024);
+            }
+            ColumnFamilyDescriptor::new(cf.name(), cf_options)
+        });
+        let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every family is created at open, so this lookup cannot fail.
+        self.db.cf_handle(cf.name()).expect("column family created at open")
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.handle(cf), key)?)
+    }
+
+    /// Applies `batch` atomically. With `sync`, the WAL is fsynced before this returns.
+    pub fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+        let mut inner = WriteBatch::default();
+        for (cf, op) in batch.ops {
+            let handle = self.handle(cf);
+            match op {
+                Op::Put(k, v) => inner.put_cf(handle, k, v),
+                Op::Delete(k) => inner.delete_cf(handle, k),
+                Op::DeleteRange(from, to) => inner.delete_range_cf(handle, from, to),
+            }
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync);
+        self.db.write_opt(inner, &write_options)?;
+        Ok(())
+    }
+
+    /// Returns up to `limit` pairs with `from <= key < to`, in key order.
+    pub fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(self.handle(cf), IteratorMode::From(from, Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if &*k >= to || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The pair with the greatest key in `cf`.
+    pub fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let mut iter = self.db.iterator_cf(self.handle(cf), IteratorMode::End);
+        match iter.next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `visit` with every pair of `cfs`, all read from one point-in-time view.
+    pub fn dump(
+        &self,
+        cfs: &[Cf],
+        mut visit: impl FnMut(Cf, &[u8], &[u8]) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>, StorageError> {
+        let snapshot = self.db.snapshot();
+        for cf in cfs {
+            for item in snapshot.iterator_cf(self.handle(*cf), IteratorMode::Start) {
+                let (k, v) = item?;
+                if let Err(e) = visit(*cf, &k, &v) {
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Syncs the WAL, making every earlier unsynced write durable.
+    pub fn sync_wal(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+}
+
+/// Big-endian encoding, so numeric order equals key order.
+pub fn u64_key(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// Decodes a key written by [`u64_key`].
+pub fn key_u64(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_scan_and_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        for i in [3u64, 1, 2] {
+            batch.put(Cf::RaftLog, u64_key(i), format!("e{i}"));
+        }
+        batch.put(Cf::Data, "cluster/a", "A");
+        store.write(batch, true).unwrap();
+        let keys: Vec<u64> =
+            store.scan(Cf::RaftLog, &u64_key(2), &KEY_MAX, 10).unwrap().iter().filter_map(|(k, _)| key_u64(k)).collect();
+        assert_eq!(keys, vec![2, 3]);
+        assert_eq!(store.last(Cf::RaftLog).unwrap().map(|(k, _)| key_u64(&k)), Some(Some(3)));
+
+        let mut batch = Batch::default();
+        batch.delete_range(Cf::RaftLog, u64_key(0), u64_key(3));
+        store.write(batch, false).unwrap();
+        let mut seen = Vec::new();
+        store
+            .dump(&[Cf::RaftLog, Cf::Data], |cf, k, _| {
+                seen.push((cf, k.to_vec()));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, vec![(Cf::RaftLog, u64_key(3).to_vec()), (Cf::Data, b"cluster/a".to_vec())]);
+    }
+}
