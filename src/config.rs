@@ -24,9 +24,18 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_ACCOUNT_ID", "account_id"),
     ("ECSD_REGION", "region"),
     ("ECSD_RAFT_HEARTBEAT_MS", "raft.heartbeat_ms"),
-    ("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "raft.election_timeout_min_ms"),
-    ("ECSD_RAFT_ELECTION_TIMEOUT_MAX_MS", "raft.election_timeout_max_ms"),
-    ("ECSD_RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS", "raft.install_snapshot_timeout_ms"),
+    (
+        "ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS",
+        "raft.election_timeout_min_ms",
+    ),
+    (
+        "ECSD_RAFT_ELECTION_TIMEOUT_MAX_MS",
+        "raft.election_timeout_max_ms",
+    ),
+    (
+        "ECSD_RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS",
+        "raft.install_snapshot_timeout_ms",
+    ),
     ("ECSD_RAFT_SNAPSHOT_EVERY", "raft.snapshot_every"),
     ("ECSD_RAFT_LOGS_TO_KEEP", "raft.logs_to_keep"),
     ("ECSD_API_MAX_BODY_BYTES", "api.max_body_bytes"),
@@ -131,7 +140,11 @@ pub struct ApiTuning {
 
 impl Default for ApiTuning {
     fn default() -> Self {
-        ApiTuning { max_body_bytes: 1024 * 1024, hold_ms: 5_000, max_batch: 512 }
+        ApiTuning {
+            max_body_bytes: 1024 * 1024,
+            hold_ms: 5_000,
+            max_batch: 512,
+        }
     }
 }
 
@@ -153,24 +166,33 @@ pub enum ConfigError {
 }
 
 fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key { key: key.to_string(), message: message.into() }
+    ConfigError::Key {
+        key: key.to_string(),
+        message: message.into(),
+    }
 }
 
 impl NodeConfig {
     /// Parses `text`, applies the overrides found in `env`, and validates the result.
     pub fn load(text: &str, env: &BTreeMap<String, String>) -> Result<NodeConfig, ConfigError> {
-        let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax(e.message().to_string()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.message().to_string()))?;
         for (var, key) in ENV_OVERRIDES {
             if let Some(raw) = env.get(*var) {
                 set_dotted(&mut table, key, parse_env_value(raw))?;
             }
         }
-        let config: NodeConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            let key = if path == "." { "<root>".to_string() } else { path };
-            key_error(&key, e.into_inner().message().to_string())
-        })?;
+        let config: NodeConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let key = if path == "." {
+                    "<root>".to_string()
+                } else {
+                    path
+                };
+                key_error(&key, e.into_inner().message().to_string())
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -179,7 +201,9 @@ impl NodeConfig {
     pub fn load_file(path: &std::path::Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Syntax(format!("read {}: {e}", path.display())))?;
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("ECSD_"))
+            .collect();
         NodeConfig::load(&text, &env)
     }
 
@@ -192,16 +216,25 @@ impl NodeConfig {
             return Err(key_error("account_id", "must be 12 digits"));
         }
         let region_ok = !self.region.is_empty()
-            && self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !region_ok {
-            return Err(key_error("region", "must be lowercase letters, digits and hyphens, like us-east-1"));
+            return Err(key_error(
+                "region",
+                "must be lowercase letters, digits and hyphens, like us-east-1",
+            ));
         }
         let raft = &self.raft;
         if raft.heartbeat_ms == 0 {
             return Err(key_error("raft.heartbeat_ms", "must be positive"));
         }
         if raft.election_timeout_min_ms <= raft.heartbeat_ms {
-            return Err(key_error("raft.election_timeout_min_ms", "must be greater than raft.heartbeat_ms"));
+            return Err(key_error(
+                "raft.election_timeout_min_ms",
+                "must be greater than raft.heartbeat_ms",
+            ));
         }
         if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
             return Err(key_error(
@@ -210,7 +243,10 @@ impl NodeConfig {
             ));
         }
         if raft.install_snapshot_timeout_ms < raft.heartbeat_ms {
-            return Err(key_error("raft.install_snapshot_timeout_ms", "must be at least raft.heartbeat_ms"));
+            return Err(key_error(
+                "raft.install_snapshot_timeout_ms",
+                "must be at least raft.heartbeat_ms",
+            ));
         }
         if self.api.max_body_bytes < 1024 {
             return Err(key_error("api.max_body_bytes", "must be at least 1024"));
@@ -221,35 +257,53 @@ impl NodeConfig {
         let mut ids = std::collections::BTreeSet::new();
         for (i, member) in self.initial_members.iter().enumerate() {
             if member.id == 0 || !ids.insert(member.id) {
-                return Err(key_error(&format!("initial_members[{i}].id"), "must be unique and at least 1"));
+                return Err(key_error(
+                    &format!("initial_members[{i}].id"),
+                    "must be unique and at least 1",
+                ));
             }
-            for (field, addr) in [("api_addr", &member.api_addr), ("raft_addr", &member.raft_addr)] {
+            for (field, addr) in [
+                ("api_addr", &member.api_addr),
+                ("raft_addr", &member.raft_addr),
+            ] {
                 if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
-                    return Err(key_error(&format!("initial_members[{i}].{field}"), "must be host:port"));
+                    return Err(key_error(
+                        &format!("initial_members[{i}].{field}"),
+                        "must be host:port",
+                    ));
                 }
             }
         }
         if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
-            return Err(key_error("initial_members", "must include this node's node_id"));
+            return Err(key_error(
+                "initial_members",
+                "must include this node's node_id",
+            ));
         }
         Ok(())
     }
 
     /// The API address peers and clients should use.
     pub fn advertised_api_addr(&self) -> String {
-        self.advertise_api_addr.clone().unwrap_or_else(|| self.api_addr.to_string())
+        self.advertise_api_addr
+            .clone()
+            .unwrap_or_else(|| self.api_addr.to_string())
     }
 
     /// The gRPC address peers should dial.
     pub fn advertised_raft_addr(&self) -> String {
-        self.advertise_raft_addr.clone().unwrap_or_else(|| self.raft_addr.to_string())
+        self.advertise_raft_addr
+            .clone()
+            .unwrap_or_else(|| self.raft_addr.to_string())
     }
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -259,8 +313,12 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<
     let last = parts.pop().unwrap_or(key);
     let mut current = table;
     for part in parts {
-        let entry = current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry.as_table_mut().ok_or_else(|| key_error(part, "must be a table"))?;
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| key_error(part, "must be a table"))?;
     }
     current.insert(last.to_string(), value);
     Ok(())
@@ -278,7 +336,10 @@ raft_addr = "127.0.0.1:8201"
 "#;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -293,7 +354,11 @@ raft_addr = "127.0.0.1:8201"
     fn env_overrides_file() {
         let c = NodeConfig::load(
             MINIMAL,
-            &env(&[("ECSD_NODE_ID", "7"), ("ECSD_RAFT_HEARTBEAT_MS", "50"), ("ECSD_REGION", "eu-west-1")]),
+            &env(&[
+                ("ECSD_NODE_ID", "7"),
+                ("ECSD_RAFT_HEARTBEAT_MS", "50"),
+                ("ECSD_REGION", "eu-west-1"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.node_id, 7);
@@ -303,22 +368,34 @@ raft_addr = "127.0.0.1:8201"
 
     #[test]
     fn unknown_key_is_named() {
-        let err = NodeConfig::load(&format!("{MINIMAL}\nbogus = 1\n"), &BTreeMap::new()).unwrap_err();
+        let err =
+            NodeConfig::load(&format!("{MINIMAL}\nbogus = 1\n"), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
 
     #[test]
     fn bad_type_names_the_nested_key() {
-        let err =
-            NodeConfig::load(&format!("{MINIMAL}\n[raft]\nheartbeat_ms = \"fast\"\n"), &BTreeMap::new()).unwrap_err();
+        let err = NodeConfig::load(
+            &format!("{MINIMAL}\n[raft]\nheartbeat_ms = \"fast\"\n"),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("raft.heartbeat_ms"), "{err}");
     }
 
     #[test]
     fn invalid_timings_are_refused_with_the_key() {
-        let err = NodeConfig::load(MINIMAL, &env(&[("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "50")])).unwrap_err();
-        assert!(err.to_string().contains("raft.election_timeout_min_ms"), "{err}");
-        let err = NodeConfig::load(MINIMAL, &env(&[("ECSD_API_ADDR", "not-an-address")])).unwrap_err();
+        let err = NodeConfig::load(
+            MINIMAL,
+            &env(&[("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "50")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("raft.election_timeout_min_ms"),
+            "{err}"
+        );
+        let err =
+            NodeConfig::load(MINIMAL, &env(&[("ECSD_API_ADDR", "not-an-address")])).unwrap_err();
         assert!(err.to_string().contains("api_addr"), "{err}");
     }
 

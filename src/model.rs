@@ -85,7 +85,10 @@ pub struct Cluster {
 
 /// Cluster names: 1 to 255 letters, digits, hyphens and underscores.
 pub fn valid_cluster_name(name: &str) -> bool {
-    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -93,18 +96,36 @@ mod tests {
     use super::*;
 
     fn scope() -> ArnScope {
-        ArnScope { region: "us-east-1".into(), account_id: "012345678910".into() }
+        ArnScope {
+            region: "us-east-1".into(),
+            account_id: "012345678910".into(),
+        }
     }
 
     #[test]
     fn cluster_ids_resolve_from_name_or_arn() {
         let s = scope();
-        assert_eq!(s.cluster_arn("web"), "arn:aws:ecs:us-east-1:012345678910:cluster/web");
+        assert_eq!(
+            s.cluster_arn("web"),
+            "arn:aws:ecs:us-east-1:012345678910:cluster/web"
+        );
         assert_eq!(s.cluster_name("web"), Some("web"));
-        assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:012345678910:cluster/web"), Some("web"));
-        assert_eq!(s.cluster_name("arn:aws:ecs:eu-west-1:012345678910:cluster/web"), None);
-        assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:999999999999:cluster/web"), None);
-        assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:012345678910:service/web"), None);
+        assert_eq!(
+            s.cluster_name("arn:aws:ecs:us-east-1:012345678910:cluster/web"),
+            Some("web")
+        );
+        assert_eq!(
+            s.cluster_name("arn:aws:ecs:eu-west-1:012345678910:cluster/web"),
+            None
+        );
+        assert_eq!(
+            s.cluster_name("arn:aws:ecs:us-east-1:999999999999:cluster/web"),
+            None
+        );
+        assert_eq!(
+            s.cluster_name("arn:aws:ecs:us-east-1:012345678910:service/web"),
+            None
+        );
     }
 
     #[test]

@@ -26,9 +26,12 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the config's addresses.
     pub async fn bind(config: &NodeConfig) -> anyhow::Result<Listeners> {
-        let api = TcpListener::bind(config.api_addr).await.with_context(|| format!("bind api_addr {}", config.api_addr))?;
-        let raft =
-            TcpListener::bind(config.raft_addr).await.with_context(|| format!("bind raft_addr {}", config.raft_addr))?;
+        let api = TcpListener::bind(config.api_addr)
+            .await
+            .with_context(|| format!("bind api_addr {}", config.api_addr))?;
+        let raft = TcpListener::bind(config.raft_addr)
+            .await
+            .with_context(|| format!("bind raft_addr {}", config.raft_addr))?;
         Ok(Listeners { api, raft })
     }
 }
@@ -55,10 +58,13 @@ impl Node {
         // Ports chosen by the OS become the addresses this node advertises.
         config.api_addr = api_addr;
         config.raft_addr = raft_addr;
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create {}", config.data_dir.display()))?;
         std::fs::write(
             config.data_dir.join("addresses.json"),
-            serde_json::to_vec(&serde_json::json!({ "api_addr": api_addr, "raft_addr": raft_addr }))?,
+            serde_json::to_vec(
+                &serde_json::json!({ "api_addr": api_addr, "raft_addr": raft_addr }),
+            )?,
         )?;
 
         let store = Store::open(&config.data_dir.join("db")).context("open rocksdb")?;
@@ -83,10 +89,14 @@ impl Node {
 
         let state = Arc::new(ApiState {
             node: raft.clone(),
-            scope: ArnScope { region: config.region.clone(), account_id: config.account_id.clone() },
+            scope: ArnScope {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
             max_body_bytes: config.api.max_body_bytes,
         });
-        let http = axum::serve(listeners.api, api::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http = axum::serve(listeners.api, api::router(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = http.await {
                 tracing::error!(error = %e, "http server failed");
@@ -94,8 +104,19 @@ impl Node {
         }));
         tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
 
-        tasks.push(control::spawn_supervisor(raft.clone(), leader_tasks, shutdown.clone()));
-        Ok(Node { raft, config, api_addr, raft_addr, shutdown, tasks })
+        tasks.push(control::spawn_supervisor(
+            raft.clone(),
+            leader_tasks,
+            shutdown.clone(),
+        ));
+        Ok(Node {
+            raft,
+            config,
+            api_addr,
+            raft_addr,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stops leader loops and servers, then Raft, and waits for all of it.

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 /// The column families of a node's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,7 +26,13 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::RaftMeta, Cf::RaftLog, Cf::SmMeta, Cf::SmDedupe, Cf::Data];
+    pub const ALL: [Cf; 5] = [
+        Cf::RaftMeta,
+        Cf::RaftLog,
+        Cf::SmMeta,
+        Cf::SmDedupe,
+        Cf::Data,
+    ];
     /// The families that make up the replicated state machine (what a snapshot carries).
     pub const STATE_MACHINE: [Cf; 3] = [Cf::SmMeta, Cf::SmDedupe, Cf::Data];
 
@@ -121,7 +129,9 @@ impl Store {
 
     fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         // Every family is created at open, so this lookup cannot fail.
-        self.db.cf_handle(cf.name()).expect("column family created at open")
+        self.db
+            .cf_handle(cf.name())
+            .expect("column family created at open")
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -146,9 +156,18 @@ impl Store {
     }
 
     /// Returns up to `limit` pairs with `from <= key < to`, in key order.
-    pub fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn scan(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.handle(cf), IteratorMode::From(from, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.handle(cf),
+            IteratorMode::From(from, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
             if &*k >= to || out.len() >= limit {
@@ -220,10 +239,17 @@ mod tests {
         }
         batch.put(Cf::Data, "cluster/a", "A");
         store.write(batch, true).unwrap();
-        let keys: Vec<u64> =
-            store.scan(Cf::RaftLog, &u64_key(2), &KEY_MAX, 10).unwrap().iter().filter_map(|(k, _)| key_u64(k)).collect();
+        let keys: Vec<u64> = store
+            .scan(Cf::RaftLog, &u64_key(2), &KEY_MAX, 10)
+            .unwrap()
+            .iter()
+            .filter_map(|(k, _)| key_u64(k))
+            .collect();
         assert_eq!(keys, vec![2, 3]);
-        assert_eq!(store.last(Cf::RaftLog).unwrap().map(|(k, _)| key_u64(&k)), Some(Some(3)));
+        assert_eq!(
+            store.last(Cf::RaftLog).unwrap().map(|(k, _)| key_u64(&k)),
+            Some(Some(3))
+        );
 
         let mut batch = Batch::default();
         batch.delete_range(Cf::RaftLog, u64_key(0), u64_key(3));
@@ -236,6 +262,12 @@ mod tests {
             })
             .unwrap()
             .unwrap();
-        assert_eq!(seen, vec![(Cf::RaftLog, u64_key(3).to_vec()), (Cf::Data, b"cluster/a".to_vec())]);
+        assert_eq!(
+            seen,
+            vec![
+                (Cf::RaftLog, u64_key(3).to_vec()),
+                (Cf::Data, b"cluster/a".to_vec())
+            ]
+        );
     }
 }

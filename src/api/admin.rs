@@ -46,16 +46,33 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Reply {
     }
 }
 
-pub async fn add_node(State(state): State<Arc<ApiState>>, Json(req): Json<AddNodeRequest>) -> Reply {
-    let op = AdminOp::AddNode { id: req.id, info: NodeInfo { rpc_addr: req.raft_addr, api_addr: req.api_addr } };
+pub async fn add_node(
+    State(state): State<Arc<ApiState>>,
+    Json(req): Json<AddNodeRequest>,
+) -> Reply {
+    let op = AdminOp::AddNode {
+        id: req.id,
+        info: NodeInfo {
+            rpc_addr: req.raft_addr,
+            api_addr: req.api_addr,
+        },
+    };
     match state.node.handle().admin(op).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "added": req.id }))),
         Err(e) => error_reply(e),
     }
 }
 
-pub async fn remove_node(State(state): State<Arc<ApiState>>, Json(req): Json<RemoveNodeRequest>) -> Reply {
-    match state.node.handle().admin(AdminOp::RemoveNode { id: req.id }).await {
+pub async fn remove_node(
+    State(state): State<Arc<ApiState>>,
+    Json(req): Json<RemoveNodeRequest>,
+) -> Reply {
+    match state
+        .node
+        .handle()
+        .admin(AdminOp::RemoveNode { id: req.id })
+        .await
+    {
         Ok(()) => (StatusCode::OK, Json(json!({ "removed": req.id }))),
         Err(e) => error_reply(e),
     }

@@ -80,7 +80,10 @@ fn cluster_to_wire(c: &Cluster, include: Include) -> ClusterWire {
             ("drainingFargateServiceCount", 0),
         ]
         .into_iter()
-        .map(|(name, value)| KeyValuePair { name: name.to_string(), value: value.to_string() })
+        .map(|(name, value)| KeyValuePair {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
         .collect()
     } else {
         Vec::new()
@@ -94,27 +97,45 @@ fn cluster_to_wire(c: &Cluster, include: Include) -> ClusterWire {
         pending_tasks_count: c.pending_tasks,
         active_services_count: c.active_services,
         statistics,
-        tags: if include.tags { wire::tags_to_wire(&c.tags) } else { Vec::new() },
+        tags: if include.tags {
+            wire::tags_to_wire(&c.tags)
+        } else {
+            Vec::new()
+        },
     }
 }
 
 fn cluster_outcome(outcome: Outcome, include: Include) -> Result<Value, ApiError> {
     match outcome {
-        Outcome::Cluster(c) => to_value(&serde_json::json!({ "cluster": cluster_to_wire(&c, include) })),
+        Outcome::Cluster(c) => {
+            to_value(&serde_json::json!({ "cluster": cluster_to_wire(&c, include) }))
+        }
         Outcome::Rejected(r) => Err(r.into()),
-        Outcome::Done => Err(ApiError::Server("unexpected outcome for a cluster command".into())),
+        Outcome::Done => Err(ApiError::Server(
+            "unexpected outcome for a cluster command".into(),
+        )),
     }
 }
 
 pub async fn create_cluster(ctx: &Ctx<'_>, req: CreateClusterRequest) -> Result<Value, ApiError> {
     let name = req.cluster_name.unwrap_or_else(|| "default".to_string());
     if !valid_cluster_name(&name) {
-        return Err(ApiError::InvalidParameter(format!("clusterName: {NAME_RULE}")));
+        return Err(ApiError::InvalidParameter(format!(
+            "clusterName: {NAME_RULE}"
+        )));
     }
     let tags = wire::tags_from_wire("tags", req.tags)?;
     let arn = ctx.state.scope.cluster_arn(&name);
-    let outcome = ctx.propose(Command::CreateCluster { name, arn, tags }).await?;
-    cluster_outcome(outcome, Include { statistics: false, tags: true })
+    let outcome = ctx
+        .propose(Command::CreateCluster { name, arn, tags })
+        .await?;
+    cluster_outcome(
+        outcome,
+        Include {
+            statistics: false,
+            tags: true,
+        },
+    )
 }
 
 pub async fn delete_cluster(ctx: &Ctx<'_>, req: DeleteClusterRequest) -> Result<Value, ApiError> {
@@ -127,12 +148,28 @@ pub async fn delete_cluster(ctx: &Ctx<'_>, req: DeleteClusterRequest) -> Result<
     if !valid_cluster_name(name) {
         return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
     }
-    let outcome = ctx.propose(Command::DeleteCluster { name: name.to_string() }).await?;
-    cluster_outcome(outcome, Include { statistics: false, tags: true })
+    let outcome = ctx
+        .propose(Command::DeleteCluster {
+            name: name.to_string(),
+        })
+        .await?;
+    cluster_outcome(
+        outcome,
+        Include {
+            statistics: false,
+            tags: true,
+        },
+    )
 }
 
-pub async fn describe_clusters(ctx: &Ctx<'_>, req: DescribeClustersRequest) -> Result<Value, ApiError> {
-    let ids = req.clusters.filter(|c| !c.is_empty()).unwrap_or_else(|| vec!["default".to_string()]);
+pub async fn describe_clusters(
+    ctx: &Ctx<'_>,
+    req: DescribeClustersRequest,
+) -> Result<Value, ApiError> {
+    let ids = req
+        .clusters
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| vec!["default".to_string()]);
     if ids.len() > MAX_DESCRIBE {
         return Err(ApiError::InvalidParameter(format!(
             "clusters: at most {MAX_DESCRIBE} clusters can be described at once, got {}",
@@ -158,7 +195,11 @@ pub async fn describe_clusters(ctx: &Ctx<'_>, req: DescribeClustersRequest) -> R
     let mut failures = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for id in ids {
-        let name = ctx.state.scope.cluster_name(&id).filter(|n| valid_cluster_name(n));
+        let name = ctx
+            .state
+            .scope
+            .cluster_name(&id)
+            .filter(|n| valid_cluster_name(n));
         let found = match name {
             Some(name) => state::get_cluster(view, name)?,
             None => None,
@@ -174,7 +215,10 @@ pub async fn describe_clusters(ctx: &Ctx<'_>, req: DescribeClustersRequest) -> R
                     Some(n) if !id.starts_with("arn:") => ctx.state.scope.cluster_arn(n),
                     _ => id.clone(),
                 };
-                failures.push(Failure { arn, reason: "MISSING".into() });
+                failures.push(Failure {
+                    arn,
+                    reason: "MISSING".into(),
+                });
             }
         }
     }

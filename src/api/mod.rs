@@ -109,14 +109,21 @@ impl Ctx<'_> {
 
     /// Stamps `command` with this request's id and time and commits it.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
-        let proposal = Proposal { request_id: self.request_id.to_string(), ts_ms: now_ms(), command };
+        let proposal = Proposal {
+            request_id: self.request_id.to_string(),
+            ts_ms: now_ms(),
+            command,
+        };
         Ok(self.state.node.write(proposal).await?)
     }
 }
 
 /// Wall-clock milliseconds since the epoch, read only by the proposing node.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
@@ -138,15 +145,20 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
         Ok(_) => "ok",
         Err(e) => e.ecs_type(),
     };
-    metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome).increment(1);
-    metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone()).record(started.elapsed().as_secs_f64());
+    metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone())
+        .record(started.elapsed().as_secs_f64());
     let (status, body) = match result {
         Ok(value) => (StatusCode::OK, value),
         Err(e) => {
             if e.status().is_server_error() {
                 tracing::warn!(%action, %request_id, error = %e, "request failed");
             }
-            (e.status(), serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() }))
+            (
+                e.status(),
+                serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() }),
+            )
         }
     };
     let mut response = (status, body.to_string()).into_response();
@@ -158,30 +170,59 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
     response
 }
 
-async fn serve(state: &ApiState, headers: &HeaderMap, body: Body, request_id: &str) -> (String, Result<Value, ApiError>) {
+async fn serve(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> (String, Result<Value, ApiError>) {
     let Some(target) = headers.get("x-amz-target") else {
-        return ("-".into(), Err(ApiError::MissingAction("Missing X-Amz-Target header".into())));
+        return (
+            "-".into(),
+            Err(ApiError::MissingAction(
+                "Missing X-Amz-Target header".into(),
+            )),
+        );
     };
     let target = target.to_str().unwrap_or_default();
     let action = match target.strip_prefix(TARGET_PREFIX) {
         Some(a) if ACTIONS.contains(&a) => a.to_string(),
         _ => {
-            return ("-".into(), Err(ApiError::InvalidAction(format!("Unknown operation {target}"))));
+            return (
+                "-".into(),
+                Err(ApiError::InvalidAction(format!(
+                    "Unknown operation {target}"
+                ))),
+            );
         }
     };
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
+            let msg = format!(
+                "Request body exceeds the limit of {} bytes",
+                state.max_body_bytes
+            );
             return (action, Err(ApiError::RequestTooLarge(msg)));
         }
     };
-    let consistency = match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
+    let consistency = match headers
+        .get(CONSISTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(v) if v.eq_ignore_ascii_case("stale") => Consistency::Stale,
         _ => Consistency::Linearizable,
     };
-    let ctx = Ctx { state, request_id, consistency };
-    let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    let ctx = Ctx {
+        state,
+        request_id,
+        consistency,
+    };
+    let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
     let result = dispatch(&ctx, &action, body).await;
     (action, result)
 }
@@ -192,7 +233,9 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "DescribeClusters" => clusters::describe_clusters(ctx, parse(body)?).await,
         "ListClusters" => clusters::list_clusters(ctx, parse(body)?).await,
         "DeleteCluster" => clusters::delete_cluster(ctx, parse(body)?).await,
-        other => Err(ApiError::Unsupported(format!("{other} is not supported by this ecsd version"))),
+        other => Err(ApiError::Unsupported(format!(
+            "{other} is not supported by this ecsd version"
+        ))),
     }
 }
 
@@ -210,7 +253,8 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             ApiError::Serialization(format!("{path}: {inner}"))
         }
     })?;
-    de.end().map_err(|e| ApiError::Serialization(format!("Malformed JSON request body: {e}")))?;
+    de.end()
+        .map_err(|e| ApiError::Serialization(format!("Malformed JSON request body: {e}")))?;
     Ok(value)
 }
 

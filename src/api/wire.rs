@@ -40,7 +40,10 @@ fn tag_char_ok(c: char) -> bool {
 pub fn tags_from_wire(field: &str, tags: Option<Vec<TagWire>>) -> Result<Vec<Tag>, ApiError> {
     let tags = tags.unwrap_or_default();
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::InvalidParameter(format!("{field}: at most {MAX_TAGS} tags are allowed, got {}", tags.len())));
+        return Err(ApiError::InvalidParameter(format!(
+            "{field}: at most {MAX_TAGS} tags are allowed, got {}",
+            tags.len()
+        )));
     }
     let mut out: Vec<Tag> = Vec::with_capacity(tags.len());
     for (i, tag) in tags.into_iter().enumerate() {
@@ -48,10 +51,14 @@ pub fn tags_from_wire(field: &str, tags: Option<Vec<TagWire>>) -> Result<Vec<Tag
         let value = tag.value.unwrap_or_default();
         let key_len = key.chars().count();
         if !(1..=128).contains(&key_len) {
-            return Err(ApiError::InvalidParameter(format!("{field}[{i}].key: must be 1 to 128 characters")));
+            return Err(ApiError::InvalidParameter(format!(
+                "{field}[{i}].key: must be 1 to 128 characters"
+            )));
         }
         if value.chars().count() > 256 {
-            return Err(ApiError::InvalidParameter(format!("{field}[{i}].value: must be at most 256 characters")));
+            return Err(ApiError::InvalidParameter(format!(
+                "{field}[{i}].value: must be at most 256 characters"
+            )));
         }
         if !key.chars().all(tag_char_ok) {
             return Err(ApiError::InvalidParameter(format!(
@@ -64,7 +71,9 @@ pub fn tags_from_wire(field: &str, tags: Option<Vec<TagWire>>) -> Result<Vec<Tag
             )));
         }
         if out.iter().any(|t| t.key == key) {
-            return Err(ApiError::InvalidParameter(format!("{field}[{i}].key: duplicate tag key {key}")));
+            return Err(ApiError::InvalidParameter(format!(
+                "{field}[{i}].key: duplicate tag key {key}"
+            )));
         }
         out.push(Tag { key, value });
     }
@@ -73,7 +82,12 @@ pub fn tags_from_wire(field: &str, tags: Option<Vec<TagWire>>) -> Result<Vec<Tag
 
 /// Converts stored tags to the wire.
 pub fn tags_to_wire(tags: &[Tag]) -> Vec<TagWire> {
-    tags.iter().map(|t| TagWire { key: Some(t.key.clone()), value: Some(t.value.clone()) }).collect()
+    tags.iter()
+        .map(|t| TagWire {
+            key: Some(t.key.clone()),
+            value: Some(t.value.clone()),
+        })
+        .collect()
 }
 
 /// Checks `maxResults` against `1..=max` and returns it, or `default` when absent.
@@ -81,18 +95,24 @@ pub fn max_results(value: Option<i64>, max: usize, default: usize) -> Result<usi
     match value {
         None => Ok(default),
         Some(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
-        Some(n) => Err(ApiError::InvalidParameter(format!("maxResults: must be between 1 and {max}, got {n}"))),
+        Some(n) => Err(ApiError::InvalidParameter(format!(
+            "maxResults: must be between 1 and {max}, got {n}"
+        ))),
     }
 }
 
 /// Encodes a pagination position as an opaque token.
 pub fn encode_token(kind: &str, position: &str) -> String {
-    format!("{kind}.{position}").bytes().map(|b| format!("{b:02x}")).collect()
+    format!("{kind}.{position}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Decodes a token made by [`encode_token`] for `kind`.
 pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
-    let invalid = || ApiError::InvalidParameter("nextToken: invalid or expired pagination token".to_string());
+    let invalid =
+        || ApiError::InvalidParameter("nextToken: invalid or expired pagination token".to_string());
     if token.len() % 2 != 0 || !token.is_ascii() {
         return Err(invalid());
     }
@@ -102,7 +122,10 @@ pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
         .collect::<Result<_, _>>()
         .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix(kind).and_then(|rest| rest.strip_prefix('.')).map(str::to_string).ok_or_else(invalid)
+    text.strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(str::to_string)
+        .ok_or_else(invalid)
 }
 
 #[cfg(test)]
@@ -110,7 +133,10 @@ mod tests {
     use super::*;
 
     fn tag(key: &str, value: &str) -> TagWire {
-        TagWire { key: Some(key.into()), value: Some(value.into()) }
+        TagWire {
+            key: Some(key.into()),
+            value: Some(value.into()),
+        }
     }
 
     #[test]

@@ -41,7 +41,11 @@ struct Running {
 }
 
 /// Starts the supervisor; it ends when `shutdown` is cancelled, after stopping its tasks.
-pub fn spawn_supervisor(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: CancellationToken) -> JoinHandle<()> {
+pub fn spawn_supervisor(
+    node: RaftNode,
+    tasks: Vec<Arc<dyn LeaderTask>>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(supervise(node, tasks, shutdown))
 }
 
@@ -61,12 +65,20 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
             }
             None if leading && !shutdown.is_cancelled() => {
                 if barrier(&node, term).await {
-                    tracing::info!(node_id = handle.id, term, "leadership established; starting leader loops");
+                    tracing::info!(
+                        node_id = handle.id,
+                        term,
+                        "leadership established; starting leader loops"
+                    );
                     let cancel = shutdown.child_token();
                     let joins = tasks
                         .iter()
                         .map(|task| {
-                            let ctx = LeaderContext { node: node.clone(), term, cancel: cancel.clone() };
+                            let ctx = LeaderContext {
+                                node: node.clone(),
+                                term,
+                                cancel: cancel.clone(),
+                            };
                             let name = task.name();
                             let fut = task.run(ctx);
                             tokio::spawn(async move {
@@ -76,7 +88,11 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
                         })
                         .collect();
                     handle.set_leader_loops_running(true);
-                    running = Some(Running { term, cancel, joins });
+                    running = Some(Running {
+                        term,
+                        cancel,
+                        joins,
+                    });
                     continue;
                 }
             }
@@ -109,5 +125,9 @@ async fn stop(node: &RaftNode, running: Option<Running>) {
         let _ = join.await;
     }
     node.handle().set_leader_loops_running(false);
-    tracing::info!(node_id = node.handle().id, term = running.term, "leadership lost; leader loops stopped");
+    tracing::info!(
+        node_id = node.handle().id,
+        term = running.term,
+        "leadership lost; leader loops stopped"
+    );
 }

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
 
 use super::{NodeId, TypeConfig};
 use crate::storage::{u64_key, Batch, Cf, Store, KEY_MAX};
@@ -27,7 +30,8 @@ impl CommittedIndex {
         self.0.load(Ordering::Relaxed).checked_sub(1)
     }
     fn set(&self, log_id: Option<&LogId<NodeId>>) {
-        self.0.store(log_id.map_or(0, |l| l.index + 1), Ordering::Relaxed);
+        self.0
+            .store(log_id.map_or(0, |l| l.index + 1), Ordering::Relaxed);
     }
 }
 
@@ -38,8 +42,14 @@ pub struct LogStore {
     committed: Arc<CommittedIndex>,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
-    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::new(&e)) }
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError<NodeId> {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::new(&e)),
+    }
 }
 
 fn read_logs_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -52,7 +62,10 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 impl LogStore {
     pub fn new(store: Store) -> Self {
-        LogStore { store, committed: Arc::new(CommittedIndex::default()) }
+        LogStore {
+            store,
+            committed: Arc::new(CommittedIndex::default()),
+        }
     }
 
     /// A live view of the committed index, for status reports.
@@ -60,9 +73,14 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn get_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
+    fn get_meta<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<NodeId>> {
         let bytes = self.store.get(Cf::RaftMeta, key).map_err(read_logs_err)?;
-        bytes.map(|b| serde_json::from_slice(&b).map_err(read_logs_err)).transpose()
+        bytes
+            .map(|b| serde_json::from_slice(&b).map_err(read_logs_err))
+            .transpose()
     }
 
     /// Writes `batch` durably, off the async runtime's worker threads.
@@ -89,9 +107,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Some(*i),
             Bound::Unbounded => None,
         };
-        let to = end.map(|e| u64_key(e).to_vec()).unwrap_or_else(|| KEY_MAX.to_vec());
-        let rows = self.store.scan(Cf::RaftLog, &u64_key(start), &to, usize::MAX).map_err(read_logs_err)?;
-        rows.into_iter().map(|(_, v)| serde_json::from_slice(&v).map_err(read_logs_err)).collect()
+        let to = end
+            .map(|e| u64_key(e).to_vec())
+            .unwrap_or_else(|| KEY_MAX.to_vec());
+        let rows = self
+            .store
+            .scan(Cf::RaftLog, &u64_key(start), &to, usize::MAX)
+            .map_err(read_logs_err)?;
+        rows.into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(read_logs_err))
+            .collect()
     }
 }
 
@@ -108,7 +133,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => last_purged_log_id,
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -117,31 +145,50 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut batch = Batch::default();
-        batch.put(Cf::RaftMeta, VOTE, serde_json::to_vec(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?);
-        self.write_synced(batch).await.map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        batch.put(
+            Cf::RaftMeta,
+            VOTE,
+            serde_json::to_vec(vote)
+                .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?,
+        );
+        self.write_synced(batch)
+            .await
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         self.get_meta(VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         // Advisory: lets a restarted node re-apply up to here before hearing from a leader.
         // Not synced; losing it only delays re-application.
         let mut batch = Batch::default();
-        batch.put(Cf::RaftMeta, COMMITTED, serde_json::to_vec(&committed).map_err(write_logs_err)?);
+        batch.put(
+            Cf::RaftMeta,
+            COMMITTED,
+            serde_json::to_vec(&committed).map_err(write_logs_err)?,
+        );
         self.store.write(batch, false).map_err(write_logs_err)?;
         self.committed.set(committed.as_ref());
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let committed: Option<LogId<NodeId>> = self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten();
+        let committed: Option<LogId<NodeId>> =
+            self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten();
         self.committed.set(committed.as_ref());
         Ok(committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -173,7 +220,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut batch = Batch::default();
-        batch.put(Cf::RaftMeta, LAST_PURGED, serde_json::to_vec(&log_id).map_err(write_logs_err)?);
+        batch.put(
+            Cf::RaftMeta,
+            LAST_PURGED,
+            serde_json::to_vec(&log_id).map_err(write_logs_err)?,
+        );
         batch.delete_range(Cf::RaftLog, u64_key(0), u64_key(log_id.index + 1));
         self.write_synced(batch).await.map_err(write_logs_err)
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -94,6 +94,8 @@ pub struct NodeReport {
     pub last_log_index: Option<u64>,
     pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
     pub leader_loops_running: bool,
 }
 
@@ -140,7 +142,9 @@ pub fn raft_config(config: &NodeConfig) -> Result<Config, NodeError> {
         max_payload_entries: 256,
         ..Default::default()
     };
-    raft_config.validate().map_err(|e| NodeError::Internal(format!("raft config: {e}")))
+    raft_config
+        .validate()
+        .map_err(|e| NodeError::Internal(format!("raft config: {e}")))
 }
 
 /// Cloneable core of a node's Raft handle.
@@ -165,27 +169,53 @@ pub struct RaftNode {
 impl RaftNode {
     /// Opens storage under the config's data dir and starts Raft. Initialises a new cluster when
     /// configured to bootstrap and not yet initialised.
-    pub async fn start(config: &NodeConfig, store: crate::storage::Store) -> Result<RaftNode, NodeError> {
+    pub async fn start(
+        config: &NodeConfig,
+        store: crate::storage::Store,
+    ) -> Result<RaftNode, NodeError> {
         let raft_config = Arc::new(raft_config(config)?);
         let log_store = LogStore::new(store.clone());
         let committed = log_store.committed_index();
-        let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
-            .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
+        let state_machine =
+            StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
+                .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
         let pool = PeerPool::default();
         let network = Network { pool: pool.clone() };
-        let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine)
-            .await
-            .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
 
-        if config.bootstrap && !raft.is_initialized().await.map_err(|e| NodeError::Internal(e.to_string()))? {
-            let me = NodeInfo { rpc_addr: config.advertised_raft_addr(), api_addr: config.advertised_api_addr() };
+        if config.bootstrap
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))?
+        {
+            let me = NodeInfo {
+                rpc_addr: config.advertised_raft_addr(),
+                api_addr: config.advertised_api_addr(),
+            };
             let members: BTreeMap<NodeId, NodeInfo> = if config.initial_members.is_empty() {
                 BTreeMap::from([(config.node_id, me)])
             } else {
                 config
                     .initial_members
                     .iter()
-                    .map(|m| (m.id, NodeInfo { rpc_addr: m.raft_addr.clone(), api_addr: m.api_addr.clone() }))
+                    .map(|m| {
+                        (
+                            m.id,
+                            NodeInfo {
+                                rpc_addr: m.raft_addr.clone(),
+                                api_addr: m.api_addr.clone(),
+                            },
+                        )
+                    })
                     .collect()
             };
             tracing::info!(node_id = config.node_id, members = ?members.keys().collect::<Vec<_>>(), "initialising cluster");
@@ -235,7 +265,9 @@ impl RaftHandle {
     }
 
     /// Subscribes to (leader, term, is-leader) changes of this node.
-    pub fn leadership(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>> {
+    pub fn leadership(
+        &self,
+    ) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>> {
         self.raft.metrics()
     }
 
@@ -256,13 +288,21 @@ impl RaftHandle {
 
     /// Asks Raft for a snapshot now (tests and operators).
     pub async fn trigger_snapshot(&self) -> Result<(), NodeError> {
-        self.raft.trigger().snapshot().await.map_err(|e| NodeError::Internal(e.to_string()))
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))
     }
 
     fn leader_addr(&self, leader: NodeId) -> Option<String> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        metrics.membership_config.membership().get_node(&leader).map(|n| n.rpc_addr.clone())
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.rpc_addr.clone())
     }
 
     /// Commits `batch` through the leader, forwarding from a follower, holding while no leader is
@@ -276,16 +316,28 @@ impl RaftHandle {
                 Ok(Ok(response)) => return Ok(response.data),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
-                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
+                        if let Some(addr) = f
+                            .leader_node
+                            .map(|n| n.rpc_addr)
+                            .or_else(|| self.leader_addr(leader))
+                        {
                             let reply = self
                                 .pool
-                                .call::<Batch, LeaderReply<BatchOutcome>>(&addr, leader, Method::Forward, &batch, remaining)
+                                .call::<Batch, LeaderReply<BatchOutcome>>(
+                                    &addr,
+                                    leader,
+                                    Method::Forward,
+                                    &batch,
+                                    remaining,
+                                )
                                 .await;
                             match reply {
                                 Ok(LeaderReply::Ok(outcome)) => return Ok(outcome),
                                 Ok(LeaderReply::Failed(e)) => return Err(e),
                                 Ok(LeaderReply::NotLeader { .. }) => {}
-                                Err(e) => tracing::debug!(error = %e, "forward to leader failed; retrying"),
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "forward to leader failed; retrying")
+                                }
                             }
                         }
                     }
@@ -293,7 +345,9 @@ impl RaftHandle {
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                     return Err(NodeError::Internal(e.to_string()))
                 }
-                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
+                Ok(Err(RaftError::Fatal(e))) => {
+                    return Err(NodeError::Unavailable(format!("raft stopped: {e}")))
+                }
                 Err(_) => {}
             }
             if Instant::now() >= deadline {
@@ -302,7 +356,8 @@ impl RaftHandle {
                     self.hold.as_millis()
                 )));
             }
-            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
@@ -311,7 +366,11 @@ impl RaftHandle {
     pub async fn serve_forwarded(&self, batch: Batch) -> LeaderReply<BatchOutcome> {
         match self.raft.client_write(batch).await {
             Ok(response) => LeaderReply::Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => LeaderReply::NotLeader { leader: f.leader_id },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                LeaderReply::NotLeader {
+                    leader: f.leader_id,
+                }
+            }
             Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
         }
     }
@@ -328,14 +387,27 @@ impl RaftHandle {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
-                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
+                        if let Some(addr) = f
+                            .leader_node
+                            .map(|n| n.rpc_addr)
+                            .or_else(|| self.leader_addr(leader))
+                        {
                             let reply = self
                                 .pool
-                                .call::<(), LeaderReply<Option<u64>>>(&addr, leader, Method::ReadIndex, &(), remaining)
+                                .call::<(), LeaderReply<Option<u64>>>(
+                                    &addr,
+                                    leader,
+                                    Method::ReadIndex,
+                                    &(),
+                                    remaining,
+                                )
                                 .await;
                             if let Ok(LeaderReply::Ok(index)) = reply {
-                                let waited =
-                                    self.raft.wait(Some(remaining)).applied_index_at_least(index, "read index").await;
+                                let waited = self
+                                    .raft
+                                    .wait(Some(remaining))
+                                    .applied_index_at_least(index, "read index")
+                                    .await;
                                 if waited.is_ok() {
                                     return Ok(());
                                 }
@@ -344,7 +416,9 @@ impl RaftHandle {
                     }
                 }
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {}
-                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
+                Ok(Err(RaftError::Fatal(e))) => {
+                    return Err(NodeError::Unavailable(format!("raft stopped: {e}")))
+                }
                 Err(_) => {}
             }
             if Instant::now() >= deadline {
@@ -353,7 +427,8 @@ impl RaftHandle {
                     self.hold.as_millis()
                 )));
             }
-            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
@@ -362,7 +437,11 @@ impl RaftHandle {
     pub async fn serve_read_index(&self) -> LeaderReply<Option<u64>> {
         match self.raft.ensure_linearizable().await {
             Ok(log_id) => LeaderReply::Ok(log_id.map(|l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => LeaderReply::NotLeader { leader: f.leader_id },
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                LeaderReply::NotLeader {
+                    leader: f.leader_id,
+                }
+            }
             Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
         }
     }
@@ -380,7 +459,13 @@ impl RaftHandle {
                         if let Some(addr) = self.leader_addr(leader) {
                             let reply = self
                                 .pool
-                                .call::<AdminOp, LeaderReply<()>>(&addr, leader, Method::Admin, &op, remaining)
+                                .call::<AdminOp, LeaderReply<()>>(
+                                    &addr,
+                                    leader,
+                                    Method::Admin,
+                                    &op,
+                                    remaining,
+                                )
                                 .await;
                             match reply {
                                 Ok(LeaderReply::Ok(())) => return Ok(()),
@@ -392,7 +477,9 @@ impl RaftHandle {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(NodeError::Unavailable("no leader accepted the membership change in time".into()));
+                return Err(NodeError::Unavailable(
+                    "no leader accepted the membership change in time".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -400,20 +487,42 @@ impl RaftHandle {
 
     /// Runs a membership change if this node leads.
     pub async fn serve_admin(&self, op: AdminOp) -> LeaderReply<()> {
+        // Only the leader may try: on a follower openraft may report a stale membership state
+        // instead of a redirect.
+        let leader = self.current_leader();
+        if leader != Some(self.id) {
+            return LeaderReply::NotLeader { leader };
+        }
+        // A new leader commits its first entry (and with it the current membership) before it
+        // can change membership; wait for that.
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return LeaderReply::NotLeader {
+                leader: e.forward_to_leader().and_then(|f| f.leader_id),
+            };
+        }
         let not_leader = |e: &RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>| {
-            e.forward_to_leader().map(|f| LeaderReply::NotLeader { leader: f.leader_id })
+            e.forward_to_leader().map(|f| LeaderReply::NotLeader {
+                leader: f.leader_id,
+            })
         };
         let result = match op {
             AdminOp::AddNode { id, info } => {
                 if id == 0 {
-                    return LeaderReply::Failed(NodeError::Rejected("node id must be at least 1".into()));
+                    return LeaderReply::Failed(NodeError::Rejected(
+                        "node id must be at least 1".into(),
+                    ));
                 }
                 tracing::info!(node_id = id, %info, "adding learner");
                 match self.raft.add_learner(id, info, true).await {
                     Err(e) => Err(e),
                     Ok(_) => {
                         tracing::info!(node_id = id, "promoting learner to voter");
-                        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await
+                        self.raft
+                            .change_membership(
+                                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                                false,
+                            )
+                            .await
                     }
                 }
             }
@@ -423,7 +532,9 @@ impl RaftHandle {
                     let metrics = metrics.borrow();
                     let membership = metrics.membership_config.membership();
                     if membership.get_node(&id).is_none() {
-                        return LeaderReply::Failed(NodeError::Rejected(format!("node {id} is not a member")));
+                        return LeaderReply::Failed(NodeError::Rejected(format!(
+                            "node {id} is not a member"
+                        )));
                     }
                     membership.voter_ids().any(|v| v == id)
                 };
@@ -438,6 +549,12 @@ impl RaftHandle {
         };
         match result {
             Ok(_) => LeaderReply::Ok(()),
+            // Another change is still being committed: retry shortly, like a redirect to self.
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) => LeaderReply::NotLeader {
+                leader: Some(self.id),
+            },
             Err(e) => match not_leader(&e) {
                 Some(reply) => reply,
                 None => LeaderReply::Failed(NodeError::Rejected(e.to_string())),
@@ -456,6 +573,8 @@ impl RaftHandle {
             last_log_index: metrics.last_log_index,
             committed_index: self.committed.get(),
             applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
             leader_loops_running: self.leader_loops_running(),
         }
     }
@@ -472,7 +591,13 @@ impl RaftHandle {
                     Some(self.local_report())
                 } else {
                     self.pool
-                        .call::<(), NodeReport>(&info.rpc_addr, id, Method::NodeStatus, &(), Duration::from_secs(1))
+                        .call::<(), NodeReport>(
+                            &info.rpc_addr,
+                            id,
+                            Method::NodeStatus,
+                            &(),
+                            Duration::from_secs(1),
+                        )
                         .await
                         .ok()
                 };
@@ -508,7 +633,11 @@ impl RaftHandle {
                 last_log_index: report.as_ref().and_then(|r| r.last_log_index),
             });
         }
-        ClusterStatus { leader, term, members }
+        ClusterStatus {
+            leader,
+            term,
+            members,
+        }
     }
 
     /// Access for the gRPC service.

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,7 +51,10 @@ impl PeerPool {
             Some(c) => c.clone(),
             None => {
                 let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| RpcFailure::Unreachable { addr: addr.to_string(), message: e.to_string() })?
+                    .map_err(|e| RpcFailure::Unreachable {
+                        addr: addr.to_string(),
+                        message: e.to_string(),
+                    })?
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))
@@ -74,8 +79,12 @@ impl PeerPool {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, RpcFailure> {
-        let failed = |message: String| RpcFailure::Failed { addr: addr.to_string(), message };
-        let payload = serde_json::to_vec(request).map_err(|e| failed(format!("encode request: {e}")))?;
+        let failed = |message: String| RpcFailure::Failed {
+            addr: addr.to_string(),
+            message,
+        };
+        let payload =
+            serde_json::to_vec(request).map_err(|e| failed(format!("encode request: {e}")))?;
         let mut client = self.client(addr)?;
         let request = pb::RaftRequest { target, payload };
         let call = async {
@@ -102,9 +111,15 @@ impl PeerPool {
 fn classify(addr: &str, status: tonic::Status) -> RpcFailure {
     let message = format!("{}: {}", status.code(), status.message());
     if status.code() == tonic::Code::Unavailable {
-        RpcFailure::Unreachable { addr: addr.to_string(), message }
+        RpcFailure::Unreachable {
+            addr: addr.to_string(),
+            message,
+        }
     } else {
-        RpcFailure::Failed { addr: addr.to_string(), message }
+        RpcFailure::Failed {
+            addr: addr.to_string(),
+            message,
+        }
     }
 }
 
@@ -130,7 +145,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
-        PeerConnection { target, addr: node.rpc_addr.clone(), pool: self.pool.clone() }
+        PeerConnection {
+            target,
+            addr: node.rpc_addr.clone(),
+            pool: self.pool.clone(),
+        }
     }
 }
 
@@ -178,8 +197,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.raft_call(Method::InstallSnapshot, &rpc, &option).await
     }
 

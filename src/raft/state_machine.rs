@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
 };
 
 use super::{NodeId, NodeInfo, TypeConfig};
@@ -55,24 +55,50 @@ impl KvRead for StateView {
         self.store.get(cf, &key).map_err(|e| KvError(e.to_string()))
     }
 
-    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         let (cf, from) = Self::locate(space, from);
         let (_, to) = Self::locate(space, to);
-        let rows = self.store.scan(cf, &from, &to, limit).map_err(|e| KvError(e.to_string()))?;
-        let strip = if space == Space::Meta { STATE_META_PREFIX.len() } else { 0 };
-        Ok(rows.into_iter().map(|(k, v)| (k[strip..].to_vec(), v)).collect())
+        let rows = self
+            .store
+            .scan(cf, &from, &to, limit)
+            .map_err(|e| KvError(e.to_string()))?;
+        let strip = if space == Space::Meta {
+            STATE_META_PREFIX.len()
+        } else {
+            0
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k[strip..].to_vec(), v))
+            .collect())
     }
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageError::IO {
-        source: StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::error(e.to_string())),
+        source: StorageIOError::new(
+            ErrorSubject::StateMachine,
+            verb,
+            AnyError::error(e.to_string()),
+        ),
     }
 }
 
-fn snap_err(meta: Option<&Meta>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
+fn snap_err(
+    meta: Option<&Meta>,
+    verb: ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError<NodeId> {
     let subject = ErrorSubject::Snapshot(meta.map(|m| m.signature()));
-    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::error(e.to_string())) }
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::error(e.to_string())),
+    }
 }
 
 /// The current snapshot on disk.
@@ -107,7 +133,9 @@ impl StateMachineStore {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("snap") => {
                     let meta = read_snapshot_file(&path, |_, _, _| Ok(()))?;
-                    let newer = best.as_ref().is_none_or(|b| b.meta.last_log_id < meta.last_log_id);
+                    let newer = best
+                        .as_ref()
+                        .is_none_or(|b| b.meta.last_log_id < meta.last_log_id);
                     if newer {
                         best = Some(SnapshotFile { meta, path });
                     }
@@ -116,12 +144,25 @@ impl StateMachineStore {
                 _ => {}
             }
         }
-        Ok(StateMachineStore { store, dir: dir.to_path_buf(), current: Arc::new(Mutex::new(best)), receiving: None })
+        Ok(StateMachineStore {
+            store,
+            dir: dir.to_path_buf(),
+            current: Arc::new(Mutex::new(best)),
+            receiving: None,
+        })
     }
 
-    fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
-        let bytes = self.store.get(Cf::SmMeta, key).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        bytes.map(|b| serde_json::from_slice(&b).map_err(|e| sm_err(ErrorVerb::Read, e))).transpose()
+    fn read_meta<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<NodeId>> {
+        let bytes = self
+            .store
+            .get(Cf::SmMeta, key)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| serde_json::from_slice(&b).map_err(|e| sm_err(ErrorVerb::Read, e)))
+            .transpose()
     }
 }
 
@@ -138,9 +179,8 @@ fn apply_entries(
         last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => replies.push(BatchOutcome::default()),
-            EntryPayload::Normal(batch) => {
-                replies.push(apply_batch(&mut txn, &batch).map_err(|e| sm_err(ErrorVerb::Write, e))?)
-            }
+            EntryPayload::Normal(batch) => replies
+                .push(apply_batch(&mut txn, &batch).map_err(|e| sm_err(ErrorVerb::Write, e))?),
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(entry.log_id), m));
                 replies.push(BatchOutcome::default());
@@ -156,14 +196,17 @@ fn apply_entries(
         }
     }
     if let Some(last_applied) = last_applied {
-        let bytes = serde_json::to_vec(&Some(last_applied)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let bytes =
+            serde_json::to_vec(&Some(last_applied)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::SmMeta, LAST_APPLIED, bytes);
     }
     if let Some(membership) = membership {
         let bytes = serde_json::to_vec(&membership).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::SmMeta, MEMBERSHIP, bytes);
     }
-    store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    store
+        .write(batch, false)
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
     Ok(replies)
 }
 
@@ -172,8 +215,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>> {
-        let last_applied = self.read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)?.flatten();
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>>
+    {
+        let last_applied = self
+            .read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)?
+            .flatten();
         let membership = self.read_meta(MEMBERSHIP)?.unwrap_or_default();
         Ok((last_applied, membership))
     }
@@ -191,14 +237,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), dir: self.dir.clone(), current: self.current.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            dir: self.dir.clone(),
+            current: self.current.clone(),
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
         if let Some(stale) = self.receiving.take() {
             let _ = fs::remove_file(stale);
         }
-        let path = self.dir.join(format!("recv-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let path = self
+            .dir
+            .join(format!("recv-{}.tmp", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -210,29 +264,59 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError<NodeId>> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<NodeId>> {
+        use tokio::io::AsyncSeekExt;
+        let err = |e: std::io::Error| snap_err(Some(meta), ErrorVerb::Write, e);
+        // Copy whatever file we were handed (usually the one we created for receiving) into a
+        // file of our own, durable before it is loaded.
+        let mut source = *snapshot;
+        source
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(err)?;
         let path = self
-            .receiving
-            .take()
-            .ok_or_else(|| snap_err(Some(meta), ErrorVerb::Write, "no snapshot is being received"))?;
-        snapshot.sync_all().await.map_err(|e| snap_err(Some(meta), ErrorVerb::Write, e))?;
-        drop(snapshot);
+            .dir
+            .join(format!("install-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let mut copy = tokio::fs::File::create(&path).await.map_err(err)?;
+        tokio::io::copy(&mut source, &mut copy).await.map_err(err)?;
+        copy.sync_all().await.map_err(err)?;
+        drop((source, copy));
+        if let Some(received) = self.receiving.take() {
+            let _ = tokio::fs::remove_file(received).await;
+        }
         let store = self.store.clone();
         let dir = self.dir.clone();
         let current = self.current.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || install_snapshot_file(&store, &dir, &current, &meta, &path))
-            .await
-            .unwrap_or_else(|join| panic!("snapshot install task panicked: {join}"))
+        tokio::task::spawn_blocking(move || {
+            install_snapshot_file(&store, &dir, &current, &meta, &path)
+        })
+        .await
+        .unwrap_or_else(|join| panic!("snapshot install task panicked: {join}"))
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let current = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match current {
             None => Ok(None),
             Some(SnapshotFile { meta, path }) => {
-                let file = tokio::fs::File::open(&path).await.map_err(|e| snap_err(Some(&meta), ErrorVerb::Read, e))?;
-                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| snap_err(Some(&meta), ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(file),
+                }))
             }
         }
     }
@@ -262,13 +346,27 @@ fn install_snapshot_file(
             file_meta.last_log_id, meta.last_log_id
         )));
     }
-    batch.put(Cf::SmMeta, LAST_APPLIED, serde_json::to_vec(&meta.last_log_id).map_err(|e| werr(&e))?);
-    batch.put(Cf::SmMeta, MEMBERSHIP, serde_json::to_vec(&meta.last_membership).map_err(|e| werr(&e))?);
+    batch.put(
+        Cf::SmMeta,
+        LAST_APPLIED,
+        serde_json::to_vec(&meta.last_log_id).map_err(|e| werr(&e))?,
+    );
+    batch.put(
+        Cf::SmMeta,
+        MEMBERSHIP,
+        serde_json::to_vec(&meta.last_membership).map_err(|e| werr(&e))?,
+    );
     store.write(batch, true).map_err(|e| werr(&e))?;
     let final_path = snapshot_path(dir, meta);
     fs::rename(path, &final_path).map_err(|e| werr(&e))?;
     sync_dir(dir).map_err(|e| werr(&e))?;
-    replace_current(current, SnapshotFile { meta: meta.clone(), path: final_path });
+    replace_current(
+        current,
+        SnapshotFile {
+            meta: meta.clone(),
+            path: final_path,
+        },
+    );
     Ok(())
 }
 
@@ -299,8 +397,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = tokio::task::spawn_blocking(move || build_snapshot_file(&store, &dir, &current))
             .await
             .unwrap_or_else(|join| panic!("snapshot build task panicked: {join}"))?;
-        let handle = tokio::fs::File::open(&file.path).await.map_err(|e| snap_err(Some(&file.meta), ErrorVerb::Read, e))?;
-        Ok(Snapshot { meta: file.meta, snapshot: Box::new(handle) })
+        let handle = tokio::fs::File::open(&file.path)
+            .await
+            .map_err(|e| snap_err(Some(&file.meta), ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(handle),
+        })
     }
 }
 
@@ -319,7 +422,8 @@ fn build_snapshot_file(
     let dumped = store
         .dump(&Cf::STATE_MACHINE, |cf, k, v| {
             if cf == Cf::SmMeta && k == LAST_APPLIED {
-                last_applied = serde_json::from_slice::<Option<LogId<NodeId>>>(v).map_err(std::io::Error::other)?;
+                last_applied = serde_json::from_slice::<Option<LogId<NodeId>>>(v)
+                    .map_err(std::io::Error::other)?;
             }
             if cf == Cf::SmMeta && k == MEMBERSHIP {
                 membership = serde_json::from_slice(v).map_err(std::io::Error::other)?;
@@ -364,7 +468,12 @@ fn read_snapshot_file(
     path: &Path,
     mut visit: impl FnMut(Cf, &[u8], &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<Meta> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot {}: {what}", path.display()));
+    let bad = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("snapshot {}: {what}", path.display()),
+        )
+    };
     let mut input = BufReader::new(File::open(path)?);
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
@@ -380,13 +489,17 @@ fn read_snapshot_file(
     };
     loop {
         let mut tag = [0u8; 1];
-        input.read_exact(&mut tag).map_err(|_| bad("truncated: no metadata trailer"))?;
+        input
+            .read_exact(&mut tag)
+            .map_err(|_| bad("truncated: no metadata trailer"))?;
         let key = read_chunk(&mut input)?;
         let value = read_chunk(&mut input)?;
         if tag[0] == TRAILER_TAG {
             return serde_json::from_slice(&value).map_err(|e| bad(&e.to_string()));
         }
-        let cf = Cf::from_tag(tag[0]).filter(|cf| Cf::STATE_MACHINE.contains(cf)).ok_or_else(|| bad("unknown record"))?;
+        let cf = Cf::from_tag(tag[0])
+            .filter(|cf| Cf::STATE_MACHINE.contains(cf))
+            .ok_or_else(|| bad("unknown record"))?;
         visit(cf, &key, &value)?;
     }
 }

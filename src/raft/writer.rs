@@ -36,7 +36,8 @@ impl Writer {
             .send((proposal, tx))
             .await
             .map_err(|_| NodeError::Unavailable("node is shutting down".into()))?;
-        rx.await.map_err(|_| NodeError::Unavailable("node is shutting down".into()))?
+        rx.await
+            .map_err(|_| NodeError::Unavailable("node is shutting down".into()))?
     }
 }
 
@@ -44,7 +45,9 @@ async fn run(handle: RaftHandle, mut rx: mpsc::Receiver<(Proposal, Reply)>, max_
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         // Wait for a slot first: proposals that arrive meanwhile join this batch.
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let mut pending = vec![first];
         while pending.len() < max_batch {
             match rx.try_recv() {

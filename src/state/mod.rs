@@ -34,7 +34,11 @@ pub enum Command {
     /// Does nothing; used as a write barrier and in tests.
     Noop,
     /// Creates a cluster, or returns the existing ACTIVE one of that name.
-    CreateCluster { name: String, arn: String, tags: Vec<Tag> },
+    CreateCluster {
+        name: String,
+        arn: String,
+        tags: Vec<Tag>,
+    },
     /// Marks an empty cluster INACTIVE.
     DeleteCluster { name: String },
 }
@@ -109,8 +113,19 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvE
             continue;
         }
         let outcome = apply_command(txn, applied_ts, &proposal.command)?;
-        txn.put(Space::Dedupe, key, encode(&DedupeRecord { ts_ms: applied_ts, outcome: outcome.clone() }));
-        txn.put(Space::Dedupe, expiry_key(applied_ts, &proposal.request_id), Vec::new());
+        txn.put(
+            Space::Dedupe,
+            key,
+            encode(&DedupeRecord {
+                ts_ms: applied_ts,
+                outcome: outcome.clone(),
+            }),
+        );
+        txn.put(
+            Space::Dedupe,
+            expiry_key(applied_ts, &proposal.request_id),
+            Vec::new(),
+        );
         outcomes.push(outcome);
     }
     purge_expired_dedupe(txn, applied_ts)?;
@@ -120,11 +135,19 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvE
 
 fn purge_expired_dedupe(txn: &mut Txn<'_>, now_ms: u64) -> Result<(), KvError> {
     let cutoff = now_ms.saturating_sub(DEDUPE_TTL_MS);
-    let expired = txn.scan(Space::Dedupe, b"t/", &expiry_key(cutoff, ""), DEDUPE_PURGE_PER_BATCH)?;
+    let expired = txn.scan(
+        Space::Dedupe,
+        b"t/",
+        &expiry_key(cutoff, ""),
+        DEDUPE_PURGE_PER_BATCH,
+    )?;
     for (key, _) in expired {
         // Key layout: t/<20-digit ts>/<request id>.
         if let Some(request_id) = key.get(23..) {
-            txn.delete(Space::Dedupe, dedupe_key(&String::from_utf8_lossy(request_id)));
+            txn.delete(
+                Space::Dedupe,
+                dedupe_key(&String::from_utf8_lossy(request_id)),
+            );
         }
         txn.delete(Space::Dedupe, key);
     }
@@ -156,11 +179,15 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             Ok(Outcome::Cluster(cluster))
         }
         Command::DeleteCluster { name } => {
-            let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
+            let Some(mut cluster) =
+                get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active)
+            else {
                 return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
             };
             if cluster.registered_container_instances > 0 {
-                return Ok(Outcome::Rejected(Rejection::ClusterContainsContainerInstances));
+                return Ok(Outcome::Rejected(
+                    Rejection::ClusterContainsContainerInstances,
+                ));
             }
             if cluster.active_services + cluster.draining_services > 0 {
                 return Ok(Outcome::Rejected(Rejection::ClusterContainsServices));
@@ -179,7 +206,9 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
 
 /// The cluster named `name`, ACTIVE or INACTIVE.
 pub fn get_cluster(kv: &dyn KvRead, name: &str) -> Result<Option<Cluster>, KvError> {
-    kv.get(Space::Data, &cluster_key(name))?.map(|bytes| decode(&bytes)).transpose()
+    kv.get(Space::Data, &cluster_key(name))?
+        .map(|bytes| decode(&bytes))
+        .transpose()
 }
 
 /// Up to `limit` ACTIVE clusters whose names sort after `after`, and whether more follow.
@@ -231,7 +260,13 @@ mod tests {
         fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
             Ok(self.0.get(&(space, key.to_vec())).cloned())
         }
-        fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        fn scan(
+            &self,
+            space: Space,
+            from: &[u8],
+            to: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
             Ok(self
                 .0
                 .range((space, from.to_vec())..(space, to.to_vec()))
@@ -259,44 +294,83 @@ mod tests {
     }
 
     fn proposal(id: &str, ts_ms: u64, command: Command) -> Proposal {
-        Proposal { request_id: id.to_string(), ts_ms, command }
+        Proposal {
+            request_id: id.to_string(),
+            ts_ms,
+            command,
+        }
     }
 
     fn create(id: &str, name: &str) -> Proposal {
-        proposal(id, 1000, Command::CreateCluster { name: name.into(), arn: format!("arn/{name}"), tags: vec![] })
+        proposal(
+            id,
+            1000,
+            Command::CreateCluster {
+                name: name.into(),
+                arn: format!("arn/{name}"),
+                tags: vec![],
+            },
+        )
     }
 
     #[test]
     fn create_is_idempotent_and_delete_marks_inactive() {
         let mut kv = MemKv::default();
         let out = kv.apply(Batch(vec![create("r1", "a"), create("r2", "a")]));
-        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 1000));
+        assert!(
+            matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 1000)
+        );
         assert_eq!(out[0], out[1]);
 
-        let out = kv.apply(Batch(vec![proposal("r3", 2000, Command::DeleteCluster { name: "a".into() })]));
+        let out = kv.apply(Batch(vec![proposal(
+            "r3",
+            2000,
+            Command::DeleteCluster { name: "a".into() },
+        )]));
         assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Inactive));
-        let out = kv.apply(Batch(vec![proposal("r4", 2000, Command::DeleteCluster { name: "a".into() })]));
+        let out = kv.apply(Batch(vec![proposal(
+            "r4",
+            2000,
+            Command::DeleteCluster { name: "a".into() },
+        )]));
         assert_eq!(out[0], Outcome::Rejected(Rejection::ClusterNotFound));
 
         // Re-creating an INACTIVE name makes it ACTIVE again, with a new creation time.
         let out = kv.apply(Batch(vec![proposal(
             "r5",
             3000,
-            Command::CreateCluster { name: "a".into(), arn: "arn/a".into(), tags: vec![] },
+            Command::CreateCluster {
+                name: "a".into(),
+                arn: "arn/a".into(),
+                tags: vec![],
+            },
         )]));
-        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 3000));
+        assert!(
+            matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 3000)
+        );
     }
 
     #[test]
     fn a_repeated_request_id_applies_once_and_returns_the_first_outcome() {
         let mut kv = MemKv::default();
         kv.apply(Batch(vec![create("r1", "a")]));
-        let first = kv.apply(Batch(vec![proposal("del", 2000, Command::DeleteCluster { name: "a".into() })]));
+        let first = kv.apply(Batch(vec![proposal(
+            "del",
+            2000,
+            Command::DeleteCluster { name: "a".into() },
+        )]));
         kv.apply(Batch(vec![create("r2", "a")]));
         // The retried delete must not delete the re-created cluster.
-        let retried = kv.apply(Batch(vec![proposal("del", 2500, Command::DeleteCluster { name: "a".into() })]));
+        let retried = kv.apply(Batch(vec![proposal(
+            "del",
+            2500,
+            Command::DeleteCluster { name: "a".into() },
+        )]));
         assert_eq!(first, retried);
-        assert_eq!(get_cluster(&kv, "a").unwrap().unwrap().status, ClusterStatus::Active);
+        assert_eq!(
+            get_cluster(&kv, "a").unwrap().unwrap().status,
+            ClusterStatus::Active
+        );
     }
 
     #[test]
@@ -304,7 +378,11 @@ mod tests {
         let mut kv = MemKv::default();
         kv.apply(Batch(vec![create("old", "a")]));
         assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_some());
-        kv.apply(Batch(vec![proposal("new", 1000 + DEDUPE_TTL_MS + 1, Command::Noop)]));
+        kv.apply(Batch(vec![proposal(
+            "new",
+            1000 + DEDUPE_TTL_MS + 1,
+            Command::Noop,
+        )]));
         assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_none());
         assert!(kv.get(Space::Dedupe, b"r/new").unwrap().is_some());
     }
@@ -320,13 +398,28 @@ mod tests {
     #[test]
     fn listing_skips_inactive_and_pages() {
         let mut kv = MemKv::default();
-        kv.apply(Batch(vec![create("1", "a"), create("2", "b"), create("3", "c"), create("4", "d")]));
-        kv.apply(Batch(vec![proposal("5", 1000, Command::DeleteCluster { name: "b".into() })]));
+        kv.apply(Batch(vec![
+            create("1", "a"),
+            create("2", "b"),
+            create("3", "c"),
+            create("4", "d"),
+        ]));
+        kv.apply(Batch(vec![proposal(
+            "5",
+            1000,
+            Command::DeleteCluster { name: "b".into() },
+        )]));
         let (page, more) = list_active_clusters(&kv, None, 2).unwrap();
-        assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(
+            page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["a", "c"]
+        );
         assert!(more);
         let (page, more) = list_active_clusters(&kv, Some("c"), 2).unwrap();
-        assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["d"]);
+        assert_eq!(
+            page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["d"]
+        );
         assert!(!more);
     }
 }

@@ -28,7 +28,13 @@ pub struct KvError(pub String);
 pub trait KvRead {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Up to `limit` pairs with `from <= key < to`, in key order.
-    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
 }
 
 type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
@@ -41,7 +47,10 @@ pub struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     pub fn new(base: &'a dyn KvRead) -> Self {
-        Txn { base, writes: BTreeMap::new() }
+        Txn {
+            base,
+            writes: BTreeMap::new(),
+        }
     }
 
     pub fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
@@ -66,14 +75,25 @@ impl KvRead for Txn<'_> {
         }
     }
 
-    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         let overlay: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
             .writes
-            .range((Bound::Included((space, from.to_vec())), Bound::Excluded((space, to.to_vec()))))
+            .range((
+                Bound::Included((space, from.to_vec())),
+                Bound::Excluded((space, to.to_vec())),
+            ))
             .map(|((_, k), v)| (k, v))
             .collect();
         // Deletes in the overlay can hide base rows, so ask the base for enough extra rows.
-        let base = self.base.scan(space, from, to, limit.saturating_add(overlay.len()))?;
+        let base = self
+            .base
+            .scan(space, from, to, limit.saturating_add(overlay.len()))?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
         let base_complete_upto = if merged.len() >= limit.saturating_add(overlay.len()) {
             merged.keys().next_back().cloned()
@@ -106,24 +126,56 @@ mod tests {
         fn get(&self, _: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
             Ok(self.0.get(key).cloned())
         }
-        fn scan(&self, _: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
-            Ok(self.0.range(from.to_vec()..to.to_vec()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+        fn scan(
+            &self,
+            _: Space,
+            from: &[u8],
+            to: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+            Ok(self
+                .0
+                .range(from.to_vec()..to.to_vec())
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
         }
     }
 
     #[test]
     fn overlay_reads_and_scans_merge_in_order() {
-        let base = Base([("a", "1"), ("c", "3"), ("e", "5")].iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect());
+        let base = Base(
+            [("a", "1"), ("c", "3"), ("e", "5")]
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        );
         let mut txn = Txn::new(&base);
         txn.put(Space::Data, b"b".to_vec(), b"2".to_vec());
         txn.delete(Space::Data, b"c".to_vec());
         assert_eq!(txn.get(Space::Data, b"c").unwrap(), None);
         assert_eq!(txn.get(Space::Data, b"b").unwrap(), Some(b"2".to_vec()));
-        let keys = |rows: Vec<(Vec<u8>, Vec<u8>)>| rows.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
-        assert_eq!(keys(txn.scan(Space::Data, b"a", b"z", 10).unwrap()), vec!["a", "b", "e"]);
-        assert_eq!(keys(txn.scan(Space::Data, b"a", b"z", 2).unwrap()), vec!["a", "b"]);
+        let keys = |rows: Vec<(Vec<u8>, Vec<u8>)>| {
+            rows.into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(txn.scan(Space::Data, b"a", b"z", 10).unwrap()),
+            vec!["a", "b", "e"]
+        );
+        assert_eq!(
+            keys(txn.scan(Space::Data, b"a", b"z", 2).unwrap()),
+            vec!["a", "b"]
+        );
         txn.put(Space::Data, b"f".to_vec(), b"6".to_vec());
-        assert_eq!(keys(txn.scan(Space::Data, b"a", b"z", 1).unwrap()), vec!["a"]);
-        assert_eq!(keys(txn.scan(Space::Data, b"d", b"z", 5).unwrap()), vec!["e", "f"]);
+        assert_eq!(
+            keys(txn.scan(Space::Data, b"a", b"z", 1).unwrap()),
+            vec!["a"]
+        );
+        assert_eq!(
+            keys(txn.scan(Space::Data, b"d", b"z", 5).unwrap()),
+            vec!["e", "f"]
+        );
     }
 }

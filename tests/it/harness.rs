@@ -1,0 +1,262 @@
+//! In-process test clusters: real nodes with real gRPC and HTTP on loopback ports the OS picks.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecsd::config::{MemberConfig, NodeConfig};
+use ecsd::control::LeaderTask;
+use ecsd::node::{Listeners, Node};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Builds the leader-only tasks of one node.
+pub type TaskFactory = Arc<dyn Fn(u64) -> Vec<Arc<dyn LeaderTask>> + Send + Sync>;
+
+/// A cluster of in-process nodes sharing one temp directory.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub configs: BTreeMap<u64, NodeConfig>,
+    pub nodes: BTreeMap<u64, Node>,
+    tasks: TaskFactory,
+    pub http: reqwest::Client,
+}
+
+/// A config for node `id` on the given addresses, with test-friendly (but not racy) timings.
+pub fn node_config(dir: &std::path::Path, id: u64, api: &str, raft: &str) -> NodeConfig {
+    let text = format!(
+        "node_id = {id}\ndata_dir = \"{}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\n",
+        dir.join(format!("node-{id}")).display()
+    );
+    NodeConfig::load(&text, &BTreeMap::new()).expect("test config")
+}
+
+async fn bind_pair() -> (TcpListener, TcpListener) {
+    (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+}
+
+impl TestCluster {
+    /// Starts `n` voters that bootstrap together.
+    pub async fn start(n: u64, tune: impl Fn(&mut NodeConfig)) -> TestCluster {
+        Self::start_with_tasks(n, tune, Arc::new(|_| Vec::new())).await
+    }
+
+    pub async fn start_with_tasks(
+        n: u64,
+        tune: impl Fn(&mut NodeConfig),
+        tasks: TaskFactory,
+    ) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = BTreeMap::new();
+        let mut members = Vec::new();
+        for id in 1..=n {
+            let (api, raft) = bind_pair().await;
+            members.push(MemberConfig {
+                id,
+                api_addr: api.local_addr().unwrap().to_string(),
+                raft_addr: raft.local_addr().unwrap().to_string(),
+            });
+            listeners.insert(id, Listeners { api, raft });
+        }
+        let mut cluster = TestCluster {
+            dir,
+            configs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            tasks,
+            http: reqwest::Client::new(),
+        };
+        for member in &members {
+            let mut config = node_config(
+                cluster.dir.path(),
+                member.id,
+                &member.api_addr,
+                &member.raft_addr,
+            );
+            config.bootstrap = true;
+            config.initial_members = members.clone();
+            tune(&mut config);
+            cluster.configs.insert(member.id, config);
+        }
+        for (id, l) in listeners {
+            cluster.launch(id, l).await;
+        }
+        cluster
+    }
+
+    async fn launch(&mut self, id: u64, listeners: Listeners) {
+        let config = self.configs[&id].clone();
+        let node = Node::start(config, listeners, (self.tasks)(id))
+            .await
+            .expect("start node");
+        self.nodes.insert(id, node);
+    }
+
+    /// Starts a new node that joins later through `add-node` (no bootstrap).
+    pub async fn start_joiner(&mut self, id: u64, tune: impl Fn(&mut NodeConfig)) {
+        let (api, raft) = bind_pair().await;
+        let mut config = node_config(
+            self.dir.path(),
+            id,
+            &api.local_addr().unwrap().to_string(),
+            &raft.local_addr().unwrap().to_string(),
+        );
+        tune(&mut config);
+        self.configs.insert(id, config);
+        self.launch(id, Listeners { api, raft }).await;
+    }
+
+    /// Stops node `id` (its data stays).
+    pub async fn stop(&mut self, id: u64) {
+        let node = self.nodes.remove(&id).expect("node running");
+        node.shutdown().await;
+    }
+
+    /// Restarts node `id` from its data directory on its old addresses.
+    pub async fn restart(&mut self, id: u64) {
+        let config = &self.configs[&id];
+        let api = TcpListener::bind(config.api_addr).await.unwrap();
+        let raft = TcpListener::bind(config.raft_addr).await.unwrap();
+        self.launch(id, Listeners { api, raft }).await;
+    }
+
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.configs[&id].api_addr)
+    }
+
+    /// The leader every running node agrees on.
+    pub async fn leader(&self) -> u64 {
+        wait_for("an agreed leader", Duration::from_secs(20), || async {
+            let leaders: Vec<Option<u64>> = self
+                .nodes
+                .values()
+                .map(|n| n.raft.handle().local_report())
+                .map(|r| r.leader)
+                .collect();
+            let first = leaders.first().copied().flatten()?;
+            let agreed =
+                leaders.iter().all(|l| *l == Some(first)) && self.nodes.contains_key(&first);
+            let leads = self.nodes.get(&first)?.raft.handle().local_report().state == "leader";
+            (agreed && leads).then_some(first)
+        })
+        .await
+    }
+
+    /// Some running node other than `not`.
+    pub fn other_than(&self, not: u64) -> u64 {
+        *self
+            .nodes
+            .keys()
+            .find(|id| **id != not)
+            .expect("another node")
+    }
+
+    /// Sends an ECS action to node `id` and returns (status, body).
+    pub async fn ecs(&self, id: u64, action: &str, body: Value) -> (u16, Value) {
+        ecs_call(&self.http, &self.url(id), action, body, &[]).await
+    }
+
+    /// Every ACTIVE cluster name, following ListClusters pages, read linearizably from node `id`.
+    pub async fn list_cluster_names(&self, id: u64) -> Vec<String> {
+        list_cluster_names(&self.http, &self.url(id)).await
+    }
+
+    /// Waits until node `id` has applied at least what node `reference` has applied.
+    pub async fn wait_caught_up(&self, id: u64, reference: u64) {
+        let target = self.nodes[&reference]
+            .raft
+            .handle()
+            .local_report()
+            .applied_index;
+        wait_for(
+            &format!("node {id} to apply up to {target:?}"),
+            Duration::from_secs(30),
+            || async {
+                let applied = self.nodes[&id].raft.handle().local_report().applied_index;
+                (applied >= target).then_some(())
+            },
+        )
+        .await
+    }
+
+    pub async fn shutdown(mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+/// One raw ECS JSON 1.1 call.
+pub async fn ecs_call(
+    http: &reqwest::Client,
+    url: &str,
+    action: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = http
+        .post(format!("{url}/"))
+        .header(
+            "x-amz-target",
+            format!("AmazonEC2ContainerServiceV20141113.{action}"),
+        )
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(body.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("http call");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("json body");
+    (status, body)
+}
+
+/// Every ACTIVE cluster name at `url`, following ListClusters pages.
+pub async fn list_cluster_names(http: &reqwest::Client, url: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = serde_json::json!({});
+        if let Some(t) = &token {
+            req["nextToken"] = serde_json::json!(t);
+        }
+        let (status, page) = ecs_call(http, url, "ListClusters", req, &[]).await;
+        assert_eq!(status, 200, "{page}");
+        for arn in page["clusterArns"].as_array().unwrap() {
+            names.push(
+                arn.as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        match page.get("nextToken").and_then(|t| t.as_str()) {
+            Some(t) => token = Some(t.to_string()),
+            None => return names,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The one integration-test binary: real nodes on loopback, driven through their public APIs.
+
+mod api;
+mod configs;
+mod harness;
+mod leadership;
+mod membership;
+mod processes;
+mod replication;
+mod sdk;
+mod storage_suite;

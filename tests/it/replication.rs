@@ -1,0 +1,213 @@
+//! Replication, failover, restart, snapshot catch-up and at-most-once application.
+
+use std::time::Duration;
+
+use ecsd::state::{Batch, Command, Outcome, Proposal};
+use serde_json::json;
+
+use crate::harness::{ecs_call, wait_for, TestCluster};
+
+fn names(body: &serde_json::Value) -> Vec<String> {
+    body["clusterArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_leader_loss_and_restarts() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+
+    tracing::info!("--- a write through a follower is readable on every node");
+    {
+        let (status, body) = cluster
+            .ecs(follower, "CreateCluster", json!({"clusterName": "first"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for id in 1..=3 {
+            let (status, body) = cluster
+                .ecs(id, "DescribeClusters", json!({"clusters": ["first"]}))
+                .await;
+            assert_eq!(status, 200);
+            assert_eq!(body["clusters"][0]["status"], "ACTIVE", "node {id}: {body}");
+        }
+        // A stale read is served locally; once the node has caught up it sees the write too.
+        cluster.wait_caught_up(follower, leader).await;
+        let (_, body) = ecs_call(
+            &cluster.http,
+            &cluster.url(follower),
+            "ListClusters",
+            json!({}),
+            &[("x-ecsd-consistency", "stale")],
+        )
+        .await;
+        assert_eq!(names(&body), vec!["first"]);
+    }
+
+    tracing::info!("--- stop the leader; a new leader takes writes through every surviving node");
+    {
+        cluster.stop(leader).await;
+        let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for (i, id) in survivors.iter().enumerate() {
+            let (status, body) = cluster
+                .ecs(
+                    *id,
+                    "CreateCluster",
+                    json!({"clusterName": format!("after-{i}")}),
+                )
+                .await;
+            assert_eq!(status, 200, "node {id}: {body}");
+        }
+        let new_leader = cluster.leader().await;
+        assert_ne!(new_leader, leader);
+    }
+
+    tracing::info!("--- the stopped node restarts from its data directory, intact, and catches up");
+    {
+        cluster.restart(leader).await;
+        let (status, body) = cluster.ecs(leader, "ListClusters", json!({})).await;
+        assert_eq!(status, 200);
+        assert_eq!(names(&body), vec!["after-0", "after-1", "first"]);
+    }
+
+    tracing::info!("--- every node restarts; all data is still there");
+    {
+        for id in [1, 2, 3] {
+            cluster.stop(id).await;
+        }
+        for id in [1, 2, 3] {
+            cluster.restart(id).await;
+        }
+        let (status, body) = cluster.ecs(2, "ListClusters", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(names(&body), vec!["after-0", "after-1", "first"]);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_purged_log_catches_up_by_snapshot() {
+    let mut cluster = TestCluster::start(3, |c| {
+        c.raft.snapshot_every = 20;
+        c.raft.logs_to_keep = 0;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let lagging = cluster.other_than(leader);
+
+    tracing::info!("--- stop a follower, then write enough to snapshot and purge the log");
+    cluster.stop(lagging).await;
+    let writer = cluster.other_than(lagging);
+    for i in 0..60 {
+        let (status, body) = cluster
+            .ecs(
+                writer,
+                "CreateCluster",
+                json!({"clusterName": format!("c{i:02}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let leader = cluster.leader().await;
+    cluster.nodes[&leader]
+        .raft
+        .handle()
+        .trigger_snapshot()
+        .await
+        .unwrap();
+    // Purging waits until no replication stream is using the range; more writes give the
+    // leader the occasions to retry it.
+    let extra = std::sync::atomic::AtomicUsize::new(0);
+    let purged = wait_for(
+        "the leader to purge its log",
+        Duration::from_secs(30),
+        || async {
+            let n = extra.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (status, _) = cluster
+                .ecs(
+                    writer,
+                    "CreateCluster",
+                    json!({"clusterName": format!("x{n:03}")}),
+                )
+                .await;
+            assert_eq!(status, 200);
+            let report = cluster.nodes[&leader].raft.handle().local_report();
+            report.purged_index.filter(|p| *p >= 40)
+        },
+    )
+    .await;
+
+    tracing::info!(
+        "--- restart the follower: it must install a snapshot, the log it needs is gone"
+    );
+    cluster.restart(lagging).await;
+    cluster.wait_caught_up(lagging, leader).await;
+    let report = cluster.nodes[&lagging].raft.handle().local_report();
+    assert!(
+        report.snapshot_index.is_some_and(|s| s >= purged),
+        "no snapshot installed: {report:?}"
+    );
+    let (_, body) = ecs_call(
+        &cluster.http,
+        &cluster.url(lagging),
+        "ListClusters",
+        json!({}),
+        &[("x-ecsd-consistency", "stale")],
+    )
+    .await;
+    let everything = cluster.list_cluster_names(leader).await;
+    assert!(everything.len() >= 60);
+    // The stale (local) read shows the first page of exactly what the leader has.
+    assert_eq!(
+        names(&body),
+        everything[..100.min(everything.len())].to_vec()
+    );
+    assert_eq!(cluster.list_cluster_names(lagging).await, everything);
+
+    tracing::info!("--- and keeps replicating after the snapshot");
+    let (status, _) = cluster
+        .ecs(lagging, "CreateCluster", json!({"clusterName": "later"}))
+        .await;
+    assert_eq!(status, 200);
+    cluster.wait_caught_up(lagging, leader).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_forwarded_request_applies_once() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let handle = cluster.nodes[&follower].raft.handle().clone();
+    let (status, _) = cluster
+        .ecs(follower, "CreateCluster", json!({"clusterName": "svc"}))
+        .await;
+    assert_eq!(status, 200);
+
+    let delete = Batch(vec![Proposal {
+        request_id: "retry-me".into(),
+        ts_ms: ecsd::api::now_ms(),
+        command: Command::DeleteCluster { name: "svc".into() },
+    }]);
+    let first = handle.submit_batch(delete.clone()).await.unwrap();
+    assert!(
+        matches!(&first.0[0], Outcome::Cluster(c) if c.status == ecsd::model::ClusterStatus::Inactive)
+    );
+
+    // The cluster is created again; a retry of the old delete must not delete it a second time.
+    let (status, _) = cluster
+        .ecs(follower, "CreateCluster", json!({"clusterName": "svc"}))
+        .await;
+    assert_eq!(status, 200);
+    let retried = handle.submit_batch(delete).await.unwrap();
+    assert_eq!(first, retried);
+    let (_, body) = cluster
+        .ecs(leader, "DescribeClusters", json!({"clusters": ["svc"]}))
+        .await;
+    assert_eq!(body["clusters"][0]["status"], "ACTIVE");
+    cluster.shutdown().await;
+}
