@@ -15,6 +15,8 @@ pub mod config;
 pub mod control;
 pub mod model;
 pub mod node;
+// openraft's `StorageError` is large, and its storage traits dictate it as the error type.
+#[allow(clippy::result_large_err)]
 pub mod raft;
 pub mod rpc;
 pub mod state;

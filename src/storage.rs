@@ -10,6 +10,9 @@ use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The column families of a node's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cf {
@@ -162,7 +165,7 @@ impl Store {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<KeyValue>, StorageError> {
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(
             self.handle(cf),
@@ -179,7 +182,7 @@ impl Store {
     }
 
     /// The pair with the greatest key in `cf`.
-    pub fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn last(&self, cf: Cf) -> Result<Option<KeyValue>, StorageError> {
         let mut iter = self.db.iterator_cf(self.handle(cf), IteratorMode::End);
         match iter.next() {
             Some(item) => {

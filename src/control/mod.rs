@@ -58,45 +58,14 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
             let m = metrics.borrow_and_update();
             (handle.is_leader_in(&m), m.current_term)
         };
-        match &running {
-            Some(r) if !leading || r.term != term => {
+        if let Some(r) = &running {
+            if !leading || r.term != term {
                 stop(&node, running.take()).await;
                 continue;
             }
-            None if leading && !shutdown.is_cancelled() => {
-                if barrier(&node, term).await {
-                    tracing::info!(
-                        node_id = handle.id,
-                        term,
-                        "leadership established; starting leader loops"
-                    );
-                    let cancel = shutdown.child_token();
-                    let joins = tasks
-                        .iter()
-                        .map(|task| {
-                            let ctx = LeaderContext {
-                                node: node.clone(),
-                                term,
-                                cancel: cancel.clone(),
-                            };
-                            let name = task.name();
-                            let fut = task.run(ctx);
-                            tokio::spawn(async move {
-                                fut.await;
-                                tracing::debug!(task = name, "leader loop ended");
-                            })
-                        })
-                        .collect();
-                    handle.set_leader_loops_running(true);
-                    running = Some(Running {
-                        term,
-                        cancel,
-                        joins,
-                    });
-                    continue;
-                }
-            }
-            _ => {}
+        } else if leading && !shutdown.is_cancelled() && barrier(&node, term).await {
+            running = Some(start_loops(&node, &tasks, term, &shutdown));
+            continue;
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { break },
@@ -106,6 +75,43 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
         }
     }
     stop(&node, running.take()).await;
+}
+
+fn start_loops(
+    node: &RaftNode,
+    tasks: &[Arc<dyn LeaderTask>],
+    term: u64,
+    shutdown: &CancellationToken,
+) -> Running {
+    let handle = node.handle();
+    tracing::info!(
+        node_id = handle.id,
+        term,
+        "leadership established; starting leader loops"
+    );
+    let cancel = shutdown.child_token();
+    let joins = tasks
+        .iter()
+        .map(|task| {
+            let ctx = LeaderContext {
+                node: node.clone(),
+                term,
+                cancel: cancel.clone(),
+            };
+            let name = task.name();
+            let fut = task.run(ctx);
+            tokio::spawn(async move {
+                fut.await;
+                tracing::debug!(task = name, "leader loop ended");
+            })
+        })
+        .collect();
+    handle.set_leader_loops_running(true);
+    Running {
+        term,
+        cancel,
+        joins,
+    }
 }
 
 /// True once this node, still leading `term`, has applied everything committed before it.

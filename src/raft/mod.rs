@@ -156,6 +156,9 @@ pub struct RaftHandle {
     view: StateView,
     committed: Arc<CommittedIndex>,
     hold: Duration,
+    /// Deadline of one forward or read-index RPC. A paused leader accepts connections but never
+    /// answers; after this the request is retried, by then most likely at a new leader.
+    attempt_timeout: Duration,
     leader_loops_running: Arc<AtomicBool>,
 }
 
@@ -232,6 +235,9 @@ impl RaftNode {
             view: StateView::new(store),
             committed,
             hold: Duration::from_millis(config.api.hold_ms),
+            attempt_timeout: Duration::from_millis(
+                (2 * config.raft.election_timeout_max_ms).max(1000),
+            ),
             leader_loops_running: Arc::new(AtomicBool::new(false)),
         };
         let writer = writer::Writer::spawn(handle.clone(), config.api.max_batch);
@@ -310,11 +316,13 @@ impl RaftHandle {
     pub async fn submit_batch(&self, batch: Batch) -> Result<BatchOutcome, NodeError> {
         let deadline = Instant::now() + self.hold;
         let mut backoff = Duration::from_millis(10);
+        let mut failed_leader = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(remaining, self.raft.client_write(batch.clone())).await {
                 Ok(Ok(response)) => return Ok(response.data),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    failed_leader = f.leader_id;
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
                         if let Some(addr) = f
                             .leader_node
@@ -328,7 +336,7 @@ impl RaftHandle {
                                     leader,
                                     Method::Forward,
                                     &batch,
-                                    remaining,
+                                    remaining.min(self.attempt_timeout),
                                 )
                                 .await;
                             match reply {
@@ -356,10 +364,22 @@ impl RaftHandle {
                     self.hold.as_millis()
                 )));
             }
-            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            self.pause_for_leader(
+                failed_leader,
+                backoff.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
+    }
+
+    /// Waits up to `max` for a leader other than `failed` to be known, so a retry after an
+    /// election goes out as soon as the new leader is, not at the next backoff tick.
+    async fn pause_for_leader(&self, failed: Option<NodeId>, max: Duration) {
+        let mut metrics = self.raft.metrics();
+        let new_leader =
+            metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != failed);
+        let _ = tokio::time::timeout(max, new_leader).await;
     }
 
     /// Serves a write forwarded by a follower: one attempt, no further forwarding.
@@ -381,11 +401,13 @@ impl RaftHandle {
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let deadline = Instant::now() + self.hold;
         let mut backoff = Duration::from_millis(10);
+        let mut failed_leader = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                    failed_leader = f.leader_id;
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
                         if let Some(addr) = f
                             .leader_node
@@ -399,7 +421,7 @@ impl RaftHandle {
                                     leader,
                                     Method::ReadIndex,
                                     &(),
-                                    remaining,
+                                    remaining.min(self.attempt_timeout),
                                 )
                                 .await;
                             if let Ok(LeaderReply::Ok(index)) = reply {
@@ -427,8 +449,11 @@ impl RaftHandle {
                     self.hold.as_millis()
                 )));
             }
-            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            self.pause_for_leader(
+                failed_leader,
+                backoff.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }

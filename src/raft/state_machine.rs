@@ -17,7 +17,7 @@ use openraft::{
 };
 
 use super::{NodeId, NodeInfo, TypeConfig};
-use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Space, Txn};
+use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Row, Space, Txn};
 use crate::storage::{Batch, Cf, Store, KEY_MAX};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
@@ -61,7 +61,7 @@ impl KvRead for StateView {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    ) -> Result<Vec<Row>, KvError> {
         let (cf, from) = Self::locate(space, from);
         let (_, to) = Self::locate(space, to);
         let rows = self

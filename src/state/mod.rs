@@ -10,7 +10,7 @@ mod txn;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Cluster, ClusterStatus, Tag};
-pub use txn::{KvError, KvRead, Space, Txn};
+pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
 pub const DEDUPE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
@@ -266,7 +266,7 @@ mod tests {
             from: &[u8],
             to: &[u8],
             limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        ) -> Result<Vec<Row>, KvError> {
             Ok(self
                 .0
                 .range((space, from.to_vec())..(space, to.to_vec()))

@@ -19,6 +19,9 @@ pub enum Space {
     Data,
 }
 
+/// A key and its value, as scans return them.
+pub type Row = (Vec<u8>, Vec<u8>);
+
 /// A storage read failed. Fatal: the state machine cannot continue.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("state storage: {0}")]
@@ -28,13 +31,8 @@ pub struct KvError(pub String);
 pub trait KvRead {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Up to `limit` pairs with `from <= key < to`, in key order.
-    fn scan(
-        &self,
-        space: Space,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>;
+    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize)
+        -> Result<Vec<Row>, KvError>;
 }
 
 type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
@@ -81,7 +79,7 @@ impl KvRead for Txn<'_> {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    ) -> Result<Vec<Row>, KvError> {
         let overlay: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
             .writes
             .range((
@@ -132,7 +130,7 @@ mod tests {
             from: &[u8],
             to: &[u8],
             limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        ) -> Result<Vec<Row>, KvError> {
             Ok(self
                 .0
                 .range(from.to_vec()..to.to_vec())

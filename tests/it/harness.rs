@@ -33,10 +33,15 @@ where
 pub type TaskFactory = Arc<dyn Fn(u64) -> Vec<Arc<dyn LeaderTask>> + Send + Sync>;
 
 /// A cluster of in-process nodes sharing one temp directory.
+///
+/// The harness keeps its own handle on every node's listening sockets, so a stopped node's ports
+/// stay reserved and it restarts on the addresses the Raft membership records (like socket
+/// activation: connections made meanwhile wait in the backlog).
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub configs: BTreeMap<u64, NodeConfig>,
     pub nodes: BTreeMap<u64, Node>,
+    sockets: BTreeMap<u64, (std::net::TcpListener, std::net::TcpListener)>,
     tasks: TaskFactory,
     pub http: reqwest::Client,
 }
@@ -50,11 +55,22 @@ pub fn node_config(dir: &std::path::Path, id: u64, api: &str, raft: &str) -> Nod
     NodeConfig::load(&text, &BTreeMap::new()).expect("test config")
 }
 
-async fn bind_pair() -> (TcpListener, TcpListener) {
-    (
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
+/// Binds an API and a Raft socket on ports the OS picks.
+fn bind_pair() -> (std::net::TcpListener, std::net::TcpListener) {
+    let bind = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        l
+    };
+    (bind(), bind())
+}
+
+fn listeners_for(sockets: &(std::net::TcpListener, std::net::TcpListener)) -> Listeners {
+    let open = |l: &std::net::TcpListener| TcpListener::from_std(l.try_clone().unwrap()).unwrap();
+    Listeners {
+        api: open(&sockets.0),
+        raft: open(&sockets.1),
+    }
 }
 
 impl TestCluster {
@@ -69,21 +85,22 @@ impl TestCluster {
         tasks: TaskFactory,
     ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut listeners = BTreeMap::new();
+        let mut sockets = BTreeMap::new();
         let mut members = Vec::new();
         for id in 1..=n {
-            let (api, raft) = bind_pair().await;
+            let (api, raft) = bind_pair();
             members.push(MemberConfig {
                 id,
                 api_addr: api.local_addr().unwrap().to_string(),
                 raft_addr: raft.local_addr().unwrap().to_string(),
             });
-            listeners.insert(id, Listeners { api, raft });
+            sockets.insert(id, (api, raft));
         }
         let mut cluster = TestCluster {
             dir,
             configs: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            sockets,
             tasks,
             http: reqwest::Client::new(),
         };
@@ -99,14 +116,15 @@ impl TestCluster {
             tune(&mut config);
             cluster.configs.insert(member.id, config);
         }
-        for (id, l) in listeners {
-            cluster.launch(id, l).await;
+        for id in 1..=n {
+            cluster.launch(id).await;
         }
         cluster
     }
 
-    async fn launch(&mut self, id: u64, listeners: Listeners) {
+    async fn launch(&mut self, id: u64) {
         let config = self.configs[&id].clone();
+        let listeners = listeners_for(&self.sockets[&id]);
         let node = Node::start(config, listeners, (self.tasks)(id))
             .await
             .expect("start node");
@@ -115,7 +133,7 @@ impl TestCluster {
 
     /// Starts a new node that joins later through `add-node` (no bootstrap).
     pub async fn start_joiner(&mut self, id: u64, tune: impl Fn(&mut NodeConfig)) {
-        let (api, raft) = bind_pair().await;
+        let (api, raft) = bind_pair();
         let mut config = node_config(
             self.dir.path(),
             id,
@@ -124,7 +142,8 @@ impl TestCluster {
         );
         tune(&mut config);
         self.configs.insert(id, config);
-        self.launch(id, Listeners { api, raft }).await;
+        self.sockets.insert(id, (api, raft));
+        self.launch(id).await;
     }
 
     /// Stops node `id` (its data stays).
@@ -135,10 +154,7 @@ impl TestCluster {
 
     /// Restarts node `id` from its data directory on its old addresses.
     pub async fn restart(&mut self, id: u64) {
-        let config = &self.configs[&id];
-        let api = TcpListener::bind(config.api_addr).await.unwrap();
-        let raft = TcpListener::bind(config.raft_addr).await.unwrap();
-        self.launch(id, Listeners { api, raft }).await;
+        self.launch(id).await;
     }
 
     pub fn url(&self, id: u64) -> String {
