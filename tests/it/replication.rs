@@ -211,3 +211,52 @@ async fn a_retried_forwarded_request_applies_once() {
     assert_eq!(body["clusters"][0]["status"], "ACTIVE");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_requests_fail_fast_with_server_exception() {
+    let mut cluster = TestCluster::start(3, |c| c.api.hold_ms = 1000).await;
+    let (status, _) = cluster
+        .ecs(1, "CreateCluster", json!({"clusterName": "before"}))
+        .await;
+    assert_eq!(status, 200);
+    cluster.wait_caught_up(3, cluster.leader().await).await;
+
+    tracing::info!(
+        "--- with two of three nodes down, writes and linearizable reads get 503, not a hang"
+    );
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    let started = std::time::Instant::now();
+    let (status, body) = cluster
+        .ecs(3, "CreateCluster", json!({"clusterName": "lost"}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["__type"], "ServerException");
+    let (status, _) = cluster.ecs(3, "ListClusters", json!({})).await;
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    tracing::info!("--- a stale read is still served from the local replica");
+    let (status, body) = ecs_call(
+        &cluster.http,
+        &cluster.url(3),
+        "ListClusters",
+        json!({}),
+        &[("x-ecsd-consistency", "stale")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(names(&body).contains(&"before".to_string()));
+
+    tracing::info!("--- once a quorum is back, writes succeed again");
+    cluster.restart(1).await;
+    let (status, body) = cluster
+        .ecs(3, "CreateCluster", json!({"clusterName": "after"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    cluster.shutdown().await;
+}
