@@ -24,14 +24,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_ACCOUNT_ID", "account_id"),
     ("ECSD_REGION", "region"),
     ("ECSD_RAFT_HEARTBEAT_MS", "raft.heartbeat_ms"),
-    (
-        "ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS",
-        "raft.election_timeout_min_ms",
-    ),
-    (
-        "ECSD_RAFT_ELECTION_TIMEOUT_MAX_MS",
-        "raft.election_timeout_max_ms",
-    ),
+    ("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "raft.election_timeout_min_ms"),
+    ("ECSD_RAFT_ELECTION_TIMEOUT_MAX_MS", "raft.election_timeout_max_ms"),
     (
         "ECSD_RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS",
         "raft.install_snapshot_timeout_ms",
@@ -188,27 +182,20 @@ impl NodeConfig {
                 set_dotted(&mut table, key, parse_env_value(raw))?;
             }
         }
-        let config: NodeConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let key = if path == "." {
-                    "<root>".to_string()
-                } else {
-                    path
-                };
-                key_error(&key, e.into_inner().message().to_string())
-            })?;
+        let config: NodeConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." { "<root>".to_string() } else { path };
+            key_error(&key, e.into_inner().message().to_string())
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads the file at `path` and loads it with the process environment.
     pub fn load_file(path: &std::path::Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Syntax(format!("read {}: {e}", path.display())))?;
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("ECSD_"))
-            .collect();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Syntax(format!("read {}: {e}", path.display())))?;
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
         NodeConfig::load(&text, &env)
     }
 
@@ -267,23 +254,14 @@ impl NodeConfig {
                     "must be unique and at least 1",
                 ));
             }
-            for (field, addr) in [
-                ("api_addr", &member.api_addr),
-                ("raft_addr", &member.raft_addr),
-            ] {
+            for (field, addr) in [("api_addr", &member.api_addr), ("raft_addr", &member.raft_addr)] {
                 if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
-                    return Err(key_error(
-                        &format!("initial_members[{i}].{field}"),
-                        "must be host:port",
-                    ));
+                    return Err(key_error(&format!("initial_members[{i}].{field}"), "must be host:port"));
                 }
             }
         }
         if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
-            return Err(key_error(
-                "initial_members",
-                "must include this node's node_id",
-            ));
+            return Err(key_error("initial_members", "must include this node's node_id"));
         }
         Ok(())
     }
@@ -306,9 +284,7 @@ impl NodeConfig {
 fn parse_env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -321,9 +297,7 @@ fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<
         let entry = current
             .entry(part.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry
-            .as_table_mut()
-            .ok_or_else(|| key_error(part, "must be a table"))?;
+        current = entry.as_table_mut().ok_or_else(|| key_error(part, "must be a table"))?;
     }
     current.insert(last.to_string(), value);
     Ok(())
@@ -341,10 +315,7 @@ raft_addr = "127.0.0.1:8201"
 "#;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -373,8 +344,7 @@ raft_addr = "127.0.0.1:8201"
 
     #[test]
     fn unknown_key_is_named() {
-        let err =
-            NodeConfig::load(&format!("{MINIMAL}\nbogus = 1\n"), &BTreeMap::new()).unwrap_err();
+        let err = NodeConfig::load(&format!("{MINIMAL}\nbogus = 1\n"), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
 
@@ -390,17 +360,9 @@ raft_addr = "127.0.0.1:8201"
 
     #[test]
     fn invalid_timings_are_refused_with_the_key() {
-        let err = NodeConfig::load(
-            MINIMAL,
-            &env(&[("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "50")]),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("raft.election_timeout_min_ms"),
-            "{err}"
-        );
-        let err =
-            NodeConfig::load(MINIMAL, &env(&[("ECSD_API_ADDR", "not-an-address")])).unwrap_err();
+        let err = NodeConfig::load(MINIMAL, &env(&[("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "50")])).unwrap_err();
+        assert!(err.to_string().contains("raft.election_timeout_min_ms"), "{err}");
+        let err = NodeConfig::load(MINIMAL, &env(&[("ECSD_API_ADDR", "not-an-address")])).unwrap_err();
         assert!(err.to_string().contains("api_addr"), "{err}");
     }
 

@@ -105,27 +105,15 @@ mod tests {
     #[test]
     fn cluster_ids_resolve_from_name_or_arn() {
         let s = scope();
-        assert_eq!(
-            s.cluster_arn("web"),
-            "arn:aws:ecs:us-east-1:012345678910:cluster/web"
-        );
+        assert_eq!(s.cluster_arn("web"), "arn:aws:ecs:us-east-1:012345678910:cluster/web");
         assert_eq!(s.cluster_name("web"), Some("web"));
         assert_eq!(
             s.cluster_name("arn:aws:ecs:us-east-1:012345678910:cluster/web"),
             Some("web")
         );
-        assert_eq!(
-            s.cluster_name("arn:aws:ecs:eu-west-1:012345678910:cluster/web"),
-            None
-        );
-        assert_eq!(
-            s.cluster_name("arn:aws:ecs:us-east-1:999999999999:cluster/web"),
-            None
-        );
-        assert_eq!(
-            s.cluster_name("arn:aws:ecs:us-east-1:012345678910:service/web"),
-            None
-        );
+        assert_eq!(s.cluster_name("arn:aws:ecs:eu-west-1:012345678910:cluster/web"), None);
+        assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:999999999999:cluster/web"), None);
+        assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:012345678910:service/web"), None);
     }
 
     #[test]

@@ -60,13 +60,10 @@ impl Node {
         // Ports chosen by the OS become the addresses this node advertises.
         config.api_addr = api_addr;
         config.raft_addr = raft_addr;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("create {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create {}", config.data_dir.display()))?;
         std::fs::write(
             config.data_dir.join("addresses.json"),
-            serde_json::to_vec(
-                &serde_json::json!({ "api_addr": api_addr, "raft_addr": raft_addr }),
-            )?,
+            serde_json::to_vec(&serde_json::json!({ "api_addr": api_addr, "raft_addr": raft_addr }))?,
         )?;
 
         let store = Store::open(&config.data_dir.join("db")).context("open rocksdb")?;
@@ -105,8 +102,8 @@ impl Node {
         let api_listener = listeners.api.tap_io(|stream| {
             let _ = stream.set_nodelay(true);
         });
-        let http = axum::serve(api_listener, api::router(state))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http =
+            axum::serve(api_listener, api::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = http.await {
                 tracing::error!(error = %e, "http server failed");
@@ -114,11 +111,7 @@ impl Node {
         }));
         tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
 
-        tasks.push(control::spawn_supervisor(
-            raft.clone(),
-            leader_tasks,
-            shutdown.clone(),
-        ));
+        tasks.push(control::spawn_supervisor(raft.clone(), leader_tasks, shutdown.clone()));
         Ok(Node {
             raft,
             config,

@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// A key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -29,13 +27,7 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [
-        Cf::RaftMeta,
-        Cf::RaftLog,
-        Cf::SmMeta,
-        Cf::SmDedupe,
-        Cf::Data,
-    ];
+    pub const ALL: [Cf; 5] = [Cf::RaftMeta, Cf::RaftLog, Cf::SmMeta, Cf::SmDedupe, Cf::Data];
     /// The families that make up the replicated state machine (what a snapshot carries).
     pub const STATE_MACHINE: [Cf; 3] = [Cf::SmMeta, Cf::SmDedupe, Cf::Data];
 
@@ -132,9 +124,7 @@ impl Store {
 
     fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         // Every family is created at open, so this lookup cannot fail.
-        self.db
-            .cf_handle(cf.name())
-            .expect("column family created at open")
+        self.db.cf_handle(cf.name()).expect("column family created at open")
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -159,18 +149,11 @@ impl Store {
     }
 
     /// Returns up to `limit` pairs with `from <= key < to`, in key order.
-    pub fn scan(
-        &self,
-        cf: Cf,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<KeyValue>, StorageError> {
+    pub fn scan(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<KeyValue>, StorageError> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.handle(cf),
-            IteratorMode::From(from, Direction::Forward),
-        );
+        let iter = self
+            .db
+            .iterator_cf(self.handle(cf), IteratorMode::From(from, Direction::Forward));
         for item in iter {
             let (k, v) = item?;
             if &*k >= to || out.len() >= limit {
@@ -267,10 +250,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             seen,
-            vec![
-                (Cf::RaftLog, u64_key(3).to_vec()),
-                (Cf::Data, b"cluster/a".to_vec())
-            ]
+            vec![(Cf::RaftLog, u64_key(3).to_vec()), (Cf::Data, b"cluster/a".to_vec())]
         );
     }
 }

@@ -46,10 +46,7 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Reply {
     }
 }
 
-pub async fn add_node(
-    State(state): State<Arc<ApiState>>,
-    Json(req): Json<AddNodeRequest>,
-) -> Reply {
+pub async fn add_node(State(state): State<Arc<ApiState>>, Json(req): Json<AddNodeRequest>) -> Reply {
     let op = AdminOp::AddNode {
         id: req.id,
         info: NodeInfo {
@@ -63,16 +60,8 @@ pub async fn add_node(
     }
 }
 
-pub async fn remove_node(
-    State(state): State<Arc<ApiState>>,
-    Json(req): Json<RemoveNodeRequest>,
-) -> Reply {
-    match state
-        .node
-        .handle()
-        .admin(AdminOp::RemoveNode { id: req.id })
-        .await
-    {
+pub async fn remove_node(State(state): State<Arc<ApiState>>, Json(req): Json<RemoveNodeRequest>) -> Reply {
+    match state.node.handle().admin(AdminOp::RemoveNode { id: req.id }).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "removed": req.id }))),
         Err(e) => error_reply(e),
     }

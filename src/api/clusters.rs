@@ -107,28 +107,20 @@ fn cluster_to_wire(c: &Cluster, include: Include) -> ClusterWire {
 
 fn cluster_outcome(outcome: Outcome, include: Include) -> Result<Value, ApiError> {
     match outcome {
-        Outcome::Cluster(c) => {
-            to_value(&serde_json::json!({ "cluster": cluster_to_wire(&c, include) }))
-        }
+        Outcome::Cluster(c) => to_value(&serde_json::json!({ "cluster": cluster_to_wire(&c, include) })),
         Outcome::Rejected(r) => Err(r.into()),
-        Outcome::Done => Err(ApiError::Server(
-            "unexpected outcome for a cluster command".into(),
-        )),
+        Outcome::Done => Err(ApiError::Server("unexpected outcome for a cluster command".into())),
     }
 }
 
 pub async fn create_cluster(ctx: &Ctx<'_>, req: CreateClusterRequest) -> Result<Value, ApiError> {
     let name = req.cluster_name.unwrap_or_else(|| "default".to_string());
     if !valid_cluster_name(&name) {
-        return Err(ApiError::InvalidParameter(format!(
-            "clusterName: {NAME_RULE}"
-        )));
+        return Err(ApiError::InvalidParameter(format!("clusterName: {NAME_RULE}")));
     }
     let tags = wire::tags_from_wire("tags", req.tags)?;
     let arn = ctx.state.scope.cluster_arn(&name);
-    let outcome = ctx
-        .propose(Command::CreateCluster { name, arn, tags })
-        .await?;
+    let outcome = ctx.propose(Command::CreateCluster { name, arn, tags }).await?;
     cluster_outcome(
         outcome,
         Include {
@@ -148,11 +140,7 @@ pub async fn delete_cluster(ctx: &Ctx<'_>, req: DeleteClusterRequest) -> Result<
     if !valid_cluster_name(name) {
         return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
     }
-    let outcome = ctx
-        .propose(Command::DeleteCluster {
-            name: name.to_string(),
-        })
-        .await?;
+    let outcome = ctx.propose(Command::DeleteCluster { name: name.to_string() }).await?;
     cluster_outcome(
         outcome,
         Include {
@@ -162,10 +150,7 @@ pub async fn delete_cluster(ctx: &Ctx<'_>, req: DeleteClusterRequest) -> Result<
     )
 }
 
-pub async fn describe_clusters(
-    ctx: &Ctx<'_>,
-    req: DescribeClustersRequest,
-) -> Result<Value, ApiError> {
+pub async fn describe_clusters(ctx: &Ctx<'_>, req: DescribeClustersRequest) -> Result<Value, ApiError> {
     let ids = req
         .clusters
         .filter(|c| !c.is_empty())
@@ -195,11 +180,7 @@ pub async fn describe_clusters(
     let mut failures = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for id in ids {
-        let name = ctx
-            .state
-            .scope
-            .cluster_name(&id)
-            .filter(|n| valid_cluster_name(n));
+        let name = ctx.state.scope.cluster_name(&id).filter(|n| valid_cluster_name(n));
         let found = match name {
             Some(name) => state::get_cluster(view, name)?,
             None => None,

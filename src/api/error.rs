@@ -49,9 +49,7 @@ impl ApiError {
             ApiError::Client(_) => "ClientException",
             ApiError::InvalidParameter(_) => "InvalidParameterException",
             ApiError::ClusterNotFound(_) => "ClusterNotFoundException",
-            ApiError::ClusterContainsContainerInstances(_) => {
-                "ClusterContainsContainerInstancesException"
-            }
+            ApiError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
             ApiError::Serialization(_) => "SerializationException",

@@ -145,10 +145,8 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
         Ok(_) => "ok",
         Err(e) => e.ecs_type(),
     };
-    metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone())
-        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone()).record(started.elapsed().as_secs_f64());
     let (status, body) = match result {
         Ok(value) => (StatusCode::OK, value),
         Err(e) => {
@@ -179,9 +177,7 @@ async fn serve(
     let Some(target) = headers.get("x-amz-target") else {
         return (
             "-".into(),
-            Err(ApiError::MissingAction(
-                "Missing X-Amz-Target header".into(),
-            )),
+            Err(ApiError::MissingAction("Missing X-Amz-Target header".into())),
         );
     };
     let target = target.to_str().unwrap_or_default();
@@ -190,26 +186,18 @@ async fn serve(
         _ => {
             return (
                 "-".into(),
-                Err(ApiError::InvalidAction(format!(
-                    "Unknown operation {target}"
-                ))),
+                Err(ApiError::InvalidAction(format!("Unknown operation {target}"))),
             );
         }
     };
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            let msg = format!(
-                "Request body exceeds the limit of {} bytes",
-                state.max_body_bytes
-            );
+            let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
             return (action, Err(ApiError::RequestTooLarge(msg)));
         }
     };
-    let consistency = match headers
-        .get(CONSISTENCY_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+    let consistency = match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) if v.eq_ignore_ascii_case("stale") => Consistency::Stale,
         _ => Consistency::Linearizable,
     };

@@ -111,8 +111,7 @@ pub fn encode_token(kind: &str, position: &str) -> String {
 
 /// Decodes a token made by [`encode_token`] for `kind`.
 pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
-    let invalid =
-        || ApiError::InvalidParameter("nextToken: invalid or expired pagination token".to_string());
+    let invalid = || ApiError::InvalidParameter("nextToken: invalid or expired pagination token".to_string());
     if token.len() % 2 != 0 || !token.is_ascii() {
         return Err(invalid());
     }

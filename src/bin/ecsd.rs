@@ -104,22 +104,16 @@ async fn main() -> anyhow::Result<()> {
 
 async fn dev(data_dir: PathBuf) -> anyhow::Result<()> {
     ecsd::telemetry::init();
-    let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("ECSD_"))
-        .collect();
+    let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
     let mut nodes = Vec::new();
     for (i, text) in LOCAL_CONFIGS.iter().enumerate() {
-        let mut config = NodeConfig::load(text, &env)
-            .with_context(|| format!("embedded config of node {}", i + 1))?;
+        let mut config = NodeConfig::load(text, &env).with_context(|| format!("embedded config of node {}", i + 1))?;
         config.data_dir = data_dir.join(format!("node-{}", i + 1));
         let listeners = Listeners::bind(&config).await?;
         nodes.push(Node::start(config, listeners, Vec::new()).await?);
     }
     println!();
-    println!(
-        "ecsd: local 3-node cluster is up (data under {})",
-        data_dir.display()
-    );
+    println!("ecsd: local 3-node cluster is up (data under {})", data_dir.display());
     for node in &nodes {
         println!(
             "  node {}: ECS API http://{}  raft {}",
@@ -131,9 +125,7 @@ async fn dev(data_dir: PathBuf) -> anyhow::Result<()> {
     println!("  aws ecs create-cluster --cluster-name demo --endpoint-url http://127.0.0.1:8102 --region us-east-1");
     println!("  aws ecs list-clusters --endpoint-url http://127.0.0.1:8103 --region us-east-1");
     println!("  cargo run -- cluster status --endpoint http://127.0.0.1:8101");
-    println!(
-        "(the aws CLI needs some credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)"
-    );
+    println!("(the aws CLI needs some credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)");
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await;
     println!("ecsd: stopping");
@@ -147,14 +139,13 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -168,10 +159,7 @@ async fn cluster(command: ClusterCmd) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let (response, endpoint) = match command {
         ClusterCmd::Status { endpoint } => (
-            client
-                .get(format!("{}/cluster/status", base(&endpoint)))
-                .send()
-                .await,
+            client.get(format!("{}/cluster/status", base(&endpoint))).send().await,
             endpoint,
         ),
         ClusterCmd::AddNode {
@@ -180,8 +168,7 @@ async fn cluster(command: ClusterCmd) -> anyhow::Result<()> {
             api_addr,
             raft_addr,
         } => {
-            let body =
-                serde_json::json!({ "id": id, "api_addr": api_addr, "raft_addr": raft_addr });
+            let body = serde_json::json!({ "id": id, "api_addr": api_addr, "raft_addr": raft_addr });
             (
                 client
                     .post(format!("{}/cluster/add-node", base(&endpoint)))

@@ -77,12 +77,7 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
     stop(&node, running.take()).await;
 }
 
-fn start_loops(
-    node: &RaftNode,
-    tasks: &[Arc<dyn LeaderTask>],
-    term: u64,
-    shutdown: &CancellationToken,
-) -> Running {
+fn start_loops(node: &RaftNode, tasks: &[Arc<dyn LeaderTask>], term: u64, shutdown: &CancellationToken) -> Running {
     let handle = node.handle();
     tracing::info!(
         node_id = handle.id,
@@ -107,11 +102,7 @@ fn start_loops(
         })
         .collect();
     handle.set_leader_loops_running(true);
-    Running {
-        term,
-        cancel,
-        joins,
-    }
+    Running { term, cancel, joins }
 }
 
 /// True once this node, still leading `term`, has applied everything committed before it.

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
-    StorageIOError, Vote,
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
 };
 
 use super::{NodeId, TypeConfig};
@@ -30,8 +29,7 @@ impl CommittedIndex {
         self.0.load(Ordering::Relaxed).checked_sub(1)
     }
     fn set(&self, log_id: Option<&LogId<NodeId>>) {
-        self.0
-            .store(log_id.map_or(0, |l| l.index + 1), Ordering::Relaxed);
+        self.0.store(log_id.map_or(0, |l| l.index + 1), Ordering::Relaxed);
     }
 }
 
@@ -42,11 +40,7 @@ pub struct LogStore {
     committed: Arc<CommittedIndex>,
 }
 
-fn io_err(
-    subject: ErrorSubject<NodeId>,
-    verb: ErrorVerb,
-    e: impl std::error::Error + 'static,
-) -> StorageError<NodeId> {
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageError::IO {
         source: StorageIOError::new(subject, verb, AnyError::new(&e)),
     }
@@ -73,10 +67,7 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn get_meta<T: for<'de> serde::Deserialize<'de>>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError<NodeId>> {
+    fn get_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
         let bytes = self.store.get(Cf::RaftMeta, key).map_err(read_logs_err)?;
         bytes
             .map(|b| serde_json::from_slice(&b).map_err(read_logs_err))
@@ -107,9 +98,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Some(*i),
             Bound::Unbounded => None,
         };
-        let to = end
-            .map(|e| u64_key(e).to_vec())
-            .unwrap_or_else(|| KEY_MAX.to_vec());
+        let to = end.map(|e| u64_key(e).to_vec()).unwrap_or_else(|| KEY_MAX.to_vec());
         let rows = self
             .store
             .scan(Cf::RaftLog, &u64_key(start), &to, usize::MAX)
@@ -148,8 +137,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.put(
             Cf::RaftMeta,
             VOTE,
-            serde_json::to_vec(vote)
-                .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?,
+            serde_json::to_vec(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?,
         );
         self.write_synced(batch)
             .await
@@ -160,10 +148,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         // Advisory: lets a restarted node re-apply up to here before hearing from a leader.
         // Not synced; losing it only delays re-application.
         let mut batch = Batch::default();
@@ -178,17 +163,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let committed: Option<LogId<NodeId>> =
-            self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten();
+        let committed: Option<LogId<NodeId>> = self.get_meta::<Option<LogId<NodeId>>>(COMMITTED)?.flatten();
         self.committed.set(committed.as_ref());
         Ok(committed)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,

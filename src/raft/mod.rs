@@ -172,27 +172,17 @@ pub struct RaftNode {
 impl RaftNode {
     /// Opens storage under the config's data dir and starts Raft. Initialises a new cluster when
     /// configured to bootstrap and not yet initialised.
-    pub async fn start(
-        config: &NodeConfig,
-        store: crate::storage::Store,
-    ) -> Result<RaftNode, NodeError> {
+    pub async fn start(config: &NodeConfig, store: crate::storage::Store) -> Result<RaftNode, NodeError> {
         let raft_config = Arc::new(raft_config(config)?);
         let log_store = LogStore::new(store.clone());
         let committed = log_store.committed_index();
-        let state_machine =
-            StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
-                .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
+        let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
+            .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
         let pool = PeerPool::default();
         let network = Network { pool: pool.clone() };
-        let raft = Raft::new(
-            config.node_id,
-            raft_config,
-            network,
-            log_store,
-            state_machine,
-        )
-        .await
-        .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
+        let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
 
         if config.bootstrap
             && !raft
@@ -235,9 +225,7 @@ impl RaftNode {
             view: StateView::new(store),
             committed,
             hold: Duration::from_millis(config.api.hold_ms),
-            attempt_timeout: Duration::from_millis(
-                (2 * config.raft.election_timeout_max_ms).max(1000),
-            ),
+            attempt_timeout: Duration::from_millis((2 * config.raft.election_timeout_max_ms).max(1000)),
             leader_loops_running: Arc::new(AtomicBool::new(false)),
         };
         let writer = writer::Writer::spawn(handle.clone(), config.api.max_batch);
@@ -271,9 +259,7 @@ impl RaftHandle {
     }
 
     /// Subscribes to (leader, term, is-leader) changes of this node.
-    pub fn leadership(
-        &self,
-    ) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>> {
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>> {
         self.raft.metrics()
     }
 
@@ -324,11 +310,7 @@ impl RaftHandle {
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     failed_leader = f.leader_id;
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
-                        if let Some(addr) = f
-                            .leader_node
-                            .map(|n| n.rpc_addr)
-                            .or_else(|| self.leader_addr(leader))
-                        {
+                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
                             let reply = self
                                 .pool
                                 .call::<Batch, LeaderReply<BatchOutcome>>(
@@ -353,9 +335,7 @@ impl RaftHandle {
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                     return Err(NodeError::Internal(e.to_string()))
                 }
-                Ok(Err(RaftError::Fatal(e))) => {
-                    return Err(NodeError::Unavailable(format!("raft stopped: {e}")))
-                }
+                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
                 Err(_) => {}
             }
             if Instant::now() >= deadline {
@@ -377,8 +357,7 @@ impl RaftHandle {
     /// election goes out as soon as the new leader is, not at the next backoff tick.
     async fn pause_for_leader(&self, failed: Option<NodeId>, max: Duration) {
         let mut metrics = self.raft.metrics();
-        let new_leader =
-            metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != failed);
+        let new_leader = metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != failed);
         let _ = tokio::time::timeout(max, new_leader).await;
     }
 
@@ -387,9 +366,7 @@ impl RaftHandle {
         match self.raft.client_write(batch).await {
             Ok(response) => LeaderReply::Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                LeaderReply::NotLeader {
-                    leader: f.leader_id,
-                }
+                LeaderReply::NotLeader { leader: f.leader_id }
             }
             Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
         }
@@ -409,11 +386,7 @@ impl RaftHandle {
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                     failed_leader = f.leader_id;
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
-                        if let Some(addr) = f
-                            .leader_node
-                            .map(|n| n.rpc_addr)
-                            .or_else(|| self.leader_addr(leader))
-                        {
+                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
                             let reply = self
                                 .pool
                                 .call::<(), LeaderReply<Option<u64>>>(
@@ -438,9 +411,7 @@ impl RaftHandle {
                     }
                 }
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {}
-                Ok(Err(RaftError::Fatal(e))) => {
-                    return Err(NodeError::Unavailable(format!("raft stopped: {e}")))
-                }
+                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
                 Err(_) => {}
             }
             if Instant::now() >= deadline {
@@ -463,9 +434,7 @@ impl RaftHandle {
         match self.raft.ensure_linearizable().await {
             Ok(log_id) => LeaderReply::Ok(log_id.map(|l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                LeaderReply::NotLeader {
-                    leader: f.leader_id,
-                }
+                LeaderReply::NotLeader { leader: f.leader_id }
             }
             Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
         }
@@ -484,13 +453,7 @@ impl RaftHandle {
                         if let Some(addr) = self.leader_addr(leader) {
                             let reply = self
                                 .pool
-                                .call::<AdminOp, LeaderReply<()>>(
-                                    &addr,
-                                    leader,
-                                    Method::Admin,
-                                    &op,
-                                    remaining,
-                                )
+                                .call::<AdminOp, LeaderReply<()>>(&addr, leader, Method::Admin, &op, remaining)
                                 .await;
                             match reply {
                                 Ok(LeaderReply::Ok(())) => return Ok(()),
@@ -526,16 +489,13 @@ impl RaftHandle {
             };
         }
         let not_leader = |e: &RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>| {
-            e.forward_to_leader().map(|f| LeaderReply::NotLeader {
-                leader: f.leader_id,
-            })
+            e.forward_to_leader()
+                .map(|f| LeaderReply::NotLeader { leader: f.leader_id })
         };
         let result = match op {
             AdminOp::AddNode { id, info } => {
                 if id == 0 {
-                    return LeaderReply::Failed(NodeError::Rejected(
-                        "node id must be at least 1".into(),
-                    ));
+                    return LeaderReply::Failed(NodeError::Rejected("node id must be at least 1".into()));
                 }
                 tracing::info!(node_id = id, %info, "adding learner");
                 match self.raft.add_learner(id, info, true).await {
@@ -543,10 +503,7 @@ impl RaftHandle {
                     Ok(_) => {
                         tracing::info!(node_id = id, "promoting learner to voter");
                         self.raft
-                            .change_membership(
-                                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
-                                false,
-                            )
+                            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                             .await
                     }
                 }
@@ -557,9 +514,7 @@ impl RaftHandle {
                     let metrics = metrics.borrow();
                     let membership = metrics.membership_config.membership();
                     if membership.get_node(&id).is_none() {
-                        return LeaderReply::Failed(NodeError::Rejected(format!(
-                            "node {id} is not a member"
-                        )));
+                        return LeaderReply::Failed(NodeError::Rejected(format!("node {id} is not a member")));
                     }
                     membership.voter_ids().any(|v| v == id)
                 };
@@ -575,11 +530,9 @@ impl RaftHandle {
         match result {
             Ok(_) => LeaderReply::Ok(()),
             // Another change is still being committed: retry shortly, like a redirect to self.
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                ChangeMembershipError::InProgress(_),
-            ))) => LeaderReply::NotLeader {
-                leader: Some(self.id),
-            },
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+                LeaderReply::NotLeader { leader: Some(self.id) }
+            }
             Err(e) => match not_leader(&e) {
                 Some(reply) => reply,
                 None => LeaderReply::Failed(NodeError::Rejected(e.to_string())),
@@ -616,13 +569,7 @@ impl RaftHandle {
                     Some(self.local_report())
                 } else {
                     self.pool
-                        .call::<(), NodeReport>(
-                            &info.rpc_addr,
-                            id,
-                            Method::NodeStatus,
-                            &(),
-                            Duration::from_secs(1),
-                        )
+                        .call::<(), NodeReport>(&info.rpc_addr, id, Method::NodeStatus, &(), Duration::from_secs(1))
                         .await
                         .ok()
                 };
@@ -658,11 +605,7 @@ impl RaftHandle {
                 last_log_index: report.as_ref().and_then(|r| r.last_log_index),
             });
         }
-        ClusterStatus {
-            leader,
-            term,
-            members,
-        }
+        ClusterStatus { leader, term, members }
     }
 
     /// Access for the gRPC service.

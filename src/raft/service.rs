@@ -33,71 +33,48 @@ impl RaftGrpc {
                 request.target, self.handle.id
             )));
         }
-        serde_json::from_slice(&request.payload)
-            .map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))
+        serde_json::from_slice(&request.payload).map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))
     }
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<pb::RaftReply>, Status> {
-    let payload =
-        serde_json::to_vec(value).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
+    let payload = serde_json::to_vec(value).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
     Ok(Response::new(pb::RaftReply { payload }))
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
-    async fn append_entries(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn append_entries(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = self.decode(request)?;
         reply(&self.handle.raft().append_entries(rpc).await)
     }
 
-    async fn vote(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn vote(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let rpc = self.decode(request)?;
         reply(&self.handle.raft().vote(rpc).await)
     }
 
-    async fn install_snapshot(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn install_snapshot(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = self.decode(request)?;
         reply(&self.handle.raft().install_snapshot(rpc).await)
     }
 
-    async fn forward(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn forward(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let batch: Batch = self.decode(request)?;
         reply(&self.handle.serve_forwarded(batch).await)
     }
 
-    async fn read_index(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn read_index(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let () = self.decode(request)?;
         reply(&self.handle.serve_read_index().await)
     }
 
-    async fn admin(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn admin(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let op: AdminOp = self.decode(request)?;
         reply(&self.handle.serve_admin(op).await)
     }
 
-    async fn node_status(
-        &self,
-        request: Request<pb::RaftRequest>,
-    ) -> Result<Response<pb::RaftReply>, Status> {
+    async fn node_status(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let () = self.decode(request)?;
         reply(&self.handle.local_report())
     }

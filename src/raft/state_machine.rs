@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 
 use super::{NodeId, NodeInfo, TypeConfig};
@@ -55,13 +55,7 @@ impl KvRead for StateView {
         self.store.get(cf, &key).map_err(|e| KvError(e.to_string()))
     }
 
-    fn scan(
-        &self,
-        space: Space,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Row>, KvError> {
+    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
         let (cf, from) = Self::locate(space, from);
         let (_, to) = Self::locate(space, to);
         let rows = self
@@ -73,28 +67,17 @@ impl KvRead for StateView {
         } else {
             0
         };
-        Ok(rows
-            .into_iter()
-            .map(|(k, v)| (k[strip..].to_vec(), v))
-            .collect())
+        Ok(rows.into_iter().map(|(k, v)| (k[strip..].to_vec(), v)).collect())
     }
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageError::IO {
-        source: StorageIOError::new(
-            ErrorSubject::StateMachine,
-            verb,
-            AnyError::error(e.to_string()),
-        ),
+        source: StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::error(e.to_string())),
     }
 }
 
-fn snap_err(
-    meta: Option<&Meta>,
-    verb: ErrorVerb,
-    e: impl std::fmt::Display,
-) -> StorageError<NodeId> {
+fn snap_err(meta: Option<&Meta>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
     let subject = ErrorSubject::Snapshot(meta.map(|m| m.signature()));
     StorageError::IO {
         source: StorageIOError::new(subject, verb, AnyError::error(e.to_string())),
@@ -133,9 +116,7 @@ impl StateMachineStore {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("snap") => {
                     let meta = read_snapshot_file(&path, |_, _, _| Ok(()))?;
-                    let newer = best
-                        .as_ref()
-                        .is_none_or(|b| b.meta.last_log_id < meta.last_log_id);
+                    let newer = best.as_ref().is_none_or(|b| b.meta.last_log_id < meta.last_log_id);
                     if newer {
                         best = Some(SnapshotFile { meta, path });
                     }
@@ -152,10 +133,7 @@ impl StateMachineStore {
         })
     }
 
-    fn read_meta<T: for<'de> serde::Deserialize<'de>>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError<NodeId>> {
+    fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
         let bytes = self
             .store
             .get(Cf::SmMeta, key)
@@ -179,8 +157,9 @@ fn apply_entries(
         last_applied = Some(entry.log_id);
         match entry.payload {
             EntryPayload::Blank => replies.push(BatchOutcome::default()),
-            EntryPayload::Normal(batch) => replies
-                .push(apply_batch(&mut txn, &batch).map_err(|e| sm_err(ErrorVerb::Write, e))?),
+            EntryPayload::Normal(batch) => {
+                replies.push(apply_batch(&mut txn, &batch).map_err(|e| sm_err(ErrorVerb::Write, e))?)
+            }
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(entry.log_id), m));
                 replies.push(BatchOutcome::default());
@@ -196,17 +175,14 @@ fn apply_entries(
         }
     }
     if let Some(last_applied) = last_applied {
-        let bytes =
-            serde_json::to_vec(&Some(last_applied)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let bytes = serde_json::to_vec(&Some(last_applied)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::SmMeta, LAST_APPLIED, bytes);
     }
     if let Some(membership) = membership {
         let bytes = serde_json::to_vec(&membership).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::SmMeta, MEMBERSHIP, bytes);
     }
-    store
-        .write(batch, false)
-        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))?;
     Ok(replies)
 }
 
@@ -215,11 +191,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>>
-    {
-        let last_applied = self
-            .read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)?
-            .flatten();
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>), StorageError<NodeId>> {
+        let last_applied = self.read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)?.flatten();
         let membership = self.read_meta(MEMBERSHIP)?.unwrap_or_default();
         Ok((last_applied, membership))
     }
@@ -244,15 +217,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
         if let Some(stale) = self.receiving.take() {
             let _ = fs::remove_file(stale);
         }
-        let path = self
-            .dir
-            .join(format!("recv-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let path = self.dir.join(format!("recv-{}.tmp", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -274,13 +243,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Copy whatever file we were handed (usually the one we created for receiving) into a
         // file of our own, durable before it is loaded.
         let mut source = *snapshot;
-        source
-            .seek(std::io::SeekFrom::Start(0))
-            .await
-            .map_err(err)?;
-        let path = self
-            .dir
-            .join(format!("install-{}.tmp", uuid::Uuid::new_v4().simple()));
+        source.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
+        let path = self.dir.join(format!("install-{}.tmp", uuid::Uuid::new_v4().simple()));
         let mut copy = tokio::fs::File::create(&path).await.map_err(err)?;
         tokio::io::copy(&mut source, &mut copy).await.map_err(err)?;
         copy.sync_all().await.map_err(err)?;
@@ -292,21 +256,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let dir = self.dir.clone();
         let current = self.current.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
-            install_snapshot_file(&store, &dir, &current, &meta, &path)
-        })
-        .await
-        .unwrap_or_else(|join| panic!("snapshot install task panicked: {join}"))
+        tokio::task::spawn_blocking(move || install_snapshot_file(&store, &dir, &current, &meta, &path))
+            .await
+            .unwrap_or_else(|join| panic!("snapshot install task panicked: {join}"))
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match current {
             None => Ok(None),
             Some(SnapshotFile { meta, path }) => {
@@ -422,8 +378,7 @@ fn build_snapshot_file(
     let dumped = store
         .dump(&Cf::STATE_MACHINE, |cf, k, v| {
             if cf == Cf::SmMeta && k == LAST_APPLIED {
-                last_applied = serde_json::from_slice::<Option<LogId<NodeId>>>(v)
-                    .map_err(std::io::Error::other)?;
+                last_applied = serde_json::from_slice::<Option<LogId<NodeId>>>(v).map_err(std::io::Error::other)?;
             }
             if cf == Cf::SmMeta && k == MEMBERSHIP {
                 membership = serde_json::from_slice(v).map_err(std::io::Error::other)?;

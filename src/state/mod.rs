@@ -34,11 +34,7 @@ pub enum Command {
     /// Does nothing; used as a write barrier and in tests.
     Noop,
     /// Creates a cluster, or returns the existing ACTIVE one of that name.
-    CreateCluster {
-        name: String,
-        arn: String,
-        tags: Vec<Tag>,
-    },
+    CreateCluster { name: String, arn: String, tags: Vec<Tag> },
     /// Marks an empty cluster INACTIVE.
     DeleteCluster { name: String },
 }
@@ -121,11 +117,7 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvE
                 outcome: outcome.clone(),
             }),
         );
-        txn.put(
-            Space::Dedupe,
-            expiry_key(applied_ts, &proposal.request_id),
-            Vec::new(),
-        );
+        txn.put(Space::Dedupe, expiry_key(applied_ts, &proposal.request_id), Vec::new());
         outcomes.push(outcome);
     }
     purge_expired_dedupe(txn, applied_ts)?;
@@ -135,19 +127,11 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvE
 
 fn purge_expired_dedupe(txn: &mut Txn<'_>, now_ms: u64) -> Result<(), KvError> {
     let cutoff = now_ms.saturating_sub(DEDUPE_TTL_MS);
-    let expired = txn.scan(
-        Space::Dedupe,
-        b"t/",
-        &expiry_key(cutoff, ""),
-        DEDUPE_PURGE_PER_BATCH,
-    )?;
+    let expired = txn.scan(Space::Dedupe, b"t/", &expiry_key(cutoff, ""), DEDUPE_PURGE_PER_BATCH)?;
     for (key, _) in expired {
         // Key layout: t/<20-digit ts>/<request id>.
         if let Some(request_id) = key.get(23..) {
-            txn.delete(
-                Space::Dedupe,
-                dedupe_key(&String::from_utf8_lossy(request_id)),
-            );
+            txn.delete(Space::Dedupe, dedupe_key(&String::from_utf8_lossy(request_id)));
         }
         txn.delete(Space::Dedupe, key);
     }
@@ -179,15 +163,11 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             Ok(Outcome::Cluster(cluster))
         }
         Command::DeleteCluster { name } => {
-            let Some(mut cluster) =
-                get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active)
-            else {
+            let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
                 return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
             };
             if cluster.registered_container_instances > 0 {
-                return Ok(Outcome::Rejected(
-                    Rejection::ClusterContainsContainerInstances,
-                ));
+                return Ok(Outcome::Rejected(Rejection::ClusterContainsContainerInstances));
             }
             if cluster.active_services + cluster.draining_services > 0 {
                 return Ok(Outcome::Rejected(Rejection::ClusterContainsServices));
@@ -260,13 +240,7 @@ mod tests {
         fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
             Ok(self.0.get(&(space, key.to_vec())).cloned())
         }
-        fn scan(
-            &self,
-            space: Space,
-            from: &[u8],
-            to: &[u8],
-            limit: usize,
-        ) -> Result<Vec<Row>, KvError> {
+        fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
             Ok(self
                 .0
                 .range((space, from.to_vec())..(space, to.to_vec()))
@@ -317,9 +291,7 @@ mod tests {
     fn create_is_idempotent_and_delete_marks_inactive() {
         let mut kv = MemKv::default();
         let out = kv.apply(Batch(vec![create("r1", "a"), create("r2", "a")]));
-        assert!(
-            matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 1000)
-        );
+        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 1000));
         assert_eq!(out[0], out[1]);
 
         let out = kv.apply(Batch(vec![proposal(
@@ -345,9 +317,7 @@ mod tests {
                 tags: vec![],
             },
         )]));
-        assert!(
-            matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 3000)
-        );
+        assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 3000));
     }
 
     #[test]
@@ -367,10 +337,7 @@ mod tests {
             Command::DeleteCluster { name: "a".into() },
         )]));
         assert_eq!(first, retried);
-        assert_eq!(
-            get_cluster(&kv, "a").unwrap().unwrap().status,
-            ClusterStatus::Active
-        );
+        assert_eq!(get_cluster(&kv, "a").unwrap().unwrap().status, ClusterStatus::Active);
     }
 
     #[test]
@@ -378,11 +345,7 @@ mod tests {
         let mut kv = MemKv::default();
         kv.apply(Batch(vec![create("old", "a")]));
         assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_some());
-        kv.apply(Batch(vec![proposal(
-            "new",
-            1000 + DEDUPE_TTL_MS + 1,
-            Command::Noop,
-        )]));
+        kv.apply(Batch(vec![proposal("new", 1000 + DEDUPE_TTL_MS + 1, Command::Noop)]));
         assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_none());
         assert!(kv.get(Space::Dedupe, b"r/new").unwrap().is_some());
     }
@@ -410,16 +373,10 @@ mod tests {
             Command::DeleteCluster { name: "b".into() },
         )]));
         let (page, more) = list_active_clusters(&kv, None, 2).unwrap();
-        assert_eq!(
-            page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            vec!["a", "c"]
-        );
+        assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["a", "c"]);
         assert!(more);
         let (page, more) = list_active_clusters(&kv, Some("c"), 2).unwrap();
-        assert_eq!(
-            page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            vec!["d"]
-        );
+        assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["d"]);
         assert!(!more);
     }
 }

@@ -31,8 +31,7 @@ pub struct KvError(pub String);
 pub trait KvRead {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Up to `limit` pairs with `from <= key < to`, in key order.
-    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize)
-        -> Result<Vec<Row>, KvError>;
+    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError>;
 }
 
 type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
@@ -73,13 +72,7 @@ impl KvRead for Txn<'_> {
         }
     }
 
-    fn scan(
-        &self,
-        space: Space,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Row>, KvError> {
+    fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
         let overlay: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
             .writes
             .range((
@@ -89,9 +82,7 @@ impl KvRead for Txn<'_> {
             .map(|((_, k), v)| (k, v))
             .collect();
         // Deletes in the overlay can hide base rows, so ask the base for enough extra rows.
-        let base = self
-            .base
-            .scan(space, from, to, limit.saturating_add(overlay.len()))?;
+        let base = self.base.scan(space, from, to, limit.saturating_add(overlay.len()))?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
         let base_complete_upto = if merged.len() >= limit.saturating_add(overlay.len()) {
             merged.keys().next_back().cloned()
@@ -124,13 +115,7 @@ mod tests {
         fn get(&self, _: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
             Ok(self.0.get(key).cloned())
         }
-        fn scan(
-            &self,
-            _: Space,
-            from: &[u8],
-            to: &[u8],
-            limit: usize,
-        ) -> Result<Vec<Row>, KvError> {
+        fn scan(&self, _: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
             Ok(self
                 .0
                 .range(from.to_vec()..to.to_vec())
@@ -162,18 +147,9 @@ mod tests {
             keys(txn.scan(Space::Data, b"a", b"z", 10).unwrap()),
             vec!["a", "b", "e"]
         );
-        assert_eq!(
-            keys(txn.scan(Space::Data, b"a", b"z", 2).unwrap()),
-            vec!["a", "b"]
-        );
+        assert_eq!(keys(txn.scan(Space::Data, b"a", b"z", 2).unwrap()), vec!["a", "b"]);
         txn.put(Space::Data, b"f".to_vec(), b"6".to_vec());
-        assert_eq!(
-            keys(txn.scan(Space::Data, b"a", b"z", 1).unwrap()),
-            vec!["a"]
-        );
-        assert_eq!(
-            keys(txn.scan(Space::Data, b"d", b"z", 5).unwrap()),
-            vec!["e", "f"]
-        );
+        assert_eq!(keys(txn.scan(Space::Data, b"a", b"z", 1).unwrap()), vec!["a"]);
+        assert_eq!(keys(txn.scan(Space::Data, b"d", b"z", 5).unwrap()), vec!["e", "f"]);
     }
 }

@@ -10,9 +10,7 @@ async fn cluster_actions_behave_as_the_reference_says() {
     let leader = cluster.leader().await;
     let follower = cluster.other_than(leader);
 
-    tracing::info!(
-        "--- the default cluster is not implicit; CreateCluster with no name creates it"
-    );
+    tracing::info!("--- the default cluster is not implicit; CreateCluster with no name creates it");
     {
         let (status, body) = cluster.ecs(follower, "DescribeClusters", json!({})).await;
         assert_eq!(status, 200);
@@ -33,19 +31,14 @@ async fn cluster_actions_behave_as_the_reference_says() {
         );
     }
 
-    tracing::info!(
-        "--- CreateCluster is idempotent and returns tags; Describe shows tags only when asked"
-    );
+    tracing::info!("--- CreateCluster is idempotent and returns tags; Describe shows tags only when asked");
     {
         let req = json!({"clusterName": "web", "tags": [{"key": "team", "value": "blue"}]});
         let (_, first) = cluster.ecs(follower, "CreateCluster", req.clone()).await;
         let (status, again) = cluster.ecs(leader, "CreateCluster", req).await;
         assert_eq!(status, 200);
         assert_eq!(first, again);
-        assert_eq!(
-            first["cluster"]["tags"],
-            json!([{"key": "team", "value": "blue"}])
-        );
+        assert_eq!(first["cluster"]["tags"], json!([{"key": "team", "value": "blue"}]));
 
         let arn = "arn:aws:ecs:us-east-1:000000000000:cluster/web";
         let (_, plain) = cluster
@@ -61,10 +54,7 @@ async fn cluster_actions_behave_as_the_reference_says() {
             )
             .await;
         assert_eq!(full["clusters"][0]["tags"][0]["key"], "team");
-        assert_eq!(
-            full["clusters"][0]["statistics"].as_array().unwrap().len(),
-            8
-        );
+        assert_eq!(full["clusters"][0]["statistics"].as_array().unwrap().len(), 8);
         // An ARN of another account names nothing here.
         let (_, other) = cluster
             .ecs(
@@ -115,9 +105,7 @@ async fn cluster_actions_behave_as_the_reference_says() {
             (status, body["__type"].as_str()),
             (400, Some("InvalidParameterException"))
         );
-        let (status, body) = cluster
-            .ecs(follower, "ListClusters", json!({"maxResults": 101}))
-            .await;
+        let (status, body) = cluster.ecs(follower, "ListClusters", json!({"maxResults": 101})).await;
         assert_eq!(
             (status, body["__type"].as_str()),
             (400, Some("InvalidParameterException"))
@@ -125,13 +113,9 @@ async fn cluster_actions_behave_as_the_reference_says() {
         assert!(body["message"].as_str().unwrap().contains("maxResults"));
     }
 
-    tracing::info!(
-        "--- DeleteCluster marks INACTIVE: gone from List, still Described, not found again"
-    );
+    tracing::info!("--- DeleteCluster marks INACTIVE: gone from List, still Described, not found again");
     {
-        let (status, body) = cluster
-            .ecs(follower, "DeleteCluster", json!({"cluster": "a2"}))
-            .await;
+        let (status, body) = cluster.ecs(follower, "DeleteCluster", json!({"cluster": "a2"})).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["cluster"]["status"], "INACTIVE");
         let (_, list) = cluster.ecs(leader, "ListClusters", json!({})).await;
@@ -144,9 +128,7 @@ async fn cluster_actions_behave_as_the_reference_says() {
             .ecs(leader, "DescribeClusters", json!({"clusters": ["a2"]}))
             .await;
         assert_eq!(described["clusters"][0]["status"], "INACTIVE");
-        let (status, body) = cluster
-            .ecs(follower, "DeleteCluster", json!({"cluster": "a2"}))
-            .await;
+        let (status, body) = cluster.ecs(follower, "DeleteCluster", json!({"cluster": "a2"})).await;
         assert_eq!(
             (status, body["__type"].as_str()),
             (400, Some("ClusterNotFoundException"))
@@ -172,11 +154,7 @@ async fn cluster_actions_behave_as_the_reference_says() {
                 "InvalidParameterException",
                 "clusterName",
             ),
-            (
-                json!({"clusterName": 5}),
-                "SerializationException",
-                "clusterName",
-            ),
+            (json!({"clusterName": 5}), "SerializationException", "clusterName"),
             (
                 json!({"tags": [{"key": "", "value": "v"}]}),
                 "InvalidParameterException",
@@ -187,10 +165,7 @@ async fn cluster_actions_behave_as_the_reference_says() {
             let (status, body) = cluster.ecs(follower, "CreateCluster", req.clone()).await;
             assert_eq!(status, 400, "{req}");
             assert_eq!(body["__type"], kind, "{req}");
-            assert!(
-                body["message"].as_str().unwrap().contains(field),
-                "{req} -> {body}"
-            );
+            assert!(body["message"].as_str().unwrap().contains(field), "{req} -> {body}");
         }
         let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
         let (status, body) = cluster
@@ -209,7 +184,11 @@ async fn cluster_actions_behave_as_the_reference_says() {
         );
         // Unknown fields from newer SDKs are ignored.
         let (status, _) = cluster
-            .ecs(follower, "CreateCluster", json!({"clusterName": "modern", "settings": [{"name": "containerInsights", "value": "enabled"}]}))
+            .ecs(
+                follower,
+                "CreateCluster",
+                json!({"clusterName": "modern", "settings": [{"name": "containerInsights", "value": "enabled"}]}),
+            )
             .await;
         assert_eq!(status, 200);
     }
@@ -226,35 +205,19 @@ async fn protocol_errors_have_aws_shapes() {
     tracing::info!("--- every response carries a request id and the JSON 1.1 content type");
     let response = http
         .post(format!("{url}/"))
-        .header(
-            "x-amz-target",
-            "AmazonEC2ContainerServiceV20141113.ListClusters",
-        )
+        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.ListClusters")
         .body("{}")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-amzn-requestid").is_some());
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/x-amz-json-1.1"
-    );
+    assert_eq!(response.headers()["content-type"], "application/x-amz-json-1.1");
 
-    tracing::info!(
-        "--- unknown action, missing target, malformed JSON, non-object body, oversized body"
-    );
+    tracing::info!("--- unknown action, missing target, malformed JSON, non-object body, oversized body");
     let (status, body) = ecs_call(http, &url, "LaunchRocket", json!({}), &[]).await;
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (400, Some("InvalidAction"))
-    );
-    let response = http
-        .post(format!("{url}/"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((status, body["__type"].as_str()), (400, Some("InvalidAction")));
+    let response = http.post(format!("{url}/")).body("{}").send().await.unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(
         response.json::<serde_json::Value>().await.unwrap()["__type"],
@@ -263,10 +226,7 @@ async fn protocol_errors_have_aws_shapes() {
     for bad in ["{\"clusterName\": ", "[1,2]", "{} trailing"] {
         let response = http
             .post(format!("{url}/"))
-            .header(
-                "x-amz-target",
-                "AmazonEC2ContainerServiceV20141113.CreateCluster",
-            )
+            .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.CreateCluster")
             .body(bad)
             .send()
             .await

@@ -79,11 +79,7 @@ impl TestCluster {
         Self::start_with_tasks(n, tune, Arc::new(|_| Vec::new())).await
     }
 
-    pub async fn start_with_tasks(
-        n: u64,
-        tune: impl Fn(&mut NodeConfig),
-        tasks: TaskFactory,
-    ) -> TestCluster {
+    pub async fn start_with_tasks(n: u64, tune: impl Fn(&mut NodeConfig), tasks: TaskFactory) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut sockets = BTreeMap::new();
         let mut members = Vec::new();
@@ -105,12 +101,7 @@ impl TestCluster {
             http: reqwest::Client::new(),
         };
         for member in &members {
-            let mut config = node_config(
-                cluster.dir.path(),
-                member.id,
-                &member.api_addr,
-                &member.raft_addr,
-            );
+            let mut config = node_config(cluster.dir.path(), member.id, &member.api_addr, &member.raft_addr);
             config.bootstrap = true;
             config.initial_members = members.clone();
             tune(&mut config);
@@ -171,8 +162,7 @@ impl TestCluster {
                 .map(|r| r.leader)
                 .collect();
             let first = leaders.first().copied().flatten()?;
-            let agreed =
-                leaders.iter().all(|l| *l == Some(first)) && self.nodes.contains_key(&first);
+            let agreed = leaders.iter().all(|l| *l == Some(first)) && self.nodes.contains_key(&first);
             let leads = self.nodes.get(&first)?.raft.handle().local_report().state == "leader";
             (agreed && leads).then_some(first)
         })
@@ -181,11 +171,7 @@ impl TestCluster {
 
     /// Some running node other than `not`.
     pub fn other_than(&self, not: u64) -> u64 {
-        *self
-            .nodes
-            .keys()
-            .find(|id| **id != not)
-            .expect("another node")
+        *self.nodes.keys().find(|id| **id != not).expect("another node")
     }
 
     /// Sends an ECS action to node `id` and returns (status, body).
@@ -200,11 +186,7 @@ impl TestCluster {
 
     /// Waits until node `id` has applied at least what node `reference` has applied.
     pub async fn wait_caught_up(&self, id: u64, reference: u64) {
-        let target = self.nodes[&reference]
-            .raft
-            .handle()
-            .local_report()
-            .applied_index;
+        let target = self.nodes[&reference].raft.handle().local_report().applied_index;
         wait_for(
             &format!("node {id} to apply up to {target:?}"),
             Duration::from_secs(30),
@@ -234,10 +216,7 @@ pub async fn ecs_call(
 ) -> (u16, Value) {
     let mut request = http
         .post(format!("{url}/"))
-        .header(
-            "x-amz-target",
-            format!("AmazonEC2ContainerServiceV20141113.{action}"),
-        )
+        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
         .header("content-type", "application/x-amz-json-1.1")
         .body(body.to_string());
     for (k, v) in headers {
@@ -261,14 +240,7 @@ pub async fn list_cluster_names(http: &reqwest::Client, url: &str) -> Vec<String
         let (status, page) = ecs_call(http, url, "ListClusters", req, &[]).await;
         assert_eq!(status, 200, "{page}");
         for arn in page["clusterArns"].as_array().unwrap() {
-            names.push(
-                arn.as_str()
-                    .unwrap()
-                    .rsplit('/')
-                    .next()
-                    .unwrap()
-                    .to_string(),
-            );
+            names.push(arn.as_str().unwrap().rsplit('/').next().unwrap().to_string());
         }
         match page.get("nextToken").and_then(|t| t.as_str()) {
             Some(t) => token = Some(t.to_string()),

@@ -59,58 +59,35 @@ async fn leader_loops_run_on_one_node_at_a_time() {
 
     for round in 0..3 {
         let leader = cluster.leader().await;
-        tracing::info!(
-            round,
-            leader,
-            "--- the leader's loops run, and nobody else's"
-        );
-        wait_for(
-            "the leader's loops to start",
-            Duration::from_secs(10),
-            || async {
-                cluster.nodes[&leader]
-                    .raft
-                    .handle()
-                    .leader_loops_running()
-                    .then_some(())
-            },
-        )
-        .await;
-        for (id, node) in &cluster.nodes {
-            assert_eq!(
-                node.raft.handle().leader_loops_running(),
-                *id == leader,
-                "node {id}"
-            );
-        }
-
-        tracing::info!(
-            round,
-            "--- stop the leader; its loops stop before a successor's start"
-        );
-        cluster.stop(leader).await;
-        let (status, _) = cluster
-            .ecs(
-                cluster.other_than(leader),
-                "CreateCluster",
-                json!({"clusterName": "x"}),
-            )
-            .await;
-        assert_eq!(status, 200);
-        cluster.restart(leader).await;
-    }
-    let leader = cluster.leader().await;
-    wait_for(
-        "the last leader's loops to start",
-        Duration::from_secs(10),
-        || async {
+        tracing::info!(round, leader, "--- the leader's loops run, and nobody else's");
+        wait_for("the leader's loops to start", Duration::from_secs(10), || async {
             cluster.nodes[&leader]
                 .raft
                 .handle()
                 .leader_loops_running()
                 .then_some(())
-        },
-    )
+        })
+        .await;
+        for (id, node) in &cluster.nodes {
+            assert_eq!(node.raft.handle().leader_loops_running(), *id == leader, "node {id}");
+        }
+
+        tracing::info!(round, "--- stop the leader; its loops stop before a successor's start");
+        cluster.stop(leader).await;
+        let (status, _) = cluster
+            .ecs(cluster.other_than(leader), "CreateCluster", json!({"clusterName": "x"}))
+            .await;
+        assert_eq!(status, 200);
+        cluster.restart(leader).await;
+    }
+    let leader = cluster.leader().await;
+    wait_for("the last leader's loops to start", Duration::from_secs(10), || async {
+        cluster.nodes[&leader]
+            .raft
+            .handle()
+            .leader_loops_running()
+            .then_some(())
+    })
     .await;
     assert_eq!(
         ledger.max_active.load(Ordering::SeqCst),

@@ -47,14 +47,7 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 let name = format!("w{i:05}");
-                let (status, body) = ecs_call(
-                    &http,
-                    &url,
-                    "CreateCluster",
-                    json!({"clusterName": name}),
-                    &[],
-                )
-                .await;
+                let (status, body) = ecs_call(&http, &url, "CreateCluster", json!({"clusterName": name}), &[]).await;
                 assert_eq!(status, 200, "write during membership change failed: {body}");
                 acked.push(name);
                 i += 1;
@@ -101,13 +94,9 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
     cluster.stop(4).await;
     cluster.stop(5).await;
     for id in [1, 2, 3] {
-        let present: std::collections::BTreeSet<String> =
-            cluster.list_cluster_names(id).await.into_iter().collect();
+        let present: std::collections::BTreeSet<String> = cluster.list_cluster_names(id).await.into_iter().collect();
         let lost: Vec<&String> = acked.iter().filter(|n| !present.contains(*n)).collect();
-        assert!(
-            lost.is_empty(),
-            "node {id} lost acknowledged writes: {lost:?}"
-        );
+        assert!(lost.is_empty(), "node {id} lost acknowledged writes: {lost:?}");
     }
     cluster.shutdown().await;
 }

@@ -39,14 +39,10 @@ fn spawn(config: &Path, log: &Path) -> Child {
 /// The addresses a node bound (it writes them once listening).
 async fn addresses(data_dir: &Path) -> (String, String) {
     let file = data_dir.join("addresses.json");
-    let v: Value = wait_for(
-        "a node to write its addresses",
-        Duration::from_secs(30),
-        || async {
-            let text = std::fs::read_to_string(&file).ok()?;
-            serde_json::from_str(&text).ok()
-        },
-    )
+    let v: Value = wait_for("a node to write its addresses", Duration::from_secs(30), || async {
+        let text = std::fs::read_to_string(&file).ok()?;
+        serde_json::from_str(&text).ok()
+    })
     .await;
     (
         v["api_addr"].as_str().unwrap().to_string(),
@@ -55,11 +51,7 @@ async fn addresses(data_dir: &Path) -> (String, String) {
 }
 
 async fn cluster_status(http: &reqwest::Client, api: &str) -> Option<Value> {
-    let response = http
-        .get(format!("http://{api}/cluster/status"))
-        .send()
-        .await
-        .ok()?;
+    let response = http.get(format!("http://{api}/cluster/status")).send().await.ok()?;
     response.json().await.ok()
 }
 
@@ -77,14 +69,7 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     for id in 1..=3u64 {
         let data_dir = dir.path().join(format!("node-{id}"));
         let config = dir.path().join(format!("node-{id}.toml"));
-        write_config(
-            &config,
-            id,
-            &data_dir,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            id == 1,
-        );
+        write_config(&config, id, &data_dir, "127.0.0.1:0", "127.0.0.1:0", id == 1);
         let child = spawn(&config, &dir.path().join(format!("node-{id}.log")));
         let (api, raft) = addresses(&data_dir).await;
         // Pin the chosen ports so the node restarts on the addresses the membership records.
@@ -97,11 +82,7 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
                 .send()
                 .await
                 .unwrap();
-            assert!(
-                response.status().is_success(),
-                "{}",
-                response.text().await.unwrap()
-            );
+            assert!(response.status().is_success(), "{}", response.text().await.unwrap());
         }
         procs.push(Proc { child, config });
         apis.push(api);
@@ -113,12 +94,8 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     let killed_at = Arc::new(Mutex::new(None::<Instant>));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (acked, first_ok_after, killed_at, stop) = (
-            acked.clone(),
-            first_ok_after.clone(),
-            killed_at.clone(),
-            stop.clone(),
-        );
+        let (acked, first_ok_after, killed_at, stop) =
+            (acked.clone(), first_ok_after.clone(), killed_at.clone(), stop.clone());
         let (http, apis) = (http.clone(), apis.clone());
         tokio::spawn(async move {
             let mut i = 0usize;
@@ -128,10 +105,7 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
                 i += 1;
                 let request = http
                     .post(format!("{url}/"))
-                    .header(
-                        "x-amz-target",
-                        "AmazonEC2ContainerServiceV20141113.CreateCluster",
-                    )
+                    .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.CreateCluster")
                     .body(json!({"clusterName": name}).to_string())
                     .send()
                     .await;
@@ -168,11 +142,9 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     procs[victim].child.wait().unwrap();
     *killed_at.lock().unwrap() = Some(Instant::now());
     let acked_before_kill = acked.lock().unwrap().len();
-    wait_for(
-        "writes to resume after the kill",
-        Duration::from_secs(30),
-        || async { (acked.lock().unwrap().len() >= acked_before_kill + 50).then_some(()) },
-    )
+    wait_for("writes to resume after the kill", Duration::from_secs(30), || async {
+        (acked.lock().unwrap().len() >= acked_before_kill + 50).then_some(())
+    })
     .await;
     let recovery = first_ok_after.lock().unwrap().unwrap() - killed_at.lock().unwrap().unwrap();
     assert!(
@@ -189,23 +161,16 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     writer.await.unwrap();
     let acked: Vec<String> = acked.lock().unwrap().clone();
     let victim_api = apis[victim].clone();
-    wait_for(
-        "the restarted node to serve",
-        Duration::from_secs(30),
-        || async {
-            let response = http
-                .post(format!("http://{victim_api}/"))
-                .header(
-                    "x-amz-target",
-                    "AmazonEC2ContainerServiceV20141113.ListClusters",
-                )
-                .body("{}")
-                .send()
-                .await
-                .ok()?;
-            (response.status() == 200).then_some(())
-        },
-    )
+    wait_for("the restarted node to serve", Duration::from_secs(30), || async {
+        let response = http
+            .post(format!("http://{victim_api}/"))
+            .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.ListClusters")
+            .body("{}")
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
     .await;
 
     tracing::info!("--- no acknowledged write is lost, on any node");

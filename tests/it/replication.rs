@@ -54,11 +54,7 @@ async fn writes_survive_leader_loss_and_restarts() {
         let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
         for (i, id) in survivors.iter().enumerate() {
             let (status, body) = cluster
-                .ecs(
-                    *id,
-                    "CreateCluster",
-                    json!({"clusterName": format!("after-{i}")}),
-                )
+                .ecs(*id, "CreateCluster", json!({"clusterName": format!("after-{i}")}))
                 .await;
             assert_eq!(status, 200, "node {id}: {body}");
         }
@@ -104,46 +100,27 @@ async fn a_node_that_missed_purged_log_catches_up_by_snapshot() {
     let writer = cluster.other_than(lagging);
     for i in 0..60 {
         let (status, body) = cluster
-            .ecs(
-                writer,
-                "CreateCluster",
-                json!({"clusterName": format!("c{i:02}")}),
-            )
+            .ecs(writer, "CreateCluster", json!({"clusterName": format!("c{i:02}")}))
             .await;
         assert_eq!(status, 200, "{body}");
     }
     let leader = cluster.leader().await;
-    cluster.nodes[&leader]
-        .raft
-        .handle()
-        .trigger_snapshot()
-        .await
-        .unwrap();
+    cluster.nodes[&leader].raft.handle().trigger_snapshot().await.unwrap();
     // Purging waits until no replication stream is using the range; more writes give the
     // leader the occasions to retry it.
     let extra = std::sync::atomic::AtomicUsize::new(0);
-    let purged = wait_for(
-        "the leader to purge its log",
-        Duration::from_secs(30),
-        || async {
-            let n = extra.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let (status, _) = cluster
-                .ecs(
-                    writer,
-                    "CreateCluster",
-                    json!({"clusterName": format!("x{n:03}")}),
-                )
-                .await;
-            assert_eq!(status, 200);
-            let report = cluster.nodes[&leader].raft.handle().local_report();
-            report.purged_index.filter(|p| *p >= 40)
-        },
-    )
+    let purged = wait_for("the leader to purge its log", Duration::from_secs(30), || async {
+        let n = extra.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (status, _) = cluster
+            .ecs(writer, "CreateCluster", json!({"clusterName": format!("x{n:03}")}))
+            .await;
+        assert_eq!(status, 200);
+        let report = cluster.nodes[&leader].raft.handle().local_report();
+        report.purged_index.filter(|p| *p >= 40)
+    })
     .await;
 
-    tracing::info!(
-        "--- restart the follower: it must install a snapshot, the log it needs is gone"
-    );
+    tracing::info!("--- restart the follower: it must install a snapshot, the log it needs is gone");
     cluster.restart(lagging).await;
     cluster.wait_caught_up(lagging, leader).await;
     let report = cluster.nodes[&lagging].raft.handle().local_report();
@@ -162,10 +139,7 @@ async fn a_node_that_missed_purged_log_catches_up_by_snapshot() {
     let everything = cluster.list_cluster_names(leader).await;
     assert!(everything.len() >= 60);
     // The stale (local) read shows the first page of exactly what the leader has.
-    assert_eq!(
-        names(&body),
-        everything[..100.min(everything.len())].to_vec()
-    );
+    assert_eq!(names(&body), everything[..100.min(everything.len())].to_vec());
     assert_eq!(cluster.list_cluster_names(lagging).await, everything);
 
     tracing::info!("--- and keeps replicating after the snapshot");
@@ -194,9 +168,7 @@ async fn a_retried_forwarded_request_applies_once() {
         command: Command::DeleteCluster { name: "svc".into() },
     }]);
     let first = handle.submit_batch(delete.clone()).await.unwrap();
-    assert!(
-        matches!(&first.0[0], Outcome::Cluster(c) if c.status == ecsd::model::ClusterStatus::Inactive)
-    );
+    assert!(matches!(&first.0[0], Outcome::Cluster(c) if c.status == ecsd::model::ClusterStatus::Inactive));
 
     // The cluster is created again; a retry of the old delete must not delete it a second time.
     let (status, _) = cluster
@@ -215,21 +187,19 @@ async fn a_retried_forwarded_request_applies_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_requests_fail_fast_with_server_exception() {
     let mut cluster = TestCluster::start(3, |c| c.api.hold_ms = 1000).await;
-    let (status, _) = cluster
-        .ecs(1, "CreateCluster", json!({"clusterName": "before"}))
-        .await;
-    assert_eq!(status, 200);
+    // With a 1 s hold, the first election may outlast one attempt.
+    wait_for("the first write", Duration::from_secs(30), || async {
+        let (status, _) = cluster.ecs(1, "CreateCluster", json!({"clusterName": "before"})).await;
+        (status == 200).then_some(())
+    })
+    .await;
     cluster.wait_caught_up(3, cluster.leader().await).await;
 
-    tracing::info!(
-        "--- with two of three nodes down, writes and linearizable reads get 503, not a hang"
-    );
+    tracing::info!("--- with two of three nodes down, writes and linearizable reads get 503, not a hang");
     cluster.stop(1).await;
     cluster.stop(2).await;
     let started = std::time::Instant::now();
-    let (status, body) = cluster
-        .ecs(3, "CreateCluster", json!({"clusterName": "lost"}))
-        .await;
+    let (status, body) = cluster.ecs(3, "CreateCluster", json!({"clusterName": "lost"})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["__type"], "ServerException");
     let (status, _) = cluster.ecs(3, "ListClusters", json!({})).await;
@@ -254,9 +224,7 @@ async fn without_a_quorum_requests_fail_fast_with_server_exception() {
 
     tracing::info!("--- once a quorum is back, writes succeed again");
     cluster.restart(1).await;
-    let (status, body) = cluster
-        .ecs(3, "CreateCluster", json!({"clusterName": "after"}))
-        .await;
+    let (status, body) = cluster.ecs(3, "CreateCluster", json!({"clusterName": "after"})).await;
     assert_eq!(status, 200, "{body}");
     cluster.shutdown().await;
 }

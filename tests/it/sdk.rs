@@ -25,22 +25,14 @@ async fn aws_sdk_for_rust_works_against_a_follower() {
     let created = ecs
         .create_cluster()
         .cluster_name("sdk")
-        .tags(
-            aws_sdk_ecs::types::Tag::builder()
-                .key("env")
-                .value("test")
-                .build(),
-        )
+        .tags(aws_sdk_ecs::types::Tag::builder().key("env").value("test").build())
         .send()
         .await
         .unwrap();
     let c = created.cluster().unwrap();
     assert_eq!(c.cluster_name(), Some("sdk"));
     assert_eq!(c.status(), Some("ACTIVE"));
-    assert_eq!(
-        c.cluster_arn(),
-        Some("arn:aws:ecs:us-east-1:000000000000:cluster/sdk")
-    );
+    assert_eq!(c.cluster_arn(), Some("arn:aws:ecs:us-east-1:000000000000:cluster/sdk"));
 
     for i in 0..4 {
         ecs.create_cluster()
@@ -61,10 +53,7 @@ async fn aws_sdk_for_rust_works_against_a_follower() {
         .flat_map(|p| p.unwrap().cluster_arns.unwrap_or_default())
         .collect();
     assert_eq!(arns.len(), 5);
-    assert_eq!(
-        pages_of(&arns),
-        vec!["page-0", "page-1", "page-2", "page-3", "sdk"]
-    );
+    assert_eq!(pages_of(&arns), vec!["page-0", "page-1", "page-2", "page-3", "sdk"]);
 
     let described = ecs
         .describe_clusters()
@@ -79,12 +68,7 @@ async fn aws_sdk_for_rust_works_against_a_follower() {
 
     let deleted = ecs.delete_cluster().cluster("sdk").send().await.unwrap();
     assert_eq!(deleted.cluster().unwrap().status(), Some("INACTIVE"));
-    let err = ecs
-        .delete_cluster()
-        .cluster("sdk")
-        .send()
-        .await
-        .unwrap_err();
+    let err = ecs.delete_cluster().cluster("sdk").send().await.unwrap_err();
     assert!(err.into_service_error().is_cluster_not_found_exception());
     cluster.shutdown().await;
 }

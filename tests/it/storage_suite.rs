@@ -10,13 +10,10 @@ use openraft::StorageError;
 struct RocksBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RocksBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("db")).expect("open rocksdb");
-        let sm = StateMachineStore::open(store.clone(), &dir.path().join("snapshots"))
-            .expect("open snapshots");
+        let sm = StateMachineStore::open(store.clone(), &dir.path().join("snapshots")).expect("open snapshots");
         Ok((dir, LogStore::new(store), sm))
     }
 }
