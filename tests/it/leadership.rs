@@ -60,14 +60,7 @@ async fn leader_loops_run_on_one_node_at_a_time() {
     for round in 0..3 {
         let leader = cluster.leader().await;
         tracing::info!(round, leader, "--- the leader's loops run, and nobody else's");
-        wait_for("the leader's loops to start", Duration::from_secs(10), || async {
-            cluster.nodes[&leader]
-                .raft
-                .handle()
-                .leader_loops_running()
-                .then_some(())
-        })
-        .await;
+        wait_for_loops(&cluster, leader).await;
         for (id, node) in &cluster.nodes {
             assert_eq!(node.raft.handle().leader_loops_running(), *id == leader, "node {id}");
         }
@@ -81,14 +74,7 @@ async fn leader_loops_run_on_one_node_at_a_time() {
         cluster.restart(leader).await;
     }
     let leader = cluster.leader().await;
-    wait_for("the last leader's loops to start", Duration::from_secs(10), || async {
-        cluster.nodes[&leader]
-            .raft
-            .handle()
-            .leader_loops_running()
-            .then_some(())
-    })
-    .await;
+    wait_for_loops(&cluster, leader).await;
     assert_eq!(
         ledger.max_active.load(Ordering::SeqCst),
         1,
@@ -99,4 +85,15 @@ async fn leader_loops_run_on_one_node_at_a_time() {
     // Each start is in a strictly newer term: no term ever had two loop owners.
     assert!(starts.windows(2).all(|w| w[0].1 < w[1].1), "{starts:?}");
     cluster.shutdown().await;
+}
+
+async fn wait_for_loops(cluster: &TestCluster, leader: u64) {
+    wait_for("the leader's loops to start", Duration::from_secs(10), || async {
+        cluster.nodes[&leader]
+            .raft
+            .handle()
+            .leader_loops_running()
+            .then_some(())
+    })
+    .await;
 }
