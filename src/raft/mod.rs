@@ -147,6 +147,56 @@ pub fn raft_config(config: &NodeConfig) -> Result<Config, NodeError> {
         .map_err(|e| NodeError::Internal(format!("raft config: {e}")))
 }
 
+/// Initialises a new cluster from the config, unless this node already is part of one.
+///
+/// Every founding member may carry `bootstrap = true` and the same member list; initialising
+/// twice with the same members is safe. Each `initialize` starts an election, though, so members
+/// take turns: the k-th member in id order waits k × 2 election timeouts and initialises only if
+/// it has not heard from a leader by then. The first one initialises at once.
+async fn bootstrap(raft: &Raft<TypeConfig>, config: &NodeConfig) -> Result<(), NodeError> {
+    let fatal = |e: openraft::error::Fatal<NodeId>| NodeError::Internal(e.to_string());
+    if raft.is_initialized().await.map_err(fatal)? {
+        return Ok(());
+    }
+    let me = NodeInfo {
+        rpc_addr: config.advertised_raft_addr(),
+        api_addr: config.advertised_api_addr(),
+    };
+    let members: BTreeMap<NodeId, NodeInfo> = if config.initial_members.is_empty() {
+        BTreeMap::from([(config.node_id, me)])
+    } else {
+        config
+            .initial_members
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    NodeInfo {
+                        rpc_addr: m.raft_addr.clone(),
+                        api_addr: m.api_addr.clone(),
+                    },
+                )
+            })
+            .collect()
+    };
+    let turn = members.keys().position(|id| *id == config.node_id).unwrap_or(0) as u32;
+    let raft = raft.clone();
+    let delay = Duration::from_millis(2 * config.raft.election_timeout_max_ms) * turn;
+    let node_id = config.node_id;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if !matches!(raft.is_initialized().await, Ok(false)) {
+            return;
+        }
+        tracing::info!(node_id, members = ?members.keys().collect::<Vec<_>>(), "initialising cluster");
+        if let Err(e) = raft.initialize(members).await {
+            // Another member initialised first with the same members; that is fine.
+            tracing::info!(error = %e, "cluster already initialised");
+        }
+    });
+    Ok(())
+}
+
 /// Cloneable core of a node's Raft handle.
 #[derive(Clone)]
 pub struct RaftHandle {
@@ -179,43 +229,16 @@ impl RaftNode {
         let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
             .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
         let pool = PeerPool::default();
-        let network = Network { pool: pool.clone() };
+        let network = Network {
+            pool: pool.clone(),
+            unreachable_backoff: Duration::from_millis(2 * config.raft.heartbeat_ms),
+        };
         let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
 
-        if config.bootstrap
-            && !raft
-                .is_initialized()
-                .await
-                .map_err(|e| NodeError::Internal(e.to_string()))?
-        {
-            let me = NodeInfo {
-                rpc_addr: config.advertised_raft_addr(),
-                api_addr: config.advertised_api_addr(),
-            };
-            let members: BTreeMap<NodeId, NodeInfo> = if config.initial_members.is_empty() {
-                BTreeMap::from([(config.node_id, me)])
-            } else {
-                config
-                    .initial_members
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.id,
-                            NodeInfo {
-                                rpc_addr: m.raft_addr.clone(),
-                                api_addr: m.api_addr.clone(),
-                            },
-                        )
-                    })
-                    .collect()
-            };
-            tracing::info!(node_id = config.node_id, members = ?members.keys().collect::<Vec<_>>(), "initialising cluster");
-            if let Err(e) = raft.initialize(members).await {
-                // Another member may have initialised first with the same members; that is fine.
-                tracing::info!(error = %e, "cluster already initialised");
-            }
+        if config.bootstrap {
+            bootstrap(&raft, config).await?;
         }
 
         let handle = RaftHandle {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
@@ -136,6 +136,9 @@ pub enum Method {
 #[derive(Clone)]
 pub struct Network {
     pub pool: PeerPool,
+    /// Pause before retrying an unreachable peer. Shorter than openraft's 500 ms default, so a
+    /// restarted node hears from the leader before its own election timer fires.
+    pub unreachable_backoff: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -146,6 +149,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.rpc_addr.clone(),
             pool: self.pool.clone(),
+            backoff: self.unreachable_backoff,
         }
     }
 }
@@ -155,6 +159,7 @@ pub struct PeerConnection {
     target: NodeId,
     addr: String,
     pool: PeerPool,
+    backoff: Duration,
 }
 
 impl PeerConnection {
@@ -182,6 +187,10 @@ impl PeerConnection {
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.backoff))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
