@@ -224,7 +224,15 @@ async fn without_a_quorum_requests_fail_fast_with_server_exception() {
 
     tracing::info!("--- once a quorum is back, writes succeed again");
     cluster.restart(1).await;
-    let (status, body) = cluster.ecs(3, "CreateCluster", json!({"clusterName": "after"})).await;
-    assert_eq!(status, 200, "{body}");
+    // Each attempt is held for at most hold_ms; the election after the restart may need more.
+    wait_for(
+        "a write to succeed with a quorum back",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = cluster.ecs(3, "CreateCluster", json!({"clusterName": "after"})).await;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
     cluster.shutdown().await;
 }
