@@ -22,6 +22,28 @@ impl ArnScope {
         format!("{}cluster/{}", self.prefix(), name)
     }
 
+    /// `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY` (the revision is appended when applied).
+    pub fn task_definition_arn_base(&self, family: &str) -> String {
+        format!("{}task-definition/{}", self.prefix(), family)
+    }
+
+    /// Resolves `family`, `family:revision` or a task definition ARN to (family, revision).
+    /// Returns `None` when the text cannot name a task definition of this account and region.
+    pub fn task_definition_ref<'a>(&self, id: &'a str) -> Option<(&'a str, Option<u32>)> {
+        let rest = if id.starts_with("arn:") {
+            id.strip_prefix(&self.prefix())?.strip_prefix("task-definition/")?
+        } else {
+            id
+        };
+        match rest.split_once(':') {
+            None => valid_cluster_name(rest).then_some((rest, None)),
+            Some((family, revision)) => {
+                let revision: u32 = revision.parse().ok().filter(|r| *r >= 1)?;
+                valid_cluster_name(family).then_some((family, Some(revision)))
+            }
+        }
+    }
+
     /// Resolves "short name or full ARN" to a cluster name.
     ///
     /// Returns `None` for an ARN of another account, region or resource type: such an ARN names a
@@ -83,6 +105,44 @@ pub struct Cluster {
     pub created_at_ms: u64,
 }
 
+/// Whether a task definition revision can be used for new tasks and services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskDefinitionStatus {
+    Active,
+    Inactive,
+}
+
+impl TaskDefinitionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskDefinitionStatus::Active => "ACTIVE",
+            TaskDefinitionStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// One revision of a task definition family, as stored under `taskdef/<family>/<revision>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefinition {
+    pub family: String,
+    pub revision: u32,
+    pub arn: String,
+    pub status: TaskDefinitionStatus,
+    /// The validated and normalised registration, in ECS JSON (containerDefinitions, volumes,
+    /// networkMode, cpu, memory, …): stored as given so every field round-trips faithfully.
+    pub body: serde_json::Value,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    pub registered_at_ms: u64,
+    #[serde(default)]
+    pub deregistered_at_ms: Option<u64>,
+}
+
+/// Family, container and other ECS names: 1 to 255 letters, digits, hyphens and underscores.
+pub fn valid_ecs_name(name: &str) -> bool {
+    valid_cluster_name(name)
+}
+
 /// Cluster names: 1 to 255 letters, digits, hyphens and underscores.
 pub fn valid_cluster_name(name: &str) -> bool {
     (1..=255).contains(&name.len())
@@ -114,6 +174,24 @@ mod tests {
         assert_eq!(s.cluster_name("arn:aws:ecs:eu-west-1:012345678910:cluster/web"), None);
         assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:999999999999:cluster/web"), None);
         assert_eq!(s.cluster_name("arn:aws:ecs:us-east-1:012345678910:service/web"), None);
+    }
+
+    #[test]
+    fn task_definition_refs_resolve() {
+        let s = scope();
+        assert_eq!(s.task_definition_ref("web"), Some(("web", None)));
+        assert_eq!(s.task_definition_ref("web:3"), Some(("web", Some(3))));
+        assert_eq!(
+            s.task_definition_ref("arn:aws:ecs:us-east-1:012345678910:task-definition/web:3"),
+            Some(("web", Some(3)))
+        );
+        assert_eq!(s.task_definition_ref("web:0"), None);
+        assert_eq!(s.task_definition_ref("web:x"), None);
+        assert_eq!(s.task_definition_ref("bad name"), None);
+        assert_eq!(
+            s.task_definition_ref("arn:aws:ecs:us-east-1:999999999999:task-definition/web:3"),
+            None
+        );
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn cluster_outcome(outcome: Outcome, include: Include) -> Result<Value, ApiError
     match outcome {
         Outcome::Cluster(c) => to_value(&serde_json::json!({ "cluster": cluster_to_wire(&c, include) })),
         Outcome::Rejected(r) => Err(r.into()),
-        Outcome::Done => Err(ApiError::Server("unexpected outcome for a cluster command".into())),
+        _ => Err(ApiError::Server("unexpected outcome for a cluster command".into())),
     }
 }
 

@@ -98,6 +98,9 @@ impl From<Rejection> for ApiError {
             Rejection::ClusterContainsServices => {
                 ApiError::ClusterContainsServices("The Cluster cannot be deleted while Services are active.".into())
             }
+            Rejection::TaskDefinitionNotFound => {
+                ApiError::Client("The specified task definition does not exist.".into())
+            }
             Rejection::ClusterContainsTasks => {
                 ApiError::ClusterContainsTasks("The Cluster cannot be deleted while Tasks are active.".into())
             }

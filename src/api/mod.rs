@@ -7,6 +7,7 @@
 mod admin;
 mod clusters;
 pub mod error;
+mod task_definitions;
 mod wire;
 
 use std::sync::Arc;
@@ -221,6 +222,11 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "DescribeClusters" => clusters::describe_clusters(ctx, parse(body)?).await,
         "ListClusters" => clusters::list_clusters(ctx, parse(body)?).await,
         "DeleteCluster" => clusters::delete_cluster(ctx, parse(body)?).await,
+        "RegisterTaskDefinition" => task_definitions::register_task_definition(ctx, parse(body)?).await,
+        "DeregisterTaskDefinition" => task_definitions::deregister_task_definition(ctx, parse(body)?).await,
+        "DescribeTaskDefinition" => task_definitions::describe_task_definition(ctx, parse(body)?).await,
+        "ListTaskDefinitions" => task_definitions::list_task_definitions(ctx, parse(body)?).await,
+        "ListTaskDefinitionFamilies" => task_definitions::list_task_definition_families(ctx, parse(body)?).await,
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

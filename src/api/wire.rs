@@ -90,6 +90,11 @@ pub fn tags_to_wire(tags: &[Tag]) -> Vec<TagWire> {
         .collect()
 }
 
+/// Epoch milliseconds as ECS timestamps: epoch seconds with a millisecond fraction.
+pub fn epoch_seconds(ms: u64) -> serde_json::Value {
+    serde_json::json!(ms as f64 / 1000.0)
+}
+
 /// Checks `maxResults` against `1..=max` and returns it, or `default` when absent.
 pub fn max_results(value: Option<i64>, max: usize, default: usize) -> Result<usize, ApiError> {
     match value {

@@ -5,11 +5,12 @@
 //! same state and gets the same state and the same outcomes. A domain rejection is an
 //! [`Outcome::Rejected`], never an `Err`; `Err` means the storage failed, which is fatal.
 
+pub mod task_definitions;
 mod txn;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Cluster, ClusterStatus, Tag};
+use crate::model::{Cluster, ClusterStatus, Tag, TaskDefinition};
 pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
@@ -37,6 +38,15 @@ pub enum Command {
     CreateCluster { name: String, arn: String, tags: Vec<Tag> },
     /// Marks an empty cluster INACTIVE.
     DeleteCluster { name: String },
+    /// Registers the next revision of `family`; its ARN is `arn_base:<revision>`.
+    RegisterTaskDefinition {
+        family: String,
+        arn_base: String,
+        body: serde_json::Value,
+        tags: Vec<Tag>,
+    },
+    /// Marks one revision INACTIVE (idempotent).
+    DeregisterTaskDefinition { family: String, revision: u32 },
 }
 
 /// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
@@ -44,6 +54,7 @@ pub enum Command {
 pub enum Outcome {
     Done,
     Cluster(Cluster),
+    TaskDefinition(TaskDefinition),
     Rejected(Rejection),
 }
 
@@ -54,6 +65,7 @@ pub enum Rejection {
     ClusterContainsContainerInstances,
     ClusterContainsServices,
     ClusterContainsTasks,
+    TaskDefinitionNotFound,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -84,11 +96,11 @@ fn expiry_key(ts_ms: u64, request_id: &str) -> Vec<u8> {
     format!("t/{ts_ms:020}/{request_id}").into_bytes()
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, KvError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, KvError> {
     serde_json::from_slice(bytes).map_err(|e| KvError(format!("decode stored record: {e}")))
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain records cannot fail: no maps with non-string keys, no custom impls.
     serde_json::to_vec(value).expect("state records serialise")
 }
@@ -178,6 +190,15 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             cluster.status = ClusterStatus::Inactive;
             txn.put(Space::Data, cluster_key(name), encode(&cluster));
             Ok(Outcome::Cluster(cluster))
+        }
+        Command::RegisterTaskDefinition {
+            family,
+            arn_base,
+            body,
+            tags,
+        } => task_definitions::register(txn, now_ms, family, arn_base, body, tags),
+        Command::DeregisterTaskDefinition { family, revision } => {
+            task_definitions::deregister(txn, now_ms, family, *revision)
         }
     }
 }
@@ -356,6 +377,65 @@ mod tests {
         kv.apply(Batch(vec![proposal("a", 5000, Command::Noop)]));
         let out = kv.apply(Batch(vec![create("b", "late")]));
         assert!(matches!(&out[0], Outcome::Cluster(c) if c.created_at_ms == 5000));
+    }
+
+    #[test]
+    fn task_definition_revisions_are_never_reused() {
+        let mut kv = MemKv::default();
+        let reg = |id: &str, family: &str| {
+            proposal(
+                id,
+                1000,
+                Command::RegisterTaskDefinition {
+                    family: family.into(),
+                    arn_base: format!("arn/{family}"),
+                    body: serde_json::json!({"family": family}),
+                    tags: vec![],
+                },
+            )
+        };
+        kv.apply(Batch(vec![
+            reg("1", "web"),
+            reg("2", "web"),
+            reg("3", "web"),
+            reg("4", "web-b"),
+        ]));
+        let out = kv.apply(Batch(vec![proposal(
+            "5",
+            2000,
+            Command::DeregisterTaskDefinition {
+                family: "web".into(),
+                revision: 3,
+            },
+        )]));
+        assert!(
+            matches!(&out[0], Outcome::TaskDefinition(d) if d.status == crate::model::TaskDefinitionStatus::Inactive)
+        );
+        let out = kv.apply(Batch(vec![reg("6", "web")]));
+        assert!(matches!(&out[0], Outcome::TaskDefinition(d) if d.revision == 4 && d.arn == "arn/web:4"));
+        assert_eq!(
+            task_definitions::latest_active(&kv, "web").unwrap().unwrap().revision,
+            4
+        );
+        let order: Vec<(String, u32)> = task_definitions::all(&kv)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.family, d.revision))
+            .collect();
+        let expected = [("web", 1), ("web", 2), ("web", 3), ("web", 4), ("web-b", 1)];
+        assert_eq!(
+            order,
+            expected.iter().map(|(f, r)| (f.to_string(), *r)).collect::<Vec<_>>()
+        );
+        let out = kv.apply(Batch(vec![proposal(
+            "7",
+            2000,
+            Command::DeregisterTaskDefinition {
+                family: "web".into(),
+                revision: 9,
+            },
+        )]));
+        assert_eq!(out[0], Outcome::Rejected(Rejection::TaskDefinitionNotFound));
     }
 
     #[test]

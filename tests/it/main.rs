@@ -9,3 +9,4 @@ mod processes;
 mod replication;
 mod sdk;
 mod storage_suite;
+mod task_definitions;

@@ -66,6 +66,57 @@ async fn aws_sdk_for_rust_works_against_a_follower() {
     assert_eq!(described.clusters()[0].tags()[0].key(), Some("env"));
     assert_eq!(described.failures()[0].reason(), Some("MISSING"));
 
+    let container = aws_sdk_ecs::types::ContainerDefinition::builder()
+        .name("app")
+        .image("nginx:1.25")
+        .memory(128)
+        .port_mappings(aws_sdk_ecs::types::PortMapping::builder().container_port(80).build())
+        .build();
+    let registered = ecs
+        .register_task_definition()
+        .family("sdk-web")
+        .container_definitions(container.clone())
+        .cpu("256")
+        .send()
+        .await
+        .unwrap();
+    let td = registered.task_definition().unwrap();
+    assert_eq!(td.revision(), 1);
+    assert_eq!(td.container_definitions()[0].essential(), Some(true));
+    assert!(td.registered_at().is_some());
+    ecs.register_task_definition()
+        .family("sdk-web")
+        .container_definitions(container)
+        .send()
+        .await
+        .unwrap();
+    let described = ecs
+        .describe_task_definition()
+        .task_definition("sdk-web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.task_definition().unwrap().revision(), 2);
+    let listed = ecs
+        .list_task_definitions()
+        .family_prefix("sdk-web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_definition_arns().len(), 2);
+    let families = ecs.list_task_definition_families().send().await.unwrap();
+    assert_eq!(families.families(), ["sdk-web"]);
+    let gone = ecs
+        .deregister_task_definition()
+        .task_definition("sdk-web:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.task_definition().unwrap().status().map(|s| s.as_str()),
+        Some("INACTIVE")
+    );
+
     let deleted = ecs.delete_cluster().cluster("sdk").send().await.unwrap();
     assert_eq!(deleted.cluster().unwrap().status(), Some("INACTIVE"));
     let err = ecs.delete_cluster().cluster("sdk").send().await.unwrap_err();

@@ -1,0 +1,111 @@
+//! Task definition families and revisions: registration, deregistration and queries.
+//!
+//! Keys: `taskdef/<family>\0<revision, 10 digits>` holds a revision; `tdfamily/<family>` holds
+//! the last revision number ever given, so numbers are never reused. The NUL separator makes
+//! key order equal (family, revision) order.
+
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, KvError, KvRead, Outcome, Rejection, Space, Txn};
+use crate::model::{Tag, TaskDefinition, TaskDefinitionStatus};
+
+const PREFIX: &str = "taskdef/";
+
+fn revision_key(family: &str, revision: u32) -> Vec<u8> {
+    format!("{PREFIX}{family}\0{revision:010}").into_bytes()
+}
+
+fn family_key(family: &str) -> Vec<u8> {
+    format!("tdfamily/{family}").into_bytes()
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FamilyMeta {
+    last_revision: u32,
+}
+
+pub(super) fn register(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    family: &str,
+    arn_base: &str,
+    body: &serde_json::Value,
+    tags: &[Tag],
+) -> Result<Outcome, KvError> {
+    let mut meta: FamilyMeta = match txn.get(Space::Data, &family_key(family))? {
+        Some(bytes) => decode(&bytes)?,
+        None => FamilyMeta::default(),
+    };
+    meta.last_revision += 1;
+    let revision = meta.last_revision;
+    let definition = TaskDefinition {
+        family: family.to_string(),
+        revision,
+        arn: format!("{arn_base}:{revision}"),
+        status: TaskDefinitionStatus::Active,
+        body: body.clone(),
+        tags: tags.to_vec(),
+        registered_at_ms: now_ms,
+        deregistered_at_ms: None,
+    };
+    txn.put(Space::Data, family_key(family), encode(&meta));
+    txn.put(Space::Data, revision_key(family, revision), encode(&definition));
+    Ok(Outcome::TaskDefinition(definition))
+}
+
+pub(super) fn deregister(txn: &mut Txn<'_>, now_ms: u64, family: &str, revision: u32) -> Result<Outcome, KvError> {
+    let Some(mut definition) = get(txn, family, revision)? else {
+        return Ok(Outcome::Rejected(Rejection::TaskDefinitionNotFound));
+    };
+    if definition.status == TaskDefinitionStatus::Active {
+        definition.status = TaskDefinitionStatus::Inactive;
+        definition.deregistered_at_ms = Some(now_ms);
+        txn.put(Space::Data, revision_key(family, revision), encode(&definition));
+    }
+    Ok(Outcome::TaskDefinition(definition))
+}
+
+/// One revision, ACTIVE or INACTIVE.
+pub fn get(kv: &dyn KvRead, family: &str, revision: u32) -> Result<Option<TaskDefinition>, KvError> {
+    kv.get(Space::Data, &revision_key(family, revision))?
+        .map(|b| decode(&b))
+        .transpose()
+}
+
+/// Every revision whose key lies in `[from, to)`, in (family, revision) order.
+fn scan_all(kv: &dyn KvRead, from: &[u8], to: &[u8]) -> Result<Vec<TaskDefinition>, KvError> {
+    let mut out = Vec::new();
+    let mut cursor = from.to_vec();
+    loop {
+        let chunk = kv.scan(Space::Data, &cursor, to, 512)?;
+        let done = chunk.len() < 512;
+        for (key, value) in chunk {
+            out.push(decode(&value)?);
+            cursor = key;
+            cursor.push(0);
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Every revision of `family`, oldest first.
+pub fn revisions(kv: &dyn KvRead, family: &str) -> Result<Vec<TaskDefinition>, KvError> {
+    let from = format!("{PREFIX}{family}\0").into_bytes();
+    let to = format!("{PREFIX}{family}\u{1}").into_bytes();
+    scan_all(kv, &from, &to)
+}
+
+/// The latest ACTIVE revision of `family`.
+pub fn latest_active(kv: &dyn KvRead, family: &str) -> Result<Option<TaskDefinition>, KvError> {
+    Ok(revisions(kv, family)?
+        .into_iter()
+        .rev()
+        .find(|d| d.status == TaskDefinitionStatus::Active))
+}
+
+/// Every revision of every family, in (family, revision) order.
+pub fn all(kv: &dyn KvRead) -> Result<Vec<TaskDefinition>, KvError> {
+    scan_all(kv, PREFIX.as_bytes(), b"taskdef0")
+}
