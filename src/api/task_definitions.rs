@@ -54,46 +54,52 @@ fn one_of(value: Option<&str>, allowed: &[&str], field: &str) -> Result<(), ApiE
     }
 }
 
-/// Task-level cpu: `"1024"`, `1024`, `"1 vCPU"` or `"0.5 vcpu"`, in CPU units 128..=10240.
-fn parse_task_cpu(value: &Value) -> Result<u32, ApiError> {
+/// Parses a task-level size given as an integer (`1024`, `"1024"`) or as a number of a larger
+/// unit (`"1 vCPU"`, `"0.5 GB"`: `unit` case-insensitively, worth 1024 base units), and checks
+/// it lies in `range`.
+fn parse_task_size(
+    value: &Value,
+    field: &str,
+    unit: &str,
+    range: std::ops::RangeInclusive<i64>,
+    rule: &str,
+) -> Result<u32, ApiError> {
     let text = match value {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(type_error("cpu", "a string")),
+        _ => return Err(type_error(field, "a string")),
     };
     let lower = text.to_ascii_lowercase();
-    let units = if let Some(v) = lower.strip_suffix("vcpu") {
-        v.trim().parse::<f64>().ok().map(|v| (v * 1024.0).round() as i64)
-    } else {
-        lower.parse::<i64>().ok()
+    let amount = match lower.strip_suffix(unit) {
+        Some(v) => v.trim().parse::<f64>().ok().map(|v| (v * 1024.0).round() as i64),
+        None => lower.parse::<i64>().ok(),
     };
-    match units {
-        Some(u) if (128..=10240).contains(&u) => Ok(u as u32),
-        _ => Err(invalid(format!(
-            "cpu: {text} is not between 128 and 10240 CPU units (or 0.125 to 10 vCPU)"
-        ))),
+    match amount {
+        Some(a) if range.contains(&a) => Ok(a as u32),
+        _ => Err(invalid(format!("{field}: {text} {rule}"))),
     }
+}
+
+/// Task-level cpu: `"1024"`, `1024`, `"1 vCPU"` or `"0.5 vcpu"`, in CPU units 128..=10240.
+fn parse_task_cpu(value: &Value) -> Result<u32, ApiError> {
+    parse_task_size(
+        value,
+        "cpu",
+        "vcpu",
+        128..=10240,
+        "is not between 128 and 10240 CPU units (or 0.125 to 10 vCPU)",
+    )
 }
 
 /// Task-level memory: `"512"`, `512`, `"1GB"` or `"1 GB"`, in MiB.
 fn parse_task_memory(value: &Value) -> Result<u32, ApiError> {
-    let text = match value {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return Err(type_error("memory", "a string")),
-    };
-    let lower = text.to_ascii_lowercase();
-    let mib = if let Some(v) = lower.strip_suffix("gb") {
-        v.trim().parse::<f64>().ok().map(|v| (v * 1024.0).round() as i64)
-    } else {
-        lower.parse::<i64>().ok()
-    };
-    match mib {
-        Some(m) if m >= 4 && m <= u32::MAX as i64 => Ok(m as u32),
-        _ => Err(invalid(format!(
-            "memory: {text} is not a memory size in MiB or GB (at least 4 MiB)"
-        ))),
-    }
+    parse_task_size(
+        value,
+        "memory",
+        "gb",
+        4..=i64::from(u32::MAX),
+        "is not a memory size in MiB or GB (at least 4 MiB)",
+    )
 }
 
 /// Validates and normalises one container definition.
