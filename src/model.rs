@@ -44,6 +44,11 @@ impl ArnScope {
         }
     }
 
+    /// The account root user: the principal of unauthenticated requests, and the account default.
+    pub fn root_principal(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.account_id)
+    }
+
     /// Resolves "short name or full ARN" to a cluster name.
     ///
     /// Returns `None` for an ARN of another account, region or resource type: such an ARN names a
@@ -103,6 +108,21 @@ pub struct Cluster {
     /// When the cluster was (re)created, in epoch milliseconds stamped by the proposer.
     #[serde(default)]
     pub created_at_ms: u64,
+}
+
+/// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.
+pub const ACCOUNT_SETTING_NAMES: [&str; 3] = [
+    "containerInstanceLongArnFormat",
+    "serviceLongArnFormat",
+    "taskLongArnFormat",
+];
+
+/// An account setting as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSetting {
+    pub name: String,
+    pub value: String,
+    pub principal_arn: String,
 }
 
 /// Whether a task definition revision can be used for new tasks and services.

@@ -4,6 +4,7 @@
 //! ARNs) and proposes it, or runs a query after a read barrier, and maps outcomes back to ECS
 //! JSON. It holds no state of its own.
 
+mod account_settings;
 mod admin;
 mod clusters;
 pub mod error;
@@ -227,6 +228,9 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "DescribeTaskDefinition" => task_definitions::describe_task_definition(ctx, parse(body)?).await,
         "ListTaskDefinitions" => task_definitions::list_task_definitions(ctx, parse(body)?).await,
         "ListTaskDefinitionFamilies" => task_definitions::list_task_definition_families(ctx, parse(body)?).await,
+        "PutAccountSetting" => account_settings::put_account_setting(ctx, parse(body)?).await,
+        "DeleteAccountSetting" => account_settings::delete_account_setting(ctx, parse(body)?).await,
+        "ListAccountSettings" => account_settings::list_account_settings(ctx, parse(body)?).await,
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

@@ -5,12 +5,13 @@
 //! same state and gets the same state and the same outcomes. A domain rejection is an
 //! [`Outcome::Rejected`], never an `Err`; `Err` means the storage failed, which is fatal.
 
+pub mod account_settings;
 pub mod task_definitions;
 mod txn;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Cluster, ClusterStatus, Tag, TaskDefinition};
+use crate::model::{AccountSetting, Cluster, ClusterStatus, Tag, TaskDefinition};
 pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
@@ -47,6 +48,18 @@ pub enum Command {
     },
     /// Marks one revision INACTIVE (idempotent).
     DeregisterTaskDefinition { family: String, revision: u32 },
+    /// Sets a principal's account setting.
+    PutAccountSetting {
+        principal: String,
+        name: String,
+        value: String,
+    },
+    /// Removes a principal's own value; `root` is the account default it falls back to.
+    DeleteAccountSetting {
+        principal: String,
+        root: String,
+        name: String,
+    },
 }
 
 /// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
@@ -55,6 +68,7 @@ pub enum Outcome {
     Done,
     Cluster(Cluster),
     TaskDefinition(TaskDefinition),
+    Setting(AccountSetting),
     Rejected(Rejection),
 }
 
@@ -200,6 +214,8 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::DeregisterTaskDefinition { family, revision } => {
             task_definitions::deregister(txn, now_ms, family, *revision)
         }
+        Command::PutAccountSetting { principal, name, value } => Ok(account_settings::put(txn, principal, name, value)),
+        Command::DeleteAccountSetting { principal, root, name } => account_settings::delete(txn, principal, root, name),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The one integration-test binary: real nodes on loopback, driven through their public APIs.
 
+mod account_settings;
 mod api;
 mod configs;
 mod harness;
