@@ -15,6 +15,8 @@ pub enum ApiError {
     #[error("{0}")]
     ClusterNotFound(String),
     #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("{0}")]
     ClusterContainsContainerInstances(String),
     #[error("{0}")]
     ClusterContainsServices(String),
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::Client(_) => "ClientException",
             ApiError::InvalidParameter(_) => "InvalidParameterException",
             ApiError::ClusterNotFound(_) => "ClusterNotFoundException",
+            ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
             ApiError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
@@ -98,6 +101,10 @@ impl From<Rejection> for ApiError {
             Rejection::ClusterContainsServices => {
                 ApiError::ClusterContainsServices("The Cluster cannot be deleted while Services are active.".into())
             }
+            Rejection::ResourceNotFound => {
+                ApiError::ResourceNotFound("The specified resource could not be found.".into())
+            }
+            Rejection::TooManyTags => ApiError::InvalidParameter("tags: a resource can have at most 50 tags".into()),
             Rejection::TaskDefinitionNotFound => {
                 ApiError::Client("The specified task definition does not exist.".into())
             }

@@ -8,6 +8,7 @@ mod account_settings;
 mod admin;
 mod clusters;
 pub mod error;
+mod tags;
 mod task_definitions;
 mod wire;
 
@@ -231,6 +232,9 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "PutAccountSetting" => account_settings::put_account_setting(ctx, parse(body)?).await,
         "DeleteAccountSetting" => account_settings::delete_account_setting(ctx, parse(body)?).await,
         "ListAccountSettings" => account_settings::list_account_settings(ctx, parse(body)?).await,
+        "TagResource" => tags::tag_resource(ctx, parse(body)?).await,
+        "UntagResource" => tags::untag_resource(ctx, parse(body)?).await,
+        "ListTagsForResource" => tags::list_tags_for_resource(ctx, parse(body)?).await,
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

@@ -70,6 +70,11 @@ pub fn tags_from_wire(field: &str, tags: Option<Vec<TagWire>>) -> Result<Vec<Tag
                 "{field}[{i}].value: may contain only letters, digits, spaces and _ . : / + = - @"
             )));
         }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ApiError::InvalidParameter(format!(
+                "{field}[{i}].key: the aws: prefix is reserved"
+            )));
+        }
         if out.iter().any(|t| t.key == key) {
             return Err(ApiError::InvalidParameter(format!(
                 "{field}[{i}].key: duplicate tag key {key}"

@@ -60,7 +60,21 @@ pub enum Command {
         root: String,
         name: String,
     },
+    /// Adds tags to a resource, replacing the values of keys it already has.
+    TagResource { target: TagTarget, tags: Vec<Tag> },
+    /// Removes the tags with these keys from a resource.
+    UntagResource { target: TagTarget, keys: Vec<String> },
 }
+
+/// A resource that carries tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TagTarget {
+    Cluster { name: String },
+    TaskDefinition { family: String, revision: u32 },
+}
+
+/// Most tags one resource may carry.
+pub const MAX_TAGS: usize = 50;
 
 /// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +83,7 @@ pub enum Outcome {
     Cluster(Cluster),
     TaskDefinition(TaskDefinition),
     Setting(AccountSetting),
+    Tags(Vec<Tag>),
     Rejected(Rejection),
 }
 
@@ -80,6 +95,8 @@ pub enum Rejection {
     ClusterContainsServices,
     ClusterContainsTasks,
     TaskDefinitionNotFound,
+    ResourceNotFound,
+    TooManyTags,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -216,7 +233,46 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         }
         Command::PutAccountSetting { principal, name, value } => Ok(account_settings::put(txn, principal, name, value)),
         Command::DeleteAccountSetting { principal, root, name } => account_settings::delete(txn, principal, root, name),
+        Command::TagResource { target, tags } => update_tags(txn, target, |current| {
+            for tag in tags {
+                match current.iter_mut().find(|t| t.key == tag.key) {
+                    Some(existing) => existing.value = tag.value.clone(),
+                    None => current.push(tag.clone()),
+                }
+            }
+        }),
+        Command::UntagResource { target, keys } => {
+            update_tags(txn, target, |current| current.retain(|t| !keys.contains(&t.key)))
+        }
     }
+}
+
+/// Applies `change` to the tags of `target`, refusing more than [`MAX_TAGS`].
+fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut Vec<Tag>)) -> Result<Outcome, KvError> {
+    match target {
+        TagTarget::Cluster { name } => {
+            let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
+                return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
+            };
+            change(&mut cluster.tags);
+            if cluster.tags.len() > MAX_TAGS {
+                return Ok(Outcome::Rejected(Rejection::TooManyTags));
+            }
+            txn.put(Space::Data, cluster_key(name), encode(&cluster));
+            Ok(Outcome::Tags(cluster.tags))
+        }
+        TagTarget::TaskDefinition { family, revision } => task_definitions::update_tags(txn, family, *revision, change),
+    }
+}
+
+/// The tags of `target`, or `None` if it does not exist.
+pub fn resource_tags(kv: &dyn KvRead, target: &TagTarget) -> Result<Option<Vec<Tag>>, KvError> {
+    Ok(match target {
+        TagTarget::Cluster { name } => get_cluster(kv, name)?
+            .filter(|c| c.status == ClusterStatus::Active)
+            .map(|c| c.tags),
+        TagTarget::TaskDefinition { family, revision } => task_definitions::get(kv, family, *revision)?.map(|d| d.tags),
+    })
 }
 
 // ---- Queries: read-only views over the same keys, used by the API after a read barrier ----

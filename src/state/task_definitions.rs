@@ -65,6 +65,23 @@ pub(super) fn deregister(txn: &mut Txn<'_>, now_ms: u64, family: &str, revision:
     Ok(Outcome::TaskDefinition(definition))
 }
 
+pub(super) fn update_tags(
+    txn: &mut Txn<'_>,
+    family: &str,
+    revision: u32,
+    change: impl FnOnce(&mut Vec<Tag>),
+) -> Result<Outcome, KvError> {
+    let Some(mut definition) = get(txn, family, revision)? else {
+        return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
+    };
+    change(&mut definition.tags);
+    if definition.tags.len() > super::MAX_TAGS {
+        return Ok(Outcome::Rejected(Rejection::TooManyTags));
+    }
+    txn.put(Space::Data, revision_key(family, revision), encode(&definition));
+    Ok(Outcome::Tags(definition.tags))
+}
+
 /// One revision, ACTIVE or INACTIVE.
 pub fn get(kv: &dyn KvRead, family: &str, revision: u32) -> Result<Option<TaskDefinition>, KvError> {
     kv.get(Space::Data, &revision_key(family, revision))?

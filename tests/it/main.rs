@@ -10,4 +10,5 @@ mod processes;
 mod replication;
 mod sdk;
 mod storage_suite;
+mod tags;
 mod task_definitions;
