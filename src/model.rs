@@ -44,6 +44,29 @@ impl ArnScope {
         }
     }
 
+    /// A container instance ARN: `container-instance/CLUSTER/ID` (long) or `container-instance/ID`.
+    pub fn container_instance_arn(&self, cluster: &str, id: &str, long: bool) -> String {
+        if long {
+            format!("{}container-instance/{}/{}", self.prefix(), cluster, id)
+        } else {
+            format!("{}container-instance/{}", self.prefix(), id)
+        }
+    }
+
+    /// Resolves a container instance ID or ARN (either format) to its ID. An ARN naming another
+    /// cluster, account or region resolves to `None`.
+    pub fn container_instance_id<'a>(&self, cluster: &str, id: &'a str) -> Option<&'a str> {
+        if !id.starts_with("arn:") {
+            return (!id.is_empty() && !id.contains('/')).then_some(id);
+        }
+        let rest = id.strip_prefix(&self.prefix())?.strip_prefix("container-instance/")?;
+        match rest.split_once('/') {
+            None => Some(rest),
+            Some((c, i)) if c == cluster && !i.contains('/') => Some(i),
+            Some(_) => None,
+        }
+    }
+
     /// The account root user: the principal of unauthenticated requests, and the account default.
     pub fn root_principal(&self) -> String {
         format!("arn:aws:iam::{}:root", self.account_id)
@@ -108,6 +131,65 @@ pub struct Cluster {
     /// When the cluster was (re)created, in epoch milliseconds stamped by the proposer.
     #[serde(default)]
     pub created_at_ms: u64,
+}
+
+/// A container instance's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceStatus {
+    Active,
+    Draining,
+    Inactive,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Active => "ACTIVE",
+            InstanceStatus::Draining => "DRAINING",
+            InstanceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// A resource of a container instance (CPU, MEMORY, PORTS, PORTS_UDP, or a custom one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    /// INTEGER, LONG, DOUBLE or STRINGSET.
+    pub kind: String,
+    pub integer_value: i64,
+    pub long_value: i64,
+    pub double_value: f64,
+    pub string_set_value: Vec<String>,
+}
+
+/// A name/value attribute of a container instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// A container instance, as stored under `ci/<cluster>\0<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerInstance {
+    pub cluster: String,
+    pub id: String,
+    pub arn: String,
+    pub ec2_instance_id: String,
+    pub status: InstanceStatus,
+    pub agent_connected: bool,
+    pub registered_resources: Vec<Resource>,
+    pub remaining_resources: Vec<Resource>,
+    pub attributes: Vec<Attribute>,
+    /// `versionInfo` as the agent sent it (ECS JSON).
+    pub version_info: serde_json::Value,
+    pub tags: Vec<Tag>,
+    pub registered_at_ms: u64,
+    /// Incremented on every change.
+    pub version: u64,
+    pub running_tasks: u64,
+    pub pending_tasks: u64,
 }
 
 /// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.

@@ -98,6 +98,7 @@ impl Node {
                 account_id: config.account_id.clone(),
             },
             max_body_bytes: config.api.max_body_bytes,
+            advertised_api_addr: config.advertised_api_addr(),
         });
         let api_listener = listeners.api.tap_io(|stream| {
             let _ = stream.set_nodelay(true);

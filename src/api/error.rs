@@ -105,6 +105,12 @@ impl From<Rejection> for ApiError {
                 ApiError::ResourceNotFound("The specified resource could not be found.".into())
             }
             Rejection::TooManyTags => ApiError::InvalidParameter("tags: a resource can have at most 50 tags".into()),
+            Rejection::InstanceNotRegistered => {
+                ApiError::InvalidParameter("The referenced container instance is not registered or is inactive.".into())
+            }
+            Rejection::InstanceHasRunningTasks => {
+                ApiError::InvalidParameter("Found running tasks on the instance.".into())
+            }
             Rejection::TaskDefinitionNotFound => {
                 ApiError::Client("The specified task definition does not exist.".into())
             }

@@ -7,6 +7,7 @@
 mod account_settings;
 mod admin;
 mod clusters;
+mod container_instances;
 pub mod error;
 mod tags;
 mod task_definitions;
@@ -83,6 +84,8 @@ pub struct ApiState {
     pub node: RaftNode,
     pub scope: ArnScope,
     pub max_body_bytes: usize,
+    /// This node's API address as clients should reach it (DiscoverPollEndpoint).
+    pub advertised_api_addr: String,
 }
 
 /// How a read is served.
@@ -235,6 +238,14 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "TagResource" => tags::tag_resource(ctx, parse(body)?).await,
         "UntagResource" => tags::untag_resource(ctx, parse(body)?).await,
         "ListTagsForResource" => tags::list_tags_for_resource(ctx, parse(body)?).await,
+        "RegisterContainerInstance" => container_instances::register_container_instance(ctx, parse(body)?).await,
+        "DeregisterContainerInstance" => container_instances::deregister_container_instance(ctx, parse(body)?).await,
+        "DescribeContainerInstances" => container_instances::describe_container_instances(ctx, parse(body)?).await,
+        "ListContainerInstances" => container_instances::list_container_instances(ctx, parse(body)?).await,
+        "UpdateContainerInstancesState" => {
+            container_instances::update_container_instances_state(ctx, parse(body)?).await
+        }
+        "DiscoverPollEndpoint" => container_instances::discover_poll_endpoint(ctx, parse(body)?).await,
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

@@ -6,12 +6,13 @@
 //! [`Outcome::Rejected`], never an `Err`; `Err` means the storage failed, which is fatal.
 
 pub mod account_settings;
+pub mod container_instances;
 pub mod task_definitions;
 mod txn;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AccountSetting, Cluster, ClusterStatus, Tag, TaskDefinition};
+use crate::model::{AccountSetting, Cluster, ClusterStatus, ContainerInstance, InstanceStatus, Tag, TaskDefinition};
 pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
@@ -64,6 +65,16 @@ pub enum Command {
     TagResource { target: TagTarget, tags: Vec<Tag> },
     /// Removes the tags with these keys from a resource.
     UntagResource { target: TagTarget, keys: Vec<String> },
+    /// Registers a container instance, or refreshes an existing one.
+    RegisterContainerInstance(Box<container_instances::Registration>),
+    /// Deregisters an instance (INACTIVE); with `force` even if it has tasks.
+    DeregisterContainerInstance { cluster: String, id: String, force: bool },
+    /// Sets ACTIVE or DRAINING on instances of a cluster.
+    UpdateContainerInstancesState {
+        cluster: String,
+        ids: Vec<String>,
+        status: InstanceStatus,
+    },
 }
 
 /// A resource that carries tags.
@@ -82,6 +93,12 @@ pub enum Outcome {
     Done,
     Cluster(Cluster),
     TaskDefinition(TaskDefinition),
+    ContainerInstance(Box<ContainerInstance>),
+    /// Instances changed by UpdateContainerInstancesState, and the IDs that were not found.
+    ContainerInstances {
+        updated: Vec<ContainerInstance>,
+        missing: Vec<String>,
+    },
     Setting(AccountSetting),
     Tags(Vec<Tag>),
     Rejected(Rejection),
@@ -97,6 +114,8 @@ pub enum Rejection {
     TaskDefinitionNotFound,
     ResourceNotFound,
     TooManyTags,
+    InstanceNotRegistered,
+    InstanceHasRunningTasks,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -244,7 +263,41 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::UntagResource { target, keys } => {
             update_tags(txn, target, |current| current.retain(|t| !keys.contains(&t.key)))
         }
+        Command::RegisterContainerInstance(registration) => container_instances::register(txn, now_ms, registration),
+        Command::DeregisterContainerInstance { cluster, id, force } => {
+            container_instances::deregister(txn, cluster, id, *force)
+        }
+        Command::UpdateContainerInstancesState { cluster, ids, status } => {
+            container_instances::set_state(txn, cluster, ids, *status)
+        }
     }
+}
+
+/// Every record whose key lies in `[from, to)` of the data space, decoded, in key order.
+pub(crate) fn scan_values<T: for<'de> Deserialize<'de>>(
+    kv: &dyn KvRead,
+    from: &[u8],
+    to: &[u8],
+) -> Result<Vec<T>, KvError> {
+    const CHUNK: usize = 512;
+    let mut out = Vec::new();
+    let mut cursor = from.to_vec();
+    loop {
+        let chunk = kv.scan(Space::Data, &cursor, to, CHUNK)?;
+        let done = chunk.len() < CHUNK;
+        for (key, value) in chunk {
+            out.push(decode(&value)?);
+            cursor = key;
+            cursor.push(0);
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+fn put_cluster(txn: &mut Txn<'_>, cluster: &Cluster) {
+    txn.put(Space::Data, cluster_key(&cluster.name), encode(cluster));
 }
 
 /// Applies `change` to the tags of `target`, refusing more than [`MAX_TAGS`].

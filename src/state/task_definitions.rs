@@ -89,22 +89,8 @@ pub fn get(kv: &dyn KvRead, family: &str, revision: u32) -> Result<Option<TaskDe
         .transpose()
 }
 
-/// Every revision whose key lies in `[from, to)`, in (family, revision) order.
 fn scan_all(kv: &dyn KvRead, from: &[u8], to: &[u8]) -> Result<Vec<TaskDefinition>, KvError> {
-    let mut out = Vec::new();
-    let mut cursor = from.to_vec();
-    loop {
-        let chunk = kv.scan(Space::Data, &cursor, to, 512)?;
-        let done = chunk.len() < 512;
-        for (key, value) in chunk {
-            out.push(decode(&value)?);
-            cursor = key;
-            cursor.push(0);
-        }
-        if done {
-            return Ok(out);
-        }
-    }
+    super::scan_values(kv, from, to)
 }
 
 /// Every revision of `family`, oldest first.

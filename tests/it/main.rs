@@ -3,6 +3,7 @@
 mod account_settings;
 mod api;
 mod configs;
+mod container_instances;
 mod harness;
 mod leadership;
 mod membership;

@@ -1,0 +1,430 @@
+//! RegisterContainerInstance, DescribeContainerInstances, ListContainerInstances,
+//! DeregisterContainerInstance, UpdateContainerInstancesState and DiscoverPollEndpoint.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::wire::{self, Failure, TagWire};
+use super::{ApiError, Ctx};
+use crate::model::{valid_cluster_name, Attribute, ContainerInstance, InstanceStatus, Resource};
+use crate::state::container_instances::{self as cis, Registration};
+use crate::state::{self, Command, Outcome};
+
+const MAX_DESCRIBE: usize = 100;
+const LIST_MAX: usize = 100;
+const MAX_STATE_UPDATE: usize = 10;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter(message.into())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    double_value: Option<f64>,
+    #[serde(default)]
+    long_value: Option<i64>,
+    #[serde(default)]
+    integer_value: Option<i64>,
+    #[serde(default)]
+    string_set_value: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    instance_identity_document: Option<String>,
+    #[serde(default)]
+    total_resources: Option<Vec<ResourceWire>>,
+    #[serde(default)]
+    version_info: Option<Value>,
+    #[serde(default)]
+    container_instance_arn: Option<String>,
+    #[serde(default)]
+    attributes: Option<Vec<AttributeWire>>,
+    #[serde(default)]
+    tags: Option<Vec<TagWire>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstancesRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    container_instance: Option<String>,
+    #[serde(default)]
+    container_instances: Option<Vec<String>>,
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    force: Option<bool>,
+    #[serde(default)]
+    max_results: Option<i64>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+/// The cluster a request names (default `default`), if it can exist here.
+fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, ApiError> {
+    let id = cluster.unwrap_or("default");
+    match ctx.state.scope.cluster_name(id) {
+        Some(name) if valid_cluster_name(name) => Ok(name.to_string()),
+        _ => Err(ApiError::ClusterNotFound("Cluster not found.".into())),
+    }
+}
+
+fn resource_to_wire(r: &Resource) -> Value {
+    let mut v = json!({
+        "name": r.name,
+        "type": r.kind,
+        "doubleValue": r.double_value,
+        "longValue": r.long_value,
+        "integerValue": r.integer_value,
+    });
+    if r.kind == "STRINGSET" {
+        v["stringSetValue"] = json!(r.string_set_value);
+    }
+    v
+}
+
+fn instance_to_wire(i: &ContainerInstance, with_tags: bool) -> Value {
+    let mut v = json!({
+        "containerInstanceArn": i.arn,
+        "ec2InstanceId": i.ec2_instance_id,
+        "version": i.version,
+        "versionInfo": i.version_info,
+        "remainingResources": i.remaining_resources.iter().map(resource_to_wire).collect::<Vec<_>>(),
+        "registeredResources": i.registered_resources.iter().map(resource_to_wire).collect::<Vec<_>>(),
+        "status": i.status.as_str(),
+        "agentConnected": i.agent_connected,
+        "runningTasksCount": i.running_tasks,
+        "pendingTasksCount": i.pending_tasks,
+        "attributes": i.attributes.iter().map(|a| match &a.value {
+            Some(value) => json!({"name": a.name, "value": value}),
+            None => json!({"name": a.name}),
+        }).collect::<Vec<_>>(),
+        "registeredAt": wire::epoch_seconds(i.registered_at_ms),
+        "attachments": [],
+    });
+    if with_tags {
+        v["tags"] = json!(wire::tags_to_wire(&i.tags));
+    }
+    v
+}
+
+fn resources_from_wire(resources: Vec<ResourceWire>) -> Result<Vec<Resource>, ApiError> {
+    let mut out: Vec<Resource> = Vec::new();
+    for (i, r) in resources.into_iter().enumerate() {
+        let field = format!("totalResources[{i}]");
+        let name = r
+            .name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| invalid(format!("{field}.name: is required")))?;
+        if out.iter().any(|o| o.name == name) {
+            return Err(invalid(format!("{field}.name: duplicate resource {name}")));
+        }
+        let kind = r.kind.unwrap_or_else(|| {
+            if r.string_set_value.is_some() {
+                "STRINGSET"
+            } else {
+                "INTEGER"
+            }
+            .into()
+        });
+        if !["INTEGER", "LONG", "DOUBLE", "STRINGSET"].contains(&kind.as_str()) {
+            return Err(invalid(format!(
+                "{field}.type: {kind} is not one of INTEGER, LONG, DOUBLE, STRINGSET"
+            )));
+        }
+        let integer_value = r.integer_value.unwrap_or(0);
+        if integer_value < 0 || r.long_value.unwrap_or(0) < 0 || r.double_value.unwrap_or(0.0) < 0.0 {
+            return Err(invalid(format!("{field}: values must not be negative")));
+        }
+        let string_set_value = r.string_set_value.unwrap_or_default();
+        if name == "PORTS" || name == "PORTS_UDP" {
+            if let Some(bad) = string_set_value
+                .iter()
+                .find(|p| p.parse::<u16>().map_or(true, |p| p == 0))
+            {
+                return Err(invalid(format!("{field}.stringSetValue: {bad} is not a port number")));
+            }
+        }
+        out.push(Resource {
+            name,
+            kind,
+            integer_value,
+            long_value: r.long_value.unwrap_or(0),
+            double_value: r.double_value.unwrap_or(0.0),
+            string_set_value,
+        });
+    }
+    Ok(out)
+}
+
+/// Attribute names: 1 to 128 letters, digits, hyphens, underscores, slashes and periods.
+/// Values: up to 128 letters, digits, hyphens, underscores, periods, at signs, slashes, colons
+/// and spaces.
+pub fn attributes_from_wire(field: &str, attributes: Vec<AttributeWire>) -> Result<Vec<Attribute>, ApiError> {
+    let mut out: Vec<Attribute> = Vec::new();
+    for (i, a) in attributes.into_iter().enumerate() {
+        let name = a.name.unwrap_or_default();
+        let name_ok =
+            (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c));
+        if !name_ok {
+            return Err(invalid(format!(
+                "{field}[{i}].name: must be 1 to 128 letters, numbers, hyphens, underscores, slashes and periods"
+            )));
+        }
+        if let Some(value) = &a.value {
+            let ok = (1..=128).contains(&value.len())
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@/: ".contains(c));
+            if !ok {
+                return Err(invalid(format!(
+                    "{field}[{i}].value: must be 1 to 128 letters, numbers, hyphens, underscores, periods, at signs, slashes, colons and spaces"
+                )));
+            }
+        }
+        match out.iter_mut().find(|o| o.name == name) {
+            Some(existing) => existing.value = a.value,
+            None => out.push(Attribute { name, value: a.value }),
+        }
+    }
+    Ok(out)
+}
+
+fn instance_outcome(outcome: Outcome) -> Result<Value, ApiError> {
+    match outcome {
+        Outcome::ContainerInstance(i) => Ok(json!({ "containerInstance": instance_to_wire(&i, true) })),
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server(
+            "unexpected outcome for a container instance command".into(),
+        )),
+    }
+}
+
+pub async fn register_container_instance(ctx: &Ctx<'_>, req: RegisterRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let existing_id = match req.container_instance_arn.as_deref().filter(|a| !a.is_empty()) {
+        Some(arn) => Some(
+            ctx.state
+                .scope
+                .container_instance_id(&cluster, arn)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "containerInstanceArn: {arn} is not an instance of cluster {cluster}"
+                    ))
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let total_resources = resources_from_wire(req.total_resources.unwrap_or_default())?;
+    let attributes = attributes_from_wire("attributes", req.attributes.unwrap_or_default())?;
+    let tags = wire::tags_from_wire("tags", req.tags)?;
+    let uuid = uuid::Uuid::new_v4();
+    let ec2_instance_id = req
+        .instance_identity_document
+        .as_deref()
+        .and_then(|doc| serde_json::from_str::<Value>(doc).ok())
+        .and_then(|doc| doc.get("instanceId").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| format!("i-{}", &uuid.simple().to_string()[..17]));
+    let registration = Registration {
+        cluster,
+        uuid: uuid.hyphenated().to_string(),
+        existing_id,
+        ec2_instance_id,
+        total_resources,
+        attributes,
+        version_info: req.version_info.unwrap_or_else(|| json!({})),
+        tags,
+        principal: ctx.state.scope.root_principal(),
+        root: ctx.state.scope.root_principal(),
+        arn_prefix: format!("arn:aws:ecs:{}:{}:", ctx.state.scope.region, ctx.state.scope.account_id),
+    };
+    instance_outcome(
+        ctx.propose(Command::RegisterContainerInstance(Box::new(registration)))
+            .await?,
+    )
+}
+
+pub async fn deregister_container_instance(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let given = req
+        .container_instance
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| invalid("containerInstance: is required"))?;
+    let id = ctx
+        .state
+        .scope
+        .container_instance_id(&cluster, &given)
+        .ok_or_else(|| invalid("The referenced container instance is not registered or is inactive."))?
+        .to_string();
+    let command = Command::DeregisterContainerInstance {
+        cluster,
+        id,
+        force: req.force.unwrap_or(false),
+    };
+    instance_outcome(ctx.propose(command).await?)
+}
+
+pub async fn update_container_instances_state(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let status = match req.status.as_deref() {
+        Some("ACTIVE") => InstanceStatus::Active,
+        Some("DRAINING") => InstanceStatus::Draining,
+        Some(other) => return Err(invalid(format!("status: {other} is not one of ACTIVE, DRAINING"))),
+        None => return Err(invalid("status: is required")),
+    };
+    let given = req.container_instances.unwrap_or_default();
+    if given.is_empty() || given.len() > MAX_STATE_UPDATE {
+        return Err(invalid(format!(
+            "containerInstances: give 1 to {MAX_STATE_UPDATE} container instances"
+        )));
+    }
+    let mut ids = Vec::new();
+    let mut failures = Vec::new();
+    for g in &given {
+        match ctx.state.scope.container_instance_id(&cluster, g) {
+            Some(id) => ids.push(id.to_string()),
+            None => failures.push(Failure {
+                arn: g.clone(),
+                reason: "MISSING".into(),
+            }),
+        }
+    }
+    let outcome = ctx
+        .propose(Command::UpdateContainerInstancesState {
+            cluster: cluster.clone(),
+            ids,
+            status,
+        })
+        .await?;
+    match outcome {
+        Outcome::ContainerInstances { updated, missing } => {
+            for id in missing {
+                let arn = given.iter().find(|g| g.ends_with(&id)).cloned().unwrap_or(id);
+                failures.push(Failure {
+                    arn,
+                    reason: "MISSING".into(),
+                });
+            }
+            let instances: Vec<Value> = updated.iter().map(|i| instance_to_wire(i, false)).collect();
+            Ok(json!({ "containerInstances": instances, "failures": failures }))
+        }
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server(
+            "unexpected outcome for UpdateContainerInstancesState".into(),
+        )),
+    }
+}
+
+pub async fn describe_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let given = req.container_instances.unwrap_or_default();
+    if given.is_empty() || given.len() > MAX_DESCRIBE {
+        return Err(invalid(format!(
+            "containerInstances: give 1 to {MAX_DESCRIBE} container instances"
+        )));
+    }
+    let mut with_tags = false;
+    for (i, value) in req.include.unwrap_or_default().iter().enumerate() {
+        match value.as_str() {
+            "TAGS" => with_tags = true,
+            "CONTAINER_INSTANCE_HEALTH" => {}
+            other => return Err(invalid(format!("include[{i}]: {other} is not TAGS"))),
+        }
+    }
+    let view = ctx.read_view().await?;
+    if state::get_cluster(view, &cluster)?.is_none() {
+        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+    }
+    let mut instances = Vec::new();
+    let mut failures = Vec::new();
+    for g in given {
+        let found = match ctx.state.scope.container_instance_id(&cluster, &g) {
+            Some(id) => cis::get(view, &cluster, id)?,
+            None => None,
+        };
+        match found {
+            Some(i) => instances.push(instance_to_wire(&i, with_tags)),
+            None => failures.push(Failure {
+                arn: g,
+                reason: "MISSING".into(),
+            }),
+        }
+    }
+    Ok(json!({ "containerInstances": instances, "failures": failures }))
+}
+
+pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
+    let status = match req.status.as_deref() {
+        None => None,
+        Some("ACTIVE") => Some(InstanceStatus::Active),
+        Some("DRAINING") => Some(InstanceStatus::Draining),
+        Some(other) => return Err(invalid(format!("status: {other} is not one of ACTIVE, DRAINING"))),
+    };
+    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+        return Err(ApiError::Unsupported(
+            "filter: cluster query language expressions are not supported yet".into(),
+        ));
+    }
+    let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Some(wire::decode_token("instances", token)?),
+        None => None,
+    };
+    let view = ctx.read_view().await?;
+    if state::get_cluster(view, &cluster)?.is_none() {
+        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+    }
+    let matching: Vec<ContainerInstance> = cis::all(view, &cluster)?
+        .into_iter()
+        .filter(|i| match status {
+            Some(s) => i.status == s,
+            None => i.status != InstanceStatus::Inactive,
+        })
+        .filter(|i| after.as_ref().is_none_or(|a| i.id > *a))
+        .collect();
+    let page: Vec<&ContainerInstance> = matching.iter().take(limit).collect();
+    let mut out = json!({ "containerInstanceArns": page.iter().map(|i| i.arn.as_str()).collect::<Vec<_>>() });
+    if matching.len() > page.len() {
+        if let Some(last) = page.last() {
+            out["nextToken"] = json!(wire::encode_token("instances", &last.id));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn discover_poll_endpoint(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    // The node that answers is alive; agents poll it.
+    if let Some(cluster) = req.cluster.as_deref() {
+        cluster_name(ctx, Some(cluster))?;
+    }
+    let endpoint = format!("http://{}", ctx.state.advertised_api_addr);
+    Ok(json!({ "endpoint": endpoint, "telemetryEndpoint": endpoint }))
+}

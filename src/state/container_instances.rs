@@ -1,0 +1,142 @@
+//! Container instances: registration (and re-registration), draining, deregistration, queries.
+//!
+//! Keys: `ci/<cluster>\0<id>`. An instance's ARN format follows the registering principal's
+//! `containerInstanceLongArnFormat` setting at the time it is applied; it never changes later.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    account_settings, decode, encode, get_cluster, put_cluster, KvError, KvRead, Outcome, Rejection, Space, Txn,
+};
+use crate::model::{Attribute, ClusterStatus, ContainerInstance, InstanceStatus, Resource, Tag};
+
+fn key(cluster: &str, id: &str) -> Vec<u8> {
+    format!("ci/{cluster}\0{id}").into_bytes()
+}
+
+/// What RegisterContainerInstance asks for, stamped by the proposer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub cluster: String,
+    /// A fresh UUID: the ID is its 32 hex digits (long format) or its hyphenated form.
+    pub uuid: String,
+    /// Re-registration of an existing instance, by ID.
+    pub existing_id: Option<String>,
+    pub ec2_instance_id: String,
+    pub total_resources: Vec<Resource>,
+    pub attributes: Vec<Attribute>,
+    pub version_info: serde_json::Value,
+    pub tags: Vec<Tag>,
+    pub principal: String,
+    pub root: String,
+    /// `arn:aws:ecs:REGION:ACCOUNT:` — the ARN is completed when applied.
+    pub arn_prefix: String,
+}
+
+pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Result<Outcome, KvError> {
+    let Some(mut cluster) = get_cluster(txn, &r.cluster)?.filter(|c| c.status == ClusterStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    };
+    if let Some(id) = &r.existing_id {
+        let Some(mut instance) = get(txn, &r.cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
+            return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
+        };
+        instance.remaining_resources = r.total_resources.clone();
+        instance.registered_resources = r.total_resources.clone();
+        instance.attributes = r.attributes.clone();
+        instance.version_info = r.version_info.clone();
+        instance.version += 1;
+        txn.put(Space::Data, key(&r.cluster, id), encode(&instance));
+        return Ok(Outcome::ContainerInstance(Box::new(instance)));
+    }
+    let long = account_settings::long_arns(txn, &r.principal, &r.root, "containerInstanceLongArnFormat")?;
+    let id = if long { r.uuid.replace('-', "") } else { r.uuid.clone() };
+    let arn = if long {
+        format!("{}container-instance/{}/{}", r.arn_prefix, r.cluster, id)
+    } else {
+        format!("{}container-instance/{}", r.arn_prefix, id)
+    };
+    let instance = ContainerInstance {
+        cluster: r.cluster.clone(),
+        id: id.clone(),
+        arn,
+        ec2_instance_id: r.ec2_instance_id.clone(),
+        status: InstanceStatus::Active,
+        agent_connected: false,
+        registered_resources: r.total_resources.clone(),
+        remaining_resources: r.total_resources.clone(),
+        attributes: r.attributes.clone(),
+        version_info: r.version_info.clone(),
+        tags: r.tags.clone(),
+        registered_at_ms: now_ms,
+        version: 1,
+        running_tasks: 0,
+        pending_tasks: 0,
+    };
+    cluster.registered_container_instances += 1;
+    put_cluster(txn, &cluster);
+    txn.put(Space::Data, key(&r.cluster, &id), encode(&instance));
+    Ok(Outcome::ContainerInstance(Box::new(instance)))
+}
+
+pub(super) fn deregister(txn: &mut Txn<'_>, cluster: &str, id: &str, force: bool) -> Result<Outcome, KvError> {
+    let Some(mut c) = get_cluster(txn, cluster)?.filter(|c| c.status == ClusterStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    };
+    let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
+        return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
+    };
+    if instance.running_tasks + instance.pending_tasks > 0 && !force {
+        return Ok(Outcome::Rejected(Rejection::InstanceHasRunningTasks));
+    }
+    instance.status = InstanceStatus::Inactive;
+    instance.agent_connected = false;
+    instance.version += 1;
+    c.registered_container_instances = c.registered_container_instances.saturating_sub(1);
+    put_cluster(txn, &c);
+    txn.put(Space::Data, key(cluster, id), encode(&instance));
+    Ok(Outcome::ContainerInstance(Box::new(instance)))
+}
+
+/// Sets ACTIVE or DRAINING on each instance; returns the changed ones and the IDs not found.
+pub(super) fn set_state(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    ids: &[String],
+    status: InstanceStatus,
+) -> Result<Outcome, KvError> {
+    if get_cluster(txn, cluster)?
+        .filter(|c| c.status == ClusterStatus::Active)
+        .is_none()
+    {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    }
+    let mut updated = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) {
+            Some(mut instance) => {
+                if instance.status != status {
+                    instance.status = status;
+                    instance.version += 1;
+                    txn.put(Space::Data, key(cluster, id), encode(&instance));
+                }
+                updated.push(instance);
+            }
+            None => missing.push(id.clone()),
+        }
+    }
+    Ok(Outcome::ContainerInstances { updated, missing })
+}
+
+/// One instance of `cluster`, in any status.
+pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<ContainerInstance>, KvError> {
+    kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()
+}
+
+/// Every instance of `cluster` in ID order, INACTIVE ones included.
+pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<ContainerInstance>, KvError> {
+    let from = format!("ci/{cluster}\0").into_bytes();
+    let to = format!("ci/{cluster}\u{1}").into_bytes();
+    super::scan_values(kv, &from, &to)
+}
