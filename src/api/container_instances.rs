@@ -44,6 +44,12 @@ pub struct AttributeWire {
     value: Option<String>,
 }
 
+impl AttributeWire {
+    pub fn new(name: Option<String>, value: Option<String>) -> Self {
+        AttributeWire { name, value }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
@@ -87,7 +93,7 @@ pub struct InstancesRequest {
 }
 
 /// The cluster a request names (default `default`), if it can exist here.
-fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, ApiError> {
     let id = cluster.unwrap_or("default");
     match ctx.state.scope.cluster_name(id) {
         Some(name) if valid_cluster_name(name) => Ok(name.to_string()),

@@ -17,6 +17,10 @@ pub enum ApiError {
     #[error("{0}")]
     ResourceNotFound(String),
     #[error("{0}")]
+    TargetNotFound(String),
+    #[error("{0}")]
+    AttributeLimitExceeded(String),
+    #[error("{0}")]
     ClusterContainsContainerInstances(String),
     #[error("{0}")]
     ClusterContainsServices(String),
@@ -52,6 +56,8 @@ impl ApiError {
             ApiError::InvalidParameter(_) => "InvalidParameterException",
             ApiError::ClusterNotFound(_) => "ClusterNotFoundException",
             ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
+            ApiError::TargetNotFound(_) => "TargetNotFoundException",
+            ApiError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             ApiError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
@@ -107,6 +113,12 @@ impl From<Rejection> for ApiError {
             Rejection::TooManyTags => ApiError::InvalidParameter("tags: a resource can have at most 50 tags".into()),
             Rejection::InstanceNotRegistered => {
                 ApiError::InvalidParameter("The referenced container instance is not registered or is inactive.".into())
+            }
+            Rejection::TargetNotFound => ApiError::TargetNotFound(
+                "Could not find the specified target for the attribute; check the targetId and targetType.".into(),
+            ),
+            Rejection::AttributeLimitExceeded => {
+                ApiError::AttributeLimitExceeded("You can apply up to 10 custom attributes per resource.".into())
             }
             Rejection::InstanceHasRunningTasks => {
                 ApiError::InvalidParameter("Found running tasks on the instance.".into())

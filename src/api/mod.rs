@@ -6,6 +6,7 @@
 
 mod account_settings;
 mod admin;
+mod attributes;
 mod clusters;
 mod container_instances;
 pub mod error;
@@ -246,6 +247,9 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
             container_instances::update_container_instances_state(ctx, parse(body)?).await
         }
         "DiscoverPollEndpoint" => container_instances::discover_poll_endpoint(ctx, parse(body)?).await,
+        "PutAttributes" => attributes::put_attributes(ctx, parse(body)?).await,
+        "DeleteAttributes" => attributes::delete_attributes(ctx, parse(body)?).await,
+        "ListAttributes" => attributes::list_attributes(ctx, parse(body)?).await,
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

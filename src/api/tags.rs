@@ -57,8 +57,15 @@ fn target(ctx: &Ctx<'_>, arn: Option<&str>) -> Result<TagTarget, ApiError> {
         "service" | "task" | "container-instance" if !rest.contains('/') => {
             Err(invalid("Long arn format must be used for tagging operations"))
         }
-        // Services, tasks and container instances are not stored yet, so none exists.
-        "service" | "task" | "container-instance" => Err(not_found()),
+        "container-instance" => match rest.split_once('/') {
+            Some((cluster, id)) if valid_ecs_name(cluster) && !id.is_empty() => Ok(TagTarget::ContainerInstance {
+                cluster: cluster.to_string(),
+                id: id.to_string(),
+            }),
+            _ => Err(invalid(format!("resourceArn: {arn} is not a container instance ARN"))),
+        },
+        // Services and tasks are not stored yet, so none exists.
+        "service" | "task" => Err(not_found()),
         _ => Err(invalid(format!("resourceArn: {arn} is not a taggable resource"))),
     }
 }

@@ -129,6 +129,92 @@ pub(super) fn set_state(
     Ok(Outcome::ContainerInstances { updated, missing })
 }
 
+/// Most custom (non-`ecs.`) attributes one instance may carry.
+pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
+
+/// Sets attributes on instances, all or nothing: every target must exist and stay within the
+/// custom-attribute limit.
+pub(super) fn put_attributes(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    items: &[(String, Attribute)],
+) -> Result<Outcome, KvError> {
+    change_attributes(txn, cluster, items, |instance, attribute| {
+        match instance.attributes.iter_mut().find(|a| a.name == attribute.name) {
+            Some(existing) => existing.value = attribute.value.clone(),
+            None => instance.attributes.push(attribute.clone()),
+        }
+    })
+}
+
+/// Removes attributes (by name) from instances, all or nothing.
+pub(super) fn delete_attributes(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    items: &[(String, Attribute)],
+) -> Result<Outcome, KvError> {
+    change_attributes(txn, cluster, items, |instance, attribute| {
+        instance.attributes.retain(|a| a.name != attribute.name)
+    })
+}
+
+fn change_attributes(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    items: &[(String, Attribute)],
+    change: impl Fn(&mut ContainerInstance, &Attribute),
+) -> Result<Outcome, KvError> {
+    if get_cluster(txn, cluster)?
+        .filter(|c| c.status == ClusterStatus::Active)
+        .is_none()
+    {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    }
+    let mut changed: std::collections::BTreeMap<String, ContainerInstance> = std::collections::BTreeMap::new();
+    for (id, attribute) in items {
+        let instance = match changed.remove(id) {
+            Some(i) => Some(i),
+            None => get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive),
+        };
+        let Some(mut instance) = instance else {
+            return Ok(Outcome::Rejected(Rejection::TargetNotFound));
+        };
+        change(&mut instance, attribute);
+        let custom = instance
+            .attributes
+            .iter()
+            .filter(|a| !a.name.starts_with("ecs."))
+            .count();
+        if custom > MAX_CUSTOM_ATTRIBUTES {
+            return Ok(Outcome::Rejected(Rejection::AttributeLimitExceeded));
+        }
+        changed.insert(id.clone(), instance);
+    }
+    for (id, mut instance) in changed {
+        instance.version += 1;
+        txn.put(Space::Data, key(cluster, &id), encode(&instance));
+    }
+    Ok(Outcome::Done)
+}
+
+pub(super) fn update_tags(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    id: &str,
+    change: impl FnOnce(&mut Vec<Tag>),
+) -> Result<Outcome, KvError> {
+    let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
+        return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
+    };
+    change(&mut instance.tags);
+    if instance.tags.len() > super::MAX_TAGS {
+        return Ok(Outcome::Rejected(Rejection::TooManyTags));
+    }
+    instance.version += 1;
+    txn.put(Space::Data, key(cluster, id), encode(&instance));
+    Ok(Outcome::Tags(instance.tags))
+}
+
 /// One instance of `cluster`, in any status.
 pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<ContainerInstance>, KvError> {
     kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()

@@ -75,6 +75,16 @@ pub enum Command {
         ids: Vec<String>,
         status: InstanceStatus,
     },
+    /// Sets attributes on container instances (instance ID, attribute), all or nothing.
+    PutAttributes {
+        cluster: String,
+        items: Vec<(String, crate::model::Attribute)>,
+    },
+    /// Removes attributes by name from container instances, all or nothing.
+    DeleteAttributes {
+        cluster: String,
+        items: Vec<(String, crate::model::Attribute)>,
+    },
 }
 
 /// A resource that carries tags.
@@ -82,6 +92,7 @@ pub enum Command {
 pub enum TagTarget {
     Cluster { name: String },
     TaskDefinition { family: String, revision: u32 },
+    ContainerInstance { cluster: String, id: String },
 }
 
 /// Most tags one resource may carry.
@@ -116,6 +127,8 @@ pub enum Rejection {
     TooManyTags,
     InstanceNotRegistered,
     InstanceHasRunningTasks,
+    TargetNotFound,
+    AttributeLimitExceeded,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -270,6 +283,8 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::UpdateContainerInstancesState { cluster, ids, status } => {
             container_instances::set_state(txn, cluster, ids, *status)
         }
+        Command::PutAttributes { cluster, items } => container_instances::put_attributes(txn, cluster, items),
+        Command::DeleteAttributes { cluster, items } => container_instances::delete_attributes(txn, cluster, items),
     }
 }
 
@@ -315,6 +330,7 @@ fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut V
             Ok(Outcome::Tags(cluster.tags))
         }
         TagTarget::TaskDefinition { family, revision } => task_definitions::update_tags(txn, family, *revision, change),
+        TagTarget::ContainerInstance { cluster, id } => container_instances::update_tags(txn, cluster, id, change),
     }
 }
 
@@ -325,6 +341,9 @@ pub fn resource_tags(kv: &dyn KvRead, target: &TagTarget) -> Result<Option<Vec<T
             .filter(|c| c.status == ClusterStatus::Active)
             .map(|c| c.tags),
         TagTarget::TaskDefinition { family, revision } => task_definitions::get(kv, family, *revision)?.map(|d| d.tags),
+        TagTarget::ContainerInstance { cluster, id } => container_instances::get(kv, cluster, id)?
+            .filter(|i| i.status != InstanceStatus::Inactive)
+            .map(|i| i.tags),
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod account_settings;
 mod api;
+mod attributes;
 mod configs;
 mod container_instances;
 mod harness;
