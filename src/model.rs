@@ -190,6 +190,9 @@ pub struct ContainerInstance {
     pub version: u64,
     pub running_tasks: u64,
     pub pending_tasks: u64,
+    /// PENDING, STAGING, STAGED, UPDATING, UPDATED or FAILED; absent until an update is asked for.
+    #[serde(default)]
+    pub agent_update_status: Option<String>,
 }
 
 /// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.

@@ -46,6 +46,7 @@ pub struct Node {
     pub raft_addr: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    store_watch: crate::storage::StoreWatch,
 }
 
 impl Node {
@@ -68,6 +69,7 @@ impl Node {
 
         let store = Store::open(&config.data_dir.join("db")).context("open rocksdb")?;
         tracing::info!(node_id = config.node_id, data_dir = %config.data_dir.display(), "opened storage");
+        let store_watch = store.watch();
         let raft = RaftNode::start(&config, store).await?;
         tracing::info!(node_id = config.node_id, %raft_addr, "started raft");
 
@@ -120,6 +122,7 @@ impl Node {
             raft_addr,
             shutdown,
             tasks,
+            store_watch,
         })
     }
 
@@ -130,6 +133,26 @@ impl Node {
             let _ = task.await;
         }
         self.raft.handle().shutdown().await;
-        tracing::info!(node_id = self.config.node_id, "node stopped");
+        let Node {
+            raft,
+            config,
+            store_watch,
+            ..
+        } = self;
+        drop(raft);
+        // Requests still draining (a held write, a closing connection) keep the database open;
+        // wait for them, so the data dir can be reopened at once (bounded by the write hold).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(config.api.hold_ms + 5_000);
+        while !store_watch.is_closed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if store_watch.is_closed() {
+            tracing::info!(node_id = config.node_id, "node stopped");
+        } else {
+            tracing::warn!(
+                node_id = config.node_id,
+                "node stopped, but storage is still held by a lingering task"
+            );
+        }
     }
 }

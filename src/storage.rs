@@ -102,6 +102,16 @@ pub struct Store {
     db: Arc<DB>,
 }
 
+/// A handle that does not keep the database open; tells when every [`Store`] is gone.
+pub struct StoreWatch(std::sync::Weak<DB>);
+
+impl StoreWatch {
+    /// Whether the database has been closed (its lock released).
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database under `dir`, with every column family.
     pub fn open(dir: &Path) -> Result<Store, StorageError> {
@@ -120,6 +130,11 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
         Ok(Store { db: Arc::new(db) })
+    }
+
+    /// A watch that reports when the last handle is dropped and the database is closed.
+    pub fn watch(&self) -> StoreWatch {
+        StoreWatch(Arc::downgrade(&self.db))
     }
 
     fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {

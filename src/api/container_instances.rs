@@ -134,6 +134,9 @@ fn instance_to_wire(i: &ContainerInstance, with_tags: bool) -> Value {
         "registeredAt": wire::epoch_seconds(i.registered_at_ms),
         "attachments": [],
     });
+    if let Some(status) = &i.agent_update_status {
+        v["agentUpdateStatus"] = json!(status);
+    }
     if with_tags {
         v["tags"] = json!(wire::tags_to_wire(&i.tags));
     }
@@ -424,6 +427,29 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
         }
     }
     Ok(out)
+}
+
+/// The agent version this release ships; older agents can be updated to it.
+pub const LATEST_AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub async fn update_container_agent(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let given = req
+        .container_instance
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| invalid("containerInstance: is required"))?;
+    let id = ctx
+        .state
+        .scope
+        .container_instance_id(&cluster, &given)
+        .ok_or_else(|| invalid("The referenced container instance is not registered or is inactive."))?
+        .to_string();
+    let command = Command::UpdateContainerAgent {
+        cluster,
+        id,
+        latest: LATEST_AGENT_VERSION.to_string(),
+    };
+    instance_outcome(ctx.propose(command).await?)
 }
 
 pub async fn discover_poll_endpoint(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {

@@ -19,6 +19,12 @@ pub enum ApiError {
     #[error("{0}")]
     TargetNotFound(String),
     #[error("{0}")]
+    MissingVersion(String),
+    #[error("{0}")]
+    NoUpdateAvailable(String),
+    #[error("{0}")]
+    UpdateInProgress(String),
+    #[error("{0}")]
     AttributeLimitExceeded(String),
     #[error("{0}")]
     ClusterContainsContainerInstances(String),
@@ -57,6 +63,9 @@ impl ApiError {
             ApiError::ClusterNotFound(_) => "ClusterNotFoundException",
             ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
             ApiError::TargetNotFound(_) => "TargetNotFoundException",
+            ApiError::MissingVersion(_) => "MissingVersionException",
+            ApiError::NoUpdateAvailable(_) => "NoUpdateAvailableException",
+            ApiError::UpdateInProgress(_) => "UpdateInProgressException",
             ApiError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             ApiError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
@@ -119,6 +128,15 @@ impl From<Rejection> for ApiError {
             ),
             Rejection::AttributeLimitExceeded => {
                 ApiError::AttributeLimitExceeded("You can apply up to 10 custom attributes per resource.".into())
+            }
+            Rejection::MissingVersion => ApiError::MissingVersion(
+                "The container instance does not report an agent version (versionInfo.agentVersion).".into(),
+            ),
+            Rejection::NoUpdateAvailable => {
+                ApiError::NoUpdateAvailable("There is no update available for the container agent.".into())
+            }
+            Rejection::UpdateInProgress => {
+                ApiError::UpdateInProgress("An agent update is already in progress on this container instance.".into())
             }
             Rejection::InstanceHasRunningTasks => {
                 ApiError::InvalidParameter("Found running tasks on the instance.".into())

@@ -246,6 +246,7 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "UpdateContainerInstancesState" => {
             container_instances::update_container_instances_state(ctx, parse(body)?).await
         }
+        "UpdateContainerAgent" => container_instances::update_container_agent(ctx, parse(body)?).await,
         "DiscoverPollEndpoint" => container_instances::discover_poll_endpoint(ctx, parse(body)?).await,
         "PutAttributes" => attributes::put_attributes(ctx, parse(body)?).await,
         "DeleteAttributes" => attributes::delete_attributes(ctx, parse(body)?).await,

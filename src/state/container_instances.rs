@@ -72,6 +72,7 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         version: 1,
         running_tasks: 0,
         pending_tasks: 0,
+        agent_update_status: None,
     };
     cluster.registered_container_instances += 1;
     put_cluster(txn, &cluster);
@@ -215,6 +216,60 @@ pub(super) fn update_tags(
     Ok(Outcome::Tags(instance.tags))
 }
 
+/// Asks for an agent update: PENDING until the agent reports progress.
+pub(super) fn update_agent(txn: &mut Txn<'_>, cluster: &str, id: &str, latest: &str) -> Result<Outcome, KvError> {
+    if get_cluster(txn, cluster)?
+        .filter(|c| c.status == ClusterStatus::Active)
+        .is_none()
+    {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    }
+    let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
+        return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
+    };
+    let Some(current) = instance
+        .version_info
+        .get("agentVersion")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+    else {
+        return Ok(Outcome::Rejected(Rejection::MissingVersion));
+    };
+    if matches!(
+        instance.agent_update_status.as_deref(),
+        Some("PENDING" | "STAGING" | "STAGED" | "UPDATING")
+    ) {
+        return Ok(Outcome::Rejected(Rejection::UpdateInProgress));
+    }
+    if !version_less(&current, latest) {
+        return Ok(Outcome::Rejected(Rejection::NoUpdateAvailable));
+    }
+    instance.agent_update_status = Some("PENDING".to_string());
+    instance.version += 1;
+    txn.put(Space::Data, key(cluster, id), encode(&instance));
+    Ok(Outcome::ContainerInstance(Box::new(instance)))
+}
+
+/// Compares dotted version numbers (`1.24.0` < `1.25`); non-numeric parts compare as 0.
+pub fn version_less(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.trim_start_matches('v')
+            .split('.')
+            .map(|p| {
+                p.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let (mut a, mut b) = (parse(a), parse(b));
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    a < b
+}
+
 /// One instance of `cluster`, in any status.
 pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<ContainerInstance>, KvError> {
     kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()
@@ -225,4 +280,19 @@ pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<ContainerInstance>, KvE
     let from = format!("ci/{cluster}\0").into_bytes();
     let to = format!("ci/{cluster}\u{1}").into_bytes();
     super::scan_values(kv, &from, &to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_less;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_less("1.9.0", "1.24.0"));
+        assert!(version_less("0.0.9", "0.1.0"));
+        assert!(version_less("1.24", "1.24.1"));
+        assert!(!version_less("1.24.0", "1.24"));
+        assert!(!version_less("v2.0.0", "1.99.99"));
+        assert!(version_less("1.2.3-beta", "1.2.4"));
+    }
 }

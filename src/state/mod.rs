@@ -85,6 +85,12 @@ pub enum Command {
         cluster: String,
         items: Vec<(String, crate::model::Attribute)>,
     },
+    /// Asks for an agent update on an instance whose agent is older than `latest`.
+    UpdateContainerAgent {
+        cluster: String,
+        id: String,
+        latest: String,
+    },
 }
 
 /// A resource that carries tags.
@@ -129,6 +135,9 @@ pub enum Rejection {
     InstanceHasRunningTasks,
     TargetNotFound,
     AttributeLimitExceeded,
+    MissingVersion,
+    NoUpdateAvailable,
+    UpdateInProgress,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -285,6 +294,9 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         }
         Command::PutAttributes { cluster, items } => container_instances::put_attributes(txn, cluster, items),
         Command::DeleteAttributes { cluster, items } => container_instances::delete_attributes(txn, cluster, items),
+        Command::UpdateContainerAgent { cluster, id, latest } => {
+            container_instances::update_agent(txn, cluster, id, latest)
+        }
     }
 }
 

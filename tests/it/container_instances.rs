@@ -190,3 +190,47 @@ async fn container_instances_register_drain_and_deregister() {
     assert_eq!(body["endpoint"], cluster.url(2));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_container_agent_follows_the_reference_errors() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    cluster.leader().await;
+    let (status, _) = cluster.ecs(1, "CreateCluster", json!({})).await;
+    assert_eq!(status, 200);
+    let register = |version: Option<&str>| {
+        let mut req = json!({});
+        if let Some(v) = version {
+            req["versionInfo"] = json!({"agentVersion": v});
+        }
+        req
+    };
+    let mut arns = Vec::new();
+    for version in [Some("0.0.9"), None, Some("1.24.0")] {
+        let (_, body) = cluster.ecs(1, "RegisterContainerInstance", register(version)).await;
+        arns.push(
+            body["containerInstance"]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let update = |arn: &str| json!({"containerInstance": arn});
+    let (status, body) = cluster.ecs(1, "UpdateContainerAgent", update(&arns[0])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["containerInstance"]["agentUpdateStatus"], "PENDING");
+    let cases = [
+        (&arns[0], "UpdateInProgressException"),
+        (&arns[1], "MissingVersionException"),
+        (&arns[2], "NoUpdateAvailableException"),
+    ];
+    for (arn, kind) in cases {
+        let (status, body) = cluster.ecs(1, "UpdateContainerAgent", update(arn)).await;
+        assert_eq!((status, body["__type"].as_str()), (400, Some(kind)), "{body}");
+    }
+    let (status, body) = cluster.ecs(1, "UpdateContainerAgent", json!({})).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("InvalidParameterException"))
+    );
+    cluster.shutdown().await;
+}
