@@ -309,3 +309,56 @@ mod tests {
         assert!(!valid_cluster_name("slash/no"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn scope() -> ArnScope {
+        ArnScope {
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn cluster_arns_round_trip(name in "[A-Za-z0-9_-]{1,255}") {
+            let s = scope();
+            let arn = s.cluster_arn(&name);
+            prop_assert_eq!(s.cluster_name(&arn), Some(name.as_str()));
+            prop_assert_eq!(s.cluster_name(&name), Some(name.as_str()));
+        }
+
+        #[test]
+        fn task_definition_refs_round_trip(family in "[A-Za-z0-9_-]{1,255}", revision in 1u32..1_000_000) {
+            let s = scope();
+            let arn = format!("{}:{revision}", s.task_definition_arn_base(&family));
+            prop_assert_eq!(s.task_definition_ref(&arn), Some((family.as_str(), Some(revision))));
+            let short = format!("{family}:{revision}");
+            prop_assert_eq!(s.task_definition_ref(&short), Some((family.as_str(), Some(revision))));
+        }
+
+        #[test]
+        fn container_instance_arns_round_trip(cluster in "[A-Za-z0-9_-]{1,64}", id in "[0-9a-f]{32}", long: bool) {
+            let s = scope();
+            let arn = s.container_instance_arn(&cluster, &id, long);
+            prop_assert_eq!(s.container_instance_id(&cluster, &arn), Some(id.as_str()));
+            // A long ARN never resolves in another cluster.
+            let other = format!("{cluster}x");
+            if long {
+                prop_assert_eq!(s.container_instance_id(&other, &arn), None);
+            }
+        }
+
+        #[test]
+        fn identifier_parsers_never_panic(text in "\\PC{0,80}") {
+            let s = scope();
+            let _ = s.cluster_name(&text);
+            let _ = s.task_definition_ref(&text);
+            let _ = s.container_instance_id("c", &text);
+        }
+    }
+}

@@ -615,4 +615,47 @@ mod tests {
         assert_eq!(page.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["d"]);
         assert!(!more);
     }
+
+    proptest::proptest! {
+        /// Paging through ListClusters sees every ACTIVE cluster exactly once, in order, while
+        /// clusters are created and deleted between pages.
+        #[test]
+        fn pages_see_every_cluster_once(
+            names in proptest::collection::btree_set("[a-z]{1,6}", 1..40),
+            page in 1usize..7,
+            churn in proptest::collection::vec(("[a-z]{1,6}", proptest::bool::ANY), 0..20),
+        ) {
+            let mut kv = MemKv::default();
+            let creates: Vec<Proposal> = names.iter().enumerate().map(|(i, n)| create(&format!("c{i}"), n)).collect();
+            kv.apply(Batch(creates));
+            let mut seen: Vec<String> = Vec::new();
+            let mut after: Option<String> = None;
+            let mut churn = churn.into_iter().enumerate();
+            loop {
+                let (items, more) = list_active_clusters(&kv, after.as_deref(), page).unwrap();
+                proptest::prop_assert!(items.len() <= page);
+                seen.extend(items.iter().map(|c| c.name.clone()));
+                if !more {
+                    break;
+                }
+                after = items.last().map(|c| c.name.clone());
+                // Concurrent writes between pages: new names and deletes of other names.
+                if let Some((i, (name, delete))) = churn.next() {
+                    let command = if delete && !names.contains(&name) {
+                        Command::DeleteCluster { name }
+                    } else {
+                        Command::CreateCluster { name: format!("{name}-new"), arn: String::new(), tags: vec![] }
+                    };
+                    kv.apply(Batch(vec![proposal(&format!("w{i}"), 1000, command)]));
+                }
+            }
+            let mut sorted = seen.clone();
+            sorted.sort();
+            sorted.dedup();
+            proptest::prop_assert_eq!(&sorted, &seen, "pages out of order or repeated");
+            for name in &names {
+                proptest::prop_assert!(seen.contains(name), "{} missing", name);
+            }
+        }
+    }
 }
