@@ -7,6 +7,7 @@ mod configs;
 mod container_instances;
 mod harness;
 mod leadership;
+mod malformed;
 mod membership;
 mod processes;
 mod replication;
