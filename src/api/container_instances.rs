@@ -192,7 +192,7 @@ fn resources_from_wire(resources: Vec<ResourceWire>) -> Result<Vec<Resource>, Ap
     Ok(out)
 }
 
-/// Attribute names: 1 to 128 letters, digits, hyphens, underscores, slashes and periods.
+/// Attribute names: 1 to 128 letters, digits, hyphens, underscores and periods.
 /// Values: up to 128 letters, digits, hyphens, underscores, periods, at signs, slashes, colons
 /// and spaces.
 pub fn attributes_from_wire(field: &str, attributes: Vec<AttributeWire>) -> Result<Vec<Attribute>, ApiError> {
@@ -200,10 +200,10 @@ pub fn attributes_from_wire(field: &str, attributes: Vec<AttributeWire>) -> Resu
     for (i, a) in attributes.into_iter().enumerate() {
         let name = a.name.unwrap_or_default();
         let name_ok =
-            (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c));
+            (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !name_ok {
             return Err(invalid(format!(
-                "{field}[{i}].name: must be 1 to 128 letters, numbers, hyphens, underscores, slashes and periods"
+                "{field}[{i}].name: must be 1 to 128 letters, numbers, hyphens, underscores and periods"
             )));
         }
         if let Some(value) = &a.value {

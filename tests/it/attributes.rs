@@ -173,3 +173,23 @@ async fn attributes_are_set_listed_limited_and_deleted() {
     assert_eq!(body["tags"], json!([{"key": "k", "value": "v"}]));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_names_follow_the_reference_charset() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    cluster.leader().await;
+    let (status, _) = cluster.ecs(1, "CreateCluster", json!({})).await;
+    assert_eq!(status, 200);
+    for (name, ok) in [
+        ("ecs.capability.x-y_z", true),
+        ("a/b", false),
+        ("", false),
+        (&"n".repeat(129), false),
+    ] {
+        let (status, body) = cluster
+            .ecs(1, "RegisterContainerInstance", json!({"attributes": [{"name": name}]}))
+            .await;
+        assert_eq!(status == 200, ok, "{name}: {body}");
+    }
+    cluster.shutdown().await;
+}
