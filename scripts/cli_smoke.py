@@ -121,6 +121,8 @@ def tour():
         d = aws("describe-container-instances", "--cluster", "smoke", "--container-instances", arn)
         assert d["containerInstances"][0]["remainingResources"][1]["integerValue"] == 4096, d
         assert aws("list-container-instances", "--cluster", "smoke")["containerInstanceArns"] == [arn]
+        assert aws("list-container-instances", "--cluster", "smoke", "--filter",
+                   "attribute:ecs.os-type == linux")["containerInstanceArns"] == [arn]
         u = aws("update-container-instances-state", "--cluster", "smoke", "--container-instances", arn,
                 "--status", "DRAINING")
         assert u["containerInstances"][0]["status"] == "DRAINING", u

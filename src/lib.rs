@@ -3,6 +3,7 @@
 //! Code map, in reading order (dependencies point up this list, never down):
 //! - [`model`]: ECS nouns and identifiers; pure data.
 //! - [`state`]: the replicated state machine; pure and deterministic.
+//! - [`cql`]: the cluster query language (parse and evaluate); pure.
 //! - [`storage`]: RocksDB; the only module that imports `rocksdb`.
 //! - [`rpc`]: generated protobuf code; nothing else.
 //! - [`raft`]: the openraft adapter; the only module that calls openraft.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod cql;
 pub mod model;
 pub mod node;
 // openraft's `StorageError` is large, and its storage traits dictate it as the error type.

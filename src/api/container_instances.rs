@@ -389,6 +389,20 @@ pub async fn describe_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) 
     Ok(json!({ "containerInstances": instances, "failures": failures }))
 }
 
+/// What the cluster query language sees of an instance.
+fn facts(i: &ContainerInstance) -> crate::cql::InstanceFacts<'_> {
+    crate::cql::InstanceFacts {
+        agent_connected: i.agent_connected,
+        agent_version: i.version_info.get("agentVersion").and_then(Value::as_str),
+        ec2_instance_id: &i.ec2_instance_id,
+        registered_at_ms: i.registered_at_ms,
+        running_tasks: i.running_tasks,
+        // Task groups come with tasks.
+        task_groups: &[],
+        attributes: &i.attributes,
+    }
+}
+
 pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
     let cluster = cluster_name(ctx, req.cluster.as_deref())?;
     let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
@@ -398,11 +412,10 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
         Some("DRAINING") => Some(InstanceStatus::Draining),
         Some(other) => return Err(invalid(format!("status: {other} is not one of ACTIVE, DRAINING"))),
     };
-    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-        return Err(ApiError::Unsupported(
-            "filter: cluster query language expressions are not supported yet".into(),
-        ));
-    }
+    let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(text) => Some(crate::cql::parse(text).map_err(|e| invalid(format!("filter: {e}")))?),
+        None => None,
+    };
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => Some(wire::decode_token("instances", token)?),
         None => None,
@@ -418,6 +431,7 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
             None => i.status != InstanceStatus::Inactive,
         })
         .filter(|i| after.as_ref().is_none_or(|a| i.id > *a))
+        .filter(|i| filter.as_ref().is_none_or(|f| crate::cql::eval(f, &facts(i))))
         .collect();
     let page: Vec<&ContainerInstance> = matching.iter().take(limit).collect();
     let mut out = json!({ "containerInstanceArns": page.iter().map(|i| i.arn.as_str()).collect::<Vec<_>>() });

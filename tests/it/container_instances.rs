@@ -128,6 +128,40 @@ async fn container_instances_register_drain_and_deregister() {
     expected.sort();
     assert_eq!(all, expected);
 
+    tracing::info!("--- filter with the cluster query language");
+    let filter = |f: &str| json!({"cluster": "ci", "filter": f});
+    let (status, body) = cluster
+        .ecs(
+            3,
+            "ListContainerInstances",
+            filter("attribute:ecs.availability-zone == us-east-1a and ec2InstanceId == i-0002"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(arns(&body), vec![second_arn.clone()]);
+    let (_, body) = cluster
+        .ecs(
+            1,
+            "ListContainerInstances",
+            filter("attribute:custom exists and agentVersion >= 1.20"),
+        )
+        .await;
+    assert_eq!(arns(&body).len(), 2);
+    let (status, body) = cluster
+        .ecs(2, "ListContainerInstances", filter("attribute:zone =="))
+        .await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("InvalidParameterException"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("filter: expected a value at position"),
+        "{body}"
+    );
+
     tracing::info!("--- a cluster with instances cannot be deleted; deregister makes them INACTIVE");
     let (status, body) = cluster.ecs(3, "DeleteCluster", json!({"cluster": "ci"})).await;
     assert_eq!(
