@@ -109,6 +109,11 @@ pub async fn untag_resource(ctx: &Ctx<'_>, req: TagRequest) -> Result<Value, Api
 pub async fn list_tags_for_resource(ctx: &Ctx<'_>, req: TagRequest) -> Result<Value, ApiError> {
     let target = target(ctx, req.resource_arn.as_deref())?;
     let view = ctx.read_view().await?;
-    let tags = state::resource_tags(view, &target)?.ok_or_else(not_found)?;
+    // The reference lists no ResourceNotFoundException for this action: a missing cluster is
+    // ClusterNotFoundException, any other missing resource an invalid parameter.
+    let tags = state::resource_tags(view, &target)?.ok_or_else(|| match target {
+        TagTarget::Cluster { .. } => ApiError::ClusterNotFound("Cluster not found.".into()),
+        _ => invalid("resourceArn: The specified resource could not be found."),
+    })?;
     Ok(json!({ "tags": wire::tags_to_wire(&tags) }))
 }

@@ -332,7 +332,7 @@ fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut V
     match target {
         TagTarget::Cluster { name } => {
             let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
-                return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
+                return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
             };
             change(&mut cluster.tags);
             if cluster.tags.len() > MAX_TAGS {

@@ -127,3 +127,178 @@ async fn aws_sdk_for_rust_works_against_a_follower() {
 fn pages_of(arns: &[String]) -> Vec<&str> {
     arns.iter().map(|a| a.rsplit('/').next().unwrap()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sdk_for_rust_drives_instances_attributes_settings_and_tags() {
+    use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus, Resource, SettingName, Tag, TargetType, VersionInfo};
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let ecs = client(&cluster.url(cluster.other_than(leader)));
+    ecs.create_cluster().cluster_name("sdk-ci").send().await.unwrap();
+
+    tracing::info!("--- account settings");
+    let put = ecs
+        .put_account_setting()
+        .name(SettingName::ContainerInstanceLongArnFormat)
+        .value("enabled")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.setting().unwrap().value(), Some("ENABLED"));
+    let listed = ecs
+        .list_account_settings()
+        .effective_settings(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.settings().len(), 3);
+    ecs.delete_account_setting()
+        .name(SettingName::TaskLongArnFormat)
+        .send()
+        .await
+        .unwrap();
+
+    tracing::info!("--- container instances");
+    let registered = ecs
+        .register_container_instance()
+        .cluster("sdk-ci")
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(1024)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(2048)
+                .build(),
+        )
+        .version_info(VersionInfo::builder().agent_version("0.0.1").build())
+        .attributes(Attribute::builder().name("ecs.os-type").value("linux").build().unwrap())
+        .tags(Tag::builder().key("rack").value("r1").build())
+        .send()
+        .await
+        .unwrap();
+    let instance = registered.container_instance().unwrap();
+    let arn = instance.container_instance_arn().unwrap().to_string();
+    assert!(arn.contains("/sdk-ci/"), "{arn}");
+    assert_eq!(instance.registered_resources()[1].integer_value(), 2048);
+    assert!(instance.registered_at().is_some());
+    let described = ecs
+        .describe_container_instances()
+        .cluster("sdk-ci")
+        .container_instances(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.container_instances().len(), 1);
+    let listed = ecs
+        .list_container_instances()
+        .cluster("sdk-ci")
+        .filter("attribute:ecs.os-type == linux")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.container_instance_arns(), std::slice::from_ref(&arn));
+    let drained = ecs
+        .update_container_instances_state()
+        .cluster("sdk-ci")
+        .container_instances(&arn)
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drained.container_instances()[0].status(), Some("DRAINING"));
+    let updating = ecs
+        .update_container_agent()
+        .cluster("sdk-ci")
+        .container_instance(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        updating
+            .container_instance()
+            .unwrap()
+            .agent_update_status()
+            .map(|s| s.as_str()),
+        Some("PENDING")
+    );
+    let err = ecs
+        .update_container_agent()
+        .cluster("sdk-ci")
+        .container_instance(&arn)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_update_in_progress_exception());
+    let poll = ecs.discover_poll_endpoint().cluster("sdk-ci").send().await.unwrap();
+    assert!(poll.endpoint().unwrap().starts_with("http://127.0.0.1:"));
+
+    tracing::info!("--- attributes");
+    let attribute = Attribute::builder()
+        .name("stack")
+        .value("prod")
+        .target_id(&arn)
+        .build()
+        .unwrap();
+    ecs.put_attributes()
+        .cluster("sdk-ci")
+        .attributes(attribute)
+        .send()
+        .await
+        .unwrap();
+    let attrs = ecs
+        .list_attributes()
+        .cluster("sdk-ci")
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("stack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attrs.attributes()[0].value(), Some("prod"));
+    let gone = Attribute::builder().name("stack").target_id(&arn).build().unwrap();
+    ecs.delete_attributes()
+        .cluster("sdk-ci")
+        .attributes(gone)
+        .send()
+        .await
+        .unwrap();
+
+    tracing::info!("--- tags");
+    ecs.tag_resource()
+        .resource_arn(&arn)
+        .tags(Tag::builder().key("env").value("ci").build())
+        .send()
+        .await
+        .unwrap();
+    let tags = ecs.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+    assert_eq!(tags.tags().len(), 2);
+    ecs.untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("env")
+        .send()
+        .await
+        .unwrap();
+    let err = ecs
+        .list_tags_for_resource()
+        .resource_arn("arn:aws:ecs:us-east-1:000000000000:cluster/none")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_cluster_not_found_exception());
+
+    tracing::info!("--- deregister");
+    let dereg = ecs
+        .deregister_container_instance()
+        .cluster("sdk-ci")
+        .container_instance(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dereg.container_instance().unwrap().status(), Some("INACTIVE"));
+    cluster.shutdown().await;
+}

@@ -118,7 +118,19 @@ async fn tags_are_added_replaced_removed_and_listed() {
         (
             "ListTagsForResource",
             json!({"resourceArn": "arn:aws:ecs:us-east-1:000000000000:cluster/none"}),
+            "ClusterNotFoundException",
+            "Cluster not found",
+        ),
+        (
+            "TagResource",
+            json!({"resourceArn": "arn:aws:ecs:us-east-1:000000000000:task-definition/none:1", "tags": []}),
             "ResourceNotFoundException",
+            "could not be found",
+        ),
+        (
+            "ListTagsForResource",
+            json!({"resourceArn": "arn:aws:ecs:us-east-1:000000000000:task-definition/none:1"}),
+            "InvalidParameterException",
             "could not be found",
         ),
         (
