@@ -280,18 +280,25 @@ pub async fn register_container_instance(ctx: &Ctx<'_>, req: RegisterRequest) ->
     )
 }
 
-pub async fn deregister_container_instance(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+/// The cluster and instance ID named by `cluster` and `containerInstance` (required).
+fn one_instance(ctx: &Ctx<'_>, req: &InstancesRequest) -> Result<(String, String), ApiError> {
     let cluster = cluster_name(ctx, req.cluster.as_deref())?;
     let given = req
         .container_instance
+        .as_deref()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| invalid("containerInstance: is required"))?;
     let id = ctx
         .state
         .scope
-        .container_instance_id(&cluster, &given)
+        .container_instance_id(&cluster, given)
         .ok_or_else(|| invalid("The referenced container instance is not registered or is inactive."))?
         .to_string();
+    Ok((cluster, id))
+}
+
+pub async fn deregister_container_instance(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
+    let (cluster, id) = one_instance(ctx, &req)?;
     let command = Command::DeregisterContainerInstance {
         cluster,
         id,
@@ -447,17 +454,7 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
 pub const LATEST_AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub async fn update_container_agent(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
-    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
-    let given = req
-        .container_instance
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| invalid("containerInstance: is required"))?;
-    let id = ctx
-        .state
-        .scope
-        .container_instance_id(&cluster, &given)
-        .ok_or_else(|| invalid("The referenced container instance is not registered or is inactive."))?
-        .to_string();
+    let (cluster, id) = one_instance(ctx, &req)?;
     let command = Command::UpdateContainerAgent {
         cluster,
         id,
