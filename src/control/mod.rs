@@ -5,8 +5,9 @@
 //! first waits until its state machine has applied everything committed before that term (the
 //! barrier), then starts every [`LeaderTask`] under a cancellation token tied to the term. When
 //! the node stops leading, or the term changes, the token is cancelled and the tasks are awaited
-//! before anything else starts. Safety never rests on this timing alone: the tasks' decisions are
-//! commands that `apply` re-checks, and a deposed leader cannot commit.
+//! before anything else starts. A partitioned old leader may not notice it was deposed (openraft
+//! 0.9 has no step-down without quorum), so task decisions must be term-stamped commands that
+//! `apply` re-checks; see ARCHITECTURE.md, Leader-only work.
 
 use std::sync::Arc;
 use std::time::Duration;

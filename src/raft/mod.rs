@@ -433,7 +433,8 @@ impl RaftHandle {
                         }
                     }
                 }
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {}
+                // Leading without a quorum: back off instead of spinning on this node.
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => failed_leader = Some(self.id),
                 Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
                 Err(_) => {}
             }

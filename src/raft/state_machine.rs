@@ -262,16 +262,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let current = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match current {
+        // Open under the lock: a concurrent build may replace (and delete) the file.
+        let guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
             None => Ok(None),
             Some(SnapshotFile { meta, path }) => {
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| snap_err(Some(&meta), ErrorVerb::Read, e))?;
+                let file = File::open(path).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
                 Ok(Some(Snapshot {
-                    meta,
-                    snapshot: Box::new(file),
+                    meta: meta.clone(),
+                    snapshot: Box::new(tokio::fs::File::from_std(file)),
                 }))
             }
         }
@@ -338,6 +337,14 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// Makes `new` the current snapshot and deletes the file of the one it replaces.
 fn replace_current(current: &Mutex<Option<SnapshotFile>>, new: SnapshotFile) {
     let mut guard = current.lock().unwrap_or_else(|p| p.into_inner());
+    // A slow build may finish after a newer snapshot was installed: keep the newer one.
+    if guard
+        .as_ref()
+        .is_some_and(|old| old.meta.last_log_id > new.meta.last_log_id)
+    {
+        let _ = fs::remove_file(new.path);
+        return;
+    }
     if let Some(old) = guard.replace(new) {
         if Some(&old.path) != guard.as_ref().map(|n| &n.path) {
             let _ = fs::remove_file(old.path);
