@@ -3,9 +3,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::harness::{ecs_call, TestCluster};
+use crate::harness::{ecs_call, wait_for, TestCluster};
 
 async fn admin(http: &reqwest::Client, url: &str, path: &str, body: serde_json::Value) {
     let response = http
@@ -17,6 +19,18 @@ async fn admin(http: &reqwest::Client, url: &str, path: &str, body: serde_json::
     let status = response.status();
     let text = response.text().await.unwrap();
     assert!(status.is_success(), "{path} {body}: {status} {text}");
+}
+
+fn voters(status: &serde_json::Value) -> Vec<u64> {
+    status["members"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter(|m| m["voter"] == true)
+                .filter_map(|m| m["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn status(http: &reqwest::Client, url: &str) -> serde_json::Value {
@@ -63,28 +77,26 @@ async fn membership_grows_to_five_and_shrinks_back_under_writes() {
         let body = json!({"id": id, "api_addr": c.api_addr.to_string(), "raft_addr": c.raft_addr.to_string()});
         admin(&cluster.http, &entry_url, "add-node", body).await;
     }
-    let grown = status(&cluster.http, &entry_url).await;
-    let voters: Vec<u64> = grown["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["voter"] == true)
-        .map(|m| m["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(voters, vec![1, 2, 3, 4, 5], "{grown}");
+    // The entry node reports the membership it has applied; wait for it to see the change.
+    wait_for("five voters", Duration::from_secs(30), || async {
+        (voters(&status(&cluster.http, &entry_url).await) == vec![1, 2, 3, 4, 5]).then_some(())
+    })
+    .await;
 
     tracing::info!("--- remove nodes 4 and 5 again");
     for id in [4, 5] {
         admin(&cluster.http, &entry_url, "remove-node", json!({"id": id})).await;
     }
-    let shrunk = status(&cluster.http, &entry_url).await;
-    let ids: Vec<u64> = shrunk["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ids, vec![1, 2, 3], "{shrunk}");
+    wait_for("three members", Duration::from_secs(30), || async {
+        let shrunk = status(&cluster.http, &entry_url).await;
+        let ids: Vec<u64> = shrunk["members"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect();
+        (ids == vec![1, 2, 3]).then_some(())
+    })
+    .await;
 
     stop.store(true, Ordering::SeqCst);
     let acked = writer.await.unwrap();
