@@ -35,6 +35,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_API_MAX_BODY_BYTES", "api.max_body_bytes"),
     ("ECSD_API_HOLD_MS", "api.hold_ms"),
     ("ECSD_API_MAX_BATCH", "api.max_batch"),
+    ("ECSD_API_MAX_BATCH_BYTES", "api.max_batch_bytes"),
 ];
 
 /// The configuration of one ecsd node.
@@ -135,7 +136,14 @@ pub struct ApiTuning {
     pub hold_ms: u64,
     /// Most commands proposed in one Raft log entry.
     pub max_batch: usize,
+    /// A batch is closed once its commands reach this many bytes (one command may exceed it).
+    pub max_batch_bytes: usize,
 }
+
+/// Upper bounds that keep every log entry well under the 64 MiB node-to-node message limit:
+/// an entry holds at most `max_batch_bytes` plus one request.
+pub const MAX_BODY_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+pub const MAX_BATCH_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 
 impl Default for ApiTuning {
     fn default() -> Self {
@@ -143,6 +151,7 @@ impl Default for ApiTuning {
             max_body_bytes: 1024 * 1024,
             hold_ms: 5_000,
             max_batch: 512,
+            max_batch_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -240,11 +249,23 @@ impl NodeConfig {
                 "must be at least raft.heartbeat_ms",
             ));
         }
-        if self.api.max_body_bytes < 1024 {
-            return Err(key_error("api.max_body_bytes", "must be at least 1024"));
+        if !(1024..=MAX_BODY_BYTES_LIMIT).contains(&self.api.max_body_bytes) {
+            return Err(key_error(
+                "api.max_body_bytes",
+                format!("must be between 1024 and {MAX_BODY_BYTES_LIMIT}"),
+            ));
+        }
+        if self.api.hold_ms == 0 {
+            return Err(key_error("api.hold_ms", "must be at least 1"));
         }
         if self.api.max_batch == 0 {
             return Err(key_error("api.max_batch", "must be at least 1"));
+        }
+        if !(1024..=MAX_BATCH_BYTES_LIMIT).contains(&self.api.max_batch_bytes) {
+            return Err(key_error(
+                "api.max_batch_bytes",
+                format!("must be between 1024 and {MAX_BATCH_BYTES_LIMIT}"),
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         for (i, member) in self.initial_members.iter().enumerate() {

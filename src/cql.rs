@@ -28,7 +28,8 @@ pub struct InstanceFacts<'a> {
     pub ec2_instance_id: &'a str,
     pub registered_at_ms: u64,
     pub running_tasks: u64,
-    pub task_groups: &'a [String],
+    /// Groups of the instance's tasks that are not STOPPED, with their task counts.
+    pub task_groups: &'a std::collections::BTreeMap<String, u64>,
     pub attributes: &'a [Attribute],
 }
 
@@ -473,12 +474,12 @@ fn eval_node(node: &Node, facts: &InstanceFacts<'_>) -> bool {
                 match (op, arg) {
                     (Op::Exists, _) => !groups.is_empty(),
                     (Op::NotExists, _) => groups.is_empty(),
-                    (Op::Eq, Arg::One(g)) => groups.contains(g),
-                    (Op::Ne, Arg::One(g)) => !groups.contains(g),
-                    (Op::In, Arg::List(l)) => groups.iter().any(|g| l.contains(g)),
-                    (Op::NotIn, Arg::List(l)) => !groups.iter().any(|g| l.contains(g)),
-                    (Op::Matches, Arg::Pattern(r)) => groups.iter().any(|g| r.is_match(g)),
-                    (Op::NotMatches, Arg::Pattern(r)) => !groups.iter().any(|g| r.is_match(g)),
+                    (Op::Eq, Arg::One(g)) => groups.contains_key(g),
+                    (Op::Ne, Arg::One(g)) => !groups.contains_key(g),
+                    (Op::In, Arg::List(l)) => groups.keys().any(|g| l.contains(g)),
+                    (Op::NotIn, Arg::List(l)) => !groups.keys().any(|g| l.contains(g)),
+                    (Op::Matches, Arg::Pattern(r)) => groups.keys().any(|g| r.is_match(g)),
+                    (Op::NotMatches, Arg::Pattern(r)) => !groups.keys().any(|g| r.is_match(g)),
                     _ => false,
                 }
             }
@@ -505,7 +506,7 @@ mod tests {
             attr("cores", Some("8")),
             attr("com.amazonaws.ecs.capability.privileged-container", None),
         ];
-        let groups = vec!["service:web".to_string()];
+        let groups = std::collections::BTreeMap::from([("service:web".to_string(), 1)]);
         let facts = InstanceFacts {
             agent_connected: true,
             agent_version: Some("1.24.0"),

@@ -17,6 +17,7 @@ pub mod control;
 pub mod cql;
 pub mod model;
 pub mod node;
+pub mod placement;
 // openraft's `StorageError` is large, and its storage traits dictate it as the error type.
 #[allow(clippy::result_large_err)]
 pub mod raft;

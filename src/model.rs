@@ -56,13 +56,28 @@ impl ArnScope {
     /// Resolves a container instance ID or ARN (either format) to its ID. An ARN naming another
     /// cluster, account or region resolves to `None`.
     pub fn container_instance_id<'a>(&self, cluster: &str, id: &'a str) -> Option<&'a str> {
+        self.member_id("container-instance/", cluster, id)
+    }
+
+    /// Resolves a task ID or ARN (`task/ID` or `task/CLUSTER/ID`) to its ID.
+    pub fn task_id<'a>(&self, cluster: &str, id: &'a str) -> Option<&'a str> {
+        self.member_id("task/", cluster, id)
+    }
+
+    /// Resolves a service name or ARN (`service/NAME` or `service/CLUSTER/NAME`) to its name.
+    pub fn service_name<'a>(&self, cluster: &str, id: &'a str) -> Option<&'a str> {
+        self.member_id("service/", cluster, id)
+    }
+
+    /// An ID or ARN of a resource that belongs to a cluster, in the short or the long format.
+    fn member_id<'a>(&self, kind: &str, cluster: &str, id: &'a str) -> Option<&'a str> {
         if !id.starts_with("arn:") {
             return (!id.is_empty() && !id.contains('/')).then_some(id);
         }
-        let rest = id.strip_prefix(&self.prefix())?.strip_prefix("container-instance/")?;
+        let rest = id.strip_prefix(&self.prefix())?.strip_prefix(kind)?;
         match rest.split_once('/') {
-            None => Some(rest),
-            Some((c, i)) if c == cluster && !i.contains('/') => Some(i),
+            None => (!rest.is_empty()).then_some(rest),
+            Some((c, i)) if c == cluster && !i.is_empty() && !i.contains('/') => Some(i),
             Some(_) => None,
         }
     }
@@ -193,6 +208,10 @@ pub struct ContainerInstance {
     /// PENDING, STAGING, STAGED, UPDATING, UPDATED or FAILED; absent until an update is asked for.
     #[serde(default)]
     pub agent_update_status: Option<String>,
+    /// Groups of the tasks on this instance that are not STOPPED, with their counts
+    /// (`task:group` in the query language, `distinctInstance`, spread by group).
+    #[serde(default)]
+    pub task_groups: std::collections::BTreeMap<String, u64>,
 }
 
 /// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.
@@ -241,6 +260,213 @@ pub struct TaskDefinition {
     pub registered_at_ms: u64,
     #[serde(default)]
     pub deregistered_at_ms: Option<u64>,
+}
+
+/// A task's (or container's) lifecycle status. Ordered: status only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TaskStatus> {
+        match text {
+            "PENDING" => Some(TaskStatus::Pending),
+            "RUNNING" => Some(TaskStatus::Running),
+            "STOPPED" => Some(TaskStatus::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// What a task holds on its container instance until it is STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub cpu: i64,
+    pub memory: i64,
+    /// Static TCP host ports.
+    pub ports: Vec<u16>,
+    /// Static UDP host ports.
+    pub ports_udp: Vec<u16>,
+}
+
+/// A port a container is reachable on, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBinding {
+    pub bind_ip: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: String,
+}
+
+/// One container of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskContainer {
+    pub name: String,
+    pub arn: String,
+    pub last_status: TaskStatus,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub network_bindings: Vec<NetworkBinding>,
+    #[serde(default)]
+    pub runtime_id: Option<String>,
+    /// Whether the container has a health check (else its health is UNKNOWN).
+    #[serde(default)]
+    pub health_status: Option<String>,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub memory_reservation: Option<String>,
+}
+
+/// A task, as stored under `task/<cluster>\0<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub cluster: String,
+    pub id: String,
+    pub arn: String,
+    pub task_definition_arn: String,
+    pub family: String,
+    pub container_instance_id: String,
+    pub container_instance_arn: String,
+    pub last_status: TaskStatus,
+    pub desired_status: TaskStatus,
+    pub group: String,
+    #[serde(default)]
+    pub started_by: Option<String>,
+    /// The request's overrides, in ECS JSON.
+    pub overrides: serde_json::Value,
+    pub containers: Vec<TaskContainer>,
+    /// Task-level cpu and memory strings of the task definition, if it has them.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    pub reservation: Reservation,
+    /// The service and deployment that started the task.
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub deployment_id: Option<String>,
+    pub created_at_ms: u64,
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
+    #[serde(default)]
+    pub stopping_at_ms: Option<u64>,
+    #[serde(default)]
+    pub stopped_at_ms: Option<u64>,
+    #[serde(default)]
+    pub execution_stopped_at_ms: Option<u64>,
+    #[serde(default)]
+    pub pull_started_at_ms: Option<u64>,
+    #[serde(default)]
+    pub pull_stopped_at_ms: Option<u64>,
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+    #[serde(default)]
+    pub stop_code: Option<String>,
+    pub version: u64,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub launch_type: String,
+}
+
+/// A service's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceStatus {
+    Active,
+    Draining,
+    Inactive,
+}
+
+impl ServiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Active => "ACTIVE",
+            ServiceStatus::Draining => "DRAINING",
+            ServiceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// One deployment of a service: PRIMARY (the newest) or ACTIVE (older, still with tasks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub status: String,
+    pub task_definition_arn: String,
+    pub desired_count: i64,
+    pub pending_count: i64,
+    pub running_count: i64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    #[serde(default)]
+    pub network_configuration: Option<serde_json::Value>,
+    #[serde(default)]
+    pub platform_version: Option<String>,
+}
+
+/// A service event: `{id, createdAt, message}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub id: String,
+    pub created_at_ms: u64,
+    pub message: String,
+}
+
+/// A service, as stored under `svc/<cluster>\0<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub cluster: String,
+    pub name: String,
+    pub arn: String,
+    pub status: ServiceStatus,
+    pub task_definition_arn: String,
+    pub desired_count: i64,
+    pub running_count: i64,
+    pub pending_count: i64,
+    pub launch_type: String,
+    pub scheduling_strategy: String,
+    /// `{maximumPercent, minimumHealthyPercent}`.
+    pub maximum_percent: i64,
+    pub minimum_healthy_percent: i64,
+    pub deployments: Vec<Deployment>,
+    pub events: Vec<ServiceEvent>,
+    /// The request fields stored and echoed as given (ECS JSON): loadBalancers, serviceRegistries,
+    /// placementConstraints, placementStrategy, networkConfiguration, role, and so on.
+    pub spec: serde_json::Value,
+    pub created_at_ms: u64,
+    pub created_by: String,
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// A digest of the CreateService request, to tell an idempotent retry from a conflict.
+    #[serde(default)]
+    pub request_digest: String,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// A 64-bit FNV-1a hash: stable across processes, versions and platforms.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Family, container and other ECS names: 1 to 255 letters, digits, hyphens and underscores.

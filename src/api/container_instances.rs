@@ -8,7 +8,7 @@ use super::wire::{self, Failure, TagWire};
 use super::{ApiError, Ctx};
 use crate::model::{valid_cluster_name, Attribute, ContainerInstance, InstanceStatus, Resource};
 use crate::state::container_instances::{self as cis, Registration};
-use crate::state::{self, Command, Outcome};
+use crate::state::{Command, Outcome};
 
 const MAX_DESCRIBE: usize = 100;
 const LIST_MAX: usize = 100;
@@ -360,24 +360,9 @@ pub async fn update_container_instances_state(ctx: &Ctx<'_>, req: InstancesReque
 
 pub async fn describe_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
     let cluster = cluster_name(ctx, req.cluster.as_deref())?;
-    let given = req.container_instances.unwrap_or_default();
-    if given.is_empty() || given.len() > MAX_DESCRIBE {
-        return Err(invalid(format!(
-            "containerInstances: give 1 to {MAX_DESCRIBE} container instances"
-        )));
-    }
-    let mut with_tags = false;
-    for (i, value) in req.include.unwrap_or_default().iter().enumerate() {
-        match value.as_str() {
-            "TAGS" => with_tags = true,
-            "CONTAINER_INSTANCE_HEALTH" => {}
-            other => return Err(invalid(format!("include[{i}]: {other} is not TAGS"))),
-        }
-    }
-    let view = ctx.read_view().await?;
-    if state::get_cluster(view, &cluster)?.is_none() {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
-    }
+    let given = wire::describe_ids("containerInstances", req.container_instances, MAX_DESCRIBE)?;
+    let with_tags = wire::include_tags(req.include, &["CONTAINER_INSTANCE_HEALTH"])?;
+    let view = ctx.cluster_view(&cluster).await?;
     let mut instances = Vec::new();
     let mut failures = Vec::new();
     for g in given {
@@ -387,27 +372,10 @@ pub async fn describe_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) 
         };
         match found {
             Some(i) => instances.push(instance_to_wire(&i, with_tags)),
-            None => failures.push(Failure {
-                arn: g,
-                reason: "MISSING".into(),
-            }),
+            None => failures.push(wire::missing(g)),
         }
     }
     Ok(json!({ "containerInstances": instances, "failures": failures }))
-}
-
-/// What the cluster query language sees of an instance.
-fn facts(i: &ContainerInstance) -> crate::cql::InstanceFacts<'_> {
-    crate::cql::InstanceFacts {
-        agent_connected: i.agent_connected,
-        agent_version: i.version_info.get("agentVersion").and_then(Value::as_str),
-        ec2_instance_id: &i.ec2_instance_id,
-        registered_at_ms: i.registered_at_ms,
-        running_tasks: i.running_tasks,
-        // Task groups come with tasks.
-        task_groups: &[],
-        attributes: &i.attributes,
-    }
 }
 
 pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
@@ -427,10 +395,7 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
         Some(token) => Some(wire::decode_token("instances", token)?),
         None => None,
     };
-    let view = ctx.read_view().await?;
-    if state::get_cluster(view, &cluster)?.is_none() {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
-    }
+    let view = ctx.cluster_view(&cluster).await?;
     let matching: Vec<ContainerInstance> = cis::all(view, &cluster)?
         .into_iter()
         .filter(|i| match status {
@@ -438,16 +403,20 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
             None => i.status != InstanceStatus::Inactive,
         })
         .filter(|i| after.as_ref().is_none_or(|a| i.id > *a))
-        .filter(|i| filter.as_ref().is_none_or(|f| crate::cql::eval(f, &facts(i))))
+        .filter(|i| {
+            filter
+                .as_ref()
+                .is_none_or(|f| crate::cql::eval(f, &crate::placement::facts(i)))
+        })
         .collect();
-    let page: Vec<&ContainerInstance> = matching.iter().take(limit).collect();
-    let mut out = json!({ "containerInstanceArns": page.iter().map(|i| i.arn.as_str()).collect::<Vec<_>>() });
-    if matching.len() > page.len() {
-        if let Some(last) = page.last() {
-            out["nextToken"] = json!(wire::encode_token("instances", &last.id));
-        }
-    }
-    Ok(out)
+    Ok(wire::page(
+        &matching,
+        limit,
+        "containerInstanceArns",
+        "instances",
+        |i| &i.arn,
+        |i| &i.id,
+    ))
 }
 
 /// The agent version this release ships; older agents can be updated to it.

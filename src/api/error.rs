@@ -32,6 +32,10 @@ pub enum ApiError {
     ClusterContainsServices(String),
     #[error("{0}")]
     ClusterContainsTasks(String),
+    #[error("{0}")]
+    ServiceNotFound(String),
+    #[error("{0}")]
+    ServiceNotActive(String),
     /// The JSON body is malformed or a field has the wrong type.
     #[error("{0}")]
     Serialization(String),
@@ -70,6 +74,8 @@ impl ApiError {
             ApiError::ClusterContainsContainerInstances(_) => "ClusterContainsContainerInstancesException",
             ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
             ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
+            ApiError::ServiceNotFound(_) => "ServiceNotFoundException",
+            ApiError::ServiceNotActive(_) => "ServiceNotActiveException",
             ApiError::Serialization(_) => "SerializationException",
             ApiError::InvalidAction(_) => "InvalidAction",
             ApiError::MissingAction(_) => "MissingAction",
@@ -147,6 +153,19 @@ impl From<Rejection> for ApiError {
             Rejection::ClusterContainsTasks => {
                 ApiError::ClusterContainsTasks("The Cluster cannot be deleted while Tasks are active.".into())
             }
+            Rejection::TaskDefinitionInactive => ApiError::Client("TaskDefinition is inactive".into()),
+            Rejection::TaskNotFound => ApiError::InvalidParameter("The referenced task was not found.".into()),
+            Rejection::ServiceNotFound => ApiError::ServiceNotFound("Service not found.".into()),
+            Rejection::ServiceNotActive => ApiError::ServiceNotActive("Service was not ACTIVE.".into()),
+            Rejection::ServiceNotIdempotent => {
+                ApiError::InvalidParameter("Creation of service was not idempotent.".into())
+            }
+            Rejection::ServiceScaledAboveZero => {
+                ApiError::InvalidParameter("The service cannot be stopped while it is scaled above 0.".into())
+            }
+            Rejection::DaemonMaximumPercent => ApiError::InvalidParameter(
+                "deploymentConfiguration.maximumPercent: must be 100 for the DAEMON scheduling strategy".into(),
+            ),
         }
     }
 }

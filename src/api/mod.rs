@@ -10,8 +10,10 @@ mod attributes;
 mod clusters;
 mod container_instances;
 pub mod error;
+mod services;
 mod tags;
 mod task_definitions;
+mod tasks;
 mod wire;
 
 use std::sync::Arc;
@@ -103,6 +105,8 @@ pub struct Ctx<'a> {
     pub state: &'a ApiState,
     pub request_id: &'a str,
     pub consistency: Consistency,
+    /// A stable hash of the request body: with a client token it identifies a retry.
+    pub body_digest: u64,
 }
 
 impl Ctx<'_> {
@@ -114,10 +118,30 @@ impl Ctx<'_> {
         Ok(self.state.node.handle().view())
     }
 
+    /// [`Ctx::read_view`], after which the cluster `name` must exist (ACTIVE or INACTIVE).
+    pub async fn cluster_view(&self, name: &str) -> Result<&StateView, ApiError> {
+        let view = self.read_view().await?;
+        if crate::state::get_cluster(view, name)?.is_none() {
+            return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        }
+        Ok(view)
+    }
+
     /// Stamps `command` with this request's id and time and commits it.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
         let proposal = Proposal {
             request_id: self.request_id.to_string(),
+            ts_ms: now_ms(),
+            command,
+        };
+        Ok(self.state.node.write(proposal).await?)
+    }
+
+    /// Like [`Ctx::propose`], but keyed by the client's token and the request body: a retry of
+    /// the same request (to any node, within a day) applies once and gets the first outcome.
+    pub async fn propose_idempotent(&self, action: &str, token: &str, command: Command) -> Result<Outcome, ApiError> {
+        let proposal = Proposal {
+            request_id: format!("{action}/{token}/{:016x}", self.body_digest),
             ts_ms: now_ms(),
             command,
         };
@@ -212,6 +236,7 @@ async fn serve(
         state,
         request_id,
         consistency,
+        body_digest: crate::model::stable_hash(&bytes),
     };
     let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -251,6 +276,18 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "PutAttributes" => attributes::put_attributes(ctx, parse(body)?).await,
         "DeleteAttributes" => attributes::delete_attributes(ctx, parse(body)?).await,
         "ListAttributes" => attributes::list_attributes(ctx, parse(body)?).await,
+        "RunTask" => tasks::run_task(ctx, parse(body)?).await,
+        "StartTask" => tasks::start_task(ctx, parse(body)?).await,
+        "StopTask" => tasks::stop_task(ctx, parse(body)?).await,
+        "DescribeTasks" => tasks::describe_tasks(ctx, parse(body)?).await,
+        "ListTasks" => tasks::list_tasks(ctx, parse(body)?).await,
+        "SubmitTaskStateChange" => tasks::submit_task_state_change(ctx, parse(body)?).await,
+        "SubmitContainerStateChange" => tasks::submit_container_state_change(ctx, parse(body)?).await,
+        "CreateService" => services::create_service(ctx, parse(body)?).await,
+        "UpdateService" => services::update_service(ctx, parse(body)?).await,
+        "DeleteService" => services::delete_service(ctx, parse(body)?).await,
+        "DescribeServices" => services::describe_services(ctx, parse(body)?).await,
+        "ListServices" => services::list_services(ctx, parse(body)?).await,
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

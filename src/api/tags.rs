@@ -57,15 +57,17 @@ fn target(ctx: &Ctx<'_>, arn: Option<&str>) -> Result<TagTarget, ApiError> {
         "service" | "task" | "container-instance" if !rest.contains('/') => {
             Err(invalid("Long arn format must be used for tagging operations"))
         }
-        "container-instance" => match rest.split_once('/') {
-            Some((cluster, id)) if valid_ecs_name(cluster) && !id.is_empty() => Ok(TagTarget::ContainerInstance {
-                cluster: cluster.to_string(),
-                id: id.to_string(),
-            }),
-            _ => Err(invalid(format!("resourceArn: {arn} is not a container instance ARN"))),
+        "container-instance" | "task" | "service" => match rest.split_once('/') {
+            Some((cluster, id)) if valid_ecs_name(cluster) && !id.is_empty() && !id.contains('/') => {
+                let (cluster, id) = (cluster.to_string(), id.to_string());
+                Ok(match kind {
+                    "task" => TagTarget::Task { cluster, id },
+                    "service" => TagTarget::Service { cluster, name: id },
+                    _ => TagTarget::ContainerInstance { cluster, id },
+                })
+            }
+            _ => Err(invalid(format!("resourceArn: {arn} is not a {kind} ARN"))),
         },
-        // Services and tasks are not stored yet, so none exists.
-        "service" | "task" => Err(not_found()),
         _ => Err(invalid(format!("resourceArn: {arn} is not a taggable resource"))),
     }
 }

@@ -137,6 +137,56 @@ pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
         .ok_or_else(invalid)
 }
 
+/// One page of `matching` (items after the token's position, in key order): `{field: [ARN…]}`
+/// plus `nextToken` when more follow.
+pub fn page<T>(
+    matching: &[T],
+    limit: usize,
+    field: &str,
+    kind: &str,
+    arn: impl Fn(&T) -> &str,
+    position: impl Fn(&T) -> &str,
+) -> serde_json::Value {
+    let page = &matching[..matching.len().min(limit)];
+    let mut out = serde_json::json!({ field: page.iter().map(&arn).collect::<Vec<_>>() });
+    if matching.len() > page.len() {
+        if let Some(last) = page.last() {
+            out["nextToken"] = serde_json::json!(encode_token(kind, position(last)));
+        }
+    }
+    out
+}
+
+/// The identifiers of a Describe call: 1 to `max` of them.
+pub fn describe_ids(field: &str, given: Option<Vec<String>>, max: usize) -> Result<Vec<String>, ApiError> {
+    let given = given.unwrap_or_default();
+    if given.is_empty() || given.len() > max {
+        return Err(ApiError::InvalidParameter(format!("{field}: give 1 to {max} {field}")));
+    }
+    Ok(given)
+}
+
+/// Whether `include` asks for TAGS; `also` lists other values that are accepted and ignored.
+pub fn include_tags(include: Option<Vec<String>>, also: &[&str]) -> Result<bool, ApiError> {
+    let mut tags = false;
+    for (i, value) in include.unwrap_or_default().iter().enumerate() {
+        match value.as_str() {
+            "TAGS" => tags = true,
+            other if also.contains(&other) => {}
+            other => return Err(ApiError::InvalidParameter(format!("include[{i}]: {other} is not TAGS"))),
+        }
+    }
+    Ok(tags)
+}
+
+/// The `{arn, reason: MISSING}` failure of an identifier that names nothing.
+pub fn missing(arn: String) -> Failure {
+    Failure {
+        arn,
+        reason: "MISSING".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,17 @@
 //!
 //! Durability: every append, truncate, purge and vote is written with a synced WAL before
 //! openraft is told it is done, so an acknowledged entry or vote survives a crash.
+//!
+//! Purge is gated on the state machine: openraft may ask to purge the log up to a snapshot it
+//! is still installing, and a crash in between would leave neither the entries nor the state
+//! they built. A purge therefore waits until the state machine has reached its index.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -33,11 +39,21 @@ impl CommittedIndex {
     }
 }
 
+/// How far the state machine has got. Apply's writes are not synced themselves, but they precede
+/// the purge's synced write in the same write-ahead log, so they are durable once it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Applied {
+    pub upto: Option<LogId<NodeId>>,
+    /// The state machine failed (openraft stops); a waiting purge gives up.
+    pub failed: bool,
+}
+
 /// The log store handed to openraft. Clones share the database.
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
     committed: Arc<CommittedIndex>,
+    purge_gate: Option<watch::Receiver<Applied>>,
 }
 
 fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -59,6 +75,30 @@ impl LogStore {
         LogStore {
             store,
             committed: Arc::new(CommittedIndex::default()),
+            purge_gate: None,
+        }
+    }
+
+    /// Makes every purge wait until `applied` reaches the purged index.
+    pub fn with_purge_gate(mut self, applied: watch::Receiver<Applied>) -> Self {
+        self.purge_gate = Some(applied);
+        self
+    }
+
+    async fn wait_applied(&self, log_id: &LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let Some(gate) = &self.purge_gate else {
+            return Ok(());
+        };
+        let mut gate = gate.clone();
+        let reached = gate
+            .wait_for(|a| a.failed || a.upto.is_some_and(|u| u.index >= log_id.index))
+            .await
+            .map(|a| !a.failed);
+        match reached {
+            Ok(true) => Ok(()),
+            _ => Err(write_logs_err(std::io::Error::other(format!(
+                "state machine stopped before reaching {log_id}; log not purged"
+            )))),
         }
     }
 
@@ -199,6 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.wait_applied(&log_id).await?;
         let mut batch = Batch::default();
         batch.put(
             Cf::RaftMeta,

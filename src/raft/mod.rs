@@ -224,10 +224,10 @@ impl RaftNode {
     /// configured to bootstrap and not yet initialised.
     pub async fn start(config: &NodeConfig, store: crate::storage::Store) -> Result<RaftNode, NodeError> {
         let raft_config = Arc::new(raft_config(config)?);
-        let log_store = LogStore::new(store.clone());
-        let committed = log_store.committed_index();
         let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
             .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
+        let log_store = LogStore::new(store.clone()).with_purge_gate(state_machine.applied());
+        let committed = log_store.committed_index();
         let pool = PeerPool::default();
         let network = Network {
             pool: pool.clone(),
@@ -251,7 +251,11 @@ impl RaftNode {
             attempt_timeout: Duration::from_millis((2 * config.raft.election_timeout_max_ms).max(1000)),
             leader_loops_running: Arc::new(AtomicBool::new(false)),
         };
-        let writer = writer::Writer::spawn(handle.clone(), config.api.max_batch);
+        let limits = writer::Limits {
+            count: config.api.max_batch,
+            bytes: config.api.max_batch_bytes,
+        };
+        let writer = writer::Writer::spawn(handle.clone(), limits);
         Ok(RaftNode { handle, writer })
     }
 
@@ -321,13 +325,19 @@ impl RaftHandle {
     }
 
     /// Commits `batch` through the leader, forwarding from a follower, holding while no leader is
-    /// known. Safe to retry: proposals are deduplicated by request id when applied.
-    pub async fn submit_batch(&self, batch: Batch) -> Result<BatchOutcome, NodeError> {
-        let deadline = Instant::now() + self.hold;
+    /// known, until `self.hold` after `started` (when the oldest proposal was queued). Safe to
+    /// retry: proposals are deduplicated by request id when applied.
+    pub async fn submit_batch(&self, batch: Batch, started: Instant) -> Result<BatchOutcome, NodeError> {
+        let deadline = started + self.hold;
         let mut backoff = Duration::from_millis(10);
         let mut failed_leader = None;
+        // Whether an attempt may have reached a leader's log: then a failure is not definite.
+        let mut maybe_delivered = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.hold_expired(maybe_delivered));
+            }
             match tokio::time::timeout(remaining, self.raft.client_write(batch.clone())).await {
                 Ok(Ok(response)) => return Ok(response.data),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
@@ -349,6 +359,7 @@ impl RaftHandle {
                                 Ok(LeaderReply::Failed(e)) => return Err(e),
                                 Ok(LeaderReply::NotLeader { .. }) => {}
                                 Err(e) => {
+                                    maybe_delivered |= matches!(e, network::RpcFailure::Failed { .. });
                                     tracing::debug!(error = %e, "forward to leader failed; retrying")
                                 }
                             }
@@ -359,13 +370,8 @@ impl RaftHandle {
                     return Err(NodeError::Internal(e.to_string()))
                 }
                 Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
-                Err(_) => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(NodeError::Unavailable(format!(
-                    "no leader accepted the write within {} ms; the cluster may be electing a leader or lack a quorum",
-                    self.hold.as_millis()
-                )));
+                // Timed out on this node as leader: the entry may be in the log.
+                Err(_) => maybe_delivered = true,
             }
             self.pause_for_leader(
                 failed_leader,
@@ -374,6 +380,22 @@ impl RaftHandle {
             .await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }
+    }
+
+    /// The error for a write that no leader confirmed in time.
+    fn hold_expired(&self, maybe_delivered: bool) -> NodeError {
+        let hold = self.hold.as_millis();
+        NodeError::Unavailable(if maybe_delivered {
+            format!(
+                "the write was not confirmed within {hold} ms and its outcome is unknown: it may still take \
+                 effect. Read the state before retrying, or retry with the same clientToken where the action has one"
+            )
+        } else {
+            format!(
+                "no leader accepted the write within {hold} ms and it was not applied; the cluster may be \
+                 electing a leader or lack a quorum"
+            )
+        })
     }
 
     /// Waits up to `max` for a leader other than `failed` to be known, so a retry after an

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -34,6 +36,9 @@ pub enum RpcFailure {
     /// The call failed after it may have been delivered (timeout, reset, server error).
     #[error("rpc to {addr} failed: {message}")]
     Failed { addr: String, message: String },
+    /// The request encodes to more than the message limit; nothing was sent.
+    #[error("request of {bytes} bytes to {addr} exceeds the {MAX_MESSAGE_BYTES}-byte message limit")]
+    TooLarge { addr: String, bytes: usize },
 }
 
 /// Channels to peers, keyed by address. Cheap to clone.
@@ -82,6 +87,13 @@ impl PeerPool {
             message,
         };
         let payload = serde_json::to_vec(request).map_err(|e| failed(format!("encode request: {e}")))?;
+        // Leave room for the envelope; the receiver would refuse the message anyway.
+        if payload.len() > MAX_MESSAGE_BYTES - 1024 {
+            return Err(RpcFailure::TooLarge {
+                addr: addr.to_string(),
+                bytes: payload.len(),
+            });
+        }
         let mut client = self.client(addr)?;
         let request = pb::RaftRequest { target, payload };
         let call = async {
@@ -180,7 +192,9 @@ impl PeerConnection {
             .await
             .map_err(|failure| match failure {
                 RpcFailure::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&failure)),
-                RpcFailure::Failed { .. } => RPCError::Network(NetworkError::new(&failure)),
+                RpcFailure::Failed { .. } | RpcFailure::TooLarge { .. } => {
+                    RPCError::Network(NetworkError::new(&failure))
+                }
             })?;
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -196,7 +210,26 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
-        self.raft_call(Method::AppendEntries, &rpc, &option).await
+        let entries = rpc.entries.len();
+        let reply: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> = match self
+            .pool
+            .call(&self.addr, self.target, Method::AppendEntries, &rpc, option.hard_ttl())
+            .await
+        {
+            Ok(reply) => reply,
+            // Too many entries for one message: openraft retries at once with fewer. One
+            // entry always fits, as the write batcher bounds an entry's size.
+            Err(RpcFailure::TooLarge { bytes, .. }) if entries > 1 => {
+                return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
+                    entries_hint(entries, bytes),
+                )))
+            }
+            Err(failure @ RpcFailure::Unreachable { .. }) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&failure)))
+            }
+            Err(failure) => return Err(RPCError::Network(NetworkError::new(&failure))),
+        };
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     async fn install_snapshot(
@@ -214,5 +247,24 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
         self.raft_call(Method::Vote, &rpc, &option).await
+    }
+}
+
+/// How many of `entries` entries (encoding to `bytes`) to send next: half of what would fit.
+fn entries_hint(entries: usize, bytes: usize) -> u64 {
+    let fit = (entries as u128 * MAX_MESSAGE_BYTES as u128 / bytes.max(1) as u128) as u64;
+    (fit / 2).clamp(1, entries as u64 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_hint_shrinks_and_never_reaches_zero() {
+        assert_eq!(entries_hint(300, 4 * MAX_MESSAGE_BYTES), 37);
+        assert_eq!(entries_hint(2, 10 * MAX_MESSAGE_BYTES), 1);
+        assert_eq!(entries_hint(10, MAX_MESSAGE_BYTES + 1), 4);
+        assert!(entries_hint(1000, usize::MAX) >= 1);
     }
 }

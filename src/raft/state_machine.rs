@@ -16,6 +16,9 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 
+use tokio::sync::watch;
+
+use super::log_store::Applied;
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Row, Space, Txn};
 use crate::storage::{Batch, Cf, Store, KEY_MAX};
@@ -97,6 +100,8 @@ pub struct StateMachineStore {
     dir: PathBuf,
     current: Arc<Mutex<Option<SnapshotFile>>>,
     receiving: Option<PathBuf>,
+    /// How far apply or snapshot install has got; gates log purges.
+    applied: watch::Sender<Applied>,
 }
 
 /// Builds snapshots concurrently with apply, from a point-in-time view.
@@ -125,12 +130,32 @@ impl StateMachineStore {
                 _ => {}
             }
         }
-        Ok(StateMachineStore {
+        let mut sm = StateMachineStore {
             store,
             dir: dir.to_path_buf(),
             current: Arc::new(Mutex::new(best)),
             receiving: None,
-        })
+            applied: watch::Sender::new(Applied::default()),
+        };
+        let upto = sm
+            .read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)
+            .map_err(std::io::Error::other)?
+            .flatten();
+        sm.applied = watch::Sender::new(Applied { upto, failed: false });
+        Ok(sm)
+    }
+
+    /// Follows how far the state machine has got (for the log store's purge gate).
+    pub fn applied(&self) -> watch::Receiver<Applied> {
+        self.applied.subscribe()
+    }
+
+    /// Publishes the outcome of an apply or install that reached `upto`.
+    fn report<T>(&self, result: &Result<T, StorageError<NodeId>>, upto: Option<LogId<NodeId>>) {
+        self.applied.send_modify(|a| match result {
+            Ok(_) => a.upto = upto.max(a.upto),
+            Err(_) => a.failed = true,
+        });
     }
 
     fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
@@ -203,10 +228,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: openraft::OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        let upto = entries.last().map(|e| e.log_id);
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || apply_entries(&store, entries))
+        let result = tokio::task::spawn_blocking(move || apply_entries(&store, entries))
             .await
-            .unwrap_or_else(|join| panic!("apply task panicked: {join}"))
+            .unwrap_or_else(|join| panic!("apply task panicked: {join}"));
+        self.report(&result, upto);
+        result
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -238,6 +266,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &Meta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
+        let result = self.install(meta, snapshot).await;
+        self.report(&result, meta.last_log_id);
+        result
+    }
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        // Open under the lock: a concurrent build may replace (and delete) the file.
+        let guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            None => Ok(None),
+            Some(SnapshotFile { meta, path }) => {
+                let file = File::open(path).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot {
+                    meta: meta.clone(),
+                    snapshot: Box::new(tokio::fs::File::from_std(file)),
+                }))
+            }
+        }
+    }
+}
+
+impl StateMachineStore {
+    async fn install(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError<NodeId>> {
         use tokio::io::AsyncSeekExt;
         let err = |e: std::io::Error| snap_err(Some(meta), ErrorVerb::Write, e);
         // Copy whatever file we were handed (usually the one we created for receiving) into a
@@ -259,21 +309,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::spawn_blocking(move || install_snapshot_file(&store, &dir, &current, &meta, &path))
             .await
             .unwrap_or_else(|join| panic!("snapshot install task panicked: {join}"))
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        // Open under the lock: a concurrent build may replace (and delete) the file.
-        let guard = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            None => Ok(None),
-            Some(SnapshotFile { meta, path }) => {
-                let file = File::open(path).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, e))?;
-                Ok(Some(Snapshot {
-                    meta: meta.clone(),
-                    snapshot: Box::new(tokio::fs::File::from_std(file)),
-                }))
-            }
-        }
     }
 }
 

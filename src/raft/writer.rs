@@ -3,10 +3,13 @@
 //! A single task drains the queue: whatever waits while earlier batches are in flight goes into
 //! the next batch, so one log append (and one fsync on each node) serves many requests. A few
 //! batches may be in flight at once so that replication of one overlaps the append of the next.
+//! A batch is bounded by count and by encoded size, so a log entry stays far below the
+//! node-to-node message limit whatever the requests hold.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 
 use super::{NodeError, RaftHandle};
 use crate::state::{Batch, Outcome, Proposal};
@@ -18,22 +21,43 @@ const QUEUE: usize = 8192;
 
 type Reply = oneshot::Sender<Result<Outcome, NodeError>>;
 
+/// One queued proposal: its encoded size, when it was queued, and where its outcome goes.
+struct Queued {
+    proposal: Proposal,
+    bytes: usize,
+    queued_at: Instant,
+    reply: Reply,
+}
+
+/// How many proposals and bytes one batch may hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub count: usize,
+    pub bytes: usize,
+}
+
 #[derive(Clone)]
 pub(super) struct Writer {
-    queue: mpsc::Sender<(Proposal, Reply)>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl Writer {
-    pub(super) fn spawn(handle: RaftHandle, max_batch: usize) -> Writer {
+    pub(super) fn spawn(handle: RaftHandle, limits: Limits) -> Writer {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(handle, rx, max_batch));
+        tokio::spawn(run(handle, rx, limits));
         Writer { queue }
     }
 
     pub(super) async fn write(&self, proposal: Proposal) -> Result<Outcome, NodeError> {
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = oneshot::channel();
+        let queued = Queued {
+            bytes: encoded_len(&proposal),
+            proposal,
+            queued_at: Instant::now(),
+            reply,
+        };
         self.queue
-            .send((proposal, tx))
+            .send(queued)
             .await
             .map_err(|_| NodeError::Unavailable("node is shutting down".into()))?;
         rx.await
@@ -41,26 +65,72 @@ impl Writer {
     }
 }
 
-async fn run(handle: RaftHandle, mut rx: mpsc::Receiver<(Proposal, Reply)>, max_batch: usize) {
+/// The JSON size of `proposal`, counted without building the text.
+fn encoded_len(proposal: &Proposal) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serialising a proposal cannot fail: it is plain data with string keys.
+    let _ = serde_json::to_writer(&mut count, proposal);
+    count.0
+}
+
+/// Takes the next batch: `first`, then whatever is already queued, within `limits`. A proposal
+/// that would overflow the byte budget is returned as the start of the following batch.
+fn gather(first: Queued, rx: &mut mpsc::Receiver<Queued>, limits: Limits) -> (Vec<Queued>, Option<Queued>) {
+    let mut bytes = first.bytes;
+    let mut pending = vec![first];
+    while pending.len() < limits.count && bytes < limits.bytes {
+        match rx.try_recv() {
+            Ok(item) if bytes + item.bytes > limits.bytes => return (pending, Some(item)),
+            Ok(item) => {
+                bytes += item.bytes;
+                pending.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    (pending, None)
+}
+
+async fn run(handle: RaftHandle, mut rx: mpsc::Receiver<Queued>, limits: Limits) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
         // Wait for a slot first: proposals that arrive meanwhile join this batch.
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let mut pending = vec![first];
-        while pending.len() < max_batch {
-            match rx.try_recv() {
-                Ok(item) => pending.push(item),
-                Err(_) => break,
-            }
+        let (pending, next) = gather(first, &mut rx, limits);
+        carried = next;
+        // The hold runs from the oldest proposal's arrival, so time spent queued counts.
+        let oldest = pending.iter().map(|q| q.queued_at).min().unwrap_or_else(Instant::now);
+        let mut proposals = Vec::with_capacity(pending.len());
+        let mut replies = Vec::with_capacity(pending.len());
+        for q in pending {
+            proposals.push(q.proposal);
+            replies.push(q.reply);
         }
-        let (proposals, replies): (Vec<Proposal>, Vec<Reply>) = pending.into_iter().unzip();
         let handle = handle.clone();
         tokio::spawn(async move {
             let _permit = permit;
             metrics::histogram!("ecsd_write_batch_size").record(proposals.len() as f64);
-            match handle.submit_batch(Batch(proposals)).await {
+            match handle.submit_batch(Batch(proposals), oldest).await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes.0) {
                         let _ = reply.send(Ok(outcome));
@@ -73,5 +143,59 @@ async fn run(handle: RaftHandle, mut rx: mpsc::Receiver<(Proposal, Reply)>, max_
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Command;
+
+    fn queued(bytes: usize) -> Queued {
+        Queued {
+            proposal: Proposal {
+                request_id: String::new(),
+                ts_ms: 0,
+                command: Command::Noop,
+            },
+            bytes,
+            queued_at: Instant::now(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn sizes(batch: &[Queued]) -> Vec<usize> {
+        batch.iter().map(|q| q.bytes).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_by_count_and_bytes() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for bytes in [10, 10, 10, 50, 10, 200, 10] {
+            tx.send(queued(bytes)).await.unwrap();
+        }
+        let limits = Limits { count: 3, bytes: 100 };
+        let first = rx.recv().await.unwrap();
+        let (batch, carried) = gather(first, &mut rx, limits);
+        assert_eq!(sizes(&batch), [10, 10, 10]);
+        assert!(carried.is_none());
+
+        let first = rx.recv().await.unwrap();
+        let (batch, carried) = gather(first, &mut rx, limits);
+        assert_eq!(sizes(&batch), [50, 10]);
+        // The next one would overflow the byte budget: it opens the following batch, alone,
+        // even though it exceeds the budget by itself.
+        let (batch, carried) = gather(carried.unwrap(), &mut rx, limits);
+        assert_eq!(sizes(&batch), [200]);
+        assert!(carried.is_none());
+        let first = rx.recv().await.unwrap();
+        let (batch, _) = gather(first, &mut rx, limits);
+        assert_eq!(sizes(&batch), [10]);
+    }
+
+    #[test]
+    fn encoded_len_is_the_json_length() {
+        let p = queued(0).proposal;
+        assert_eq!(encoded_len(&p), serde_json::to_vec(&p).unwrap().len());
     }
 }

@@ -62,7 +62,8 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         arn,
         ec2_instance_id: r.ec2_instance_id.clone(),
         status: InstanceStatus::Active,
-        agent_connected: false,
+        // The registering agent connects right after; liveness tracking clears this when it goes.
+        agent_connected: true,
         registered_resources: r.total_resources.clone(),
         remaining_resources: r.total_resources.clone(),
         attributes: r.attributes.clone(),
@@ -73,6 +74,7 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         running_tasks: 0,
         pending_tasks: 0,
         agent_update_status: None,
+        task_groups: Default::default(),
     };
     cluster.registered_container_instances += 1;
     put_cluster(txn, &cluster);
@@ -80,15 +82,27 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
     Ok(Outcome::ContainerInstance(Box::new(instance)))
 }
 
-pub(super) fn deregister(txn: &mut Txn<'_>, cluster: &str, id: &str, force: bool) -> Result<Outcome, KvError> {
+pub(super) fn deregister(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    id: &str,
+    force: bool,
+) -> Result<Outcome, KvError> {
     let Some(mut c) = get_cluster(txn, cluster)?.filter(|c| c.status == ClusterStatus::Active) else {
         return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
     };
     let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
         return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
     };
-    if instance.running_tasks + instance.pending_tasks > 0 && !force {
-        return Ok(Outcome::Rejected(Rejection::InstanceHasRunningTasks));
+    if instance.running_tasks + instance.pending_tasks > 0 {
+        if !force {
+            return Ok(Outcome::Rejected(Rejection::InstanceHasRunningTasks));
+        }
+        // Orphaned: ECS no longer tracks them, and their resources go with the instance.
+        super::tasks::stop_all_on_instance(txn, now_ms, cluster, id)?;
+        instance = get(txn, cluster, id)?.unwrap_or(instance);
+        c = get_cluster(txn, cluster)?.unwrap_or(c);
     }
     instance.status = InstanceStatus::Inactive;
     instance.agent_connected = false;
@@ -268,6 +282,10 @@ pub fn version_less(a: &str, b: &str) -> bool {
     a.resize(len, 0);
     b.resize(len, 0);
     a < b
+}
+
+pub(super) fn put(txn: &mut Txn<'_>, instance: &ContainerInstance) {
+    txn.put(Space::Data, key(&instance.cluster, &instance.id), encode(instance));
 }
 
 /// One instance of `cluster`, in any status.

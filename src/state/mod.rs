@@ -7,12 +7,17 @@
 
 pub mod account_settings;
 pub mod container_instances;
+pub mod services;
 pub mod task_definitions;
+pub mod tasks;
 mod txn;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AccountSetting, Cluster, ClusterStatus, ContainerInstance, InstanceStatus, Tag, TaskDefinition};
+use crate::model::{
+    AccountSetting, Cluster, ClusterStatus, ContainerInstance, InstanceStatus, Service, ServiceStatus, Tag, Task,
+    TaskDefinition,
+};
 pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
@@ -91,6 +96,22 @@ pub enum Command {
         id: String,
         latest: String,
     },
+    /// Starts tasks where the proposer placed them; each placement is re-checked.
+    LaunchTasks(Box<tasks::Launch>),
+    /// Sets a task's desired status to STOPPED.
+    StopTask {
+        cluster: String,
+        id: String,
+        reason: Option<String>,
+    },
+    /// An agent's report of task and container status.
+    TaskStateChange(Box<tasks::StateChange>),
+    /// Creates a service (or returns it, for an identical retry with the same client token).
+    CreateService(Box<services::Creation>),
+    /// Changes a service's count, task definition or deployment settings.
+    UpdateService(Box<services::Update>),
+    /// Deletes a service: DRAINING until its tasks are stopped, then INACTIVE.
+    DeleteService { cluster: String, name: String, force: bool },
 }
 
 /// A resource that carries tags.
@@ -99,6 +120,8 @@ pub enum TagTarget {
     Cluster { name: String },
     TaskDefinition { family: String, revision: u32 },
     ContainerInstance { cluster: String, id: String },
+    Task { cluster: String, id: String },
+    Service { cluster: String, name: String },
 }
 
 /// Most tags one resource may carry.
@@ -118,6 +141,13 @@ pub enum Outcome {
     },
     Setting(AccountSetting),
     Tags(Vec<Tag>),
+    /// Tasks started, and `(instance ARN, reason)` for placements that failed.
+    Tasks {
+        tasks: Vec<Task>,
+        failures: Vec<(String, String)>,
+    },
+    Task(Box<Task>),
+    Service(Box<Service>),
     Rejected(Rejection),
 }
 
@@ -138,6 +168,13 @@ pub enum Rejection {
     MissingVersion,
     NoUpdateAvailable,
     UpdateInProgress,
+    TaskDefinitionInactive,
+    TaskNotFound,
+    ServiceNotFound,
+    ServiceNotActive,
+    ServiceNotIdempotent,
+    ServiceScaledAboveZero,
+    DaemonMaximumPercent,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -287,7 +324,7 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         }
         Command::RegisterContainerInstance(registration) => container_instances::register(txn, now_ms, registration),
         Command::DeregisterContainerInstance { cluster, id, force } => {
-            container_instances::deregister(txn, cluster, id, *force)
+            container_instances::deregister(txn, now_ms, cluster, id, *force)
         }
         Command::UpdateContainerInstancesState { cluster, ids, status } => {
             container_instances::set_state(txn, cluster, ids, *status)
@@ -297,6 +334,14 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::UpdateContainerAgent { cluster, id, latest } => {
             container_instances::update_agent(txn, cluster, id, latest)
         }
+        Command::LaunchTasks(launch) => tasks::launch(txn, now_ms, launch),
+        Command::StopTask { cluster, id, reason } => {
+            tasks::stop(txn, now_ms, cluster, id, reason.as_deref(), Some("UserInitiated"))
+        }
+        Command::TaskStateChange(change) => tasks::state_change(txn, now_ms, change),
+        Command::CreateService(creation) => services::create(txn, now_ms, creation),
+        Command::UpdateService(update) => services::update(txn, now_ms, update),
+        Command::DeleteService { cluster, name, force } => services::delete(txn, now_ms, cluster, name, *force),
     }
 }
 
@@ -343,6 +388,8 @@ fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut V
         }
         TagTarget::TaskDefinition { family, revision } => task_definitions::update_tags(txn, family, *revision, change),
         TagTarget::ContainerInstance { cluster, id } => container_instances::update_tags(txn, cluster, id, change),
+        TagTarget::Task { cluster, id } => tasks::update_tags(txn, cluster, id, change),
+        TagTarget::Service { cluster, name } => services::update_tags(txn, cluster, name, change),
     }
 }
 
@@ -356,6 +403,10 @@ pub fn resource_tags(kv: &dyn KvRead, target: &TagTarget) -> Result<Option<Vec<T
         TagTarget::ContainerInstance { cluster, id } => container_instances::get(kv, cluster, id)?
             .filter(|i| i.status != InstanceStatus::Inactive)
             .map(|i| i.tags),
+        TagTarget::Task { cluster, id } => tasks::get(kv, cluster, id)?.map(|t| t.tags),
+        TagTarget::Service { cluster, name } => services::get(kv, cluster, name)?
+            .filter(|s| s.status != ServiceStatus::Inactive)
+            .map(|s| s.tags),
     })
 }
 

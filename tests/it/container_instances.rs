@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::TestCluster;
+use crate::harness::{strings, TestCluster};
 
 fn registration(instance_id: &str) -> Value {
     json!({
@@ -18,15 +18,6 @@ fn registration(instance_id: &str) -> Value {
         "attributes": [{"name": "ecs.availability-zone", "value": "us-east-1a"}, {"name": "custom"}],
         "tags": [{"key": "rack", "value": "r1"}]
     })
-}
-
-fn arns(body: &Value) -> Vec<String> {
-    body["containerInstanceArns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +45,7 @@ async fn container_instances_register_drain_and_deregister() {
     let first_arn = first["containerInstanceArn"].as_str().unwrap().to_string();
     assert_eq!(first["ec2InstanceId"], "i-0001");
     assert_eq!(first["status"], "ACTIVE");
-    assert_eq!(first["agentConnected"], false);
+    assert_eq!(first["agentConnected"], true);
     assert_eq!(first["registeredResources"][0]["integerValue"], 2048);
     assert_eq!(first["remainingResources"][2]["stringSetValue"][0], "22");
     let short_id = first_arn.rsplit('/').next().unwrap().to_string();
@@ -109,7 +100,7 @@ async fn container_instances_register_drain_and_deregister() {
             json!({"cluster": "ci", "status": "DRAINING"}),
         )
         .await;
-    assert_eq!(arns(&body), vec![second_arn.clone()]);
+    assert_eq!(strings(&body["containerInstanceArns"]), vec![second_arn.clone()]);
     let (_, page) = cluster
         .ecs(1, "ListContainerInstances", json!({"cluster": "ci", "maxResults": 1}))
         .await;
@@ -121,8 +112,8 @@ async fn container_instances_register_drain_and_deregister() {
             json!({"cluster": "ci", "nextToken": token}),
         )
         .await;
-    let mut all = arns(&page);
-    all.extend(arns(&rest));
+    let mut all = strings(&page["containerInstanceArns"]);
+    all.extend(strings(&rest["containerInstanceArns"]));
     all.sort();
     let mut expected = vec![first_arn.clone(), second_arn.clone()];
     expected.sort();
@@ -138,7 +129,7 @@ async fn container_instances_register_drain_and_deregister() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(arns(&body), vec![second_arn.clone()]);
+    assert_eq!(strings(&body["containerInstanceArns"]), vec![second_arn.clone()]);
     let (_, body) = cluster
         .ecs(
             1,
@@ -146,7 +137,7 @@ async fn container_instances_register_drain_and_deregister() {
             filter("attribute:custom exists and agentVersion >= 1.20"),
         )
         .await;
-    assert_eq!(arns(&body).len(), 2);
+    assert_eq!(strings(&body["containerInstanceArns"]).len(), 2);
     let (status, body) = cluster
         .ecs(2, "ListContainerInstances", filter("attribute:zone =="))
         .await;
@@ -180,7 +171,7 @@ async fn container_instances_register_drain_and_deregister() {
         assert_eq!(body["containerInstance"]["status"], "INACTIVE");
     }
     let (_, body) = cluster.ecs(2, "ListContainerInstances", json!({"cluster": "ci"})).await;
-    assert_eq!(arns(&body), Vec::<String>::new());
+    assert_eq!(strings(&body["containerInstanceArns"]), Vec::<String>::new());
     let (status, body) = cluster
         .ecs(
             3,

@@ -179,6 +179,26 @@ impl TestCluster {
         ecs_call(&self.http, &self.url(id), action, body, &[]).await
     }
 
+    /// Sends an action to node `id` that must succeed, and returns its body.
+    pub async fn ok(&self, id: u64, action: &str, body: Value) -> Value {
+        let (status, reply) = self.ecs(id, action, body.clone()).await;
+        assert_eq!(status, 200, "{action} {body} -> {reply}");
+        reply
+    }
+
+    /// Sends an action to node `id` that must fail with HTTP 400, `__type` `kind` and a message
+    /// that contains `text`.
+    pub async fn err(&self, id: u64, action: &str, body: Value, kind: &str, text: &str) {
+        let (status, reply) = self.ecs(id, action, body.clone()).await;
+        assert_eq!(
+            (status, reply["__type"].as_str()),
+            (400, Some(kind)),
+            "{action} {body} -> {reply}"
+        );
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(message.contains(text), "{action}: {message:?} should mention {text:?}");
+    }
+
     /// Every ACTIVE cluster name, following ListClusters pages, read linearizably from node `id`.
     pub async fn list_cluster_names(&self, id: u64) -> Vec<String> {
         list_cluster_names(&self.http, &self.url(id)).await
@@ -247,4 +267,14 @@ pub async fn list_cluster_names(http: &reqwest::Client, url: &str) -> Vec<String
             None => return names,
         }
     }
+}
+
+/// A JSON array of strings.
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|a| a.as_str().expect("a string").to_string())
+        .collect()
 }

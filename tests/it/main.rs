@@ -12,6 +12,8 @@ mod membership;
 mod processes;
 mod replication;
 mod sdk;
+mod services;
 mod storage_suite;
 mod tags;
 mod task_definitions;
+mod tasks;

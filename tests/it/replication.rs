@@ -167,7 +167,10 @@ async fn a_retried_forwarded_request_applies_once() {
         ts_ms: ecsd::api::now_ms(),
         command: Command::DeleteCluster { name: "svc".into() },
     }]);
-    let first = handle.submit_batch(delete.clone()).await.unwrap();
+    let first = handle
+        .submit_batch(delete.clone(), tokio::time::Instant::now())
+        .await
+        .unwrap();
     assert!(matches!(&first.0[0], Outcome::Cluster(c) if c.status == ecsd::model::ClusterStatus::Inactive));
 
     // The cluster is created again; a retry of the old delete must not delete it a second time.
@@ -175,7 +178,7 @@ async fn a_retried_forwarded_request_applies_once() {
         .ecs(follower, "CreateCluster", json!({"clusterName": "svc"}))
         .await;
     assert_eq!(status, 200);
-    let retried = handle.submit_batch(delete).await.unwrap();
+    let retried = handle.submit_batch(delete, tokio::time::Instant::now()).await.unwrap();
     assert_eq!(first, retried);
     let (_, body) = cluster
         .ecs(leader, "DescribeClusters", json!({"clusters": ["svc"]}))

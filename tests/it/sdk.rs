@@ -302,3 +302,198 @@ async fn aws_sdk_for_rust_drives_instances_attributes_settings_and_tags() {
     assert_eq!(dereg.container_instance().unwrap().status(), Some("INACTIVE"));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sdk_for_rust_drives_tasks_and_services() {
+    use aws_sdk_ecs::types::{
+        ContainerDefinition, ContainerStateChange, DesiredStatus, NetworkBinding, PlacementStrategy,
+        PlacementStrategyType, Resource, TransportProtocol,
+    };
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let ecs = client(&cluster.url(cluster.other_than(leader)));
+    ecs.create_cluster().cluster_name("sdk-t").send().await.unwrap();
+    ecs.register_task_definition()
+        .family("sdk-task")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("main")
+                .image("busybox")
+                .memory(256)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let instance = ecs
+        .register_container_instance()
+        .cluster("sdk-t")
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(1024)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(1024)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string();
+
+    tracing::info!("--- RunTask and StartTask");
+    let run = ecs
+        .run_task()
+        .cluster("sdk-t")
+        .task_definition("sdk-task")
+        .count(2)
+        .placement_strategy(
+            PlacementStrategy::builder()
+                .r#type(PlacementStrategyType::Binpack)
+                .field("memory")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.tasks().len(), 2);
+    assert!(run.failures().is_empty());
+    let task = run.tasks()[0].task_arn().unwrap().to_string();
+    assert_eq!(run.tasks()[0].last_status(), Some("PENDING"));
+    assert!(run.tasks()[0].created_at().is_some());
+    let started = ecs
+        .start_task()
+        .cluster("sdk-t")
+        .task_definition("sdk-task:1")
+        .container_instances(&instance)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.tasks().len(), 1);
+    let full = ecs
+        .run_task()
+        .cluster("sdk-t")
+        .task_definition("sdk-task")
+        .count(2)
+        .send()
+        .await
+        .unwrap();
+    // 1024 MiB hold four 256 MiB tasks: the fifth does not fit.
+    assert_eq!(full.tasks().len(), 1);
+    assert_eq!(full.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+
+    tracing::info!("--- agent reports");
+    let ack = ecs
+        .submit_task_state_change()
+        .cluster("sdk-t")
+        .task(&task)
+        .status("RUNNING")
+        .containers(
+            ContainerStateChange::builder()
+                .container_name("main")
+                .status("RUNNING")
+                .network_bindings(
+                    NetworkBinding::builder()
+                        .container_port(80)
+                        .host_port(32768)
+                        .protocol(TransportProtocol::Tcp)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ack.acknowledgment(), Some("ACK"));
+    ecs.submit_container_state_change()
+        .cluster("sdk-t")
+        .task(&task)
+        .container_name("main")
+        .status("RUNNING")
+        .send()
+        .await
+        .unwrap();
+    let described = ecs.describe_tasks().cluster("sdk-t").tasks(&task).send().await.unwrap();
+    let t = &described.tasks()[0];
+    assert_eq!(t.last_status(), Some("RUNNING"));
+    assert_eq!(t.containers()[0].network_bindings()[0].host_port(), Some(32768));
+    assert!(t.started_at().is_some());
+
+    tracing::info!("--- StopTask and ListTasks");
+    let stopped = ecs.stop_task().cluster("sdk-t").task(&task).send().await.unwrap();
+    assert_eq!(stopped.task().unwrap().desired_status(), Some("STOPPED"));
+    let listed = ecs
+        .list_tasks()
+        .cluster("sdk-t")
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_arns(), std::slice::from_ref(&task));
+    let running = ecs.list_tasks().cluster("sdk-t").send().await.unwrap();
+    assert_eq!(running.task_arns().len(), 3);
+
+    tracing::info!("--- services");
+    let created = ecs
+        .create_service()
+        .cluster("sdk-t")
+        .service_name("svc")
+        .task_definition("sdk-task")
+        .desired_count(1)
+        .client_token("sdk-token")
+        .send()
+        .await
+        .unwrap();
+    let service = created.service().unwrap();
+    assert_eq!(service.status(), Some("ACTIVE"));
+    assert_eq!(service.deployments()[0].status(), Some("PRIMARY"));
+    let updated = ecs
+        .update_service()
+        .cluster("sdk-t")
+        .service("svc")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.service().unwrap().desired_count(), 0);
+    let described = ecs
+        .describe_services()
+        .cluster("sdk-t")
+        .services("svc")
+        .services("ghost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.services().len(), 1);
+    assert_eq!(described.failures()[0].reason(), Some("MISSING"));
+    let listed = ecs.list_services().cluster("sdk-t").send().await.unwrap();
+    assert_eq!(listed.service_arns().len(), 1);
+    let deleted = ecs
+        .delete_service()
+        .cluster("sdk-t")
+        .service("svc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.service().unwrap().status(), Some("DRAINING"));
+    let err = ecs
+        .update_service()
+        .cluster("sdk-t")
+        .service("ghost")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_service_not_found_exception());
+    cluster.shutdown().await;
+}

@@ -1,0 +1,561 @@
+//! CreateService, UpdateService, DeleteService, DescribeServices and ListServices.
+//!
+//! These actions store and return services and their deployments; the leader's reconciler
+//! starts and stops their tasks.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::container_instances::cluster_name;
+use super::tasks::{
+    check_launch_type, parse_constraints, parse_strategies, resolve_task_definition, PlacementConstraintWire,
+    PlacementStrategyWire,
+};
+use super::wire::{self, TagWire};
+use super::{ApiError, Ctx};
+use crate::model::{valid_ecs_name, Service, ServiceStatus};
+use crate::state::services::{self as svcs, Creation, Update};
+use crate::state::{self, Command, Outcome};
+
+const MAX_DESCRIBE: usize = 10;
+const LIST_MAX: usize = 100;
+const LIST_DEFAULT: usize = 10;
+const MAX_GRACE_SECONDS: i64 = 7200;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter(message.into())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfigurationWire {
+    #[serde(default)]
+    maximum_percent: Option<i64>,
+    #[serde(default)]
+    minimum_healthy_percent: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    services: Option<Vec<String>>,
+    #[serde(default)]
+    task_definition: Option<String>,
+    #[serde(default)]
+    load_balancers: Option<Vec<Value>>,
+    #[serde(default)]
+    service_registries: Option<Vec<Value>>,
+    #[serde(default)]
+    desired_count: Option<i64>,
+    #[serde(default)]
+    client_token: Option<String>,
+    #[serde(default)]
+    launch_type: Option<String>,
+    #[serde(default)]
+    platform_version: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    deployment_configuration: Option<DeploymentConfigurationWire>,
+    #[serde(default)]
+    placement_constraints: Option<Vec<PlacementConstraintWire>>,
+    #[serde(default)]
+    placement_strategy: Option<Vec<PlacementStrategyWire>>,
+    #[serde(default)]
+    network_configuration: Option<Map<String, Value>>,
+    #[serde(default)]
+    health_check_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    scheduling_strategy: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<TagWire>>,
+    #[serde(default)]
+    enable_ecs_managed_tags: Option<bool>,
+    #[serde(default)]
+    propagate_tags: Option<String>,
+    #[serde(default)]
+    force_new_deployment: Option<bool>,
+    #[serde(default)]
+    force: Option<bool>,
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    max_results: Option<i64>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+/// The constraints and strategies as stored and echoed: `[{type, expression}]`, `[{type, field}]`.
+fn echo_constraints(given: &[PlacementConstraintWire]) -> Vec<Value> {
+    given
+        .iter()
+        .map(|c| {
+            let mut v = json!({ "type": c.kind });
+            if let Some(e) = &c.expression {
+                v["expression"] = json!(e);
+            }
+            v
+        })
+        .collect()
+}
+
+fn echo_strategies(given: &[PlacementStrategyWire]) -> Vec<Value> {
+    given
+        .iter()
+        .map(|s| {
+            let mut v = json!({ "type": s.kind });
+            if let Some(f) = &s.field {
+                v["field"] = json!(f);
+            }
+            v
+        })
+        .collect()
+}
+
+fn check_grace(value: Option<i64>, has_load_balancer: bool) -> Result<(), ApiError> {
+    match value {
+        Some(g) if !(0..=MAX_GRACE_SECONDS).contains(&g) => Err(invalid(format!(
+            "healthCheckGracePeriodSeconds: must be between 0 and {MAX_GRACE_SECONDS}"
+        ))),
+        Some(_) if !has_load_balancer => Err(invalid(
+            "Health check grace period is only valid for services configured to use load balancers",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A `networkConfiguration` must hold an `awsvpcConfiguration` with 1 to 16 subnets.
+fn check_network(network: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+    let Some(network) = network else {
+        return Ok(());
+    };
+    let Some(vpc) = network.get("awsvpcConfiguration").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let subnets = vpc.get("subnets").and_then(Value::as_array).map_or(0, Vec::len);
+    if !(1..=16).contains(&subnets) {
+        return Err(invalid(
+            "networkConfiguration.awsvpcConfiguration.subnets: give 1 to 16 subnets",
+        ));
+    }
+    Ok(())
+}
+
+pub fn service_to_wire(s: &Service, with_tags: bool) -> Value {
+    let cluster_arn = s
+        .arn
+        .split_once(":service/")
+        .map(|(prefix, _)| format!("{prefix}:cluster/{}", s.cluster))
+        .unwrap_or_default();
+    let deployments: Vec<Value> = s
+        .deployments
+        .iter()
+        .map(|d| {
+            let mut v = json!({
+                "id": d.id,
+                "status": d.status,
+                "taskDefinition": d.task_definition_arn,
+                "desiredCount": d.desired_count,
+                "pendingCount": d.pending_count,
+                "runningCount": d.running_count,
+                "createdAt": wire::epoch_seconds(d.created_at_ms),
+                "updatedAt": wire::epoch_seconds(d.updated_at_ms),
+                "launchType": s.launch_type,
+            });
+            if let Some(n) = &d.network_configuration {
+                v["networkConfiguration"] = n.clone();
+            }
+            if let Some(p) = &d.platform_version {
+                v["platformVersion"] = json!(p);
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({
+        "serviceArn": s.arn,
+        "serviceName": s.name,
+        "clusterArn": cluster_arn,
+        "status": s.status.as_str(),
+        "desiredCount": s.desired_count,
+        "runningCount": s.running_count,
+        "pendingCount": s.pending_count,
+        "launchType": s.launch_type,
+        "taskDefinition": s.task_definition_arn,
+        "deploymentConfiguration": {
+            "maximumPercent": s.maximum_percent,
+            "minimumHealthyPercent": s.minimum_healthy_percent,
+        },
+        "deployments": deployments,
+        "events": s.events.iter().map(|e| json!({
+            "id": e.id,
+            "createdAt": wire::epoch_seconds(e.created_at_ms),
+            "message": e.message,
+        })).collect::<Vec<_>>(),
+        "createdAt": wire::epoch_seconds(s.created_at_ms),
+        "createdBy": s.created_by,
+        "schedulingStrategy": s.scheduling_strategy,
+        "loadBalancers": [],
+        "serviceRegistries": [],
+        "placementConstraints": [],
+        "placementStrategy": [],
+    });
+    if let Some(spec) = s.spec.as_object() {
+        for (key, value) in spec {
+            v[key.as_str()] = value.clone();
+        }
+    }
+    if let Some(n) = s.deployments.first().and_then(|d| d.network_configuration.as_ref()) {
+        v["networkConfiguration"] = n.clone();
+    }
+    if with_tags {
+        v["tags"] = json!(wire::tags_to_wire(&s.tags));
+    }
+    v
+}
+
+fn service_outcome(outcome: Outcome) -> Result<Value, ApiError> {
+    match outcome {
+        Outcome::Service(s) => Ok(json!({ "service": service_to_wire(&s, false) })),
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server("unexpected outcome for a service command".into())),
+    }
+}
+
+pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let name = req
+        .service_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("serviceName: is required"))?;
+    if !valid_ecs_name(&name) {
+        return Err(invalid(
+            "serviceName: must be 1 to 255 letters (uppercase and lowercase), numbers, hyphens and underscores",
+        ));
+    }
+    let td = req
+        .task_definition
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("taskDefinition: is required"))?;
+    check_launch_type(req.launch_type.as_deref())?;
+    let daemon = match req.scheduling_strategy.as_deref() {
+        None | Some("REPLICA") => false,
+        Some("DAEMON") => true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "schedulingStrategy: {other} is not one of REPLICA, DAEMON"
+            )))
+        }
+    };
+    if let Some(token) = &req.client_token {
+        if token.is_empty() || token.len() > 32 || !token.is_ascii() {
+            return Err(invalid("clientToken: must be 1 to 32 ASCII characters"));
+        }
+    }
+    let desired = match (daemon, req.desired_count) {
+        (true, Some(_)) => {
+            return Err(invalid(
+                "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+            ))
+        }
+        (_, Some(n)) if n < 0 => return Err(invalid("desiredCount: must not be negative")),
+        (_, n) => n.unwrap_or(0),
+    };
+    let strategies_given = req.placement_strategy.unwrap_or_default();
+    if daemon && !strategies_given.is_empty() {
+        return Err(invalid(
+            "The daemon scheduling strategy does not support placement strategies. Remove the placement strategy and try again",
+        ));
+    }
+    parse_strategies("placementStrategy", &strategies_given)?;
+    let config = req.deployment_configuration.unwrap_or_default();
+    let (default_max, default_min) = if daemon { (100, 0) } else { (200, 100) };
+    let maximum_percent = config.maximum_percent.unwrap_or(default_max);
+    let minimum_healthy_percent = config.minimum_healthy_percent.unwrap_or(default_min);
+    check_deployment_configuration(daemon, maximum_percent, minimum_healthy_percent)?;
+    let load_balancers = req.load_balancers.unwrap_or_default();
+    if load_balancers.len() > 1 {
+        return Err(invalid("loadBalancers: a service can have at most one load balancer"));
+    }
+    check_grace(req.health_check_grace_period_seconds, !load_balancers.is_empty())?;
+    check_network(req.network_configuration.as_ref())?;
+    match req.propagate_tags.as_deref() {
+        None | Some("TASK_DEFINITION") | Some("SERVICE") | Some("NONE") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "propagateTags: {other} is not one of TASK_DEFINITION, SERVICE, NONE"
+            )))
+        }
+    }
+    let tags = wire::tags_from_wire("tags", req.tags)?;
+    let constraints_given = req.placement_constraints.unwrap_or_default();
+    let view = ctx.read_view().await?;
+    if state::get_cluster(view, &cluster)?
+        .filter(|c| c.status == crate::model::ClusterStatus::Active)
+        .is_none()
+    {
+        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+    }
+    let definition = resolve_task_definition(ctx, view, &td)?;
+    let from_definition: Vec<Value> = definition
+        .body
+        .get("placementConstraints")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    parse_constraints("placementConstraints", &constraints_given, &from_definition)?;
+    let mut spec = Map::new();
+    spec.insert("loadBalancers".into(), json!(load_balancers));
+    spec.insert(
+        "serviceRegistries".into(),
+        json!(req.service_registries.unwrap_or_default()),
+    );
+    spec.insert(
+        "placementConstraints".into(),
+        json!(echo_constraints(&constraints_given)),
+    );
+    spec.insert("placementStrategy".into(), json!(echo_strategies(&strategies_given)));
+    if let Some(role) = req.role {
+        spec.insert("roleArn".into(), json!(role));
+    }
+    if let Some(grace) = req.health_check_grace_period_seconds {
+        spec.insert("healthCheckGracePeriodSeconds".into(), json!(grace));
+    }
+    if let Some(enable) = req.enable_ecs_managed_tags {
+        spec.insert("enableECSManagedTags".into(), json!(enable));
+    }
+    if let Some(propagate) = req.propagate_tags {
+        spec.insert("propagateTags".into(), json!(propagate));
+    }
+    let scope = &ctx.state.scope;
+    let creation = Creation {
+        cluster,
+        name,
+        task_definition_family: definition.family.clone(),
+        task_definition_revision: definition.revision,
+        task_definition_arn: definition.arn.clone(),
+        desired_count: desired,
+        daemon,
+        maximum_percent,
+        minimum_healthy_percent,
+        spec: Value::Object(spec),
+        network_configuration: req.network_configuration.map(Value::Object),
+        platform_version: req.platform_version,
+        client_token: req.client_token.clone(),
+        request_digest: format!("{:016x}", ctx.body_digest),
+        tags,
+        principal: scope.root_principal(),
+        root: scope.root_principal(),
+        arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
+    };
+    let command = Command::CreateService(Box::new(creation));
+    let outcome = match req.client_token.as_deref() {
+        Some(token) => ctx.propose_idempotent("CreateService", token, command).await?,
+        None => ctx.propose(command).await?,
+    };
+    service_outcome(outcome)
+}
+
+/// The bounds of `deploymentConfiguration`: REPLICA needs 0 ≤ minimum ≤ 100 ≤ maximum; DAEMON
+/// needs maximum 100.
+fn check_deployment_configuration(daemon: bool, maximum: i64, minimum: i64) -> Result<(), ApiError> {
+    if !(0..=100).contains(&minimum) {
+        return Err(invalid(
+            "deploymentConfiguration.minimumHealthyPercent: must be between 0 and 100",
+        ));
+    }
+    if daemon && maximum != 100 {
+        return Err(invalid(
+            "deploymentConfiguration.maximumPercent: must be 100 for the DAEMON scheduling strategy",
+        ));
+    }
+    if !(100..=2000).contains(&maximum) {
+        return Err(invalid(
+            "deploymentConfiguration.maximumPercent: must be between 100 and 2000",
+        ));
+    }
+    Ok(())
+}
+
+/// The cluster and service name a request names (`service` is required).
+fn one_service(ctx: &Ctx<'_>, req: &ServiceRequest) -> Result<(String, String), ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let given = req
+        .service
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("service: is required"))?;
+    let name = ctx
+        .state
+        .scope
+        .service_name(&cluster, given)
+        .filter(|n| valid_ecs_name(n))
+        .ok_or_else(|| ApiError::ServiceNotFound("Service not found.".into()))?
+        .to_string();
+    Ok((cluster, name))
+}
+
+pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    let (cluster, name) = one_service(ctx, &req)?;
+    if req.desired_count.is_some_and(|n| n < 0) {
+        return Err(invalid("desiredCount: must not be negative"));
+    }
+    check_network(req.network_configuration.as_ref())?;
+    if let Some(g) = req.health_check_grace_period_seconds {
+        if !(0..=MAX_GRACE_SECONDS).contains(&g) {
+            return Err(invalid(format!(
+                "healthCheckGracePeriodSeconds: must be between 0 and {MAX_GRACE_SECONDS}"
+            )));
+        }
+    }
+    let view = ctx.read_view().await?;
+    if state::get_cluster(view, &cluster)?
+        .filter(|c| c.status == crate::model::ClusterStatus::Active)
+        .is_none()
+    {
+        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+    }
+    let current =
+        svcs::get(view, &cluster, &name)?.ok_or_else(|| ApiError::ServiceNotFound("Service not found.".into()))?;
+    if current.status != ServiceStatus::Active {
+        return Err(ApiError::ServiceNotActive("Service was not ACTIVE.".into()));
+    }
+    let daemon = current.scheduling_strategy == "DAEMON";
+    if daemon && req.desired_count.is_some() {
+        return Err(invalid(
+            "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+        ));
+    }
+    let deployment_configuration = match req.deployment_configuration {
+        Some(c) => {
+            let max = c.maximum_percent.unwrap_or(current.maximum_percent);
+            let min = c.minimum_healthy_percent.unwrap_or(current.minimum_healthy_percent);
+            check_deployment_configuration(daemon, max, min)?;
+            Some((c.maximum_percent, c.minimum_healthy_percent))
+        }
+        None => None,
+    };
+    if req.health_check_grace_period_seconds.is_some()
+        && current
+            .spec
+            .get("loadBalancers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
+        return Err(invalid(
+            "Health check grace period is only valid for services configured to use load balancers",
+        ));
+    }
+    let task_definition = match req.task_definition.as_deref().filter(|t| !t.is_empty()) {
+        Some(td) => {
+            let d = resolve_task_definition(ctx, view, td)?;
+            Some((d.family, d.revision, d.arn))
+        }
+        None => None,
+    };
+    let update = Update {
+        cluster,
+        name,
+        desired_count: req.desired_count,
+        task_definition,
+        deployment_configuration,
+        network_configuration: req.network_configuration.map(Value::Object),
+        platform_version: req.platform_version,
+        force_new_deployment: req.force_new_deployment.unwrap_or(false),
+        health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+    };
+    service_outcome(ctx.propose(Command::UpdateService(Box::new(update))).await?)
+}
+
+pub async fn delete_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    let (cluster, name) = one_service(ctx, &req)?;
+    let command = Command::DeleteService {
+        cluster,
+        name,
+        force: req.force.unwrap_or(false),
+    };
+    service_outcome(ctx.propose(command).await?)
+}
+
+pub async fn describe_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let given = wire::describe_ids("services", req.services, MAX_DESCRIBE)?;
+    let with_tags = wire::include_tags(req.include, &[])?;
+    let view = ctx.cluster_view(&cluster).await?;
+    let mut services = Vec::new();
+    let mut failures = Vec::new();
+    for g in given {
+        let found = match ctx.state.scope.service_name(&cluster, &g) {
+            Some(name) => svcs::get(view, &cluster, name)?,
+            None => None,
+        };
+        match found {
+            Some(s) => services.push(service_to_wire(&s, with_tags)),
+            None => {
+                let arn = if g.starts_with("arn:") {
+                    g
+                } else {
+                    format!(
+                        "arn:aws:ecs:{}:{}:service/{g}",
+                        ctx.state.scope.region, ctx.state.scope.account_id
+                    )
+                };
+                failures.push(wire::missing(arn))
+            }
+        }
+    }
+    Ok(json!({ "services": services, "failures": failures }))
+}
+
+pub async fn list_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let limit = wire::max_results(req.max_results, LIST_MAX, LIST_DEFAULT)?;
+    match req.launch_type.as_deref() {
+        None | Some("EC2") | Some("FARGATE") | Some("EXTERNAL") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "launchType: {other} is not one of EC2, FARGATE, EXTERNAL"
+            )))
+        }
+    }
+    match req.scheduling_strategy.as_deref() {
+        None | Some("REPLICA") | Some("DAEMON") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "schedulingStrategy: {other} is not one of REPLICA, DAEMON"
+            )))
+        }
+    }
+    let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Some(wire::decode_token("services", token)?),
+        None => None,
+    };
+    let view = ctx.cluster_view(&cluster).await?;
+    let matching: Vec<Service> = svcs::all(view, &cluster)?
+        .into_iter()
+        .filter(|s| s.status == ServiceStatus::Active)
+        .filter(|s| req.launch_type.as_ref().is_none_or(|l| s.launch_type == *l))
+        .filter(|s| {
+            req.scheduling_strategy
+                .as_ref()
+                .is_none_or(|l| s.scheduling_strategy == *l)
+        })
+        .filter(|s| after.as_ref().is_none_or(|a| s.name > *a))
+        .collect();
+    Ok(wire::page(
+        &matching,
+        limit,
+        "serviceArns",
+        "services",
+        |s| &s.arn,
+        |s| &s.name,
+    ))
+}

@@ -1,0 +1,927 @@
+//! RunTask, StartTask, StopTask, DescribeTasks, ListTasks, SubmitTaskStateChange and
+//! SubmitContainerStateChange.
+//!
+//! RunTask and StartTask plan placements from a linearizable read of the cluster; `apply`
+//! re-checks each one, so concurrent launches can never over-commit an instance.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::container_instances::cluster_name;
+use super::wire::{self, Failure, TagWire};
+use super::{ApiError, Ctx};
+use crate::model::{Attribute, InstanceStatus, NetworkBinding, Reservation, Task, TaskDefinition, TaskStatus};
+use crate::placement::{self, Strategy};
+use crate::state::tasks::{ContainerChange, ContainerSpec, Launch, NewTask, StateChange};
+use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
+
+const MAX_COUNT: i64 = 10;
+const MAX_START_INSTANCES: usize = 10;
+const MAX_DESCRIBE: usize = 100;
+const LIST_MAX: usize = 100;
+const MAX_CONSTRAINTS: usize = 10;
+const MAX_STRATEGIES: usize = 5;
+const MAX_OVERRIDES_CHARS: usize = 8192;
+const NOT_FOUND_TD: &str = "Unable to describe task definition.";
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter(message.into())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementConstraintWire {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub expression: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStrategyWire {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTaskRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    task_definition: Option<String>,
+    #[serde(default)]
+    overrides: Option<Map<String, Value>>,
+    #[serde(default)]
+    count: Option<i64>,
+    #[serde(default)]
+    started_by: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    placement_constraints: Option<Vec<PlacementConstraintWire>>,
+    #[serde(default)]
+    placement_strategy: Option<Vec<PlacementStrategyWire>>,
+    #[serde(default)]
+    launch_type: Option<String>,
+    #[serde(default)]
+    container_instances: Option<Vec<String>>,
+    #[serde(default)]
+    tags: Option<Vec<TagWire>>,
+    #[serde(default)]
+    client_token: Option<String>,
+}
+
+/// Validates a request's launch type: only EC2 runs here.
+pub(super) fn check_launch_type(launch_type: Option<&str>) -> Result<(), ApiError> {
+    match launch_type {
+        None | Some("EC2") => Ok(()),
+        Some(other @ ("FARGATE" | "EXTERNAL")) => Err(invalid(format!(
+            "launchType: {other} is not supported by this cluster; use EC2"
+        ))),
+        Some(other) => Err(invalid(format!(
+            "launchType: {other} is not one of EC2, FARGATE, EXTERNAL"
+        ))),
+    }
+}
+
+/// `startedBy`: up to 36 letters, digits, hyphens and underscores.
+fn check_started_by(started_by: Option<&str>) -> Result<(), ApiError> {
+    match started_by {
+        Some(s) if s.len() > 36 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => Err(
+            invalid("startedBy: must be up to 36 letters (uppercase and lowercase), numbers, hyphens and underscores"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves `family`, `family:revision` or an ARN; a bare family is its latest ACTIVE revision.
+pub(super) fn resolve_task_definition(
+    ctx: &Ctx<'_>,
+    view: &dyn state::KvRead,
+    id: &str,
+) -> Result<TaskDefinition, ApiError> {
+    let Some((family, revision)) = ctx.state.scope.task_definition_ref(id) else {
+        return Err(ApiError::Client(NOT_FOUND_TD.into()));
+    };
+    let found = match revision {
+        Some(r) => tds::get(view, family, r)?,
+        None => tds::latest_active(view, family)?,
+    };
+    let definition = found.ok_or_else(|| ApiError::Client(NOT_FOUND_TD.into()))?;
+    if definition.status != crate::model::TaskDefinitionStatus::Active {
+        return Err(ApiError::Client("TaskDefinition is inactive".into()));
+    }
+    Ok(definition)
+}
+
+/// Parsed placement constraints: whether `distinctInstance` is asked for, and the `memberOf`
+/// expressions (validated, as text).
+pub(super) fn parse_constraints(
+    field: &str,
+    given: &[PlacementConstraintWire],
+    from_definition: &[Value],
+) -> Result<(bool, Vec<String>), ApiError> {
+    if given.len() + from_definition.len() > MAX_CONSTRAINTS {
+        return Err(invalid(format!(
+            "{field}: at most {MAX_CONSTRAINTS} placement constraints are allowed, counting the task definition's"
+        )));
+    }
+    let mut distinct = false;
+    let mut member_of = Vec::new();
+    for (i, c) in given.iter().enumerate() {
+        match (c.kind.as_deref(), c.expression.clone().filter(|e| !e.is_empty())) {
+            (Some("distinctInstance"), None) => distinct = true,
+            (Some("distinctInstance"), Some(_)) => {
+                return Err(invalid(format!(
+                    "{field}[{i}].expression: distinctInstance takes no expression"
+                )))
+            }
+            (Some("memberOf"), Some(e)) => {
+                if e.len() > 2000 {
+                    return Err(invalid(format!("{field}[{i}].expression: at most 2000 characters")));
+                }
+                crate::cql::parse(&e).map_err(|err| invalid(format!("{field}[{i}].expression: {err}")))?;
+                member_of.push(e);
+            }
+            (Some("memberOf"), None) => {
+                return Err(invalid(format!(
+                    "{field}[{i}].expression: memberOf needs an expression"
+                )))
+            }
+            (other, _) => {
+                return Err(invalid(format!(
+                    "{field}[{i}].type: {} is not one of distinctInstance, memberOf",
+                    other.unwrap_or("none")
+                )))
+            }
+        }
+    }
+    for c in from_definition {
+        if let Some(e) = c.get("expression").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+            member_of.push(e.to_string());
+        }
+    }
+    Ok((distinct, member_of))
+}
+
+pub(super) fn parse_strategies(field: &str, given: &[PlacementStrategyWire]) -> Result<Vec<Strategy>, ApiError> {
+    if given.len() > MAX_STRATEGIES {
+        return Err(invalid(format!(
+            "{field}: at most {MAX_STRATEGIES} placement strategies are allowed"
+        )));
+    }
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let kind = s.kind.as_deref().unwrap_or_default();
+            Strategy::parse(kind, s.field.as_deref()).map_err(|e| invalid(format!("{field}[{i}]: {e}")))
+        })
+        .collect()
+}
+
+fn int_field(value: Option<&Value>) -> Option<i64> {
+    value.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
+}
+
+/// The containers of `definition` with the overrides applied, what the task reserves, and the
+/// overrides to echo (one entry per container, as ECS answers).
+pub(super) fn containers_and_reservation(
+    definition: &TaskDefinition,
+    overrides: Option<Map<String, Value>>,
+) -> Result<(Vec<ContainerSpec>, Reservation, Value), ApiError> {
+    let mut overrides = overrides.unwrap_or_default();
+    let given: Vec<Value> = match overrides.remove("containerOverrides") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(ApiError::Serialization(
+                "overrides.containerOverrides: expected a list".into(),
+            ))
+        }
+    };
+    let body = &definition.body;
+    let defs: Vec<&Value> = body
+        .get("containerDefinitions")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    for (i, o) in given.iter().enumerate() {
+        let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !defs.iter().any(|d| d.get("name").and_then(Value::as_str) == Some(name)) {
+            return Err(invalid(format!(
+                "overrides.containerOverrides[{i}].name: {name} is not a container of the task definition"
+            )));
+        }
+        for key in ["cpu", "memory", "memoryReservation"] {
+            if o.get(key)
+                .is_some_and(|v| !v.is_null() && v.as_i64().is_none_or(|n| n < 0))
+            {
+                return Err(invalid(format!(
+                    "overrides.containerOverrides[{i}].{key}: must be a non-negative integer"
+                )));
+            }
+        }
+    }
+    let network_mode = body.get("networkMode").and_then(Value::as_str).unwrap_or("bridge");
+    let mut reservation = Reservation::default();
+    let mut specs = Vec::new();
+    let mut echoed = Vec::new();
+    for d in defs {
+        let name = d.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let o = given
+            .iter()
+            .find(|o| o.get("name").and_then(Value::as_str) == Some(&name));
+        let pick = |key: &str| int_field(o.and_then(|o| o.get(key)).filter(|v| !v.is_null())).or(int_field(d.get(key)));
+        let (cpu, memory, memory_reservation) = (pick("cpu"), pick("memory"), pick("memoryReservation"));
+        reservation.cpu += cpu.unwrap_or(0);
+        reservation.memory += memory_reservation.or(memory).unwrap_or(0);
+        for m in d.get("portMappings").and_then(Value::as_array).into_iter().flatten() {
+            let container_port = int_field(m.get("containerPort")).unwrap_or(0);
+            let host_port = match network_mode {
+                "host" => int_field(m.get("hostPort")).unwrap_or(container_port),
+                _ => int_field(m.get("hostPort")).unwrap_or(0),
+            };
+            if let Ok(port) = u16::try_from(host_port) {
+                if port != 0 {
+                    let udp = m.get("protocol").and_then(Value::as_str) == Some("udp");
+                    let set = if udp {
+                        &mut reservation.ports_udp
+                    } else {
+                        &mut reservation.ports
+                    };
+                    if !set.contains(&port) {
+                        set.push(port);
+                    }
+                }
+            }
+        }
+        specs.push(ContainerSpec {
+            name: name.clone(),
+            cpu: cpu.map(|c| c.to_string()),
+            memory: memory.map(|m| m.to_string()),
+            memory_reservation: memory_reservation.map(|m| m.to_string()),
+            health_check: d.get("healthCheck").is_some_and(|h| !h.is_null()),
+        });
+        echoed.push(o.cloned().unwrap_or_else(|| json!({ "name": name })));
+    }
+    // Task-level sizes take precedence over the containers'.
+    if let Some(cpu) = int_field(body.get("cpu")) {
+        reservation.cpu = cpu;
+    }
+    if let Some(memory) = int_field(body.get("memory")) {
+        reservation.memory = memory;
+    }
+    overrides.insert("containerOverrides".into(), Value::Array(echoed));
+    overrides
+        .entry("inferenceAcceleratorOverrides")
+        .or_insert_with(|| json!([]));
+    Ok((specs, reservation, Value::Object(overrides)))
+}
+
+/// The task definition's `requiresAttributes`.
+fn required_attributes(definition: &TaskDefinition) -> Vec<Attribute> {
+    definition
+        .body
+        .get("requiresAttributes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            Some(Attribute {
+                name: a.get("name")?.as_str()?.to_string(),
+                value: a.get("value").and_then(Value::as_str).map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+fn definition_constraints(definition: &TaskDefinition) -> Vec<Value> {
+    definition
+        .body
+        .get("placementConstraints")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn task_to_wire(t: &Task, with_tags: bool) -> Value {
+    let containers: Vec<Value> = t
+        .containers
+        .iter()
+        .map(|c| {
+            let mut v = json!({
+                "containerArn": c.arn,
+                "taskArn": t.arn,
+                "name": c.name,
+                "lastStatus": c.last_status.as_str(),
+                "networkBindings": c.network_bindings.iter().map(|b| json!({
+                    "bindIP": b.bind_ip,
+                    "containerPort": b.container_port,
+                    "hostPort": b.host_port,
+                    "protocol": b.protocol,
+                })).collect::<Vec<_>>(),
+                "networkInterfaces": [],
+                "healthStatus": c.health_status.as_deref().unwrap_or("UNKNOWN"),
+            });
+            for (key, value) in [
+                ("cpu", &c.cpu),
+                ("memory", &c.memory),
+                ("memoryReservation", &c.memory_reservation),
+                ("reason", &c.reason),
+                ("runtimeId", &c.runtime_id),
+            ] {
+                if let Some(value) = value {
+                    v[key] = json!(value);
+                }
+            }
+            if let Some(code) = c.exit_code {
+                v["exitCode"] = json!(code);
+            }
+            v
+        })
+        .collect();
+    let cluster_arn = t
+        .arn
+        .split_once(":task/")
+        .map(|(prefix, _)| format!("{prefix}:cluster/{}", t.cluster))
+        .unwrap_or_default();
+    let mut v = json!({
+        "taskArn": t.arn,
+        "clusterArn": cluster_arn,
+        "taskDefinitionArn": t.task_definition_arn,
+        "containerInstanceArn": t.container_instance_arn,
+        "overrides": t.overrides,
+        "lastStatus": t.last_status.as_str(),
+        "desiredStatus": t.desired_status.as_str(),
+        "containers": containers,
+        "version": t.version,
+        "createdAt": wire::epoch_seconds(t.created_at_ms),
+        "group": t.group,
+        "launchType": t.launch_type,
+        "attachments": [],
+        "healthStatus": "UNKNOWN",
+    });
+    for (key, value) in [
+        ("cpu", &t.cpu),
+        ("memory", &t.memory),
+        ("startedBy", &t.started_by),
+        ("stoppedReason", &t.stopped_reason),
+        ("stopCode", &t.stop_code),
+    ] {
+        if let Some(value) = value {
+            v[key] = json!(value);
+        }
+    }
+    if let Some(deployment) = &t.deployment_id {
+        v["startedBy"] = json!(deployment);
+    }
+    for (key, value) in [
+        ("startedAt", t.started_at_ms),
+        ("stoppingAt", t.stopping_at_ms),
+        ("stoppedAt", t.stopped_at_ms),
+        ("executionStoppedAt", t.execution_stopped_at_ms),
+        ("pullStartedAt", t.pull_started_at_ms),
+        ("pullStoppedAt", t.pull_stopped_at_ms),
+    ] {
+        if let Some(ms) = value {
+            v[key] = wire::epoch_seconds(ms);
+        }
+    }
+    if with_tags {
+        v["tags"] = json!(wire::tags_to_wire(&t.tags));
+    }
+    v
+}
+
+fn failures_to_wire(failures: Vec<(String, String)>) -> Vec<Failure> {
+    failures
+        .into_iter()
+        .map(|(arn, reason)| Failure { arn, reason })
+        .collect()
+}
+
+fn tasks_outcome(outcome: Outcome) -> Result<Value, ApiError> {
+    match outcome {
+        Outcome::Tasks { tasks, failures } => Ok(json!({
+            "tasks": tasks.iter().map(|t| task_to_wire(t, false)).collect::<Vec<_>>(),
+            "failures": failures_to_wire(failures),
+        })),
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server("unexpected outcome for a task launch".into())),
+    }
+}
+
+fn new_task(instance_id: &str, containers: usize) -> NewTask {
+    NewTask {
+        instance_id: instance_id.to_string(),
+        uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
+        container_uuids: (0..containers)
+            .map(|_| uuid::Uuid::new_v4().hyphenated().to_string())
+            .collect(),
+    }
+}
+
+/// What RunTask and StartTask share: validation of the common fields and the launch template.
+struct Common {
+    cluster: String,
+    launch: Launch,
+}
+
+fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> Result<Common, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let id = req
+        .task_definition
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("taskDefinition: is required"))?;
+    check_launch_type(req.launch_type.as_deref())?;
+    check_started_by(req.started_by.as_deref())?;
+    if let Some(group) = &req.group {
+        if group.is_empty() || group.len() > 255 {
+            return Err(invalid("group: must be 1 to 255 characters"));
+        }
+    }
+    let overrides_len = req
+        .overrides
+        .as_ref()
+        .map_or(0, |o| serde_json::to_string(o).map_or(0, |s| s.len()));
+    if overrides_len > MAX_OVERRIDES_CHARS {
+        return Err(invalid(format!(
+            "overrides: at most {MAX_OVERRIDES_CHARS} characters of JSON are allowed"
+        )));
+    }
+    let tags = wire::tags_from_wire("tags", req.tags.take())?;
+    if state::get_cluster(view, &cluster)?
+        .filter(|c| c.status == crate::model::ClusterStatus::Active)
+        .is_none()
+    {
+        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+    }
+    let definition = resolve_task_definition(ctx, view, &id)?;
+    let (containers, reservation, overrides) = containers_and_reservation(&definition, req.overrides.take())?;
+    let scope = &ctx.state.scope;
+    let launch = Launch {
+        cluster: cluster.clone(),
+        task_definition_family: definition.family.clone(),
+        task_definition_revision: definition.revision,
+        task_definition_arn: definition.arn.clone(),
+        reservation,
+        requires_attributes: required_attributes(&definition),
+        group: req
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", definition.family)),
+        distinct_instance: false,
+        member_of: Vec::new(),
+        started_by: req.started_by.clone(),
+        overrides,
+        containers,
+        cpu: definition.body.get("cpu").and_then(Value::as_str).map(str::to_string),
+        memory: definition
+            .body
+            .get("memory")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        tags,
+        service: None,
+        principal: scope.root_principal(),
+        root: scope.root_principal(),
+        arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
+        tasks: Vec::new(),
+        failures: Vec::new(),
+    };
+    Ok(Common { cluster, launch })
+}
+
+/// Proposes `launch`, keyed by the client token when there is one so a retry applies once.
+async fn propose_launch(ctx: &Ctx<'_>, launch: Launch, client_token: Option<&str>) -> Result<Value, ApiError> {
+    let command = Command::LaunchTasks(Box::new(launch));
+    let outcome = match client_token {
+        Some(token) => ctx.propose_idempotent("RunTask", token, command).await?,
+        None => ctx.propose(command).await?,
+    };
+    tasks_outcome(outcome)
+}
+
+pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, ApiError> {
+    let count = req.count.unwrap_or(1);
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(invalid(format!("count: must be between 1 and {MAX_COUNT}")));
+    }
+    if let Some(token) = &req.client_token {
+        if token.is_empty() || token.len() > 64 || !token.is_ascii() {
+            return Err(invalid("clientToken: must be 1 to 64 ASCII characters"));
+        }
+    }
+    let strategies = parse_strategies("placementStrategy", &req.placement_strategy.take().unwrap_or_default())?;
+    let view = ctx.read_view().await?;
+    let Common { cluster, mut launch } = common(ctx, view, &mut req)?;
+    let definition = tds::get(view, &launch.task_definition_family, launch.task_definition_revision)?
+        .ok_or_else(|| ApiError::Client(NOT_FOUND_TD.into()))?;
+    let (distinct, member_of) = parse_constraints(
+        "placementConstraints",
+        &req.placement_constraints.take().unwrap_or_default(),
+        &definition_constraints(&definition),
+    )?;
+    let instances = cis::all(view, &cluster)?;
+    if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
+        return Err(invalid("No Container Instances were found in your cluster."));
+    }
+    let parsed: Vec<crate::cql::Expr> = member_of.iter().filter_map(|e| crate::cql::parse(e).ok()).collect();
+    let plan = placement::place(
+        &instances,
+        &placement::Request {
+            reservation: &launch.reservation,
+            count: count as usize,
+            group: &launch.group,
+            distinct_instance: distinct,
+            member_of: &parsed,
+            requires_attributes: &launch.requires_attributes,
+            strategies: &strategies,
+            seed: rand::random(),
+        },
+    );
+    launch.distinct_instance = distinct;
+    launch.member_of = member_of;
+    launch.tasks = plan
+        .placements
+        .iter()
+        .map(|id| new_task(id, launch.containers.len()))
+        .collect();
+    launch.failures = plan.failures;
+    propose_launch(ctx, launch, req.client_token.as_deref()).await
+}
+
+pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, ApiError> {
+    let given = req.container_instances.take().unwrap_or_default();
+    if given.is_empty() || given.len() > MAX_START_INSTANCES {
+        return Err(invalid(format!(
+            "containerInstances: give 1 to {MAX_START_INSTANCES} container instances"
+        )));
+    }
+    let view = ctx.read_view().await?;
+    let Common { cluster, mut launch } = common(ctx, view, &mut req)?;
+    let definition = tds::get(view, &launch.task_definition_family, launch.task_definition_revision)?
+        .ok_or_else(|| ApiError::Client(NOT_FOUND_TD.into()))?;
+    let (_, member_of) = parse_constraints("placementConstraints", &[], &definition_constraints(&definition))?;
+    launch.member_of = member_of;
+    for g in given {
+        let found = match ctx.state.scope.container_instance_id(&cluster, &g) {
+            Some(id) => cis::get(view, &cluster, id)?,
+            None => None,
+        };
+        match found {
+            None => launch.failures.push((g, "MISSING".into())),
+            Some(i) if i.status == InstanceStatus::Inactive => launch.failures.push((i.arn, "INACTIVE".into())),
+            Some(i) => launch.tasks.push(new_task(&i.id, launch.containers.len())),
+        }
+    }
+    propose_launch(ctx, launch, None).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TasksRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    tasks: Option<Vec<String>>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    container_instance: Option<String>,
+    #[serde(default)]
+    family: Option<String>,
+    #[serde(default)]
+    started_by: Option<String>,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    desired_status: Option<String>,
+    #[serde(default)]
+    launch_type: Option<String>,
+    #[serde(default)]
+    max_results: Option<i64>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+/// The cluster and task ID a request names (`task` is required).
+fn one_task(ctx: &Ctx<'_>, cluster: Option<&str>, task: Option<&str>) -> Result<(String, String), ApiError> {
+    let cluster = cluster_name(ctx, cluster)?;
+    let given = task
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("task: is required"))?;
+    let id = ctx
+        .state
+        .scope
+        .task_id(&cluster, given)
+        .ok_or_else(|| invalid("The referenced task was not found."))?
+        .to_string();
+    Ok((cluster, id))
+}
+
+pub async fn stop_task(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiError> {
+    let (cluster, id) = one_task(ctx, req.cluster.as_deref(), req.task.as_deref())?;
+    if req.reason.as_ref().is_some_and(|r| r.chars().count() > 255) {
+        return Err(invalid("reason: must be at most 255 characters"));
+    }
+    let outcome = ctx
+        .propose(Command::StopTask {
+            cluster,
+            id,
+            reason: req.reason.filter(|r| !r.is_empty()),
+        })
+        .await?;
+    match outcome {
+        Outcome::Task(t) => Ok(json!({ "task": task_to_wire(&t, false) })),
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server("unexpected outcome for StopTask".into())),
+    }
+}
+
+pub async fn describe_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let given = wire::describe_ids("tasks", req.tasks, MAX_DESCRIBE)?;
+    let with_tags = wire::include_tags(req.include, &[])?;
+    let view = ctx.cluster_view(&cluster).await?;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for g in given {
+        let found = match ctx.state.scope.task_id(&cluster, &g) {
+            Some(id) => tasks::get(view, &cluster, id)?,
+            None => None,
+        };
+        match found {
+            Some(t) => out.push(task_to_wire(&t, with_tags)),
+            None => failures.push(wire::missing(g)),
+        }
+    }
+    Ok(json!({ "tasks": out, "failures": failures }))
+}
+
+pub async fn list_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(ctx, req.cluster.as_deref())?;
+    let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
+    let desired = match req.desired_status.as_deref() {
+        None | Some("RUNNING") => TaskStatus::Running,
+        Some("PENDING") => TaskStatus::Pending,
+        Some("STOPPED") => TaskStatus::Stopped,
+        Some(other) => {
+            return Err(invalid(format!(
+                "desiredStatus: {other} is not one of RUNNING, PENDING, STOPPED"
+            )))
+        }
+    };
+    match req.launch_type.as_deref() {
+        None | Some("EC2") | Some("FARGATE") | Some("EXTERNAL") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "launchType: {other} is not one of EC2, FARGATE, EXTERNAL"
+            )))
+        }
+    }
+    let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Some(wire::decode_token("tasks", token)?),
+        None => None,
+    };
+    let instance = match req.container_instance.as_deref().filter(|c| !c.is_empty()) {
+        Some(given) => Some(
+            ctx.state
+                .scope
+                .container_instance_id(&cluster, given)
+                .map(str::to_string)
+                .ok_or_else(|| invalid("containerInstance: is not an instance of this cluster"))?,
+        ),
+        None => None,
+    };
+    let view = ctx.cluster_view(&cluster).await?;
+    let service = match req.service_name.as_deref().filter(|s| !s.is_empty()) {
+        Some(given) => {
+            let name = ctx.state.scope.service_name(&cluster, given);
+            let found = match name {
+                Some(n) => state::services::get(view, &cluster, n)?,
+                None => None,
+            };
+            Some(
+                found
+                    .ok_or_else(|| ApiError::ServiceNotFound("Service not found.".into()))?
+                    .name,
+            )
+        }
+        None => None,
+    };
+    // ECS never sets desiredStatus PENDING: that filter is always empty.
+    let matching: Vec<Task> = if desired == TaskStatus::Pending {
+        Vec::new()
+    } else {
+        tasks::all(view, &cluster)?
+            .into_iter()
+            .filter(|t| t.desired_status == desired)
+            .filter(|t| req.family.as_ref().is_none_or(|f| t.family == *f))
+            .filter(|t| req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s)))
+            .filter(|t| instance.as_ref().is_none_or(|i| t.container_instance_id == *i))
+            .filter(|t| service.as_ref().is_none_or(|s| t.service.as_ref() == Some(s)))
+            .filter(|t| req.launch_type.as_ref().is_none_or(|l| t.launch_type == *l))
+            .filter(|t| after.as_ref().is_none_or(|a| t.id > *a))
+            .collect()
+    };
+    Ok(wire::page(&matching, limit, "taskArns", "tasks", |t| &t.arn, |t| &t.id))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkBindingWire {
+    #[serde(default, rename = "bindIP")]
+    bind_ip: Option<String>,
+    #[serde(default)]
+    container_port: Option<i64>,
+    #[serde(default)]
+    host_port: Option<i64>,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateChangeWire {
+    #[serde(default)]
+    container_name: Option<String>,
+    #[serde(default)]
+    runtime_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    exit_code: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    network_bindings: Option<Vec<NetworkBindingWire>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateChangeRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    containers: Option<Vec<ContainerStateChangeWire>>,
+    #[serde(default)]
+    pull_started_at: Option<f64>,
+    #[serde(default)]
+    pull_stopped_at: Option<f64>,
+    #[serde(default)]
+    execution_stopped_at: Option<f64>,
+    // SubmitContainerStateChange's own fields.
+    #[serde(default)]
+    container_name: Option<String>,
+    #[serde(default)]
+    runtime_id: Option<String>,
+    #[serde(default)]
+    exit_code: Option<i64>,
+    #[serde(default)]
+    network_bindings: Option<Vec<NetworkBindingWire>>,
+}
+
+/// Task and container statuses an agent may report. Statuses of later lifecycles are accepted
+/// as the status they imply.
+fn reported_status(field: &str, value: Option<&str>) -> Result<Option<TaskStatus>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some("PENDING" | "PROVISIONING" | "ACTIVATING") => Ok(Some(TaskStatus::Pending)),
+        Some("RUNNING") => Ok(Some(TaskStatus::Running)),
+        Some("STOPPED") => Ok(Some(TaskStatus::Stopped)),
+        // Intermediate stop states: the containers are not gone yet, so nothing changes.
+        Some("DEACTIVATING" | "STOPPING" | "DEPROVISIONING") => Ok(None),
+        Some(other) => Err(invalid(format!(
+            "{field}: {other} is not one of PENDING, RUNNING, STOPPED"
+        ))),
+    }
+}
+
+fn bindings_from_wire(field: &str, bindings: Vec<NetworkBindingWire>) -> Result<Vec<NetworkBinding>, ApiError> {
+    bindings
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let port = |value: Option<i64>, name: &str| {
+                u16::try_from(value.unwrap_or(0))
+                    .map_err(|_| invalid(format!("{field}[{i}].{name}: must be a port number")))
+            };
+            let protocol = b.protocol.unwrap_or_else(|| "tcp".into());
+            if protocol != "tcp" && protocol != "udp" {
+                return Err(invalid(format!(
+                    "{field}[{i}].protocol: {protocol} is not one of tcp, udp"
+                )));
+            }
+            Ok(NetworkBinding {
+                bind_ip: b.bind_ip.unwrap_or_else(|| "0.0.0.0".into()),
+                container_port: port(b.container_port, "containerPort")?,
+                host_port: port(b.host_port, "hostPort")?,
+                protocol,
+            })
+        })
+        .collect()
+}
+
+fn reason_ok(field: &str, reason: &Option<String>) -> Result<Option<String>, ApiError> {
+    match reason {
+        Some(r) if r.chars().count() > 255 => Err(invalid(format!("{field}: must be at most 255 characters"))),
+        other => Ok(other.clone().filter(|r| !r.is_empty())),
+    }
+}
+
+fn seconds_to_ms(value: Option<f64>) -> Option<u64> {
+    value
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| (v * 1000.0) as u64)
+}
+
+async fn submit(ctx: &Ctx<'_>, change: StateChange) -> Result<Value, ApiError> {
+    match ctx.propose(Command::TaskStateChange(Box::new(change))).await? {
+        Outcome::Done => Ok(json!({ "acknowledgment": "ACK" })),
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server("unexpected outcome for a state change".into())),
+    }
+}
+
+pub async fn submit_task_state_change(ctx: &Ctx<'_>, req: StateChangeRequest) -> Result<Value, ApiError> {
+    let (cluster, task_id) = one_task(ctx, req.cluster.as_deref(), req.task.as_deref())?;
+    let status = reported_status("status", req.status.as_deref())?;
+    let mut containers = Vec::new();
+    for (i, c) in req.containers.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("containers[{i}]");
+        containers.push(ContainerChange {
+            name: c
+                .container_name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| invalid(format!("{field}.containerName: is required")))?,
+            status: reported_status(&format!("{field}.status"), c.status.as_deref())?,
+            exit_code: c.exit_code,
+            reason: reason_ok(&format!("{field}.reason"), &c.reason)?,
+            network_bindings: c
+                .network_bindings
+                .map(|b| bindings_from_wire(&format!("{field}.networkBindings"), b))
+                .transpose()?,
+            runtime_id: c.runtime_id,
+        });
+    }
+    submit(
+        ctx,
+        StateChange {
+            cluster,
+            task_id,
+            status,
+            reason: reason_ok("reason", &req.reason)?,
+            containers,
+            pull_started_at_ms: seconds_to_ms(req.pull_started_at),
+            pull_stopped_at_ms: seconds_to_ms(req.pull_stopped_at),
+            execution_stopped_at_ms: seconds_to_ms(req.execution_stopped_at),
+        },
+    )
+    .await
+}
+
+pub async fn submit_container_state_change(ctx: &Ctx<'_>, req: StateChangeRequest) -> Result<Value, ApiError> {
+    let (cluster, task_id) = one_task(ctx, req.cluster.as_deref(), req.task.as_deref())?;
+    let name = req
+        .container_name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("containerName: is required"))?;
+    let change = ContainerChange {
+        name,
+        status: reported_status("status", req.status.as_deref())?,
+        exit_code: req.exit_code,
+        reason: reason_ok("reason", &req.reason)?,
+        network_bindings: req
+            .network_bindings
+            .map(|b| bindings_from_wire("networkBindings", b))
+            .transpose()?,
+        runtime_id: req.runtime_id,
+    };
+    submit(
+        ctx,
+        StateChange {
+            cluster,
+            task_id,
+            containers: vec![change],
+            ..Default::default()
+        },
+    )
+    .await
+}

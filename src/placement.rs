@@ -1,0 +1,554 @@
+//! The placement engine: which container instances a task may go to, and in what order.
+//!
+//! Pure: from a view of a cluster's instances and what a task needs, it produces placements and
+//! per-instance failures. It does no I/O, reads no clock, and draws its randomness from the seed
+//! it is given. `apply` re-checks each placement with [`check`], so a placement computed from a
+//! stale view can never over-commit an instance.
+//!
+//! Order of work (`../shared/docs/ecs-semantics.md` §2.3): eligibility and resources, then
+//! constraints, then strategies; tasks of one call are placed one at a time, each seeing the
+//! resources and group counts the earlier ones took.
+
+use std::collections::BTreeMap;
+
+use crate::cql::{self, InstanceFacts};
+use crate::model::{stable_hash, Attribute, ContainerInstance, InstanceStatus, Reservation, Resource};
+
+/// Most reserved ports (TCP and UDP together) an instance may hold.
+pub const MAX_RESERVED_PORTS: usize = 100;
+
+/// A placement strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// Least remaining CPU (or memory) first.
+    Binpack(BinpackField),
+    /// Fewest tasks of the group in the instance's bucket first.
+    Spread(SpreadField),
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinpackField {
+    Cpu,
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpreadField {
+    /// `instanceId` or `host`: each instance is its own bucket.
+    Instance,
+    /// `attribute:<name>`: instances with the same value share a bucket.
+    Attribute(String),
+}
+
+impl Strategy {
+    /// Parses a `{type, field}` pair as the API gives it, with an error naming what is wrong.
+    pub fn parse(kind: &str, field: Option<&str>) -> Result<Strategy, String> {
+        match (kind, field) {
+            ("random", None) => Ok(Strategy::Random),
+            ("random", Some(f)) => Err(format!("the random strategy takes no field, got {f}")),
+            ("binpack", Some(f)) if f.eq_ignore_ascii_case("cpu") => Ok(Strategy::Binpack(BinpackField::Cpu)),
+            ("binpack", Some(f)) if f.eq_ignore_ascii_case("memory") => Ok(Strategy::Binpack(BinpackField::Memory)),
+            ("binpack", f) => Err(format!(
+                "the binpack strategy takes the field cpu or memory, got {}",
+                f.unwrap_or("none")
+            )),
+            ("spread", Some(f)) if f == "instanceId" || f == "host" => Ok(Strategy::Spread(SpreadField::Instance)),
+            ("spread", Some(f)) => match f.strip_prefix("attribute:") {
+                Some(name) if !name.is_empty() => Ok(Strategy::Spread(SpreadField::Attribute(name.to_string()))),
+                _ => Err(format!(
+                    "the spread strategy takes instanceId, host or attribute:<name>, got {f}"
+                )),
+            },
+            ("spread", None) => Err("the spread strategy needs a field".to_string()),
+            (other, _) => Err(format!("{other} is not one of random, spread, binpack")),
+        }
+    }
+}
+
+/// What one placement call asks for.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub reservation: &'a Reservation,
+    pub count: usize,
+    /// The task group: spread counts and `distinctInstance` consider tasks of this group.
+    pub group: &'a str,
+    pub distinct_instance: bool,
+    pub member_of: &'a [cql::Expr],
+    pub requires_attributes: &'a [Attribute],
+    pub strategies: &'a [Strategy],
+    pub seed: u64,
+}
+
+/// The outcome: the instance ID of each placed task, in order, and `(instance ARN, reason)` for
+/// each instance that turned a task away (deduplicated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub placements: Vec<String>,
+    pub failures: Vec<(String, String)>,
+}
+
+/// Why an instance cannot take a task (the reasons of RunTask's `failures`).
+pub mod reason {
+    pub const AGENT: &str = "AGENT";
+    pub const ATTRIBUTE: &str = "ATTRIBUTE";
+    pub const CPU: &str = "RESOURCE:CPU";
+    pub const MEMORY: &str = "RESOURCE:MEMORY";
+    pub const PORTS: &str = "RESOURCE:PORTS";
+    pub const PORTS_UDP: &str = "RESOURCE:PORTS_UDP";
+    pub const DISTINCT_INSTANCE: &str = "DistinctInstance placement constraint unsatisfied.";
+    pub const MEMBER_OF: &str = "MemberOf placement constraint unsatisfied.";
+    pub const DRAINING: &str = "DRAINING";
+    pub const INACTIVE: &str = "INACTIVE";
+}
+
+/// The integer value of resource `name`, or 0.
+pub fn integer(resources: &[Resource], name: &str) -> i64 {
+    resources
+        .iter()
+        .find(|r| r.name == name)
+        .map_or(0, |r| r.integer_value.max(r.long_value).max(r.double_value as i64))
+}
+
+/// The ports of STRINGSET resource `name`.
+pub fn port_set(resources: &[Resource], name: &str) -> Vec<u16> {
+    resources
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.string_set_value.iter().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// What the query language sees of an instance.
+pub fn facts(i: &ContainerInstance) -> InstanceFacts<'_> {
+    InstanceFacts {
+        agent_connected: i.agent_connected,
+        agent_version: i.version_info.get("agentVersion").and_then(serde_json::Value::as_str),
+        ec2_instance_id: &i.ec2_instance_id,
+        registered_at_ms: i.registered_at_ms,
+        running_tasks: i.running_tasks,
+        task_groups: &i.task_groups,
+        attributes: &i.attributes,
+    }
+}
+
+/// The first check `instance` fails for a task, in the documented order: AGENT, ATTRIBUTE,
+/// RESOURCE:CPU, RESOURCE:MEMORY, RESOURCE:PORTS, RESOURCE:PORTS_UDP, then the constraints.
+/// `None` when the task fits. Used by the planner and again by `apply`.
+pub fn check(
+    instance: &ContainerInstance,
+    reservation: &Reservation,
+    requires_attributes: &[Attribute],
+    group: &str,
+    distinct_instance: bool,
+    member_of: &[cql::Expr],
+) -> Option<&'static str> {
+    if instance.status == InstanceStatus::Inactive {
+        return Some(reason::INACTIVE);
+    }
+    if instance.status == InstanceStatus::Draining {
+        return Some(reason::DRAINING);
+    }
+    if !instance.agent_connected {
+        return Some(reason::AGENT);
+    }
+    let has = |want: &Attribute| {
+        instance
+            .attributes
+            .iter()
+            .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
+    };
+    if !requires_attributes.iter().all(has) {
+        return Some(reason::ATTRIBUTE);
+    }
+    let remaining = &instance.remaining_resources;
+    if reservation.cpu > integer(remaining, "CPU") {
+        return Some(reason::CPU);
+    }
+    if reservation.memory > integer(remaining, "MEMORY") {
+        return Some(reason::MEMORY);
+    }
+    let tcp = port_set(remaining, "PORTS");
+    let udp = port_set(remaining, "PORTS_UDP");
+    let reserved_after = tcp.len() + udp.len() + reservation.ports.len() + reservation.ports_udp.len();
+    if reservation.ports.iter().any(|p| tcp.contains(p))
+        || (!reservation.ports.is_empty() && reserved_after > MAX_RESERVED_PORTS)
+    {
+        return Some(reason::PORTS);
+    }
+    if reservation.ports_udp.iter().any(|p| udp.contains(p))
+        || (!reservation.ports_udp.is_empty() && reserved_after > MAX_RESERVED_PORTS)
+    {
+        return Some(reason::PORTS_UDP);
+    }
+    if distinct_instance && instance.task_groups.get(group).is_some_and(|n| *n > 0) {
+        return Some(reason::DISTINCT_INSTANCE);
+    }
+    let f = facts(instance);
+    if !member_of.iter().all(|e| cql::eval(e, &f)) {
+        return Some(reason::MEMBER_OF);
+    }
+    None
+}
+
+/// Takes `reservation` from `instance`: CPU and MEMORY shrink, the PORTS sets grow, the group
+/// count rises.
+pub fn reserve(instance: &mut ContainerInstance, reservation: &Reservation, group: &str) {
+    adjust(&mut instance.remaining_resources, reservation, true);
+    *instance.task_groups.entry(group.to_string()).or_insert(0) += 1;
+}
+
+/// Gives `reservation` back to `instance` (when its task reaches STOPPED).
+pub fn release(instance: &mut ContainerInstance, reservation: &Reservation, group: &str) {
+    adjust(&mut instance.remaining_resources, reservation, false);
+    if let Some(n) = instance.task_groups.get_mut(group) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            instance.task_groups.remove(group);
+        }
+    }
+}
+
+fn adjust(resources: &mut Vec<Resource>, reservation: &Reservation, take: bool) {
+    let sign = if take { -1 } else { 1 };
+    for (name, amount) in [("CPU", reservation.cpu), ("MEMORY", reservation.memory)] {
+        if amount == 0 {
+            continue;
+        }
+        if let Some(r) = resources.iter_mut().find(|r| r.name == name) {
+            r.integer_value += sign * amount;
+            if r.long_value != 0 || r.kind == "LONG" {
+                r.long_value += sign * amount;
+            }
+        }
+    }
+    for (name, ports) in [("PORTS", &reservation.ports), ("PORTS_UDP", &reservation.ports_udp)] {
+        if ports.is_empty() {
+            continue;
+        }
+        let index = match resources.iter().position(|r| r.name == name) {
+            Some(i) => i,
+            None => {
+                resources.push(Resource {
+                    name: name.to_string(),
+                    kind: "STRINGSET".to_string(),
+                    integer_value: 0,
+                    long_value: 0,
+                    double_value: 0.0,
+                    string_set_value: Vec::new(),
+                });
+                resources.len() - 1
+            }
+        };
+        let set = &mut resources[index].string_set_value;
+        for port in ports {
+            let text = port.to_string();
+            if take {
+                if !set.contains(&text) {
+                    set.push(text);
+                }
+            } else {
+                set.retain(|p| *p != text);
+            }
+        }
+    }
+}
+
+/// A deterministic 64-bit mix (splitmix64), for seeded random order.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The value of attribute `name` on `instance` (its spread bucket).
+fn attribute_value<'a>(instance: &'a ContainerInstance, name: &str) -> Option<&'a str> {
+    instance
+        .attributes
+        .iter()
+        .find(|a| a.name == name)
+        .and_then(|a| a.value.as_deref())
+}
+
+/// Places up to `request.count` tasks on `instances` (a cluster's instances, in any order).
+pub fn place(instances: &[ContainerInstance], request: &Request<'_>) -> Plan {
+    let mut view: Vec<ContainerInstance> = instances.to_vec();
+    // Deterministic base order, whatever order the caller used.
+    view.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut plan = Plan::default();
+    let mut failed: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for n in 0..request.count {
+        let mut eligible = Vec::new();
+        for (i, instance) in view.iter().enumerate() {
+            if instance.status != InstanceStatus::Active {
+                continue;
+            }
+            match check(
+                instance,
+                request.reservation,
+                request.requires_attributes,
+                request.group,
+                request.distinct_instance,
+                request.member_of,
+            ) {
+                None => eligible.push(i),
+                Some(why) => {
+                    failed.insert((instance.arn.clone(), why.to_string()), ());
+                }
+            }
+        }
+        let Some(best) = choose(&view, &eligible, request, n as u64) else {
+            continue;
+        };
+        let chosen = &mut view[best];
+        reserve(chosen, request.reservation, request.group);
+        chosen.pending_tasks += 1;
+        plan.placements.push(chosen.id.clone());
+    }
+    if plan.placements.len() < request.count {
+        plan.failures = failed.into_keys().collect();
+    }
+    plan
+}
+
+/// The best of `eligible` by the strategies, in order, then by instance ID.
+fn choose(view: &[ContainerInstance], eligible: &[usize], request: &Request<'_>, n: u64) -> Option<usize> {
+    let strategies: &[Strategy] = if request.strategies.is_empty() {
+        &[Strategy::Random]
+    } else {
+        request.strategies
+    };
+    // Tasks of the group in each attribute bucket, over ACTIVE instances.
+    let bucket_counts = |name: &str| -> BTreeMap<Option<&str>, u64> {
+        let mut counts = BTreeMap::new();
+        for instance in view.iter().filter(|i| i.status == InstanceStatus::Active) {
+            *counts.entry(attribute_value(instance, name)).or_insert(0) +=
+                instance.task_groups.get(request.group).copied().unwrap_or(0);
+        }
+        counts
+    };
+    let counts: Vec<Option<BTreeMap<Option<&str>, u64>>> = strategies
+        .iter()
+        .map(|s| match s {
+            Strategy::Spread(SpreadField::Attribute(name)) => Some(bucket_counts(name)),
+            _ => None,
+        })
+        .collect();
+    let key = |i: usize| -> Vec<u64> {
+        let instance = &view[i];
+        strategies
+            .iter()
+            .zip(&counts)
+            .map(|(s, counts)| match s {
+                Strategy::Binpack(BinpackField::Cpu) => integer(&instance.remaining_resources, "CPU").max(0) as u64,
+                Strategy::Binpack(BinpackField::Memory) => {
+                    integer(&instance.remaining_resources, "MEMORY").max(0) as u64
+                }
+                Strategy::Spread(SpreadField::Instance) => {
+                    instance.task_groups.get(request.group).copied().unwrap_or(0)
+                }
+                Strategy::Spread(SpreadField::Attribute(name)) => counts
+                    .as_ref()
+                    .and_then(|c| c.get(&attribute_value(instance, name)).copied())
+                    .unwrap_or(0),
+                Strategy::Random => mix(request.seed ^ mix(n) ^ stable_hash(instance.id.as_bytes())),
+            })
+            .collect()
+    };
+    eligible
+        .iter()
+        .copied()
+        .min_by(|a, b| key(*a).cmp(&key(*b)).then_with(|| view[*a].id.cmp(&view[*b].id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(name: &str, value: i64) -> Resource {
+        Resource {
+            name: name.into(),
+            kind: "INTEGER".into(),
+            integer_value: value,
+            long_value: 0,
+            double_value: 0.0,
+            string_set_value: vec![],
+        }
+    }
+
+    fn instance(id: &str, cpu: i64, memory: i64, az: &str) -> ContainerInstance {
+        let resources = vec![resource("CPU", cpu), resource("MEMORY", memory)];
+        ContainerInstance {
+            cluster: "c".into(),
+            id: id.into(),
+            arn: format!("arn/{id}"),
+            ec2_instance_id: format!("i-{id}"),
+            status: InstanceStatus::Active,
+            agent_connected: true,
+            registered_resources: resources.clone(),
+            remaining_resources: resources,
+            attributes: vec![Attribute {
+                name: "ecs.availability-zone".into(),
+                value: Some(az.into()),
+            }],
+            version_info: serde_json::json!({}),
+            tags: vec![],
+            registered_at_ms: 0,
+            version: 1,
+            running_tasks: 0,
+            pending_tasks: 0,
+            agent_update_status: None,
+            task_groups: BTreeMap::new(),
+        }
+    }
+
+    fn request<'a>(reservation: &'a Reservation, count: usize, strategies: &'a [Strategy]) -> Request<'a> {
+        Request {
+            reservation,
+            count,
+            group: "family:web",
+            distinct_instance: false,
+            member_of: &[],
+            requires_attributes: &[],
+            strategies,
+            seed: 7,
+        }
+    }
+
+    #[test]
+    fn placement_stops_at_capacity_and_reports_the_resource() {
+        let instances = vec![instance("a", 1024, 1000, "1a")];
+        let r = Reservation {
+            cpu: 0,
+            memory: 300,
+            ..Default::default()
+        };
+        let plan = place(&instances, &request(&r, 10, &[]));
+        assert_eq!(plan.placements, ["a", "a", "a"]);
+        assert_eq!(plan.failures, [("arn/a".to_string(), reason::MEMORY.to_string())]);
+    }
+
+    #[test]
+    fn static_ports_conflict_and_grow_the_ports_set() {
+        let mut a = instance("a", 1024, 1000, "1a");
+        let r = Reservation {
+            ports: vec![80],
+            ..Default::default()
+        };
+        assert_eq!(check(&a, &r, &[], "g", false, &[]), None);
+        reserve(&mut a, &r, "g");
+        assert_eq!(port_set(&a.remaining_resources, "PORTS"), [80]);
+        assert_eq!(check(&a, &r, &[], "g", false, &[]), Some(reason::PORTS));
+        release(&mut a, &r, "g");
+        assert_eq!(check(&a, &r, &[], "g", false, &[]), None);
+        assert!(a.task_groups.is_empty());
+    }
+
+    #[test]
+    fn spread_by_zone_then_instance_puts_one_task_on_each() {
+        let instances = vec![
+            instance("a", 4096, 4096, "1a"),
+            instance("b", 4096, 4096, "1a"),
+            instance("c", 4096, 4096, "1b"),
+            instance("d", 4096, 4096, "1b"),
+        ];
+        let strategies = [
+            Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+            Strategy::Spread(SpreadField::Instance),
+        ];
+        let r = Reservation::default();
+        let mut plan = place(&instances, &request(&r, 4, &strategies)).placements;
+        plan.sort();
+        assert_eq!(plan, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn binpack_prefers_the_fullest_instance_that_fits() {
+        let instances = vec![instance("a", 4096, 4096, "1a"), instance("b", 4096, 1024, "1a")];
+        let strategies = [Strategy::Binpack(BinpackField::Memory)];
+        let r = Reservation {
+            memory: 512,
+            ..Default::default()
+        };
+        let plan = place(&instances, &request(&r, 3, &strategies));
+        assert_eq!(plan.placements, ["b", "b", "a"]);
+    }
+
+    #[test]
+    fn distinct_instance_limits_a_group_to_one_task_per_instance() {
+        let instances = vec![instance("a", 4096, 4096, "1a"), instance("b", 4096, 4096, "1a")];
+        let r = Reservation::default();
+        let mut req = request(&r, 3, &[]);
+        req.distinct_instance = true;
+        let plan = place(&instances, &req);
+        assert_eq!(plan.placements.len(), 2);
+        assert!(plan.failures.iter().all(|(_, why)| why == reason::DISTINCT_INSTANCE));
+    }
+
+    #[test]
+    fn member_of_and_required_attributes_filter_instances() {
+        let instances = vec![instance("a", 4096, 4096, "1a"), instance("b", 4096, 4096, "1b")];
+        let r = Reservation::default();
+        let expr = [cql::parse("attribute:ecs.availability-zone == 1b").unwrap()];
+        let mut req = request(&r, 2, &[]);
+        req.member_of = &expr;
+        let plan = place(&instances, &req);
+        assert_eq!(plan.placements, ["b", "b"]);
+        let needs = [Attribute {
+            name: "com.amazonaws.ecs.capability.docker-remote-api.1.19".into(),
+            value: None,
+        }];
+        let mut req = request(&r, 1, &[]);
+        req.requires_attributes = &needs;
+        let plan = place(&instances, &req);
+        assert!(plan.placements.is_empty());
+        assert_eq!(plan.failures.len(), 2);
+        assert!(plan.failures.iter().all(|(_, why)| why == reason::ATTRIBUTE));
+    }
+
+    #[test]
+    fn a_disconnected_agent_takes_no_tasks() {
+        let mut a = instance("a", 4096, 4096, "1a");
+        a.agent_connected = false;
+        let r = Reservation::default();
+        let plan = place(&[a], &request(&r, 1, &[]));
+        assert_eq!(plan.failures, [("arn/a".to_string(), reason::AGENT.to_string())]);
+    }
+
+    #[test]
+    fn random_is_seeded_and_repeatable() {
+        let instances: Vec<_> = (0..8).map(|i| instance(&format!("i{i}"), 4096, 4096, "1a")).collect();
+        let r = Reservation::default();
+        let one = place(&instances, &request(&r, 5, &[]));
+        let two = place(&instances, &request(&r, 5, &[]));
+        assert_eq!(one, two);
+        let mut other = request(&r, 5, &[]);
+        other.seed = 8;
+        let distinct: std::collections::BTreeSet<_> = (0..20u64)
+            .map(|seed| {
+                other.seed = seed;
+                place(&instances, &other).placements[0].clone()
+            })
+            .collect();
+        assert!(distinct.len() > 1, "random placement always picks the same instance");
+    }
+
+    #[test]
+    fn strategies_parse_with_errors_that_name_the_problem() {
+        assert_eq!(Strategy::parse("random", None), Ok(Strategy::Random));
+        assert_eq!(
+            Strategy::parse("binpack", Some("MEMORY")),
+            Ok(Strategy::Binpack(BinpackField::Memory))
+        );
+        assert_eq!(
+            Strategy::parse("spread", Some("attribute:ecs.availability-zone")),
+            Ok(Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())))
+        );
+        assert!(Strategy::parse("binpack", Some("disk"))
+            .unwrap_err()
+            .contains("cpu or memory"));
+        assert!(Strategy::parse("spread", None).is_err());
+        assert!(Strategy::parse("pack", None).unwrap_err().contains("pack"));
+    }
+}

@@ -1,0 +1,448 @@
+//! Tasks: launch (with the re-check of every placement), stop, agent state changes, queries.
+//!
+//! Keys: `task/<cluster>\0<id>`. A task's reservation is taken from its instance when it is
+//! launched and given back exactly once, when it reaches STOPPED. Status only moves forward:
+//! a report that would move it back is acknowledged and ignored.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    account_settings, container_instances, decode, encode, get_cluster, put_cluster, services, KvError, KvRead,
+    Outcome, Rejection, Space, Txn,
+};
+use crate::model::{
+    Attribute, ClusterStatus, NetworkBinding, Reservation, Tag, Task, TaskContainer, TaskDefinitionStatus, TaskStatus,
+};
+use crate::placement;
+
+fn key(cluster: &str, id: &str) -> Vec<u8> {
+    format!("task/{cluster}\0{id}").into_bytes()
+}
+
+/// Why a task was stopped when the user asked.
+pub const STOPPED_BY_USER: &str = "Task stopped by user";
+/// Why the tasks of a forcibly deregistered instance were stopped.
+pub const STOPPED_BY_DEREGISTRATION: &str = "Container instance deregistration forced by user";
+
+/// A container of the task definition, with what the overrides changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub memory_reservation: Option<String>,
+    /// Whether the container defines a health check (else its health is UNKNOWN).
+    #[serde(default)]
+    pub health_check: bool,
+}
+
+/// One task to start on one instance, with the identifiers the proposer stamped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    pub instance_id: String,
+    /// A fresh UUID: the task ID is its 32 hex digits (long format) or its hyphenated form.
+    pub uuid: String,
+    /// One fresh UUID per container, for container ARNs.
+    pub container_uuids: Vec<String>,
+}
+
+/// What RunTask and StartTask ask for, with the placements the proposer chose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Launch {
+    pub cluster: String,
+    pub task_definition_family: String,
+    pub task_definition_revision: u32,
+    pub task_definition_arn: String,
+    pub reservation: Reservation,
+    pub requires_attributes: Vec<Attribute>,
+    pub group: String,
+    pub distinct_instance: bool,
+    /// `memberOf` expressions, re-parsed and re-checked when applied.
+    pub member_of: Vec<String>,
+    pub started_by: Option<String>,
+    pub overrides: serde_json::Value,
+    pub containers: Vec<ContainerSpec>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub tags: Vec<Tag>,
+    /// Service name and deployment ID, for tasks a service starts.
+    #[serde(default)]
+    pub service: Option<(String, String)>,
+    pub principal: String,
+    pub root: String,
+    /// `arn:aws:ecs:REGION:ACCOUNT:`.
+    pub arn_prefix: String,
+    pub tasks: Vec<NewTask>,
+    /// Failures found while planning, reported with those found when applied.
+    pub failures: Vec<(String, String)>,
+}
+
+/// A container's change, as the agent reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerChange {
+    pub name: String,
+    pub status: Option<TaskStatus>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub network_bindings: Option<Vec<NetworkBinding>>,
+    pub runtime_id: Option<String>,
+}
+
+/// SubmitTaskStateChange or SubmitContainerStateChange.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub cluster: String,
+    pub task_id: String,
+    pub status: Option<TaskStatus>,
+    pub reason: Option<String>,
+    pub containers: Vec<ContainerChange>,
+    pub pull_started_at_ms: Option<u64>,
+    pub pull_stopped_at_ms: Option<u64>,
+    pub execution_stopped_at_ms: Option<u64>,
+}
+
+/// One task of `cluster`, in any status.
+pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<Task>, KvError> {
+    kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()
+}
+
+/// Every task of `cluster`, in ID order, STOPPED ones included.
+pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<Task>, KvError> {
+    let from = format!("task/{cluster}\0").into_bytes();
+    let to = format!("task/{cluster}\u{1}").into_bytes();
+    super::scan_values(kv, &from, &to)
+}
+
+fn put(txn: &mut Txn<'_>, task: &Task) {
+    txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
+}
+
+pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outcome, KvError> {
+    let Some(mut cluster) = get_cluster(txn, &l.cluster)?.filter(|c| c.status == ClusterStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    };
+    let definition = super::task_definitions::get(txn, &l.task_definition_family, l.task_definition_revision)?;
+    if definition.is_none_or(|d| d.status != TaskDefinitionStatus::Active) && l.service.is_none() {
+        return Ok(Outcome::Rejected(Rejection::TaskDefinitionInactive));
+    }
+    let member_of: Vec<crate::cql::Expr> = l.member_of.iter().filter_map(|e| crate::cql::parse(e).ok()).collect();
+    let long = account_settings::long_arns(txn, &l.principal, &l.root, "taskLongArnFormat")?;
+    let mut tasks = Vec::new();
+    let mut failures = l.failures.clone();
+    for new in &l.tasks {
+        let Some(mut instance) = container_instances::get(txn, &l.cluster, &new.instance_id)? else {
+            failures.push((
+                format!("{}container-instance/{}", l.arn_prefix, new.instance_id),
+                "MISSING".into(),
+            ));
+            continue;
+        };
+        if let Some(why) = placement::check(
+            &instance,
+            &l.reservation,
+            &l.requires_attributes,
+            &l.group,
+            l.distinct_instance,
+            &member_of,
+        ) {
+            failures.push((instance.arn.clone(), why.to_string()));
+            continue;
+        }
+        placement::reserve(&mut instance, &l.reservation, &l.group);
+        instance.pending_tasks += 1;
+        container_instances::put(txn, &instance);
+        cluster.pending_tasks += 1;
+        let id = if long {
+            new.uuid.replace('-', "")
+        } else {
+            new.uuid.clone()
+        };
+        let arn = if long {
+            format!("{}task/{}/{}", l.arn_prefix, l.cluster, id)
+        } else {
+            format!("{}task/{}", l.arn_prefix, id)
+        };
+        let containers = l
+            .containers
+            .iter()
+            .zip(&new.container_uuids)
+            .map(|(c, uuid)| TaskContainer {
+                name: c.name.clone(),
+                arn: format!("{}container/{}", l.arn_prefix, uuid),
+                last_status: TaskStatus::Pending,
+                exit_code: None,
+                reason: None,
+                network_bindings: Vec::new(),
+                runtime_id: None,
+                // Health comes with the agent's reports; until then it is unknown.
+                health_status: Some("UNKNOWN".to_string()),
+                cpu: c.cpu.clone(),
+                memory: c.memory.clone(),
+                memory_reservation: c.memory_reservation.clone(),
+            })
+            .collect();
+        let task = Task {
+            cluster: l.cluster.clone(),
+            id,
+            arn,
+            task_definition_arn: l.task_definition_arn.clone(),
+            family: l.task_definition_family.clone(),
+            container_instance_id: instance.id.clone(),
+            container_instance_arn: instance.arn.clone(),
+            last_status: TaskStatus::Pending,
+            desired_status: TaskStatus::Running,
+            group: l.group.clone(),
+            started_by: l.started_by.clone(),
+            overrides: l.overrides.clone(),
+            containers,
+            cpu: l.cpu.clone(),
+            memory: l.memory.clone(),
+            reservation: l.reservation.clone(),
+            service: l.service.as_ref().map(|(s, _)| s.clone()),
+            deployment_id: l.service.as_ref().map(|(_, d)| d.clone()),
+            created_at_ms: now_ms,
+            started_at_ms: None,
+            stopping_at_ms: None,
+            stopped_at_ms: None,
+            execution_stopped_at_ms: None,
+            pull_started_at_ms: None,
+            pull_stopped_at_ms: None,
+            stopped_reason: None,
+            stop_code: None,
+            version: 1,
+            tags: l.tags.clone(),
+            launch_type: "EC2".to_string(),
+        };
+        if let Some((service, deployment)) = &l.service {
+            services::count_task(txn, &l.cluster, service, deployment, None, Some(TaskStatus::Pending))?;
+        }
+        put(txn, &task);
+        tasks.push(task);
+    }
+    put_cluster(txn, &cluster);
+    dedupe_failures(&mut failures);
+    Ok(Outcome::Tasks { tasks, failures })
+}
+
+/// Removes repeated `(arn, reason)` pairs, keeping the first of each.
+fn dedupe_failures(failures: &mut Vec<(String, String)>) {
+    let mut seen = std::collections::BTreeSet::new();
+    failures.retain(|f| seen.insert(f.clone()));
+}
+
+/// Sets desiredStatus STOPPED (StopTask): lastStatus is the agent's to change.
+pub(super) fn stop(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    id: &str,
+    reason: Option<&str>,
+    stop_code: Option<&str>,
+) -> Result<Outcome, KvError> {
+    if get_cluster(txn, cluster)?
+        .filter(|c| c.status == ClusterStatus::Active)
+        .is_none()
+    {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    }
+    let Some(mut task) = get(txn, cluster, id)? else {
+        return Ok(Outcome::Rejected(Rejection::TaskNotFound));
+    };
+    if task.desired_status != TaskStatus::Stopped {
+        task.desired_status = TaskStatus::Stopped;
+        task.stopping_at_ms = Some(now_ms);
+        task.stopped_reason = Some(reason.unwrap_or(STOPPED_BY_USER).to_string());
+        task.stop_code = stop_code.map(str::to_string);
+        // "Any tags associated with the task will be deleted."
+        task.tags.clear();
+        task.version += 1;
+        put(txn, &task);
+    }
+    Ok(Outcome::Task(Box::new(task)))
+}
+
+/// Applies an agent's report: status and container statuses only move forward; a report that
+/// repeats or regresses is acknowledged and changes nothing.
+pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange) -> Result<Outcome, KvError> {
+    if get_cluster(txn, &change.cluster)?
+        .filter(|c| c.status == ClusterStatus::Active)
+        .is_none()
+    {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    }
+    let Some(mut task) = get(txn, &change.cluster, &change.task_id)? else {
+        return Ok(Outcome::Rejected(Rejection::TaskNotFound));
+    };
+    if task.last_status == TaskStatus::Stopped {
+        return Ok(Outcome::Done);
+    }
+    let mut changed = false;
+    for c in &change.containers {
+        let Some(container) = task.containers.iter_mut().find(|t| t.name == c.name) else {
+            continue;
+        };
+        if let Some(status) = c.status.filter(|s| *s > container.last_status) {
+            container.last_status = status;
+            if status == TaskStatus::Stopped {
+                container.exit_code = c.exit_code.or(container.exit_code);
+                container.reason = c.reason.clone().or(container.reason.take());
+            }
+            changed = true;
+        }
+        if let Some(bindings) = &c.network_bindings {
+            if container.last_status != TaskStatus::Stopped && *bindings != container.network_bindings {
+                container.network_bindings = bindings.clone();
+                changed = true;
+            }
+        }
+        if c.runtime_id.is_some() && container.runtime_id.is_none() {
+            container.runtime_id = c.runtime_id.clone();
+            changed = true;
+        }
+    }
+    for (slot, value) in [
+        (&mut task.pull_started_at_ms, change.pull_started_at_ms),
+        (&mut task.pull_stopped_at_ms, change.pull_stopped_at_ms),
+        (&mut task.execution_stopped_at_ms, change.execution_stopped_at_ms),
+    ] {
+        if slot.is_none() && value.is_some() {
+            *slot = value;
+            changed = true;
+        }
+    }
+    if let Some(status) = change.status.filter(|s| *s > task.last_status) {
+        transition(txn, now_ms, &mut task, status, change.reason.as_deref())?;
+        changed = true;
+    }
+    if changed {
+        task.version += 1;
+        put(txn, &task);
+    }
+    Ok(Outcome::Done)
+}
+
+/// Moves `task` forward to `status`, keeping every count consistent and releasing its
+/// reservation when it reaches STOPPED. The caller stores the task.
+fn transition(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    task: &mut Task,
+    status: TaskStatus,
+    reason: Option<&str>,
+) -> Result<(), KvError> {
+    let from = task.last_status;
+    debug_assert!(status > from);
+    task.last_status = status;
+    match status {
+        TaskStatus::Pending => {}
+        TaskStatus::Running => task.started_at_ms = Some(now_ms),
+        TaskStatus::Stopped => {
+            task.stopped_at_ms = Some(now_ms);
+            if task.desired_status != TaskStatus::Stopped {
+                task.desired_status = TaskStatus::Stopped;
+                task.stopping_at_ms.get_or_insert(now_ms);
+            }
+            if task.stopped_reason.is_none() {
+                task.stopped_reason = reason.map(str::to_string);
+            }
+            if task.stop_code.is_none() {
+                let code = if task.started_at_ms.is_none() {
+                    "TaskFailedToStart"
+                } else {
+                    "EssentialContainerExited"
+                };
+                task.stop_code = Some(code.to_string());
+            }
+            for c in &mut task.containers {
+                c.last_status = TaskStatus::Stopped;
+            }
+        }
+    }
+    if let Some(mut instance) = container_instances::get(txn, &task.cluster, &task.container_instance_id)? {
+        match from {
+            TaskStatus::Pending => instance.pending_tasks = instance.pending_tasks.saturating_sub(1),
+            TaskStatus::Running => instance.running_tasks = instance.running_tasks.saturating_sub(1),
+            TaskStatus::Stopped => {}
+        }
+        match status {
+            TaskStatus::Running => instance.running_tasks += 1,
+            TaskStatus::Stopped => placement::release(&mut instance, &task.reservation, &task.group),
+            TaskStatus::Pending => {}
+        }
+        instance.version += 1;
+        container_instances::put(txn, &instance);
+    }
+    if let Some(mut cluster) = get_cluster(txn, &task.cluster)? {
+        match from {
+            TaskStatus::Pending => cluster.pending_tasks = cluster.pending_tasks.saturating_sub(1),
+            TaskStatus::Running => cluster.running_tasks = cluster.running_tasks.saturating_sub(1),
+            TaskStatus::Stopped => {}
+        }
+        if status == TaskStatus::Running {
+            cluster.running_tasks += 1;
+        }
+        put_cluster(txn, &cluster);
+    }
+    if let (Some(service), Some(deployment)) = (&task.service, &task.deployment_id) {
+        services::count_task(txn, &task.cluster, service, deployment, Some(from), Some(status))?;
+    }
+    Ok(())
+}
+
+/// Stops every task of instance `id` at once (forced deregistration: the tasks are orphaned).
+pub(super) fn stop_all_on_instance(txn: &mut Txn<'_>, now_ms: u64, cluster: &str, id: &str) -> Result<(), KvError> {
+    for mut task in all(txn, cluster)? {
+        if task.container_instance_id != id || task.last_status == TaskStatus::Stopped {
+            continue;
+        }
+        if task.stopped_reason.is_none() {
+            task.stopped_reason = Some(STOPPED_BY_DEREGISTRATION.to_string());
+        }
+        transition(txn, now_ms, &mut task, TaskStatus::Stopped, None)?;
+        task.version += 1;
+        put(txn, &task);
+    }
+    Ok(())
+}
+
+/// Asks every running task of a service to stop (DeleteService), with `reason`.
+pub(super) fn stop_service_tasks(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    service: &str,
+    reason: &str,
+) -> Result<(), KvError> {
+    for mut task in all(txn, cluster)? {
+        if task.service.as_deref() != Some(service) || task.desired_status == TaskStatus::Stopped {
+            continue;
+        }
+        task.desired_status = TaskStatus::Stopped;
+        task.stopping_at_ms = Some(now_ms);
+        task.stopped_reason = Some(reason.to_string());
+        task.version += 1;
+        put(txn, &task);
+    }
+    Ok(())
+}
+
+/// Applies `change` to the tags of a task (not STOPPED ones: their tags were deleted).
+pub(super) fn update_tags(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    id: &str,
+    change: impl FnOnce(&mut Vec<Tag>),
+) -> Result<Outcome, KvError> {
+    let Some(mut task) = get(txn, cluster, id)? else {
+        return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
+    };
+    change(&mut task.tags);
+    if task.tags.len() > super::MAX_TAGS {
+        return Ok(Outcome::Rejected(Rejection::TooManyTags));
+    }
+    put(txn, &task);
+    Ok(Outcome::Tags(task.tags))
+}
