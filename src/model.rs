@@ -580,11 +580,32 @@ mod proptests {
         }
 
         #[test]
+        fn task_and_service_arns_round_trip(cluster in "[A-Za-z0-9_-]{1,64}", id in "[0-9a-f]{32}", name in "[A-Za-z0-9_-]{1,255}", long: bool) {
+            let s = scope();
+            let prefix = format!("arn:aws:ecs:{}:{}:", s.region, s.account_id);
+            let task = if long { format!("{prefix}task/{cluster}/{id}") } else { format!("{prefix}task/{id}") };
+            prop_assert_eq!(s.task_id(&cluster, &task), Some(id.as_str()));
+            prop_assert_eq!(s.task_id(&cluster, &id), Some(id.as_str()));
+            let service = if long { format!("{prefix}service/{cluster}/{name}") } else { format!("{prefix}service/{name}") };
+            prop_assert_eq!(s.service_name(&cluster, &service), Some(name.as_str()));
+            prop_assert_eq!(s.service_name(&cluster, &name), Some(name.as_str()));
+            // A task ARN is not a service ARN, and a long ARN never resolves in another cluster.
+            prop_assert_eq!(s.service_name(&cluster, &task), None);
+            if long {
+                let other = format!("{cluster}x");
+                prop_assert_eq!(s.task_id(&other, &task), None);
+                prop_assert_eq!(s.service_name(&other, &service), None);
+            }
+        }
+
+        #[test]
         fn identifier_parsers_never_panic(text in "\\PC{0,80}") {
             let s = scope();
             let _ = s.cluster_name(&text);
             let _ = s.task_definition_ref(&text);
             let _ = s.container_instance_id("c", &text);
+            let _ = s.task_id("c", &text);
+            let _ = s.service_name("c", &text);
         }
     }
 }

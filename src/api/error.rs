@@ -163,6 +163,9 @@ impl From<Rejection> for ApiError {
             Rejection::ServiceScaledAboveZero => {
                 ApiError::InvalidParameter("The service cannot be stopped while it is scaled above 0.".into())
             }
+            Rejection::StaleLeader => {
+                ApiError::Unavailable("leadership changed before the decision was committed".into())
+            }
             Rejection::DaemonMaximumPercent => ApiError::InvalidParameter(
                 "deploymentConfiguration.maximumPercent: must be 100 for the DAEMON scheduling strategy".into(),
             ),

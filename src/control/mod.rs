@@ -42,6 +42,8 @@ struct Running {
 }
 
 /// Starts the supervisor; it ends when `shutdown` is cancelled, after stopping its tasks.
+///
+/// Leader loops propose through [`RaftNode::write_as_leader`] with their context's term.
 pub fn spawn_supervisor(
     node: RaftNode,
     tasks: Vec<Arc<dyn LeaderTask>>,
@@ -71,8 +73,15 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { break },
             _ = shutdown.cancelled() => break,
-            // Re-check now and then: a barrier that failed is retried while still leading.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            // Re-check now and then: a barrier that failed is retried while still leading, and
+            // running loops stop on a leader that lost its quorum without being told.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if running.is_some() && !handle.confirm_leadership(Duration::from_secs(2)).await {
+                    tracing::warn!(node_id = handle.id, "no quorum confirms this leader; stopping leader loops");
+                    stop(&node, running.take()).await;
+                    // Not restarted until a barrier succeeds again (the next pass retries it).
+                }
+            }
         }
     }
     stop(&node, running.take()).await;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::NodeConfig;
-use crate::state::{Batch, BatchOutcome, Outcome, Proposal};
+use crate::state::{Batch, BatchOutcome, Command, Outcome, Proposal};
 use log_store::{CommittedIndex, LogStore};
 use network::{Method, Network, PeerPool};
 use state_machine::{StateMachineStore, StateView};
@@ -267,6 +267,17 @@ impl RaftNode {
     pub async fn write(&self, proposal: Proposal) -> Result<Outcome, NodeError> {
         self.writer.write(proposal).await
     }
+
+    /// Proposes a decision of a leader-only loop running for `term`. `apply` rejects it with
+    /// `Rejection::StaleLeader` unless it lands in a log entry of that term, so a deposed leader
+    /// that still runs its loops can never change the state.
+    pub async fn write_as_leader(&self, term: u64, mut proposal: Proposal) -> Result<Outcome, NodeError> {
+        proposal.command = Command::AsLeader {
+            term,
+            command: Box::new(proposal.command),
+        };
+        self.writer.write(proposal).await
+    }
 }
 
 impl RaftHandle {
@@ -415,6 +426,15 @@ impl RaftHandle {
             }
             Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
         }
+    }
+
+    /// Whether this node still leads with a quorum's consent: one heartbeat round, bounded by
+    /// `within`. A partitioned leader (which openraft 0.9 does not demote) answers false.
+    pub async fn confirm_leadership(&self, within: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(within, self.raft.ensure_linearizable()).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Waits until this node's replica reflects every write acknowledged before the call

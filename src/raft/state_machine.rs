@@ -183,7 +183,8 @@ fn apply_entries(
         match entry.payload {
             EntryPayload::Blank => replies.push(BatchOutcome::default()),
             EntryPayload::Normal(batch) => {
-                replies.push(apply_batch(&mut txn, &batch).map_err(|e| sm_err(ErrorVerb::Write, e))?)
+                let term = entry.log_id.leader_id.term;
+                replies.push(apply_batch(&mut txn, &batch, term).map_err(|e| sm_err(ErrorVerb::Write, e))?)
             }
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(entry.log_id), m));

@@ -112,6 +112,9 @@ pub enum Command {
     UpdateService(Box<services::Update>),
     /// Deletes a service: DRAINING until its tasks are stopped, then INACTIVE.
     DeleteService { cluster: String, name: String, force: bool },
+    /// A decision of a leader-only loop of `term`: applied only if the log entry carrying it was
+    /// appended in that same term, so a deposed leader's decisions never take effect.
+    AsLeader { term: u64, command: Box<Command> },
 }
 
 /// A resource that carries tags.
@@ -175,6 +178,8 @@ pub enum Rejection {
     ServiceNotIdempotent,
     ServiceScaledAboveZero,
     DaemonMaximumPercent,
+    /// A leader-only decision reached the log in another term than the one it was made in.
+    StaleLeader,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.
@@ -214,8 +219,9 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("state records serialise")
 }
 
-/// Applies a batch of proposals to `txn` and returns one outcome per proposal.
-pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvError> {
+/// Applies a batch of proposals, carried by a log entry of term `entry_term`, to `txn` and
+/// returns one outcome per proposal.
+pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch, entry_term: u64) -> Result<BatchOutcome, KvError> {
     let mut applied_ts = match txn.get(Space::Meta, META_APPLIED_TS)? {
         Some(bytes) => decode::<u64>(&bytes)?,
         None => 0,
@@ -229,7 +235,11 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch) -> Result<BatchOutcome, KvE
             outcomes.push(decode::<DedupeRecord>(&bytes)?.outcome);
             continue;
         }
-        let outcome = apply_command(txn, applied_ts, &proposal.command)?;
+        let outcome = match &proposal.command {
+            Command::AsLeader { term, command } if *term == entry_term => apply_command(txn, applied_ts, command)?,
+            Command::AsLeader { .. } => Outcome::Rejected(Rejection::StaleLeader),
+            command => apply_command(txn, applied_ts, command)?,
+        };
         txn.put(
             Space::Dedupe,
             key,
@@ -342,6 +352,8 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::CreateService(creation) => services::create(txn, now_ms, creation),
         Command::UpdateService(update) => services::update(txn, now_ms, update),
         Command::DeleteService { cluster, name, force } => services::delete(txn, now_ms, cluster, name, *force),
+        // Nested leader decisions are not made; `apply_batch` unwraps the outer one.
+        Command::AsLeader { .. } => Ok(Outcome::Rejected(Rejection::StaleLeader)),
     }
 }
 
@@ -482,7 +494,7 @@ mod tests {
         fn apply(&mut self, batch: Batch) -> Vec<Outcome> {
             let (outcomes, writes) = {
                 let mut txn = Txn::new(&*self);
-                let outcomes = apply_batch(&mut txn, &batch).unwrap();
+                let outcomes = apply_batch(&mut txn, &batch, 1).unwrap();
                 (outcomes, txn.into_writes())
             };
             for ((space, key), value) in writes {
@@ -576,6 +588,24 @@ mod tests {
         kv.apply(Batch(vec![proposal("new", 1000 + DEDUPE_TTL_MS + 1, Command::Noop)]));
         assert!(kv.get(Space::Dedupe, b"r/old").unwrap().is_none());
         assert!(kv.get(Space::Dedupe, b"r/new").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_leader_decision_applies_only_in_its_own_term() {
+        let mut kv = MemKv::default();
+        let decision = |id: &str, term: u64, name: &str| {
+            let mut p = create(id, name);
+            p.command = Command::AsLeader {
+                term,
+                command: Box::new(p.command),
+            };
+            p
+        };
+        // MemKv::apply applies as an entry of term 1.
+        let out = kv.apply(Batch(vec![decision("old", 0, "stale"), decision("new", 1, "fresh")]));
+        assert_eq!(out[0], Outcome::Rejected(Rejection::StaleLeader));
+        assert!(matches!(&out[1], Outcome::Cluster(c) if c.name == "fresh"));
+        assert!(get_cluster(&kv, "stale").unwrap().is_none());
     }
 
     #[test]
