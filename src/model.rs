@@ -332,6 +332,13 @@ pub struct TaskContainer {
     pub memory: Option<String>,
     #[serde(default)]
     pub memory_reservation: Option<String>,
+    /// Whether the task stops when this container stops.
+    #[serde(default = "default_true")]
+    pub essential: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A task, as stored under `task/<cluster>\0<id>`.

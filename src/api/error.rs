@@ -45,6 +45,12 @@ pub enum ApiError {
     /// No `X-Amz-Target` header.
     #[error("{0}")]
     MissingAction(String),
+    /// An HTTP method other than POST on the ECS endpoint.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A path that serves nothing.
+    #[error("{0}")]
+    UnknownPath(String),
     #[error("{0}")]
     RequestTooLarge(String),
     /// A valid action or value this version does not support.
@@ -79,6 +85,8 @@ impl ApiError {
             ApiError::Serialization(_) => "SerializationException",
             ApiError::InvalidAction(_) => "InvalidAction",
             ApiError::MissingAction(_) => "MissingAction",
+            ApiError::MethodNotAllowed(_) => "InvalidAction",
+            ApiError::UnknownPath(_) => "UnknownOperationException",
             ApiError::RequestTooLarge(_) => "RequestEntityTooLargeException",
             ApiError::Unsupported(_) => "UnsupportedFeatureException",
             ApiError::Unavailable(_) | ApiError::Server(_) => "ServerException",
@@ -89,6 +97,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnknownPath(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

@@ -160,12 +160,32 @@ pub fn now_ms() -> u64 {
 /// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/", post(ecs))
+        .route(
+            "/",
+            post(ecs).fallback(|| async {
+                error_response(&ApiError::MethodNotAllowed(
+                    "ECS API requests are POST / with an X-Amz-Target header".into(),
+                ))
+            }),
+        )
         .route("/health", get(|| async { "ok" }))
         .route("/cluster/status", get(admin::status))
         .route("/cluster/add-node", post(admin::add_node))
         .route("/cluster/remove-node", post(admin::remove_node))
+        .fallback(|| async { error_response(&ApiError::UnknownPath("No such path".into())) })
         .with_state(state)
+}
+
+/// An error answered outside an action, in the same AWS JSON shape.
+fn error_response(e: &ApiError) -> Response {
+    let body = serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() });
+    let mut response = (e.status(), body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        h.insert("x-amzn-requestid", v);
+    }
+    response
 }
 
 async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
@@ -295,7 +315,11 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
 }
 
 /// Parses a request body, naming the field at fault on a type error. Unknown fields are ignored.
+/// The body must be a JSON object (serde would otherwise read an array as positional fields).
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::Serialization("Request body must be a JSON object".into()));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

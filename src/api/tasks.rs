@@ -266,6 +266,7 @@ pub(super) fn containers_and_reservation(
             memory: memory.map(|m| m.to_string()),
             memory_reservation: memory_reservation.map(|m| m.to_string()),
             health_check: d.get("healthCheck").is_some_and(|h| !h.is_null()),
+            essential: d.get("essential").and_then(Value::as_bool).unwrap_or(true),
         });
         echoed.push(o.cloned().unwrap_or_else(|| json!({ "name": name })));
     }

@@ -21,6 +21,8 @@ fn key(cluster: &str, id: &str) -> Vec<u8> {
 
 /// Why a task was stopped when the user asked.
 pub const STOPPED_BY_USER: &str = "Task stopped by user";
+/// Why a task stops when one of its essential containers stops.
+pub const ESSENTIAL_EXITED: &str = "Essential container in task exited";
 /// Why the tasks of a forcibly deregistered instance were stopped.
 pub const STOPPED_BY_DEREGISTRATION: &str = "Container instance deregistration forced by user";
 
@@ -37,6 +39,13 @@ pub struct ContainerSpec {
     /// Whether the container defines a health check (else its health is UNKNOWN).
     #[serde(default)]
     pub health_check: bool,
+    /// Whether the task stops when this container stops (omitted in the definition: true).
+    #[serde(default = "essential_default")]
+    pub essential: bool,
+}
+
+fn essential_default() -> bool {
+    true
 }
 
 /// One task to start on one instance, with the identifiers the proposer stamped.
@@ -182,6 +191,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
                 cpu: c.cpu.clone(),
                 memory: c.memory.clone(),
                 memory_reservation: c.memory_reservation.clone(),
+                essential: c.essential,
             })
             .collect();
         let task = Task {
@@ -280,6 +290,7 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
         return Ok(Outcome::Done);
     }
     let mut changed = false;
+    let mut essential_stopped = false;
     for c in &change.containers {
         let Some(container) = task.containers.iter_mut().find(|t| t.name == c.name) else {
             continue;
@@ -289,6 +300,7 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
             if status == TaskStatus::Stopped {
                 container.exit_code = c.exit_code.or(container.exit_code);
                 container.reason = c.reason.clone().or(container.reason.take());
+                essential_stopped |= container.essential;
             }
             changed = true;
         }
@@ -312,6 +324,24 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
             *slot = value;
             changed = true;
         }
+    }
+    // An essential container stopped: the whole task is to stop (the agent stops the rest).
+    if essential_stopped && task.desired_status != TaskStatus::Stopped {
+        task.desired_status = TaskStatus::Stopped;
+        task.stopping_at_ms = Some(now_ms);
+        let (reason, code) = match task.started_at_ms {
+            Some(_) => (ESSENTIAL_EXITED.to_string(), "EssentialContainerExited"),
+            None => (
+                change
+                    .containers
+                    .iter()
+                    .find_map(|c| c.reason.clone())
+                    .unwrap_or_else(|| ESSENTIAL_EXITED.to_string()),
+                "TaskFailedToStart",
+            ),
+        };
+        task.stopped_reason.get_or_insert(reason);
+        task.stop_code.get_or_insert(code.to_string());
     }
     if let Some(status) = change.status.filter(|s| *s > task.last_status) {
         transition(txn, now_ms, &mut task, status, change.reason.as_deref())?;
@@ -341,20 +371,19 @@ fn transition(
         TaskStatus::Running => task.started_at_ms = Some(now_ms),
         TaskStatus::Stopped => {
             task.stopped_at_ms = Some(now_ms);
+            // Stopped without being asked to (by a user, a service, or an essential container's
+            // exit): it failed to start, or it exited.
             if task.desired_status != TaskStatus::Stopped {
                 task.desired_status = TaskStatus::Stopped;
                 task.stopping_at_ms.get_or_insert(now_ms);
-            }
-            if task.stopped_reason.is_none() {
-                task.stopped_reason = reason.map(str::to_string);
-            }
-            if task.stop_code.is_none() {
-                let code = if task.started_at_ms.is_none() {
-                    "TaskFailedToStart"
+                let (default_reason, code) = if task.started_at_ms.is_none() {
+                    ("Task failed to start", "TaskFailedToStart")
                 } else {
-                    "EssentialContainerExited"
+                    (ESSENTIAL_EXITED, "EssentialContainerExited")
                 };
-                task.stop_code = Some(code.to_string());
+                task.stopped_reason
+                    .get_or_insert_with(|| reason.unwrap_or(default_reason).to_string());
+                task.stop_code.get_or_insert_with(|| code.to_string());
             }
             for c in &mut task.containers {
                 c.last_status = TaskStatus::Stopped;
@@ -398,7 +427,10 @@ pub(super) fn stop_all_on_instance(txn: &mut Txn<'_>, now_ms: u64, cluster: &str
         if task.container_instance_id != id || task.last_status == TaskStatus::Stopped {
             continue;
         }
-        if task.stopped_reason.is_none() {
+        if task.desired_status != TaskStatus::Stopped {
+            // Orphaned, not failed: the reason says so, and no stop code applies (2018 API).
+            task.desired_status = TaskStatus::Stopped;
+            task.stopping_at_ms = Some(now_ms);
             task.stopped_reason = Some(STOPPED_BY_DEREGISTRATION.to_string());
         }
         transition(txn, now_ms, &mut task, TaskStatus::Stopped, None)?;

@@ -45,6 +45,31 @@ const FIELDS: &[&str] = &[
     "placementConstraints",
     "portMappings",
     "key",
+    "count",
+    "group",
+    "startedBy",
+    "overrides",
+    "placementStrategy",
+    "serviceName",
+    "service",
+    "services",
+    "desiredCount",
+    "deploymentConfiguration",
+    "clientToken",
+    "task",
+    "tasks",
+    "reason",
+    "containers",
+    "containerName",
+    "exitCode",
+    "networkBindings",
+    "desiredStatus",
+    "schedulingStrategy",
+    "launchType",
+    "loadBalancers",
+    "networkConfiguration",
+    "healthCheckGracePeriodSeconds",
+    "forceNewDeployment",
 ];
 
 fn random_value(rng: &mut StdRng, depth: u32) -> Value {
@@ -99,5 +124,32 @@ async fn random_bodies_never_get_a_server_error() {
             }
         }
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_are_not_objects_and_wrong_methods_get_aws_errors() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    cluster.leader().await;
+    for body in [json!(["positional"]), json!("text"), json!(7), Value::Null] {
+        let (status, response) = cluster.ecs(1, "CreateCluster", body.clone()).await;
+        assert_eq!(
+            (status, response["__type"].as_str()),
+            (400, Some("SerializationException")),
+            "{body} -> {response}"
+        );
+    }
+    // Nothing was created from an array read as positional fields.
+    let (_, list) = cluster.ecs(1, "ListClusters", json!({})).await;
+    assert_eq!(list["clusterArns"], json!([]));
+    let http = reqwest::Client::new();
+    let get = http.get(cluster.url(1)).send().await.unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    let body: Value = get.json().await.unwrap();
+    assert_eq!(body["__type"], "InvalidAction");
+    let lost = http.post(format!("{}/nowhere", cluster.url(1))).send().await.unwrap();
+    assert_eq!(lost.status().as_u16(), 404);
+    let body: Value = lost.json().await.unwrap();
+    assert!(body["message"].is_string());
     cluster.shutdown().await;
 }

@@ -426,6 +426,32 @@ async fn tasks_are_placed_reported_and_stopped() {
         )
         .await;
 
+    tracing::info!("--- an essential container's exit stops the task; a non-essential one's does not");
+    let victim = reply["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    cluster
+        .ok(
+            1,
+            "SubmitTaskStateChange",
+            json!({"cluster": "tc", "task": victim, "status": "RUNNING"}),
+        )
+        .await;
+    cluster
+        .ok(
+            2,
+            "SubmitContainerStateChange",
+            json!({"cluster": "tc", "task": victim, "containerName": "b", "status": "STOPPED", "exitCode": 1}),
+        )
+        .await;
+    let d = cluster
+        .ok(3, "DescribeTasks", json!({"cluster": "tc", "tasks": [victim]}))
+        .await;
+    let t = &d["tasks"][0];
+    assert_eq!(t["desiredStatus"], "STOPPED");
+    assert_eq!(t["lastStatus"], "RUNNING", "the agent reports the task itself");
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    assert_eq!(t["stoppedReason"], "Essential container in task exited");
+    assert_eq!(t["containers"][0]["exitCode"], 1);
+
     tracing::info!("--- StartTask: explicit instances, with MISSING for unknown ones");
     let b = cluster
         .ok(1, "RegisterContainerInstance", registration("i-b", "us-east-1b", 2000))
