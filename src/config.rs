@@ -36,6 +36,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_API_HOLD_MS", "api.hold_ms"),
     ("ECSD_API_MAX_BATCH", "api.max_batch"),
     ("ECSD_API_MAX_BATCH_BYTES", "api.max_batch_bytes"),
+    ("ECSD_AGENT_HEARTBEAT_TIMEOUT_MS", "agent.heartbeat_timeout_ms"),
 ];
 
 /// The configuration of one ecsd node.
@@ -76,6 +77,27 @@ pub struct NodeConfig {
     /// HTTP API limits and write batching.
     #[serde(default)]
     pub api: ApiTuning,
+    /// Container instance agents.
+    #[serde(default)]
+    pub agent: AgentTuning,
+}
+
+/// How the leader judges agents' liveness.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentTuning {
+    /// An instance whose agent has not sent a heartbeat for this long is marked
+    /// `agentConnected: false` and gets no new tasks. After a leader change every instance
+    /// first gets this long again.
+    pub heartbeat_timeout_ms: u64,
+}
+
+impl Default for AgentTuning {
+    fn default() -> Self {
+        AgentTuning {
+            heartbeat_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// One voter of the initial membership.
@@ -257,6 +279,9 @@ impl NodeConfig {
         }
         if self.api.hold_ms == 0 {
             return Err(key_error("api.hold_ms", "must be at least 1"));
+        }
+        if self.agent.heartbeat_timeout_ms < 1000 {
+            return Err(key_error("agent.heartbeat_timeout_ms", "must be at least 1000"));
         }
         if self.api.max_batch == 0 {
             return Err(key_error("api.max_batch", "must be at least 1"));

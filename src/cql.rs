@@ -142,9 +142,24 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, CqlError> {
                 i = j + 1;
             }
             _ => {
+                // Operators end a word, so `a==b` reads as `a == b`; `!exists` stays a word.
+                let is_op = |k: usize| {
+                    let ch = chars[k].1;
+                    "=<>~".contains(ch) || (ch == '!' && chars.get(k + 1).is_some_and(|n| "=~".contains(n.1)))
+                };
                 let start = i;
-                while i < chars.len() && !chars[i].1.is_whitespace() && !"()[],'\"".contains(chars[i].1) {
-                    i += 1;
+                if is_op(i) {
+                    while i < chars.len() && "=!<>~".contains(chars[i].1) {
+                        i += 1;
+                    }
+                } else {
+                    while i < chars.len()
+                        && !chars[i].1.is_whitespace()
+                        && !"()[],'\"".contains(chars[i].1)
+                        && !is_op(i)
+                    {
+                        i += 1;
+                    }
                 }
                 out.push((pos, Tok::Word(chars[start..i].iter().map(|(_, c)| c).collect())));
             }
@@ -496,6 +511,15 @@ mod tests {
             name: name.into(),
             value: value.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn operators_need_no_spaces() {
+        check("attribute:ecs.availability-zone==us-east-1a", true);
+        check("attribute:ecs.instance-type=~t2.*", true);
+        check("attribute:stack!=prod", false);
+        check("attribute:cores>=8 and attribute:cores<9", true);
+        check("attribute:stack !exists", false);
     }
 
     fn check(expr: &str, expected: bool) {

@@ -8,9 +8,12 @@
 //! - [`rpc`]: generated protobuf code; nothing else.
 //! - [`raft`]: the openraft adapter; the only module that calls openraft.
 //! - [`control`]: leader-only loops, started after a barrier, cancelled on leadership loss.
+//! - [`placement`]: the placement engine; pure.
 //! - [`api`]: the ECS HTTP front end; it translates and holds no state.
+//! - [`agent`]: the agent protocol, ecsd's side of it, and the `ecs-agent` runtimes.
 //! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
 
+pub mod agent;
 pub mod api;
 pub mod config;
 pub mod control;

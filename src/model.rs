@@ -212,6 +212,10 @@ pub struct ContainerInstance {
     /// (`task:group` in the query language, `distinctInstance`, spread by group).
     #[serde(default)]
     pub task_groups: std::collections::BTreeMap<String, u64>,
+    /// Whether an agent has sent heartbeats for this instance: only then does liveness mark it
+    /// disconnected when they stop. Instances driven through the ECS API alone are trusted.
+    #[serde(default)]
+    pub agent_heartbeats: bool,
 }
 
 /// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.

@@ -78,6 +78,7 @@ impl Node {
 
         let grpc = tonic::transport::Server::builder()
             .add_service(RaftGrpc::server(raft.handle().clone()))
+            .add_service(crate::agent::server::AgentGrpc::server(raft.clone()))
             .serve_with_incoming_shutdown(
                 // Small RPCs must not wait for Nagle's algorithm (a 40 ms stall per forward).
                 tokio_stream::wrappers::TcpListenerStream::new(listeners.raft).map(|conn| {
@@ -101,6 +102,7 @@ impl Node {
             },
             max_body_bytes: config.api.max_body_bytes,
             advertised_api_addr: config.advertised_api_addr(),
+            advertised_agent_addr: config.advertised_raft_addr(),
         });
         let api_listener = listeners.api.tap_io(|stream| {
             let _ = stream.set_nodelay(true);
@@ -114,7 +116,9 @@ impl Node {
         }));
         tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
 
-        tasks.push(control::spawn_supervisor(raft.clone(), leader_tasks, shutdown.clone()));
+        let mut loops = control::builtin_tasks(&config);
+        loops.extend(leader_tasks);
+        tasks.push(control::spawn_supervisor(raft.clone(), loops, shutdown.clone()));
         Ok(Node {
             raft,
             config,

@@ -400,6 +400,7 @@ mod tests {
             pending_tasks: 0,
             agent_update_status: None,
             task_groups: BTreeMap::new(),
+            agent_heartbeats: false,
         }
     }
 

@@ -437,6 +437,7 @@ pub async fn discover_poll_endpoint(ctx: &Ctx<'_>, req: InstancesRequest) -> Res
     if let Some(cluster) = req.cluster.as_deref() {
         cluster_name(ctx, Some(cluster))?;
     }
-    let endpoint = format!("http://{}", ctx.state.advertised_api_addr);
-    Ok(json!({ "endpoint": endpoint, "telemetryEndpoint": endpoint }))
+    let endpoint = format!("http://{}", ctx.state.advertised_agent_addr);
+    let telemetry = format!("http://{}", ctx.state.advertised_api_addr);
+    Ok(json!({ "endpoint": endpoint, "telemetryEndpoint": telemetry }))
 }

@@ -89,6 +89,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// This node's API address as clients should reach it (DiscoverPollEndpoint).
     pub advertised_api_addr: String,
+    /// Where agents reach this node's agent service (gRPC, on the node-to-node port).
+    pub advertised_agent_addr: String,
 }
 
 /// How a read is served.

@@ -42,6 +42,9 @@ enum Cmd {
         /// Where the nodes keep their data (node-1, node-2, node-3 below it).
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
+        /// Do not start the three local agents (process runtime) in the default cluster.
+        #[arg(long)]
+        no_agents: bool,
     },
     /// Inspect or change a running cluster.
     Cluster {
@@ -97,12 +100,12 @@ async fn main() -> anyhow::Result<()> {
             node.shutdown().await;
             Ok(())
         }
-        Cmd::Dev { data_dir } => dev(data_dir).await,
+        Cmd::Dev { data_dir, no_agents } => dev(data_dir, no_agents).await,
         Cmd::Cluster { command } => cluster(command).await,
     }
 }
 
-async fn dev(data_dir: PathBuf) -> anyhow::Result<()> {
+async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
     ecsd::telemetry::init();
     let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
     let mut nodes = Vec::new();
@@ -111,6 +114,38 @@ async fn dev(data_dir: PathBuf) -> anyhow::Result<()> {
         config.data_dir = data_dir.join(format!("node-{}", i + 1));
         let listeners = Listeners::bind(&config).await?;
         nodes.push(Node::start(config, listeners, Vec::new()).await?);
+    }
+    // Three local agents (process runtime) in the default cluster, one per availability zone.
+    let agents = tokio_util::sync::CancellationToken::new();
+    if !no_agents {
+        let endpoints: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.api_addr)).collect();
+        for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
+            let config = ecsd::agent::client::AgentConfig {
+                endpoints: endpoints
+                    .iter()
+                    .cycle()
+                    .skip(i)
+                    .take(endpoints.len())
+                    .cloned()
+                    .collect(),
+                cluster: "default".into(),
+                cpu: 1024,
+                memory: 2048,
+                attributes: vec![
+                    ("ecs.availability-zone".into(), Some(zone.to_string())),
+                    ("ecs.os-type".into(), Some("linux".into())),
+                ],
+                log_dir: data_dir.join("agent-logs"),
+                heartbeat: std::time::Duration::from_secs(1),
+                ec2_instance_id: format!("i-dev{}", i + 1),
+            };
+            let token = agents.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ecsd::agent::client::run(config, token).await {
+                    tracing::warn!(error = %e, "local agent stopped");
+                }
+            });
+        }
     }
     println!();
     println!("ecsd: local 3-node cluster is up (data under {})", data_dir.display());
@@ -124,11 +159,21 @@ async fn dev(data_dir: PathBuf) -> anyhow::Result<()> {
     println!("Try it (any node accepts requests):");
     println!("  aws ecs create-cluster --cluster-name demo --endpoint-url http://127.0.0.1:8102 --region us-east-1");
     println!("  aws ecs list-clusters --endpoint-url http://127.0.0.1:8103 --region us-east-1");
+    if !no_agents {
+        println!(
+            "Three local agents (process runtime; task logs under {}) joined the default cluster:",
+            data_dir.join("agent-logs").display()
+        );
+        println!("  aws ecs register-task-definition --family hello --endpoint-url http://127.0.0.1:8101 --region us-east-1 \\");
+        println!("    --container-definitions '[{{\"name\":\"main\",\"image\":\"busybox\",\"memory\":64,\"command\":[\"sh\",\"-c\",\"echo hello; exit 3\"]}}]'");
+        println!("  aws ecs run-task --task-definition hello --count 10 --endpoint-url http://127.0.0.1:8102 --region us-east-1");
+    }
     println!("  cargo run -- cluster status --endpoint http://127.0.0.1:8101");
     println!("(the aws CLI needs some credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)");
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await;
     println!("ecsd: stopping");
+    agents.cancel();
     for node in nodes {
         node.shutdown().await;
     }

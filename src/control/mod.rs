@@ -9,6 +9,8 @@
 //! 0.9 has no step-down without quorum), so task decisions must be term-stamped commands that
 //! `apply` re-checks; see ARCHITECTURE.md, Leader-only work.
 
+pub mod liveness;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +41,13 @@ struct Running {
     term: u64,
     cancel: CancellationToken,
     joins: Vec<JoinHandle<()>>,
+}
+
+/// The leader loops every node runs: agent liveness.
+pub fn builtin_tasks(config: &crate::config::NodeConfig) -> Vec<Arc<dyn LeaderTask>> {
+    vec![Arc::new(liveness::Liveness {
+        timeout: Duration::from_millis(config.agent.heartbeat_timeout_ms),
+    })]
 }
 
 /// Starts the supervisor; it ends when `shutdown` is cancelled, after stopping its tasks.

@@ -24,7 +24,7 @@ use crate::config::NodeConfig;
 use crate::state::{Batch, BatchOutcome, Command, Outcome, Proposal};
 use log_store::{CommittedIndex, LogStore};
 use network::{Method, Network, PeerPool};
-use state_machine::{StateMachineStore, StateView};
+use state_machine::{ChangeFeed, StateMachineStore, StateView};
 
 /// Raft node ids.
 pub type NodeId = u64;
@@ -210,6 +210,26 @@ pub struct RaftHandle {
     /// answers; after this the request is retried, by then most likely at a new leader.
     attempt_timeout: Duration,
     leader_loops_running: Arc<AtomicBool>,
+    feed: ChangeFeed,
+    heartbeats: Arc<Heartbeats>,
+}
+
+/// When each agent was last heard from, as the leader saw it (in memory only: after a leader
+/// change every instance starts with a grace period).
+#[derive(Default)]
+pub struct Heartbeats(std::sync::Mutex<BTreeMap<(String, String), Instant>>);
+
+impl Heartbeats {
+    fn record(&self, cluster: String, instance: String) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((cluster, instance), Instant::now());
+    }
+
+    /// When the agent of `instance` was last heard from by this node, if at all.
+    pub fn last_seen(&self, cluster: &str, instance: &str) -> Option<Instant> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(cluster.to_string(), instance.to_string())).copied()
+    }
 }
 
 /// A running Raft node and its write batcher.
@@ -227,6 +247,7 @@ impl RaftNode {
         let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
             .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
         let log_store = LogStore::new(store.clone()).with_purge_gate(state_machine.applied());
+        let feed = state_machine.feed();
         let committed = log_store.committed_index();
         let pool = PeerPool::default();
         let network = Network {
@@ -250,6 +271,8 @@ impl RaftNode {
             hold: Duration::from_millis(config.api.hold_ms),
             attempt_timeout: Duration::from_millis((2 * config.raft.election_timeout_max_ms).max(1000)),
             leader_loops_running: Arc::new(AtomicBool::new(false)),
+            feed,
+            heartbeats: Arc::new(Heartbeats::default()),
         };
         let limits = writer::Limits {
             count: config.api.max_batch,
@@ -284,6 +307,58 @@ impl RaftHandle {
     /// Read access to this node's replica of the state.
     pub fn view(&self) -> &StateView {
         &self.view
+    }
+
+    /// Signals of applied writes to watched keys (agents' assignment streams).
+    pub fn feed(&self) -> &ChangeFeed {
+        &self.feed
+    }
+
+    /// Agents' heartbeats as this node (when leader) received them.
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.heartbeats
+    }
+
+    /// Records an agent's heartbeat at the leader: here if this node leads, else forwarded in
+    /// one attempt. Fails when no leader is known or it cannot be reached.
+    pub async fn heartbeat(&self, cluster: String, instance: String) -> Result<(), NodeError> {
+        let leader = self.current_leader();
+        if leader == Some(self.id) {
+            self.heartbeats.record(cluster, instance);
+            return Ok(());
+        }
+        let leader = leader.ok_or_else(|| NodeError::Unavailable("no leader is known".into()))?;
+        let addr = self
+            .leader_addr(leader)
+            .ok_or_else(|| NodeError::Unavailable("the leader's address is unknown".into()))?;
+        let reply: LeaderReply<()> = self
+            .pool
+            .call(
+                &addr,
+                leader,
+                Method::Heartbeat,
+                &(cluster, instance),
+                self.attempt_timeout,
+            )
+            .await
+            .map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        match reply {
+            LeaderReply::Ok(()) => Ok(()),
+            LeaderReply::NotLeader { .. } => Err(NodeError::Unavailable("leadership is changing".into())),
+            LeaderReply::Failed(e) => Err(e),
+        }
+    }
+
+    /// Serves a heartbeat forwarded by a follower.
+    pub fn serve_heartbeat(&self, cluster: String, instance: String) -> LeaderReply<()> {
+        if self.current_leader() == Some(self.id) {
+            self.heartbeats.record(cluster, instance);
+            LeaderReply::Ok(())
+        } else {
+            LeaderReply::NotLeader {
+                leader: self.current_leader(),
+            }
+        }
     }
 
     /// Marks whether this node's leader-only loops are running (reported by status).

@@ -105,6 +105,7 @@ impl PeerPool {
                 Method::ReadIndex => client.read_index(request).await,
                 Method::Admin => client.admin(request).await,
                 Method::NodeStatus => client.node_status(request).await,
+                Method::Heartbeat => client.heartbeat(request).await,
             }
         };
         let reply = match tokio::time::timeout(timeout, call).await {
@@ -142,6 +143,7 @@ pub enum Method {
     ReadIndex,
     Admin,
     NodeStatus,
+    Heartbeat,
 }
 
 /// openraft's factory of per-peer connections.

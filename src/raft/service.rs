@@ -78,4 +78,9 @@ impl RaftService for RaftGrpc {
         let () = self.decode(request)?;
         reply(&self.handle.local_report())
     }
+
+    async fn heartbeat(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let (cluster, instance): (String, String) = self.decode(request)?;
+        reply(&self.handle.serve_heartbeat(cluster, instance))
+    }
 }

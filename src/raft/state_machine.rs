@@ -87,6 +87,42 @@ fn snap_err(meta: Option<&Meta>, verb: ErrorVerb, e: impl std::fmt::Display) -> 
     }
 }
 
+/// Wakes local watchers of data keys after apply writes them: how agents' assignment streams
+/// learn of changes. A node-local signal, not replicated state; a watcher re-reads the state.
+#[derive(Clone, Default)]
+pub struct ChangeFeed {
+    watchers: Arc<Mutex<std::collections::BTreeMap<Vec<u8>, watch::Sender<u64>>>>,
+}
+
+impl ChangeFeed {
+    /// A receiver that changes whenever `key` is written by apply (or a snapshot is installed).
+    pub fn subscribe(&self, key: Vec<u8>) -> watch::Receiver<u64> {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        watchers.entry(key).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    fn notify<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            if let Some(tx) = watchers.get(key) {
+                if tx.receiver_count() == 0 {
+                    watchers.remove(key);
+                } else {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        }
+    }
+
+    fn notify_all(&self) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        watchers.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in watchers.values() {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+}
+
 /// The current snapshot on disk.
 #[derive(Clone)]
 struct SnapshotFile {
@@ -102,6 +138,7 @@ pub struct StateMachineStore {
     receiving: Option<PathBuf>,
     /// How far apply or snapshot install has got; gates log purges.
     applied: watch::Sender<Applied>,
+    feed: ChangeFeed,
 }
 
 /// Builds snapshots concurrently with apply, from a point-in-time view.
@@ -136,6 +173,7 @@ impl StateMachineStore {
             current: Arc::new(Mutex::new(best)),
             receiving: None,
             applied: watch::Sender::new(Applied::default()),
+            feed: ChangeFeed::default(),
         };
         let upto = sm
             .read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)
@@ -143,6 +181,11 @@ impl StateMachineStore {
             .flatten();
         sm.applied = watch::Sender::new(Applied { upto, failed: false });
         Ok(sm)
+    }
+
+    /// The feed that signals applied writes of watched keys.
+    pub fn feed(&self) -> ChangeFeed {
+        self.feed.clone()
     }
 
     /// Follows how far the state machine has got (for the log store's purge gate).
@@ -171,6 +214,7 @@ impl StateMachineStore {
 
 fn apply_entries(
     store: &Store,
+    feed: &ChangeFeed,
     entries: Vec<openraft::Entry<TypeConfig>>,
 ) -> Result<Vec<BatchOutcome>, StorageError<NodeId>> {
     let view = StateView::new(store.clone());
@@ -193,7 +237,11 @@ fn apply_entries(
         }
     }
     let mut batch = Batch::default();
+    let mut watched: Vec<Vec<u8>> = Vec::new();
     for ((space, key), value) in txn.into_writes() {
+        if space == Space::Data && key.starts_with(crate::state::tasks::WORK_PREFIX) {
+            watched.push(key.clone());
+        }
         let (cf, key) = StateView::locate(space, &key);
         match value {
             Some(v) => batch.put(cf, key, v),
@@ -209,6 +257,7 @@ fn apply_entries(
         batch.put(Cf::SmMeta, MEMBERSHIP, bytes);
     }
     store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    feed.notify(watched.iter().map(Vec::as_slice));
     Ok(replies)
 }
 
@@ -231,7 +280,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries: Vec<_> = entries.into_iter().collect();
         let upto = entries.last().map(|e| e.log_id);
         let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || apply_entries(&store, entries))
+        let feed = self.feed.clone();
+        let result = tokio::task::spawn_blocking(move || apply_entries(&store, &feed, entries))
             .await
             .unwrap_or_else(|join| panic!("apply task panicked: {join}"));
         self.report(&result, upto);
@@ -269,6 +319,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let result = self.install(meta, snapshot).await;
         self.report(&result, meta.last_log_id);
+        self.feed.notify_all();
         result
     }
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {

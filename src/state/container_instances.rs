@@ -75,6 +75,7 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         pending_tasks: 0,
         agent_update_status: None,
         task_groups: Default::default(),
+        agent_heartbeats: false,
     };
     cluster.registered_container_instances += 1;
     put_cluster(txn, &cluster);
@@ -282,6 +283,25 @@ pub fn version_less(a: &str, b: &str) -> bool {
     a.resize(len, 0);
     b.resize(len, 0);
     a < b
+}
+
+/// Sets `agentConnected`; a no-op if it already has that value or the instance is INACTIVE.
+pub(super) fn set_agent_connected(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    id: &str,
+    connected: bool,
+) -> Result<Outcome, KvError> {
+    let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
+        return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
+    };
+    if instance.agent_connected != connected || (connected && !instance.agent_heartbeats) {
+        instance.agent_connected = connected;
+        instance.agent_heartbeats |= connected;
+        instance.version += 1;
+        put(txn, &instance);
+    }
+    Ok(Outcome::ContainerInstance(Box::new(instance)))
 }
 
 pub(super) fn put(txn: &mut Txn<'_>, instance: &ContainerInstance) {

@@ -112,6 +112,12 @@ pub enum Command {
     UpdateService(Box<services::Update>),
     /// Deletes a service: DRAINING until its tasks are stopped, then INACTIVE.
     DeleteService { cluster: String, name: String, force: bool },
+    /// Records that an instance's agent connected or disconnected (liveness transitions only).
+    SetAgentConnected {
+        cluster: String,
+        id: String,
+        connected: bool,
+    },
     /// A decision of a leader-only loop of `term`: applied only if the log entry carrying it was
     /// appended in that same term, so a deposed leader's decisions never take effect.
     AsLeader { term: u64, command: Box<Command> },
@@ -352,6 +358,9 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::CreateService(creation) => services::create(txn, now_ms, creation),
         Command::UpdateService(update) => services::update(txn, now_ms, update),
         Command::DeleteService { cluster, name, force } => services::delete(txn, now_ms, cluster, name, *force),
+        Command::SetAgentConnected { cluster, id, connected } => {
+            container_instances::set_agent_connected(txn, cluster, id, *connected)
+        }
         // Nested leader decisions are not made; `apply_batch` unwraps the outer one.
         Command::AsLeader { .. } => Ok(Outcome::Rejected(Rejection::StaleLeader)),
     }

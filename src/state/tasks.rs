@@ -125,8 +125,50 @@ pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<Task>, KvError> {
     super::scan_values(kv, &from, &to)
 }
 
-fn put(txn: &mut Txn<'_>, task: &Task) {
+/// Index of the tasks on an instance that are not STOPPED: `itask/<cluster>\0<instance>\0<task>`.
+fn instance_index_key(cluster: &str, instance: &str, id: &str) -> Vec<u8> {
+    format!("itask/{cluster}\0{instance}\0{id}").into_bytes()
+}
+
+/// The change counter of an instance's tasks: `iw/<cluster>\0<instance>`. Agents' assignment
+/// streams wake when it is written.
+pub fn work_key(cluster: &str, instance: &str) -> Vec<u8> {
+    format!("iw/{cluster}\0{instance}").into_bytes()
+}
+
+/// The key prefix of [`work_key`]s.
+pub const WORK_PREFIX: &[u8] = b"iw/";
+
+/// Stores `task`, keeps the instance index, and bumps its instance's change counter.
+fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
+    let index = instance_index_key(&task.cluster, &task.container_instance_id, &task.id);
+    if task.last_status == TaskStatus::Stopped {
+        txn.delete(Space::Data, index);
+    } else {
+        txn.put(Space::Data, index, Vec::new());
+    }
+    let work = work_key(&task.cluster, &task.container_instance_id);
+    let count = match txn.get(Space::Data, &work)? {
+        Some(bytes) => decode::<u64>(&bytes)?,
+        None => 0,
+    };
+    txn.put(Space::Data, work, encode(&(count + 1)));
+    Ok(())
+}
+
+/// The tasks on instance `id` that are not STOPPED, in task ID order.
+pub fn on_instance(kv: &dyn KvRead, cluster: &str, instance: &str) -> Result<Vec<Task>, KvError> {
+    let from = format!("itask/{cluster}\0{instance}\0").into_bytes();
+    let to = format!("itask/{cluster}\0{instance}\u{1}").into_bytes();
+    let mut out = Vec::new();
+    for (k, _) in kv.scan(Space::Data, &from, &to, usize::MAX)? {
+        let id = String::from_utf8_lossy(&k[from.len()..]).into_owned();
+        if let Some(task) = get(kv, cluster, &id)? {
+            out.push(task);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outcome, KvError> {
@@ -229,7 +271,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
         if let Some((service, deployment)) = &l.service {
             services::count_task(txn, &l.cluster, service, deployment, None, Some(TaskStatus::Pending))?;
         }
-        put(txn, &task);
+        put(txn, &task)?;
         tasks.push(task);
     }
     put_cluster(txn, &cluster);
@@ -269,7 +311,7 @@ pub(super) fn stop(
         // "Any tags associated with the task will be deleted."
         task.tags.clear();
         task.version += 1;
-        put(txn, &task);
+        put(txn, &task)?;
     }
     Ok(Outcome::Task(Box::new(task)))
 }
@@ -349,7 +391,7 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
     }
     if changed {
         task.version += 1;
-        put(txn, &task);
+        put(txn, &task)?;
     }
     Ok(Outcome::Done)
 }
@@ -435,7 +477,7 @@ pub(super) fn stop_all_on_instance(txn: &mut Txn<'_>, now_ms: u64, cluster: &str
         }
         transition(txn, now_ms, &mut task, TaskStatus::Stopped, None)?;
         task.version += 1;
-        put(txn, &task);
+        put(txn, &task)?;
     }
     Ok(())
 }
@@ -456,7 +498,7 @@ pub(super) fn stop_service_tasks(
         task.stopping_at_ms = Some(now_ms);
         task.stopped_reason = Some(reason.to_string());
         task.version += 1;
-        put(txn, &task);
+        put(txn, &task)?;
     }
     Ok(())
 }
@@ -475,6 +517,6 @@ pub(super) fn update_tags(
     if task.tags.len() > super::MAX_TAGS {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
-    put(txn, &task);
+    put(txn, &task)?;
     Ok(Outcome::Tags(task.tags))
 }

@@ -212,7 +212,10 @@ async fn container_instances_register_drain_and_deregister() {
     );
     let (status, body) = cluster.ecs(2, "DiscoverPollEndpoint", json!({})).await;
     assert_eq!(status, 200);
-    assert_eq!(body["endpoint"], cluster.url(2));
+    // Agents connect to the node's gRPC port; telemetry goes to its API.
+    let raft_addr = cluster.nodes[&2].raft_addr;
+    assert_eq!(body["endpoint"], format!("http://{raft_addr}"));
+    assert_eq!(body["telemetryEndpoint"], cluster.url(2));
     cluster.shutdown().await;
 }
 

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real nodes on loopback, driven through their public APIs.
 
 mod account_settings;
+mod agents;
 mod api;
 mod attributes;
 mod configs;

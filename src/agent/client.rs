@@ -1,0 +1,217 @@
+//! The agent's side: register, then keep a session with some ecsd node: an assignment stream,
+//! heartbeats, and batched state reports. When the node goes away the agent moves to another
+//! with backoff.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use super::process::ProcessRuntime;
+use super::protocol::{Assignment, InstanceRef, Report};
+use crate::rpc::pb::agent::agent_service_client::AgentServiceClient;
+use crate::rpc::pb::agent::AgentRequest;
+use crate::state::tasks::StateChange;
+
+/// What one agent runs as.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// ECS API endpoints (`http://host:port`) of the cluster's nodes, tried in turn.
+    pub endpoints: Vec<String>,
+    pub cluster: String,
+    pub cpu: i64,
+    pub memory: i64,
+    pub attributes: Vec<(String, Option<String>)>,
+    pub log_dir: PathBuf,
+    pub heartbeat: Duration,
+    pub ec2_instance_id: String,
+}
+
+/// An ECS API call over HTTP; returns the JSON body or the ECS error.
+pub async fn ecs_call(http: &reqwest::Client, url: &str, action: &str, body: Value) -> anyhow::Result<Value> {
+    let response = http
+        .post(url)
+        .header("x-amz-target", format!("{}{action}", crate::api::TARGET_PREFIX))
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(body.to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(value)
+    } else {
+        Err(anyhow!("{action} at {url}: {status} {value}"))
+    }
+}
+
+fn request<T: serde::Serialize>(value: &T) -> AgentRequest {
+    AgentRequest {
+        payload: serde_json::to_vec(value).unwrap_or_default(),
+    }
+}
+
+/// Registers with the first endpoint that answers; returns the instance ID.
+async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Result<String> {
+    let attributes: Vec<Value> = config
+        .attributes
+        .iter()
+        .map(|(name, value)| match value {
+            Some(v) => json!({"name": name, "value": v}),
+            None => json!({"name": name}),
+        })
+        .collect();
+    let body = json!({
+        "cluster": config.cluster,
+        "instanceIdentityDocument": json!({"instanceId": config.ec2_instance_id}).to_string(),
+        "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": config.cpu},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": config.memory},
+            {"name": "PORTS", "type": "STRINGSET", "stringSetValue": []},
+            {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []}
+        ],
+        "versionInfo": {"agentVersion": env!("CARGO_PKG_VERSION"), "agentHash": "ecsd"},
+        "attributes": attributes,
+    });
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        for url in &config.endpoints {
+            // Like the ECS agent, create the default cluster when joining it (idempotent).
+            if config.cluster == "default" {
+                if let Err(e) = ecs_call(http, url, "CreateCluster", json!({})).await {
+                    tracing::debug!(error = %e, "creating the default cluster failed");
+                }
+            }
+            match ecs_call(http, url, "RegisterContainerInstance", body.clone()).await {
+                Ok(reply) => {
+                    let arn = reply["containerInstance"]["containerInstanceArn"]
+                        .as_str()
+                        .context("registration reply without an ARN")?;
+                    return Ok(arn.rsplit('/').next().unwrap_or(arn).to_string());
+                }
+                Err(e) => tracing::warn!(error = %e, "registration failed; trying another node"),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Asks `url` where agents should connect (its gRPC endpoint).
+async fn discover(http: &reqwest::Client, url: &str, cluster: &str) -> anyhow::Result<Channel> {
+    let reply = ecs_call(http, url, "DiscoverPollEndpoint", json!({"cluster": cluster})).await?;
+    let endpoint = reply["endpoint"].as_str().context("no endpoint")?.to_string();
+    Ok(Endpoint::from_shared(endpoint)?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+/// Runs the agent until `shutdown` fires.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let instance_id = register(&http, &config).await?;
+    tracing::info!(instance = %instance_id, cluster = %config.cluster, "registered");
+    let instance = InstanceRef {
+        cluster: config.cluster.clone(),
+        instance_id,
+    };
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let runtime = ProcessRuntime::new(config.cluster.clone(), config.log_dir.clone(), reports_tx);
+    let (channel_tx, channel_rx) = tokio::sync::watch::channel::<Option<Channel>>(None);
+    tokio::spawn(send_reports(reports_rx, channel_rx, shutdown.clone()));
+
+    let mut turn = 0usize;
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let url = &config.endpoints[turn % config.endpoints.len()];
+        turn += 1;
+        let channel = match discover(&http, url, &config.cluster).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach {url}; trying another node");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let _ = channel_tx.send(Some(channel.clone()));
+        let session = session(channel, &instance, &runtime, config.heartbeat, &shutdown).await;
+        if let Err(e) = session {
+            tracing::warn!(error = %e, "session ended; reconnecting");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        } else {
+            backoff = Duration::from_millis(100);
+        }
+    }
+    Ok(())
+}
+
+/// One session with one node: heartbeats alongside the assignment stream.
+async fn session(
+    channel: Channel,
+    instance: &InstanceRef,
+    runtime: &ProcessRuntime,
+    heartbeat: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut client = AgentServiceClient::new(channel);
+    let mut stream = client.assignments(request(instance)).await?.into_inner();
+    let mut beats = tokio::time::interval(heartbeat);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = beats.tick() => {
+                if let Err(e) = client.heartbeat(request(instance)).await {
+                    // The node may be cut off from the leader: try another.
+                    return Err(anyhow!("heartbeat: {e}"));
+                }
+            }
+            message = stream.message() => {
+                let Some(reply) = message? else { return Err(anyhow!("assignment stream closed")) };
+                let assignment: Assignment = serde_json::from_slice(&reply.payload)?;
+                runtime.apply(&assignment);
+            }
+        }
+    }
+}
+
+/// Sends state changes in batches, retrying (they are idempotent) until they are acknowledged.
+async fn send_reports(
+    mut rx: mpsc::UnboundedReceiver<StateChange>,
+    channel: tokio::sync::watch::Receiver<Option<Channel>>,
+    shutdown: CancellationToken,
+) {
+    while let Some(first) = tokio::select! {
+        item = rx.recv() => item,
+        _ = shutdown.cancelled() => None,
+    } {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let report = Report { changes: batch };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let current = channel.borrow().clone();
+            if let Some(ch) = current {
+                match AgentServiceClient::new(ch).report(request(&report)).await {
+                    Ok(_) => break,
+                    Err(e) => tracing::debug!(error = %e, "report failed; retrying"),
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}

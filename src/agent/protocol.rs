@@ -1,0 +1,44 @@
+//! The agent protocol's message bodies (JSON inside `proto/agent.proto`'s envelopes).
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::tasks::StateChange;
+
+/// Names one container instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRef {
+    pub cluster: String,
+    pub instance_id: String,
+}
+
+/// Everything an instance should be doing: its tasks that are not STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub tasks: Vec<AssignedTask>,
+}
+
+/// One task, with what the agent needs to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignedTask {
+    pub id: String,
+    pub arn: String,
+    /// RUNNING or STOPPED.
+    pub desired_status: String,
+    pub last_status: String,
+    /// The task definition as registered (ECS JSON: containerDefinitions, …).
+    pub definition: serde_json::Value,
+    /// The task's overrides (ECS JSON: containerOverrides, …).
+    pub overrides: serde_json::Value,
+}
+
+/// State changes of one instance's tasks, applied like SubmitTaskStateChange.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub changes: Vec<StateChange>,
+}
+
+/// How many changes were applied (a change for an unknown task is acknowledged and dropped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportReply {
+    pub acknowledged: usize,
+}

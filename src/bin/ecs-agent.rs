@@ -1,0 +1,90 @@
+//! `ecs-agent`: runs on a container instance, registers it with an ecsd cluster, and runs the
+//! tasks placed on it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ecsd::agent::client::{run, AgentConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ecs-agent",
+    version,
+    about = "Runs the tasks an ecsd cluster places on this instance"
+)]
+struct Args {
+    /// ECS API endpoints of the cluster's nodes, comma-separated (tried in turn).
+    #[arg(long, env = "ECS_AGENT_ENDPOINT", default_value = "http://127.0.0.1:8101")]
+    endpoint: String,
+    /// The cluster to join.
+    #[arg(long, env = "ECS_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// How containers run. `process`: each container is a local process.
+    #[arg(long, default_value = "process", value_parser = ["process"])]
+    runtime: String,
+    /// CPU units to offer (default: 1024 per CPU of this host).
+    #[arg(long)]
+    cpu: Option<i64>,
+    /// Memory to offer in MiB (default: this host's total).
+    #[arg(long)]
+    memory: Option<i64>,
+    /// An instance attribute, `name` or `name=value`; repeatable.
+    #[arg(long = "attribute")]
+    attributes: Vec<String>,
+    /// Where task logs go: `<dir>/<task id>/<container>.log`.
+    #[arg(long, default_value = "ecs-agent-logs")]
+    log_dir: PathBuf,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// The instance id reported as ec2InstanceId.
+    #[arg(long)]
+    instance_id: Option<String>,
+}
+
+fn host_memory_mib() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .map_or(1024, |kb| kb / 1024)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ecsd::telemetry::init();
+    let args = Args::parse();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let mut attributes = vec![("ecs.os-type".to_string(), Some("linux".to_string()))];
+    for a in &args.attributes {
+        match a.split_once('=') {
+            Some((name, value)) => attributes.push((name.to_string(), Some(value.to_string()))),
+            None => attributes.push((a.clone(), None)),
+        }
+    }
+    let config = AgentConfig {
+        endpoints: args.endpoint.split(',').map(|e| e.trim().to_string()).collect(),
+        cluster: args.cluster,
+        cpu: args.cpu.unwrap_or(cpus * 1024),
+        memory: args.memory.unwrap_or_else(host_memory_mib),
+        attributes,
+        log_dir: args.log_dir,
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
+        ec2_instance_id: args
+            .instance_id
+            .unwrap_or_else(|| format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17])),
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    run(config, shutdown).await
+}

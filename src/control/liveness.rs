@@ -1,0 +1,88 @@
+//! Agent liveness, on the leader: heartbeat deadlines are kept in memory and only the
+//! transitions of `agentConnected` are committed (as term-stamped leader decisions).
+//!
+//! After a leader change every instance gets a full timeout of grace, since the new leader has
+//! not yet heard from anyone.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::{LeaderContext, LeaderTask};
+use crate::model::InstanceStatus;
+use crate::state::{self, container_instances, Command, Proposal};
+
+/// How often the leader compares heartbeats with the state.
+const SWEEP: Duration = Duration::from_millis(500);
+
+pub struct Liveness {
+    pub timeout: Duration,
+}
+
+impl LeaderTask for Liveness {
+    fn name(&self) -> &'static str {
+        "liveness"
+    }
+
+    fn run(&self, ctx: LeaderContext) -> BoxFuture<'static, ()> {
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let since = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(SWEEP) => {}
+                }
+                if let Err(e) = sweep(&ctx, since, timeout).await {
+                    tracing::debug!(error = %e, "liveness sweep failed; retrying");
+                }
+            }
+        })
+    }
+}
+
+async fn sweep(ctx: &LeaderContext, since: Instant, timeout: Duration) -> Result<(), String> {
+    let handle = ctx.node.handle();
+    let view = handle.view();
+    let mut changes = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (clusters, more) = state::list_active_clusters(view, after.as_deref(), 256).map_err(|e| e.to_string())?;
+        for cluster in &clusters {
+            for instance in container_instances::all(view, &cluster.name).map_err(|e| e.to_string())? {
+                if instance.status == InstanceStatus::Inactive {
+                    continue;
+                }
+                let heard = handle.heartbeats().last_seen(&cluster.name, &instance.id);
+                let silent_since = heard.map_or(since, |t| t.max(since));
+                let alive = heard.is_some_and(|t| t.elapsed() < timeout);
+                if instance.agent_heartbeats && instance.agent_connected && silent_since.elapsed() >= timeout {
+                    changes.push((cluster.name.clone(), instance.id.clone(), false));
+                } else if alive && !(instance.agent_connected && instance.agent_heartbeats) {
+                    changes.push((cluster.name.clone(), instance.id.clone(), true));
+                }
+            }
+        }
+        after = clusters.last().map(|c| c.name.clone());
+        if !more {
+            break;
+        }
+    }
+    for (cluster, id, connected) in changes {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
+        tracing::info!(%cluster, instance = %id, connected, "agent connection changed");
+        let proposal = Proposal {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ts_ms: crate::api::now_ms(),
+            command: Command::SetAgentConnected { cluster, id, connected },
+        };
+        ctx.node
+            .write_as_leader(ctx.term, proposal)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Agents with the `process` runtime on a 3-node cluster: tasks really run, report their exit
+//! codes and release their resources; StopTask stops them; a silent agent is marked
+//! disconnected and gets no new tasks.
+
+use std::time::Duration;
+
+use ecsd::agent::client::{run, AgentConfig};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{wait_for, TestCluster};
+
+fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path::Path) -> CancellationToken {
+    let config = AgentConfig {
+        endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
+        cluster: "ag".into(),
+        cpu: 1024,
+        memory: 1024,
+        attributes: vec![("ecs.availability-zone".into(), Some(az.into()))],
+        log_dir: log_dir.to_path_buf(),
+        heartbeat: Duration::from_millis(200),
+        ec2_instance_id: name.into(),
+    };
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = run(config, token).await {
+            tracing::warn!(error = %e, "agent ended");
+        }
+    });
+    stop
+}
+
+async fn describe_task(cluster: &TestCluster, arn: &str) -> Value {
+    let d = cluster
+        .ok(2, "DescribeTasks", json!({"cluster": "ag", "tasks": [arn]}))
+        .await;
+    d["tasks"][0].clone()
+}
+
+async fn wait_status(cluster: &TestCluster, arn: &str, status: &str) -> Value {
+    wait_for(
+        &format!("task {arn} to be {status}"),
+        Duration::from_secs(30),
+        || async {
+            let t = describe_task(cluster, arn).await;
+            (t["lastStatus"] == status).then_some(t)
+        },
+    )
+    .await
+}
+
+async fn instances(cluster: &TestCluster) -> Vec<Value> {
+    let list = cluster.ok(1, "ListContainerInstances", json!({"cluster": "ag"})).await;
+    let arns = list["containerInstanceArns"].clone();
+    if arns.as_array().is_none_or(Vec::is_empty) {
+        return Vec::new();
+    }
+    let d = cluster
+        .ok(
+            3,
+            "DescribeContainerInstances",
+            json!({"cluster": "ag", "containerInstances": arns}),
+        )
+        .await;
+    d["containerInstances"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
+    let cluster = TestCluster::start(3, |c| c.agent.heartbeat_timeout_ms = 1500).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
+    let logs = tempfile::tempdir().unwrap();
+    let _a = start_agent(&cluster, "i-agent-a", "zone-a", logs.path());
+    let b = start_agent(&cluster, "i-agent-b", "zone-b", logs.path());
+    wait_for("two agents registered", Duration::from_secs(30), || async {
+        (instances(&cluster).await.len() == 2).then_some(())
+    })
+    .await;
+
+    tracing::info!("--- a task runs, prints, and stops with its exit code");
+    cluster
+        .ok(
+            1,
+            "RegisterTaskDefinition",
+            json!({"family": "hello", "containerDefinitions": [{
+                "name": "main", "image": "busybox", "memory": 64,
+                "command": ["sh", "-c", "echo hello; sleep 1; exit 3"]
+            }]}),
+        )
+        .await;
+    let run = cluster
+        .ok(
+            2,
+            "RunTask",
+            json!({"cluster": "ag", "taskDefinition": "hello", "placementConstraints": [
+                {"type": "memberOf", "expression": "attribute:ecs.availability-zone == zone-a"}
+            ]}),
+        )
+        .await;
+    assert_eq!(run["failures"], json!([]), "{run}");
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let running = wait_status(&cluster, &arn, "RUNNING").await;
+    assert!(running["startedAt"].is_number());
+    let stopped = wait_status(&cluster, &arn, "STOPPED").await;
+    assert_eq!(stopped["containers"][0]["exitCode"], 3, "{stopped}");
+    assert_eq!(stopped["stopCode"], "EssentialContainerExited");
+    let id = arn.rsplit('/').next().unwrap();
+    let log = std::fs::read_to_string(logs.path().join(id).join("main.log")).unwrap();
+    assert!(log.contains("hello"), "{log:?}");
+    for i in instances(&cluster).await {
+        assert_eq!(i["remainingResources"], i["registeredResources"], "released at STOPPED");
+    }
+
+    tracing::info!("--- StopTask stops a long-running task");
+    cluster
+        .ok(
+            1,
+            "RegisterTaskDefinition",
+            json!({"family": "sleeper", "containerDefinitions": [{
+                "name": "main", "image": "busybox", "memory": 64, "command": ["sleep", "300"], "stopTimeout": 2
+            }]}),
+        )
+        .await;
+    let run = cluster
+        .ok(3, "RunTask", json!({"cluster": "ag", "taskDefinition": "sleeper"}))
+        .await;
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    wait_status(&cluster, &arn, "RUNNING").await;
+    cluster.ok(2, "StopTask", json!({"cluster": "ag", "task": arn})).await;
+    let stopped = wait_status(&cluster, &arn, "STOPPED").await;
+    assert_eq!(stopped["stopCode"], "UserInitiated");
+    assert_eq!(stopped["stoppedReason"], "Task stopped by user");
+
+    tracing::info!("--- a silent agent is marked disconnected and gets no new tasks");
+    b.cancel();
+    let b_arn = wait_for("agent b disconnected", Duration::from_secs(30), || async {
+        instances(&cluster)
+            .await
+            .into_iter()
+            .find(|i| i["ec2InstanceId"] == "i-agent-b" && i["agentConnected"] == false)
+            .map(|i| i["containerInstanceArn"].as_str().unwrap().to_string())
+    })
+    .await;
+    let start = cluster
+        .ok(
+            1,
+            "StartTask",
+            json!({"cluster": "ag", "taskDefinition": "hello", "containerInstances": [b_arn]}),
+        )
+        .await;
+    assert_eq!(start["failures"], json!([{"arn": b_arn, "reason": "AGENT"}]));
+    let a_connected = instances(&cluster)
+        .await
+        .into_iter()
+        .any(|i| i["ec2InstanceId"] == "i-agent-a" && i["agentConnected"] == true);
+    assert!(a_connected, "the live agent stays connected");
+    cluster.shutdown().await;
+}
