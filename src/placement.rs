@@ -553,3 +553,178 @@ mod tests {
         assert!(Strategy::parse("pack", None).unwrap_err().contains("pack"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::{prop_assert, prop_assert_eq, prop_oneof, proptest, Just};
+    use proptest::strategy::Strategy as Gen;
+
+    use super::*;
+
+    fn arb_instance(i: usize) -> impl Gen<Value = ContainerInstance> {
+        (
+            0i64..4096,
+            0i64..4096,
+            proptest::collection::vec(1u16..20, 0..4),
+            0usize..3,
+            0u64..3,
+            proptest::bool::weighted(0.9),
+        )
+            .prop_map(move |(cpu, memory, ports, zone, group_tasks, connected)| {
+                let mut remaining = vec![
+                    Resource {
+                        name: "CPU".into(),
+                        kind: "INTEGER".into(),
+                        integer_value: cpu,
+                        long_value: 0,
+                        double_value: 0.0,
+                        string_set_value: vec![],
+                    },
+                    Resource {
+                        name: "MEMORY".into(),
+                        kind: "INTEGER".into(),
+                        integer_value: memory,
+                        long_value: 0,
+                        double_value: 0.0,
+                        string_set_value: vec![],
+                    },
+                ];
+                remaining.push(Resource {
+                    name: "PORTS".into(),
+                    kind: "STRINGSET".into(),
+                    integer_value: 0,
+                    long_value: 0,
+                    double_value: 0.0,
+                    string_set_value: ports.iter().map(|p| p.to_string()).collect(),
+                });
+                let mut task_groups = BTreeMap::new();
+                if group_tasks > 0 {
+                    task_groups.insert("g".to_string(), group_tasks);
+                }
+                ContainerInstance {
+                    cluster: "c".into(),
+                    id: format!("i{i:02}"),
+                    arn: format!("arn/i{i:02}"),
+                    ec2_instance_id: format!("ec2-{i}"),
+                    status: InstanceStatus::Active,
+                    agent_connected: connected,
+                    registered_resources: remaining.clone(),
+                    remaining_resources: remaining,
+                    attributes: vec![Attribute {
+                        name: "zone".into(),
+                        value: Some(format!("z{zone}")),
+                    }],
+                    version_info: serde_json::json!({}),
+                    tags: vec![],
+                    registered_at_ms: 0,
+                    version: 1,
+                    running_tasks: 0,
+                    pending_tasks: 0,
+                    agent_update_status: None,
+                    task_groups,
+                    agent_heartbeats: false,
+                }
+            })
+    }
+
+    fn arb_cluster() -> impl Gen<Value = Vec<ContainerInstance>> {
+        (1usize..8).prop_flat_map(|n| (0..n).map(arb_instance).collect::<Vec<_>>())
+    }
+
+    fn arb_strategies() -> impl Gen<Value = Vec<Strategy>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(Strategy::Random),
+                Just(Strategy::Binpack(BinpackField::Cpu)),
+                Just(Strategy::Binpack(BinpackField::Memory)),
+                Just(Strategy::Spread(SpreadField::Instance)),
+                Just(Strategy::Spread(SpreadField::Attribute("zone".into()))),
+            ],
+            0..3,
+        )
+    }
+
+    proptest! {
+        /// Whatever the strategies, no placement over-commits an instance, every constraint
+        /// holds for every placement, and failures are reported only when fewer were placed.
+        #[test]
+        fn placements_never_over_commit_and_honour_constraints(
+            instances in arb_cluster(),
+            cpu in 0i64..1500,
+            memory in 0i64..1500,
+            ports in proptest::collection::vec(1u16..20, 0..2),
+            count in 1usize..10,
+            distinct: bool,
+            zone in proptest::option::of(0usize..3),
+            strategies in arb_strategies(),
+            seed: u64,
+        ) {
+            let reservation = Reservation { cpu, memory, ports: { let mut p = ports; p.sort(); p.dedup(); p }, ports_udp: vec![] };
+            let member_of: Vec<cql::Expr> = zone.map(|z| cql::parse(&format!("attribute:zone == z{z}")).unwrap()).into_iter().collect();
+            let request = Request {
+                reservation: &reservation,
+                count,
+                group: "g",
+                distinct_instance: distinct,
+                member_of: &member_of,
+                requires_attributes: &[],
+                strategies: &strategies,
+                seed,
+            };
+            let plan = place(&instances, &request);
+            prop_assert!(plan.placements.len() <= count);
+            prop_assert_eq!(plan.failures.is_empty() && plan.placements.len() < count, false);
+            // Replay the placements on a copy, checking each with the same rules apply uses.
+            let mut view: BTreeMap<String, ContainerInstance> = instances.iter().map(|i| (i.id.clone(), i.clone())).collect();
+            for id in &plan.placements {
+                let instance = view.get_mut(id).unwrap();
+                prop_assert_eq!(check(instance, &reservation, &[], "g", distinct, &member_of), None);
+                reserve(instance, &reservation, "g");
+                prop_assert!(integer(&instance.remaining_resources, "CPU") >= 0);
+                prop_assert!(integer(&instance.remaining_resources, "MEMORY") >= 0);
+            }
+            if distinct {
+                let mut seen = std::collections::BTreeSet::new();
+                for id in &plan.placements {
+                    prop_assert!(seen.insert(id), "distinctInstance broken on {}", id);
+                    prop_assert!(!instances.iter().any(|i| i.id == *id && i.task_groups.contains_key("g")));
+                }
+            }
+        }
+
+        /// binpack on memory puts the first task on the eligible instance with the least memory
+        /// left; spread by instance puts it on one with the fewest tasks of the group.
+        #[test]
+        fn binpack_and_spread_choose_as_documented(instances in arb_cluster(), memory in 0i64..1000, seed: u64) {
+            let reservation = Reservation { cpu: 0, memory, ports: vec![], ports_udp: vec![] };
+            let eligible: Vec<&ContainerInstance> = instances
+                .iter()
+                .filter(|i| check(i, &reservation, &[], "g", false, &[]).is_none())
+                .collect();
+            for (strategy, key) in [
+                (Strategy::Binpack(BinpackField::Memory), Box::new(|i: &ContainerInstance| integer(&i.remaining_resources, "MEMORY") as u64) as Box<dyn Fn(&ContainerInstance) -> u64>),
+                (Strategy::Spread(SpreadField::Instance), Box::new(|i: &ContainerInstance| i.task_groups.get("g").copied().unwrap_or(0))),
+            ] {
+                let strategies = [strategy];
+                let request = Request {
+                    reservation: &reservation,
+                    count: 1,
+                    group: "g",
+                    distinct_instance: false,
+                    member_of: &[],
+                    requires_attributes: &[],
+                    strategies: &strategies,
+                    seed,
+                };
+                let plan = place(&instances, &request);
+                match eligible.iter().map(|i| key(i)).min() {
+                    None => prop_assert!(plan.placements.is_empty()),
+                    Some(best) => {
+                        let chosen = instances.iter().find(|i| i.id == plan.placements[0]).unwrap();
+                        prop_assert_eq!(key(chosen), best);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@ mod leadership;
 mod malformed;
 mod membership;
 mod processes;
+mod racing;
 mod replication;
 mod sdk;
 mod services;
