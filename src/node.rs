@@ -77,6 +77,8 @@ impl Node {
         let mut tasks = Vec::new();
 
         let grpc = tonic::transport::Server::builder()
+            // Every agent session holds a stream: allow many per connection.
+            .max_concurrent_streams(Some(65_536))
             .add_service(RaftGrpc::server(raft.handle().clone()))
             .add_service(crate::agent::server::AgentGrpc::server(raft.clone()))
             .serve_with_incoming_shutdown(

@@ -13,6 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::process::ProcessRuntime;
 use super::protocol::{Assignment, InstanceRef, Report};
+use super::sim::{SimRuntime, SimSettings};
+use super::Runtime;
 use crate::rpc::pb::agent::agent_service_client::AgentServiceClient;
 use crate::rpc::pb::agent::AgentRequest;
 use crate::state::tasks::StateChange;
@@ -29,6 +31,14 @@ pub struct AgentConfig {
     pub log_dir: PathBuf,
     pub heartbeat: Duration,
     pub ec2_instance_id: String,
+    pub runtime: RuntimeKind,
+}
+
+/// Which runtime runs the containers.
+#[derive(Debug, Clone)]
+pub enum RuntimeKind {
+    Process,
+    Sim(SimSettings),
 }
 
 /// An ECS API call over HTTP; returns the JSON body or the ECS error.
@@ -102,20 +112,52 @@ async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Resul
     }
 }
 
-/// Asks `url` where agents should connect (its gRPC endpoint).
-async fn discover(http: &reqwest::Client, url: &str, cluster: &str) -> anyhow::Result<Channel> {
-    let reply = ecs_call(http, url, "DiscoverPollEndpoint", json!({"cluster": cluster})).await?;
-    let endpoint = reply["endpoint"].as_str().context("no endpoint")?.to_string();
-    Ok(Endpoint::from_shared(endpoint)?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
+/// HTTP and gRPC connections, shared by the instances one process acts as (HTTP/2 multiplexes
+/// every session over one connection per node).
+#[derive(Clone, Default)]
+pub struct Connections {
+    http: reqwest::Client,
+    grpc: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Channel>>>,
+}
+
+impl Connections {
+    /// Asks `url` where agents should connect (its gRPC endpoint) and connects, or reuses the
+    /// connection to that endpoint. A failed session drops it (see [`Connections::forget`]).
+    async fn discover(&self, url: &str, cluster: &str) -> anyhow::Result<(String, Channel)> {
+        let reply = ecs_call(&self.http, url, "DiscoverPollEndpoint", json!({"cluster": cluster})).await?;
+        let endpoint = reply["endpoint"].as_str().context("no endpoint")?.to_string();
+        if let Some(channel) = self.grpc.lock().unwrap_or_else(|p| p.into_inner()).get(&endpoint) {
+            return Ok((endpoint, channel.clone()));
+        }
+        let channel = Endpoint::from_shared(endpoint.clone())?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        self.grpc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(endpoint.clone(), channel.clone());
+        Ok((endpoint, channel))
+    }
+
+    fn forget(&self, endpoint: &str) {
+        self.grpc.lock().unwrap_or_else(|p| p.into_inner()).remove(endpoint);
+    }
 }
 
 /// Runs the agent until `shutdown` fires.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    run_with(config, Connections::default(), shutdown).await
+}
+
+/// Runs one agent over shared connections until `shutdown` fires.
+pub async fn run_with(
+    config: AgentConfig,
+    connections: Connections,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let http = connections.http.clone();
     let instance_id = register(&http, &config).await?;
     tracing::info!(instance = %instance_id, cluster = %config.cluster, "registered");
     let instance = InstanceRef {
@@ -123,7 +165,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         instance_id,
     };
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-    let runtime = ProcessRuntime::new(config.cluster.clone(), config.log_dir.clone(), reports_tx);
+    let runtime: Box<dyn Runtime> = match &config.runtime {
+        RuntimeKind::Process => Box::new(ProcessRuntime::new(
+            config.cluster.clone(),
+            config.log_dir.clone(),
+            reports_tx,
+        )),
+        RuntimeKind::Sim(settings) => Box::new(SimRuntime::new(config.cluster.clone(), settings.clone(), reports_tx)),
+    };
     let (channel_tx, channel_rx) = tokio::sync::watch::channel::<Option<Channel>>(None);
     tokio::spawn(send_reports(reports_rx, channel_rx, shutdown.clone()));
 
@@ -132,7 +181,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     while !shutdown.is_cancelled() {
         let url = &config.endpoints[turn % config.endpoints.len()];
         turn += 1;
-        let channel = match discover(&http, url, &config.cluster).await {
+        let (endpoint, channel) = match connections.discover(url, &config.cluster).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach {url}; trying another node");
@@ -142,9 +191,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             }
         };
         let _ = channel_tx.send(Some(channel.clone()));
-        let session = session(channel, &instance, &runtime, config.heartbeat, &shutdown).await;
+        let session = session(channel, &instance, runtime.as_ref(), config.heartbeat, &shutdown).await;
         if let Err(e) = session {
             tracing::warn!(error = %e, "session ended; reconnecting");
+            connections.forget(&endpoint);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         } else {
@@ -158,7 +208,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 async fn session(
     channel: Channel,
     instance: &InstanceRef,
-    runtime: &ProcessRuntime,
+    runtime: &dyn Runtime,
     heartbeat: Duration,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {

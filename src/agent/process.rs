@@ -126,8 +126,14 @@ impl ProcessRuntime {
         }
     }
 
+    fn report(&self, change: StateChange) {
+        let _ = self.reports.send(change);
+    }
+}
+
+impl super::Runtime for ProcessRuntime {
     /// Brings the local processes in line with `assignment`.
-    pub fn apply(&self, assignment: &Assignment) {
+    fn apply(&self, assignment: &Assignment) {
         for task in &assignment.tasks {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let known = running.get(&task.id).cloned();
@@ -161,7 +167,9 @@ impl ProcessRuntime {
             }
         }
     }
+}
 
+impl ProcessRuntime {
     /// The report that a task has stopped.
     fn task_stopped(&self, task_id: &str) -> StateChange {
         StateChange {
@@ -171,10 +179,6 @@ impl ProcessRuntime {
             execution_stopped_at_ms: Some(now_seconds_ms()),
             ..Default::default()
         }
-    }
-
-    fn report(&self, change: StateChange) {
-        let _ = self.reports.send(change);
     }
 
     async fn run(self, task: AssignedTask, stop: CancellationToken) {

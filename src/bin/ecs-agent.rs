@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ecsd::agent::client::{run, AgentConfig};
+use ecsd::agent::client::{run, run_with, AgentConfig, RuntimeKind};
+use ecsd::agent::sim::SimSettings;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -21,9 +22,22 @@ struct Args {
     /// The cluster to join.
     #[arg(long, env = "ECS_CLUSTER", default_value = "default")]
     cluster: String,
-    /// How containers run. `process`: each container is a local process.
-    #[arg(long, default_value = "process", value_parser = ["process"])]
+    /// How containers run. `process`: each container is a local process. `sim`: simulated
+    /// containers (see the --sim-* options), for benchmarks and fault tests.
+    #[arg(long, default_value = "process", value_parser = ["process", "sim"])]
     runtime: String,
+    /// With `--runtime sim`: act as this many container instances.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// With `--runtime sim`: milliseconds from assignment to RUNNING.
+    #[arg(long, default_value_t = 0)]
+    sim_start_ms: u64,
+    /// With `--runtime sim`: milliseconds from RUNNING to exit (default: run until stopped).
+    #[arg(long)]
+    sim_run_ms: Option<u64>,
+    /// With `--runtime sim`: the exit code of containers that exit by themselves.
+    #[arg(long, default_value_t = 0)]
+    sim_exit_code: i64,
     /// CPU units to offer (default: 1024 per CPU of this host).
     #[arg(long)]
     cpu: Option<i64>,
@@ -68,6 +82,17 @@ async fn main() -> anyhow::Result<()> {
             None => attributes.push((a.clone(), None)),
         }
     }
+    let runtime = match args.runtime.as_str() {
+        "sim" => RuntimeKind::Sim(SimSettings {
+            start: Duration::from_millis(args.sim_start_ms),
+            run: args.sim_run_ms.map(Duration::from_millis),
+            exit_code: args.sim_exit_code,
+        }),
+        _ => RuntimeKind::Process,
+    };
+    if args.instances != 1 && matches!(runtime, RuntimeKind::Process) {
+        anyhow::bail!("--instances is for --runtime sim; the process runtime is one instance per host");
+    }
     let config = AgentConfig {
         endpoints: args.endpoint.split(',').map(|e| e.trim().to_string()).collect(),
         cluster: args.cluster,
@@ -79,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         ec2_instance_id: args
             .instance_id
             .unwrap_or_else(|| format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17])),
+        runtime,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -86,5 +112,21 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
-    run(config, shutdown).await
+    if args.instances == 1 {
+        return run(config, shutdown).await;
+    }
+    let connections = ecsd::agent::client::Connections::default();
+    let mut agents = Vec::new();
+    for k in 0..args.instances {
+        let mut one = config.clone();
+        one.ec2_instance_id = format!("{}-{k}", config.ec2_instance_id);
+        // Spread the sessions over the nodes.
+        let n = one.endpoints.len();
+        one.endpoints.rotate_left(k % n);
+        agents.push(tokio::spawn(run_with(one, connections.clone(), shutdown.clone())));
+    }
+    for agent in agents {
+        agent.await??;
+    }
+    Ok(())
 }

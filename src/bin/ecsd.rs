@@ -138,6 +138,7 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
                 log_dir: data_dir.join("agent-logs"),
                 heartbeat: std::time::Duration::from_secs(1),
                 ec2_instance_id: format!("i-dev{}", i + 1),
+                runtime: ecsd::agent::client::RuntimeKind::Process,
             };
             let token = agents.clone();
             tokio::spawn(async move {

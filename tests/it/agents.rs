@@ -20,6 +20,7 @@ fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path:
         log_dir: log_dir.to_path_buf(),
         heartbeat: Duration::from_millis(200),
         ec2_instance_id: name.into(),
+        runtime: ecsd::agent::client::RuntimeKind::Process,
     };
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -156,5 +157,84 @@ async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
         .into_iter()
         .any(|i| i["ec2InstanceId"] == "i-agent-a" && i["agentConnected"] == true);
     assert!(a_connected, "the live agent stays connected");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_simulated_instances_register_and_run_tasks() {
+    const INSTANCES: usize = 1000;
+    let cluster = TestCluster::start(3, |c| c.agent.heartbeat_timeout_ms = 120_000).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "sim"})).await;
+    let connections = ecsd::agent::client::Connections::default();
+    let stop = CancellationToken::new();
+    let endpoints: Vec<String> = (1..=3).map(|id| cluster.url(id)).collect();
+    for k in 0..INSTANCES {
+        let mut endpoints = endpoints.clone();
+        endpoints.rotate_left(k % 3);
+        let config = AgentConfig {
+            endpoints,
+            cluster: "sim".into(),
+            cpu: 1024,
+            memory: 1024,
+            attributes: vec![("ecs.availability-zone".into(), Some(format!("zone-{}", k % 3)))],
+            log_dir: std::env::temp_dir(),
+            heartbeat: Duration::from_secs(10),
+            ec2_instance_id: format!("i-sim-{k}"),
+            runtime: ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+        };
+        tokio::spawn(ecsd::agent::client::run_with(config, connections.clone(), stop.clone()));
+    }
+    wait_for("1000 instances registered", Duration::from_secs(120), || async {
+        let c = cluster.ok(2, "DescribeClusters", json!({"clusters": ["sim"]})).await;
+        (c["clusters"][0]["registeredContainerInstancesCount"] == INSTANCES).then_some(())
+    })
+    .await;
+    cluster
+        .ok(
+            1,
+            "RegisterTaskDefinition",
+            json!({"family": "simt", "containerDefinitions": [{"name": "c", "image": "x", "memory": 128}]}),
+        )
+        .await;
+    let mut arns = Vec::new();
+    for i in 0..20u64 {
+        let run = cluster
+            .ok(
+                (i % 3) + 1,
+                "RunTask",
+                json!({"cluster": "sim", "taskDefinition": "simt", "count": 10,
+                       "placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"}]}),
+            )
+            .await;
+        assert_eq!(run["failures"], json!([]), "{run}");
+        for t in run["tasks"].as_array().unwrap() {
+            arns.push(t["taskArn"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(arns.len(), 200);
+    wait_for(
+        "200 tasks RUNNING on simulated instances",
+        Duration::from_secs(120),
+        || async {
+            let mut running = 0;
+            for chunk in arns.chunks(100) {
+                let d = cluster
+                    .ok(3, "DescribeTasks", json!({"cluster": "sim", "tasks": chunk}))
+                    .await;
+                running += d["tasks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["lastStatus"] == "RUNNING")
+                    .count();
+            }
+            (running == arns.len()).then_some(())
+        },
+    )
+    .await;
+    let c = cluster.ok(2, "DescribeClusters", json!({"clusters": ["sim"]})).await;
+    assert_eq!(c["clusters"][0]["runningTasksCount"], 200);
+    stop.cancel();
     cluster.shutdown().await;
 }
