@@ -4,6 +4,7 @@
 pub mod client;
 pub mod process;
 pub mod protocol;
+pub mod runner;
 pub mod server;
 pub mod sim;
 

@@ -6,100 +6,23 @@
 //! desired status becomes STOPPED, the other containers get SIGTERM, then SIGKILL after the
 //! container's `stopTimeout` (default 30 s).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{AssignedTask, Assignment};
+use super::runner::{container_specs, ContainerSpec, Tracker};
 use crate::model::TaskStatus;
 use crate::state::tasks::{ContainerChange, StateChange};
 
-/// Default time between SIGTERM and SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Runs tasks as local processes and reports their state changes on `reports`.
+/// Runs tasks as local processes and reports their state changes.
 #[derive(Clone)]
 pub struct ProcessRuntime {
-    cluster: String,
+    tracker: Tracker,
     log_dir: PathBuf,
-    reports: mpsc::UnboundedSender<StateChange>,
-    /// Tasks started here and not yet finished, by task ID.
-    running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
-    /// Tasks finished here (their STOPPED report may still be on its way).
-    finished: Arc<Mutex<std::collections::BTreeSet<String>>>,
-}
-
-/// One container to run.
-struct Spec {
-    name: String,
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    essential: bool,
-    stop_timeout: Duration,
-}
-
-fn strings(value: Option<&Value>) -> Option<Vec<String>> {
-    value?
-        .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-}
-
-fn env_pairs(value: Option<&Value>) -> Vec<(String, String)> {
-    value
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                e.get("name")?.as_str()?.to_string(),
-                e.get("value").and_then(Value::as_str).unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
-}
-
-fn specs(task: &AssignedTask) -> Vec<Spec> {
-    let overrides: Vec<Value> = task
-        .overrides
-        .get("containerOverrides")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    task.definition
-        .get("containerDefinitions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let name = d.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            let o = overrides
-                .iter()
-                .find(|o| o.get("name").and_then(Value::as_str) == Some(&name));
-            let command = strings(o.and_then(|o| o.get("command")))
-                .or_else(|| strings(d.get("command")))
-                .unwrap_or_default();
-            let mut argv = strings(d.get("entryPoint")).unwrap_or_default();
-            argv.extend(command);
-            let mut env = env_pairs(d.get("environment"));
-            env.extend(env_pairs(o.and_then(|o| o.get("environment"))));
-            Spec {
-                name,
-                argv,
-                env,
-                essential: d.get("essential").and_then(Value::as_bool).unwrap_or(true),
-                stop_timeout: d
-                    .get("stopTimeout")
-                    .and_then(Value::as_u64)
-                    .map_or(STOP_TIMEOUT, Duration::from_secs),
-            }
-        })
-        .collect()
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -111,78 +34,28 @@ fn signal(child: &Child, signal: i32) {
     }
 }
 
-fn now_seconds_ms() -> u64 {
-    crate::api::now_ms()
-}
-
 impl ProcessRuntime {
     pub fn new(cluster: String, log_dir: PathBuf, reports: mpsc::UnboundedSender<StateChange>) -> Self {
         ProcessRuntime {
-            cluster,
+            tracker: Tracker::new(cluster, reports),
             log_dir,
-            reports,
-            running: Arc::default(),
-            finished: Arc::default(),
         }
-    }
-
-    fn report(&self, change: StateChange) {
-        let _ = self.reports.send(change);
     }
 }
 
 impl super::Runtime for ProcessRuntime {
     /// Brings the local processes in line with `assignment`.
     fn apply(&self, assignment: &Assignment) {
-        for task in &assignment.tasks {
-            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let known = running.get(&task.id).cloned();
-            drop(running);
-            let finished = self
-                .finished
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&task.id);
-            match (task.desired_status.as_str(), known) {
-                ("STOPPED", Some(stop)) => stop.cancel(),
-                ("STOPPED", None) if !finished => {
-                    // Never started here (or lost in a restart): it is simply stopped.
-                    self.report(self.task_stopped(&task.id));
-                    self.finished
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(task.id.clone());
-                }
-                ("RUNNING", None) if !finished => {
-                    let stop = CancellationToken::new();
-                    self.running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(task.id.clone(), stop.clone());
-                    let runtime = self.clone();
-                    let task = task.clone();
-                    tokio::spawn(async move { runtime.run(task, stop).await });
-                }
-                _ => {}
-            }
-        }
+        self.tracker.apply(assignment, |task, stop| {
+            let runtime = self.clone();
+            tokio::spawn(async move { runtime.run(task, stop).await });
+        });
     }
 }
 
 impl ProcessRuntime {
-    /// The report that a task has stopped.
-    fn task_stopped(&self, task_id: &str) -> StateChange {
-        StateChange {
-            cluster: self.cluster.clone(),
-            task_id: task_id.to_string(),
-            status: Some(TaskStatus::Stopped),
-            execution_stopped_at_ms: Some(now_seconds_ms()),
-            ..Default::default()
-        }
-    }
-
     async fn run(self, task: AssignedTask, stop: CancellationToken) {
-        let specs = specs(&task);
+        let specs = container_specs(&task);
         let dir = self.log_dir.join(&task.id);
         let mut children: Vec<Option<Child>> = Vec::new();
         let mut failure: Option<String> = None;
@@ -203,8 +76,8 @@ impl ProcessRuntime {
                 signal(child, libc::SIGKILL);
                 let _ = child.wait().await;
             }
-            self.report(StateChange {
-                cluster: self.cluster.clone(),
+            self.tracker.report(StateChange {
+                cluster: self.tracker.cluster.clone(),
                 task_id: task.id.clone(),
                 status: Some(TaskStatus::Stopped),
                 reason: Some(reason.clone()),
@@ -217,14 +90,14 @@ impl ProcessRuntime {
                         ..Default::default()
                     })
                     .collect(),
-                execution_stopped_at_ms: Some(now_seconds_ms()),
+                execution_stopped_at_ms: Some(crate::api::now_ms()),
                 ..Default::default()
             });
-            self.finish(&task.id);
+            self.tracker.finish(&task.id);
             return;
         }
-        self.report(StateChange {
-            cluster: self.cluster.clone(),
+        self.tracker.report(StateChange {
+            cluster: self.tracker.cluster.clone(),
             task_id: task.id.clone(),
             status: Some(TaskStatus::Running),
             containers: specs
@@ -237,15 +110,15 @@ impl ProcessRuntime {
                     ..Default::default()
                 })
                 .collect(),
-            pull_started_at_ms: Some(now_seconds_ms()),
-            pull_stopped_at_ms: Some(now_seconds_ms()),
+            pull_started_at_ms: Some(crate::api::now_ms()),
+            pull_stopped_at_ms: Some(crate::api::now_ms()),
             ..Default::default()
         });
         self.supervise(&task, &specs, children, stop).await;
-        self.finish(&task.id);
+        self.tracker.finish(&task.id);
     }
 
-    fn spawn(&self, spec: &Spec, dir: &std::path::Path) -> std::io::Result<Child> {
+    fn spawn(&self, spec: &ContainerSpec, dir: &std::path::Path) -> std::io::Result<Child> {
         let Some((program, args)) = spec.argv.split_first() else {
             return Err(std::io::Error::other("no entryPoint or command to run"));
         };
@@ -265,7 +138,7 @@ impl ProcessRuntime {
     async fn supervise(
         &self,
         task: &AssignedTask,
-        specs: &[Spec],
+        specs: &[ContainerSpec],
         children: Vec<Option<Child>>,
         stop: CancellationToken,
     ) {
@@ -296,8 +169,8 @@ impl ProcessRuntime {
                     let Some((i, code)) = exited else { break };
                     left -= 1;
                     pids.retain(|(j, _)| *j != i);
-                    self.report(StateChange {
-                        cluster: self.cluster.clone(),
+                    self.tracker.report(StateChange {
+                        cluster: self.tracker.cluster.clone(),
                         task_id: task.id.clone(),
                         containers: vec![ContainerChange {
                             name: specs[i].name.clone(),
@@ -327,11 +200,11 @@ impl ProcessRuntime {
                 }
             }
         }
-        self.report(self.task_stopped(&task.id));
+        self.tracker.report(self.tracker.task_stopped(&task.id));
     }
 
     /// Sends SIGTERM to the containers still running; returns when to send SIGKILL.
-    fn terminate(&self, pids: &[(usize, Option<u32>)], specs: &[Spec]) -> tokio::time::Instant {
+    fn terminate(&self, pids: &[(usize, Option<u32>)], specs: &[ContainerSpec]) -> tokio::time::Instant {
         let mut timeout = Duration::ZERO;
         for (i, pid) in pids {
             if let Some(pid) = pid {
@@ -343,13 +216,5 @@ impl ProcessRuntime {
             timeout = timeout.max(specs[*i].stop_timeout);
         }
         tokio::time::Instant::now() + timeout
-    }
-
-    fn finish(&self, task_id: &str) {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(task_id);
-        self.finished
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task_id.to_string());
     }
 }
