@@ -35,10 +35,21 @@ pub struct AgentConfig {
 }
 
 /// Which runtime runs the containers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum RuntimeKind {
     Process,
+    Docker(bollard::Docker),
     Sim(SimSettings),
+}
+
+impl std::fmt::Debug for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuntimeKind::Process => "process",
+            RuntimeKind::Docker(_) => "docker",
+            RuntimeKind::Sim(_) => "sim",
+        })
+    }
 }
 
 /// An ECS API call over HTTP; returns the JSON body or the ECS error.
@@ -169,6 +180,11 @@ pub async fn run_with(
         RuntimeKind::Process => Box::new(ProcessRuntime::new(
             config.cluster.clone(),
             config.log_dir.clone(),
+            reports_tx,
+        )),
+        RuntimeKind::Docker(docker) => Box::new(super::docker::DockerRuntime::new(
+            docker.clone(),
+            config.cluster.clone(),
             reports_tx,
         )),
         RuntimeKind::Sim(settings) => Box::new(SimRuntime::new(config.cluster.clone(), settings.clone(), reports_tx)),

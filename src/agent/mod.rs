@@ -2,6 +2,7 @@
 //! `ecs-agent` program with its runtimes.
 
 pub mod client;
+pub mod docker;
 pub mod process;
 pub mod protocol;
 pub mod runner;

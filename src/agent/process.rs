@@ -76,24 +76,7 @@ impl ProcessRuntime {
                 signal(child, libc::SIGKILL);
                 let _ = child.wait().await;
             }
-            self.tracker.report(StateChange {
-                cluster: self.tracker.cluster.clone(),
-                task_id: task.id.clone(),
-                status: Some(TaskStatus::Stopped),
-                reason: Some(reason.clone()),
-                containers: specs
-                    .iter()
-                    .map(|s| ContainerChange {
-                        name: s.name.clone(),
-                        status: Some(TaskStatus::Stopped),
-                        reason: Some(reason.clone()),
-                        ..Default::default()
-                    })
-                    .collect(),
-                execution_stopped_at_ms: Some(crate::api::now_ms()),
-                ..Default::default()
-            });
-            self.tracker.finish(&task.id);
+            self.tracker.failed_to_start(&task.id, &specs, &reason);
             return;
         }
         self.tracker.report(StateChange {
@@ -169,17 +152,7 @@ impl ProcessRuntime {
                     let Some((i, code)) = exited else { break };
                     left -= 1;
                     pids.retain(|(j, _)| *j != i);
-                    self.tracker.report(StateChange {
-                        cluster: self.tracker.cluster.clone(),
-                        task_id: task.id.clone(),
-                        containers: vec![ContainerChange {
-                            name: specs[i].name.clone(),
-                            status: Some(TaskStatus::Stopped),
-                            exit_code: code.map(i64::from),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    });
+                    self.tracker.container_exited(&task.id, &specs[i].name, code.map(i64::from));
                     if specs[i].essential && !stopping {
                         stopping = true;
                         kill_at = Some(self.terminate(&pids, specs));

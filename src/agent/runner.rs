@@ -158,6 +158,39 @@ impl Tracker {
         }
     }
 
+    /// Reports a task whose containers could not all be started as STOPPED (it never ran), with
+    /// `reason` on it and every container, and marks it finished.
+    pub fn failed_to_start(&self, task_id: &str, specs: &[ContainerSpec], reason: &str) {
+        let mut change = self.task_stopped(task_id);
+        change.reason = Some(reason.to_string());
+        change.containers = specs
+            .iter()
+            .map(|s| crate::state::tasks::ContainerChange {
+                name: s.name.clone(),
+                status: Some(TaskStatus::Stopped),
+                reason: Some(reason.to_string()),
+                ..Default::default()
+            })
+            .collect();
+        self.report(change);
+        self.finish(task_id);
+    }
+
+    /// Reports that one container of a task exited with `exit_code`.
+    pub fn container_exited(&self, task_id: &str, container: &str, exit_code: Option<i64>) {
+        self.report(StateChange {
+            cluster: self.cluster.clone(),
+            task_id: task_id.to_string(),
+            containers: vec![crate::state::tasks::ContainerChange {
+                name: container.to_string(),
+                status: Some(TaskStatus::Stopped),
+                exit_code,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+
     /// Marks `task_id` finished here.
     pub fn finish(&self, task_id: &str) {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(task_id);

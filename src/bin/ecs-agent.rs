@@ -22,9 +22,10 @@ struct Args {
     /// The cluster to join.
     #[arg(long, env = "ECS_CLUSTER", default_value = "default")]
     cluster: String,
-    /// How containers run. `process`: each container is a local process. `sim`: simulated
-    /// containers (see the --sim-* options), for benchmarks and fault tests.
-    #[arg(long, default_value = "process", value_parser = ["process", "sim"])]
+    /// How containers run. `docker`: Docker containers through the local engine (production).
+    /// `process`: each container is a local process. `sim`: simulated containers (see the
+    /// --sim-* options), for benchmarks and fault tests.
+    #[arg(long, default_value = "docker", value_parser = ["docker", "process", "sim"])]
     runtime: String,
     /// With `--runtime sim`: act as this many container instances.
     #[arg(long, default_value_t = 1)]
@@ -88,10 +89,15 @@ async fn main() -> anyhow::Result<()> {
             run: args.sim_run_ms.map(Duration::from_millis),
             exit_code: args.sim_exit_code,
         }),
+        "docker" => RuntimeKind::Docker(
+            ecsd::agent::docker::connect()
+                .await
+                .map_err(|e| anyhow::anyhow!("the docker runtime needs a reachable Docker Engine: {e}"))?,
+        ),
         _ => RuntimeKind::Process,
     };
-    if args.instances != 1 && matches!(runtime, RuntimeKind::Process) {
-        anyhow::bail!("--instances is for --runtime sim; the process runtime is one instance per host");
+    if args.instances != 1 && !matches!(runtime, RuntimeKind::Sim(_)) {
+        anyhow::bail!("--instances is for --runtime sim; other runtimes are one instance per host");
     }
     let config = AgentConfig {
         endpoints: args.endpoint.split(',').map(|e| e.trim().to_string()).collect(),

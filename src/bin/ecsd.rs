@@ -115,8 +115,16 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
         let listeners = Listeners::bind(&config).await?;
         nodes.push(Node::start(config, listeners, Vec::new()).await?);
     }
-    // Three local agents (process runtime) in the default cluster, one per availability zone.
+    // Three local agents in the default cluster, one per availability zone: the docker runtime
+    // when an engine answers, else the process runtime.
     let agents = tokio_util::sync::CancellationToken::new();
+    let runtime = match ecsd::agent::docker::connect().await {
+        Ok(docker) => ecsd::agent::client::RuntimeKind::Docker(docker),
+        Err(e) => {
+            tracing::info!(error = %e, "no Docker Engine reachable; local agents use the process runtime");
+            ecsd::agent::client::RuntimeKind::Process
+        }
+    };
     if !no_agents {
         let endpoints: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.api_addr)).collect();
         for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
@@ -138,7 +146,7 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
                 log_dir: data_dir.join("agent-logs"),
                 heartbeat: std::time::Duration::from_secs(1),
                 ec2_instance_id: format!("i-dev{}", i + 1),
-                runtime: ecsd::agent::client::RuntimeKind::Process,
+                runtime: runtime.clone(),
             };
             let token = agents.clone();
             tokio::spawn(async move {
@@ -162,11 +170,11 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
     println!("  aws ecs list-clusters --endpoint-url http://127.0.0.1:8103 --region us-east-1");
     if !no_agents {
         println!(
-            "Three local agents (process runtime; task logs under {}) joined the default cluster:",
+            "Three local agents ({runtime:?} runtime; process-runtime logs under {}) joined the default cluster:",
             data_dir.join("agent-logs").display()
         );
         println!("  aws ecs register-task-definition --family hello --endpoint-url http://127.0.0.1:8101 --region us-east-1 \\");
-        println!("    --container-definitions '[{{\"name\":\"main\",\"image\":\"busybox\",\"memory\":64,\"command\":[\"sh\",\"-c\",\"echo hello; exit 3\"]}}]'");
+        println!("    --container-definitions '[{{\"name\":\"main\",\"image\":\"ecsd-busybox:latest\",\"memory\":64,\"command\":[\"sh\",\"-c\",\"echo hello; exit 3\"]}}]'");
         println!("  aws ecs run-task --task-definition hello --count 10 --endpoint-url http://127.0.0.1:8102 --region us-east-1");
     }
     println!("  cargo run -- cluster status --endpoint http://127.0.0.1:8101");

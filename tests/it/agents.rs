@@ -238,3 +238,106 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
     stop.cancel();
     cluster.shutdown().await;
 }
+
+/// The docker runtime with a locally built image (`scripts/busybox-image.sh`): a real container
+/// exits 3, and a dynamic host port is reachable where `networkBindings` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_agent_runs_real_containers() {
+    let docker = match ecsd::agent::docker::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIPPED docker_agent_runs_real_containers: no Docker Engine reachable ({e})");
+            return;
+        }
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/busybox-image.sh");
+    let built = tokio::process::Command::new("bash").arg(script).status().await.unwrap();
+    assert!(built.success(), "building the busybox image failed");
+
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
+    let stop = CancellationToken::new();
+    let config = AgentConfig {
+        endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
+        cluster: "ag".into(),
+        cpu: 1024,
+        memory: 1024,
+        attributes: vec![],
+        log_dir: std::env::temp_dir(),
+        heartbeat: Duration::from_millis(500),
+        ec2_instance_id: "i-docker".into(),
+        runtime: ecsd::agent::client::RuntimeKind::Docker(docker.clone()),
+    };
+    let token = stop.clone();
+    tokio::spawn(async move { run(config, token).await });
+    wait_for("the docker agent registered", Duration::from_secs(30), || async {
+        (instances(&cluster).await.len() == 1).then_some(())
+    })
+    .await;
+
+    tracing::info!("--- a real container exits 3");
+    cluster
+        .ok(
+            1,
+            "RegisterTaskDefinition",
+            json!({"family": "exit3", "containerDefinitions": [{
+                "name": "main", "image": "ecsd-busybox:latest", "memory": 64,
+                "command": ["sh", "-c", "echo hello; sleep 1; exit 3"]
+            }]}),
+        )
+        .await;
+    let run_task = cluster
+        .ok(2, "RunTask", json!({"cluster": "ag", "taskDefinition": "exit3"}))
+        .await;
+    let exit_arn = run_task["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let stopped = wait_status(&cluster, &exit_arn, "STOPPED").await;
+    assert_eq!(stopped["containers"][0]["exitCode"], 3, "{stopped}");
+
+    tracing::info!("--- a dynamic host port is reachable where networkBindings says");
+    cluster
+        .ok(
+            1,
+            "RegisterTaskDefinition",
+            json!({"family": "web", "containerDefinitions": [{
+                "name": "web", "image": "ecsd-busybox:latest", "memory": 64, "stopTimeout": 2,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                "portMappings": [{"containerPort": 8080}]
+            }]}),
+        )
+        .await;
+    let run_task = cluster
+        .ok(3, "RunTask", json!({"cluster": "ag", "taskDefinition": "web"}))
+        .await;
+    let arn = run_task["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let running = wait_status(&cluster, &arn, "RUNNING").await;
+    let binding = running["containers"][0]["networkBindings"][0].clone();
+    assert_eq!(binding["containerPort"], 8080, "{running}");
+    let host_port = binding["hostPort"].as_u64().unwrap();
+    assert!(host_port > 0);
+    let body = wait_for("the container's port to answer", Duration::from_secs(30), || async {
+        let r = reqwest::get(format!("http://127.0.0.1:{host_port}/index.html"))
+            .await
+            .ok()?;
+        r.text().await.ok()
+    })
+    .await;
+    assert!(body.contains("hello from ecsd-busybox"), "{body}");
+    cluster.ok(2, "StopTask", json!({"cluster": "ag", "task": arn})).await;
+    wait_status(&cluster, &arn, "STOPPED").await;
+    stop.cancel();
+    cluster.shutdown().await;
+    // The agent keeps stopped containers for a while (for `docker logs`); this test's go now.
+    for (task, container) in [(&exit_arn, "main"), (&arn, "web")] {
+        let id = task.rsplit('/').next().unwrap();
+        let _ = docker
+            .remove_container(
+                &format!("ecs-{id}-{container}"),
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+}

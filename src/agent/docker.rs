@@ -1,0 +1,306 @@
+//! The `docker` runtime: each container of a task is a Docker container, through the Docker
+//! Engine API (bollard).
+//!
+//! The container definition maps onto the engine's: image, entryPoint, command, environment,
+//! portMappings (a `hostPort` of 0 or none is a dynamic port, read back after start and reported
+//! as `networkBindings`), memory (hard limit), memoryReservation, cpu (shares), stopTimeout,
+//! `networkMode` and ECS labels. Logs stay with the engine (`docker logs`). Containers are
+//! removed a while after their task stopped.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{AssignedTask, Assignment};
+use super::runner::{container_specs, ContainerSpec, Tracker};
+use crate::model::{NetworkBinding, TaskStatus};
+use crate::state::tasks::{ContainerChange, StateChange};
+
+/// How long stopped containers are kept (for `docker logs`) before they are removed.
+const KEEP_STOPPED: Duration = Duration::from_secs(600);
+
+/// Runs tasks as Docker containers.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    tracker: Tracker,
+    docker: Docker,
+}
+
+/// Connects to the local engine and checks that it answers.
+pub async fn connect() -> anyhow::Result<Docker> {
+    let docker = Docker::connect_with_local_defaults()?;
+    docker.ping().await?;
+    Ok(docker)
+}
+
+fn container_name(task_id: &str, container: &str) -> String {
+    format!("ecs-{task_id}-{container}")
+}
+
+fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str) -> ContainerCreateBody {
+    let network_mode = task
+        .definition
+        .get("networkMode")
+        .and_then(Value::as_str)
+        .unwrap_or("bridge")
+        .to_string();
+    let mut exposed = HashMap::new();
+    let mut bindings = HashMap::new();
+    for (container_port, host_port, protocol) in &spec.ports {
+        let key = format!("{container_port}/{protocol}");
+        exposed.insert(key.clone(), HashMap::new());
+        let host = if *host_port == 0 {
+            String::new()
+        } else {
+            host_port.to_string()
+        };
+        bindings.insert(
+            key,
+            Some(vec![PortBinding {
+                host_ip: Some("0.0.0.0".into()),
+                host_port: Some(host),
+            }]),
+        );
+    }
+    let labels = HashMap::from([
+        ("com.amazonaws.ecs.task-arn".to_string(), task.arn.clone()),
+        ("com.amazonaws.ecs.container-name".to_string(), spec.name.clone()),
+        ("com.amazonaws.ecs.cluster".to_string(), cluster.to_string()),
+    ]);
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entry_point.clone(),
+        cmd: spec.command.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: (network_mode == "bridge").then_some(exposed),
+        host_config: Some(HostConfig {
+            memory: spec.memory.map(|m| m * 1024 * 1024),
+            memory_reservation: spec.memory_reservation.map(|m| m * 1024 * 1024),
+            // Docker needs at least 2 shares; 0 means "no limit" in ECS.
+            cpu_shares: spec.cpu.filter(|c| *c > 0).map(|c| c.max(2)),
+            port_bindings: (network_mode == "bridge").then_some(bindings),
+            network_mode: Some(network_mode),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl DockerRuntime {
+    pub fn new(docker: Docker, cluster: String, reports: mpsc::UnboundedSender<StateChange>) -> Self {
+        DockerRuntime {
+            tracker: Tracker::new(cluster, reports),
+            docker,
+        }
+    }
+
+    /// Creates and starts one container; returns its id.
+    async fn start_one(&self, task: &AssignedTask, spec: &ContainerSpec) -> anyhow::Result<String> {
+        let name = container_name(&task.id, &spec.name);
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let body = create_body(task, spec, &self.tracker.cluster);
+        let created = match self.docker.create_container(Some(options.clone()), body.clone()).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                // No such image here: pull it, then create again.
+                self.pull(&spec.image).await?;
+                self.docker.create_container(Some(options), body).await?
+            }
+            other => other?,
+        };
+        self.docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await?;
+        Ok(created.id)
+    }
+
+    async fn pull(&self, image: &str) -> anyhow::Result<()> {
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            step?;
+        }
+        Ok(())
+    }
+
+    /// The host ports the engine bound for a started container.
+    async fn bindings(&self, id: &str) -> Vec<NetworkBinding> {
+        let Ok(inspected) = self.docker.inspect_container(id, None::<InspectContainerOptions>).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let ports = inspected.network_settings.and_then(|n| n.ports).unwrap_or_default();
+        for (key, bound) in ports {
+            let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let Ok(container_port) = port.parse::<u16>() else {
+                continue;
+            };
+            for b in bound.unwrap_or_default() {
+                // One binding per port is enough (the engine lists IPv4 and IPv6 separately).
+                if out
+                    .iter()
+                    .any(|x: &NetworkBinding| x.container_port == container_port && x.protocol == protocol)
+                {
+                    continue;
+                }
+                if let Some(host_port) = b.host_port.and_then(|p| p.parse().ok()) {
+                    out.push(NetworkBinding {
+                        bind_ip: "0.0.0.0".into(),
+                        container_port,
+                        host_port,
+                        protocol: protocol.to_string(),
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|b| (b.container_port, b.protocol.clone()));
+        out
+    }
+
+    async fn run(self, task: AssignedTask, stop: CancellationToken) {
+        let specs = container_specs(&task);
+        let mut ids = Vec::new();
+        let mut failure = None;
+        for spec in &specs {
+            match self.start_one(&task, spec).await {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    failure = Some(format!("CannotStartContainerError: {}: {e}", spec.name));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            for id in &ids {
+                let _ = self
+                    .docker
+                    .stop_container(
+                        id,
+                        Some(StopContainerOptions {
+                            t: Some(0),
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+            }
+            self.tracker.failed_to_start(&task.id, &specs, &reason);
+            self.remove_later(ids);
+            return;
+        }
+        let mut containers = Vec::new();
+        for (spec, id) in specs.iter().zip(&ids) {
+            containers.push(ContainerChange {
+                name: spec.name.clone(),
+                status: Some(TaskStatus::Running),
+                runtime_id: Some(id.clone()),
+                network_bindings: Some(self.bindings(id).await),
+                ..Default::default()
+            });
+        }
+        self.tracker.report(StateChange {
+            cluster: self.tracker.cluster.clone(),
+            task_id: task.id.clone(),
+            status: Some(TaskStatus::Running),
+            containers,
+            ..Default::default()
+        });
+        self.supervise(&task, &specs, &ids, stop).await;
+        self.tracker.report(self.tracker.task_stopped(&task.id));
+        self.tracker.finish(&task.id);
+        self.remove_later(ids);
+    }
+
+    /// Waits for the containers; stops the rest when an essential one exits or `stop` fires
+    /// (the engine sends SIGTERM, then SIGKILL after the container's stopTimeout).
+    async fn supervise(&self, task: &AssignedTask, specs: &[ContainerSpec], ids: &[String], stop: CancellationToken) {
+        let (exited_tx, mut exited_rx) = mpsc::unbounded_channel::<(usize, i64)>();
+        for (i, id) in ids.iter().enumerate() {
+            let docker = self.docker.clone();
+            let id = id.clone();
+            let tx = exited_tx.clone();
+            tokio::spawn(async move {
+                let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
+                let code = match wait.next().await {
+                    Some(Ok(r)) => r.status_code,
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                    _ => -1,
+                };
+                let _ = tx.send((i, code));
+            });
+        }
+        drop(exited_tx);
+        let mut running: Vec<usize> = (0..ids.len()).collect();
+        let mut stopping = false;
+        while !running.is_empty() {
+            tokio::select! {
+                exited = exited_rx.recv() => {
+                    let Some((i, code)) = exited else { break };
+                    running.retain(|j| *j != i);
+                    self.tracker.container_exited(&task.id, &specs[i].name, Some(code));
+                    if specs[i].essential && !stopping {
+                        stopping = true;
+                        self.stop_all(&running, specs, ids);
+                    }
+                }
+                _ = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    self.stop_all(&running, specs, ids);
+                }
+            }
+        }
+    }
+
+    fn stop_all(&self, running: &[usize], specs: &[ContainerSpec], ids: &[String]) {
+        for i in running {
+            let docker = self.docker.clone();
+            let id = ids[*i].clone();
+            let t = specs[*i].stop_timeout.as_secs().min(i32::MAX as u64) as i32;
+            tokio::spawn(async move {
+                let options = StopContainerOptions {
+                    t: Some(t),
+                    ..Default::default()
+                };
+                let _ = docker.stop_container(&id, Some(options)).await;
+            });
+        }
+    }
+
+    fn remove_later(&self, ids: Vec<String>) {
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(KEEP_STOPPED).await;
+            for id in ids {
+                let options = RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = docker.remove_container(&id, Some(options)).await;
+            }
+        });
+    }
+}
+
+impl super::Runtime for DockerRuntime {
+    fn apply(&self, assignment: &Assignment) {
+        self.tracker.apply(assignment, |task, stop| {
+            let runtime = self.clone();
+            tokio::spawn(async move { runtime.run(task, stop).await });
+        });
+    }
+}
