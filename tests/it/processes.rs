@@ -55,22 +55,17 @@ async fn cluster_status(http: &reqwest::Client, api: &str) -> Option<Value> {
     response.json().await.ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+/// Three `ecsd serve` processes on OS-chosen ports: node 1 bootstraps, 2 and 3 join.
+async fn start_three(dir: &Path, http: &reqwest::Client) -> (Vec<Proc>, Vec<String>) {
     let mut procs = Vec::new();
     let mut apis = Vec::new();
 
     tracing::info!("--- start three processes on OS-chosen ports; node 1 bootstraps, 2 and 3 join");
     for id in 1..=3u64 {
-        let data_dir = dir.path().join(format!("node-{id}"));
-        let config = dir.path().join(format!("node-{id}.toml"));
+        let data_dir = dir.join(format!("node-{id}"));
+        let config = dir.join(format!("node-{id}.toml"));
         write_config(&config, id, &data_dir, "127.0.0.1:0", "127.0.0.1:0", id == 1);
-        let child = spawn(&config, &dir.path().join(format!("node-{id}.log")));
+        let child = spawn(&config, &dir.join(format!("node-{id}.log")));
         let (api, raft) = addresses(&data_dir).await;
         // Pin the chosen ports so the node restarts on the addresses the membership records.
         write_config(&config, id, &data_dir, &api, &raft, id == 1);
@@ -87,6 +82,18 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
         procs.push(Proc { child, config });
         apis.push(api);
     }
+
+    (procs, apis)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (mut procs, apis) = start_three(dir.path(), &http).await;
 
     tracing::info!("--- a client writes in a loop, round-robin over the nodes");
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -191,6 +198,191 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
         .collect();
     assert!(applied.iter().all(Option::is_some), "{status}");
 
+    for p in &mut procs {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+}
+
+async fn ecs(http: &reqwest::Client, api: &str, action: &str, body: Value) -> Option<Value> {
+    let response = http
+        .post(format!("http://{api}/"))
+        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// Retries `action` over the nodes until one answers 200.
+async fn ecs_any(http: &reqwest::Client, apis: &[String], action: &str, body: Value) -> Value {
+    wait_for(&format!("{action} to succeed"), Duration::from_secs(30), || async {
+        for api in apis {
+            if let Some(v) = ecs(http, api, action, body.clone()).await {
+                return Some(v);
+            }
+        }
+        None
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_during_run_task_load_never_over_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (mut procs, apis) = start_three(dir.path(), &http).await;
+    ecs_any(&http, &apis, "CreateCluster", json!({"clusterName": "k9"})).await;
+    for i in 0..3 {
+        ecs_any(
+            &http,
+            &apis,
+            "RegisterContainerInstance",
+            json!({"cluster": "k9", "instanceIdentityDocument": format!("{{\"instanceId\": \"i-k9-{i}\"}}"),
+                   "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 2000},
+                {"name": "PORTS", "type": "STRINGSET", "stringSetValue": []}
+            ]}),
+        )
+        .await;
+    }
+    ecs_any(
+        &http,
+        &apis,
+        "RegisterTaskDefinition",
+        json!({"family": "k9", "containerDefinitions": [{"name": "c", "image": "x", "memory": 50, "cpu": 32,
+            "portMappings": [{"containerPort": 1, "hostPort": 1}]}]}),
+    )
+    .await;
+    ecs_any(
+        &http,
+        &apis,
+        "RegisterTaskDefinition",
+        json!({"family": "k9m", "containerDefinitions": [{"name": "c", "image": "x", "memory": 50, "cpu": 32}]}),
+    )
+    .await;
+
+    tracing::info!("--- four clients place tasks round-robin over the nodes");
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4usize {
+        let (acked, answered, stop, http, apis) = (
+            acked.clone(),
+            answered.clone(),
+            stop.clone(),
+            http.clone(),
+            apis.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let family = if i % 5 == 0 { "k9" } else { "k9m" };
+                let body = json!({"cluster": "k9", "taskDefinition": family, "count": 1 + i % 4});
+                if let Some(reply) = ecs(&http, &apis[i % apis.len()], "RunTask", body).await {
+                    let mut acked = acked.lock().unwrap();
+                    for t in reply["tasks"].as_array().unwrap() {
+                        acked.push(t["taskArn"].as_str().unwrap().to_string());
+                    }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    let answered_at_least = |n: usize| {
+        let answered = answered.clone();
+        move || {
+            let answered = answered.clone();
+            async move { (answered.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(()) }
+        }
+    };
+    wait_for("RunTasks answered", Duration::from_secs(30), answered_at_least(20)).await;
+
+    tracing::info!("--- kill -9 the leader under load, then restart it");
+    let leader = wait_for("a leader", Duration::from_secs(10), || async {
+        cluster_status(&http, &apis[0]).await?["leader"].as_u64()
+    })
+    .await;
+    let victim = (leader - 1) as usize;
+    procs[victim].child.kill().unwrap();
+    procs[victim].child.wait().unwrap();
+    let before = answered.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for(
+        "RunTasks answered after the kill",
+        Duration::from_secs(30),
+        answered_at_least(before + 20),
+    )
+    .await;
+    procs[victim].child = spawn(
+        &procs[victim].config,
+        &dir.path().join(format!("node-{}-restart.log", victim + 1)),
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    tracing::info!("--- every acknowledged task exists once; no instance exceeds what it registered");
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let unique: BTreeSet<&String> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len(), "a task was acknowledged twice");
+    let mut per_instance: std::collections::BTreeMap<String, (i64, i64, usize)> = Default::default();
+    for chunk in acked.chunks(100) {
+        let d = ecs_any(&http, &apis, "DescribeTasks", json!({"cluster": "k9", "tasks": chunk})).await;
+        assert_eq!(d["failures"], json!([]), "an acknowledged task is missing");
+        for t in d["tasks"].as_array().unwrap() {
+            let e = per_instance
+                .entry(t["containerInstanceArn"].as_str().unwrap().to_string())
+                .or_default();
+            e.0 += 32;
+            e.1 += 50;
+            e.2 += usize::from(t["taskDefinitionArn"].as_str().unwrap().contains("/k9:"));
+        }
+    }
+    let listed = ecs_any(&http, &apis, "ListContainerInstances", json!({"cluster": "k9"})).await;
+    let described = ecs_any(
+        &http,
+        &apis,
+        "DescribeContainerInstances",
+        json!({"cluster": "k9", "containerInstances": listed["containerInstanceArns"]}),
+    )
+    .await;
+    for i in described["containerInstances"].as_array().unwrap() {
+        let arn = i["containerInstanceArn"].as_str().unwrap();
+        let remaining = |name: &str| {
+            i["remainingResources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .and_then(|r| r["integerValue"].as_i64())
+                .unwrap()
+        };
+        assert!(
+            remaining("CPU") >= 0 && remaining("MEMORY") >= 0,
+            "{arn} over-committed: {i}"
+        );
+        let (cpu, memory, ports) = per_instance.get(arn).copied().unwrap_or_default();
+        assert!(
+            cpu <= 2048 - remaining("CPU"),
+            "{arn}: more CPU acknowledged than taken"
+        );
+        assert!(
+            memory <= 2000 - remaining("MEMORY"),
+            "{arn}: more memory acknowledged than taken"
+        );
+        assert!(ports <= 1, "{arn}: host port 1 held by {ports} tasks");
+    }
     for p in &mut procs {
         let _ = p.child.kill();
         let _ = p.child.wait();
