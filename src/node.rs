@@ -105,6 +105,9 @@ impl Node {
             max_body_bytes: config.api.max_body_bytes,
             advertised_api_addr: config.advertised_api_addr(),
             advertised_agent_addr: config.advertised_raft_addr(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(config.api.hold_ms + 5_000))
+                .build()?,
         });
         let api_listener = listeners.api.tap_io(|stream| {
             let _ = stream.set_nodelay(true);

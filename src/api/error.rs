@@ -62,12 +62,16 @@ pub enum ApiError {
     /// An internal failure.
     #[error("{0}")]
     Server(String),
+    /// An error the leader answered to a forwarded request, relayed as it was.
+    #[error("{message}")]
+    Relayed { status: u16, kind: String, message: String },
 }
 
 impl ApiError {
     /// The `__type` of the error body.
-    pub fn ecs_type(&self) -> &'static str {
+    pub fn ecs_type(&self) -> &str {
         match self {
+            ApiError::Relayed { kind, .. } => kind,
             ApiError::Client(_) => "ClientException",
             ApiError::InvalidParameter(_) => "InvalidParameterException",
             ApiError::ClusterNotFound(_) => "ClusterNotFoundException",
@@ -96,6 +100,9 @@ impl ApiError {
     /// The HTTP status of the error.
     pub fn status(&self) -> StatusCode {
         match self {
+            ApiError::Relayed { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnknownPath(_) => StatusCode::NOT_FOUND,

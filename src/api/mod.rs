@@ -36,6 +36,8 @@ pub use error::ApiError;
 
 /// The JSON 1.1 target prefix of the 2014-11-13 ECS API.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// Marks a request one node forwarded to the leader; it is never forwarded again.
+const FORWARDED_HEADER: &str = "x-ecsd-forwarded";
 /// Header that opts a read into stale (local, non-linearizable) consistency.
 pub const CONSISTENCY_HEADER: &str = "x-ecsd-consistency";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -91,6 +93,8 @@ pub struct ApiState {
     pub advertised_api_addr: String,
     /// Where agents reach this node's agent service (gRPC, on the node-to-node port).
     pub advertised_agent_addr: String,
+    /// For requests forwarded to the leader.
+    pub http: reqwest::Client,
 }
 
 /// How a read is served.
@@ -109,6 +113,10 @@ pub struct Ctx<'a> {
     pub consistency: Consistency,
     /// A stable hash of the request body: with a client token it identifies a retry.
     pub body_digest: u64,
+    /// The request body as received (for forwarding to the leader).
+    pub body: &'a [u8],
+    /// Whether another node forwarded this request here.
+    pub forwarded: bool,
 }
 
 impl Ctx<'_> {
@@ -118,6 +126,51 @@ impl Ctx<'_> {
             self.state.node.handle().read_barrier().await?;
         }
         Ok(self.state.node.handle().view())
+    }
+
+    /// Sends this request to the leader's API when another node leads (placement runs on the
+    /// leader), and relays its answer. `None`: handle it here (this node leads, no leader is
+    /// known, or the request was already forwarded).
+    pub async fn forward_to_leader(&self, action: &str) -> Option<Result<Value, ApiError>> {
+        if self.forwarded {
+            return None;
+        }
+        let (_, addr) = self.state.node.handle().leader_api_addr()?;
+        let response = self
+            .state
+            .http
+            .post(format!("http://{addr}/"))
+            .header("x-amz-target", format!("{TARGET_PREFIX}{action}"))
+            .header("content-type", CONTENT_TYPE)
+            .header(FORWARDED_HEADER, "1")
+            .body(self.body.to_vec())
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            // The leader cannot be reached: plan here; apply still re-checks every placement.
+            Err(e) => {
+                tracing::debug!(error = %e, "forward to the leader failed; handling here");
+                return None;
+            }
+        };
+        let status = response.status().as_u16();
+        let body: Value = match response.json().await {
+            Ok(v) => v,
+            Err(e) => {
+                return Some(Err(ApiError::Unavailable(format!(
+                    "the leader's answer was unreadable: {e}"
+                ))))
+            }
+        };
+        if status == 200 {
+            return Some(Ok(body));
+        }
+        Some(Err(ApiError::Relayed {
+            status,
+            kind: body["__type"].as_str().unwrap_or("ServerException").to_string(),
+            message: body["message"].as_str().unwrap_or_default().to_string(),
+        }))
     }
 
     /// [`Ctx::read_view`], after which the cluster `name` must exist (ACTIVE or INACTIVE).
@@ -195,8 +248,8 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
     let started = std::time::Instant::now();
     let (action, result) = serve(&state, &headers, body, &request_id).await;
     let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.ecs_type(),
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.ecs_type().to_string(),
     };
     metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome).increment(1);
     metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone()).record(started.elapsed().as_secs_f64());
@@ -259,6 +312,8 @@ async fn serve(
         request_id,
         consistency,
         body_digest: crate::model::stable_hash(&bytes),
+        body: &bytes,
+        forwarded: headers.contains_key(FORWARDED_HEADER),
     };
     let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"

@@ -510,6 +510,10 @@ async fn propose_launch(ctx: &Ctx<'_>, launch: Launch, client_token: Option<&str
 }
 
 pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, ApiError> {
+    // Placement runs on the leader, which sees every placement first.
+    if let Some(answer) = ctx.forward_to_leader("RunTask").await {
+        return answer;
+    }
     let count = req.count.unwrap_or(1);
     if !(1..=MAX_COUNT).contains(&count) {
         return Err(invalid(format!("count: must be between 1 and {MAX_COUNT}")));
@@ -559,6 +563,9 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
 }
 
 pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, ApiError> {
+    if let Some(answer) = ctx.forward_to_leader("StartTask").await {
+        return answer;
+    }
     let given = req.container_instances.take().unwrap_or_default();
     if given.is_empty() || given.len() > MAX_START_INSTANCES {
         return Err(invalid(format!(

@@ -381,6 +381,15 @@ impl RaftHandle {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.id)
     }
 
+    /// The leader and its API address, when another node leads.
+    pub fn leader_api_addr(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader.filter(|l| *l != self.id)?;
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.api_addr.clone()))
+    }
+
     /// The leader this node currently knows of.
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
