@@ -37,6 +37,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_API_MAX_BATCH", "api.max_batch"),
     ("ECSD_API_MAX_BATCH_BYTES", "api.max_batch_bytes"),
     ("ECSD_AGENT_HEARTBEAT_TIMEOUT_MS", "agent.heartbeat_timeout_ms"),
+    ("ECSD_AGENT_LOST_INSTANCE_TIMEOUT_MS", "agent.lost_instance_timeout_ms"),
 ];
 
 /// The configuration of one ecsd node.
@@ -90,12 +91,17 @@ pub struct AgentTuning {
     /// `agentConnected: false` and gets no new tasks. After a leader change every instance
     /// first gets this long again.
     pub heartbeat_timeout_ms: u64,
+    /// The lost-instance policy: when an instance's agent has been disconnected this long, its
+    /// tasks are marked STOPPED (and services replace them, as Nomad does with a down node).
+    /// 0 (the default) leaves them as ECS does: in their last reported status.
+    pub lost_instance_timeout_ms: u64,
 }
 
 impl Default for AgentTuning {
     fn default() -> Self {
         AgentTuning {
             heartbeat_timeout_ms: 30_000,
+            lost_instance_timeout_ms: 0,
         }
     }
 }
@@ -282,6 +288,13 @@ impl NodeConfig {
         }
         if self.agent.heartbeat_timeout_ms < 1000 {
             return Err(key_error("agent.heartbeat_timeout_ms", "must be at least 1000"));
+        }
+        let lost = self.agent.lost_instance_timeout_ms;
+        if lost != 0 && lost < self.agent.heartbeat_timeout_ms {
+            return Err(key_error(
+                "agent.lost_instance_timeout_ms",
+                "must be 0 (off) or at least agent.heartbeat_timeout_ms",
+            ));
         }
         if self.api.max_batch == 0 {
             return Err(key_error("api.max_batch", "must be at least 1"));

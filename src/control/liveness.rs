@@ -18,6 +18,8 @@ const SWEEP: Duration = Duration::from_millis(500);
 
 pub struct Liveness {
     pub timeout: Duration,
+    /// The lost-instance policy: stop the tasks of instances silent this long (`None`: off).
+    pub lost_after: Option<Duration>,
 }
 
 impl LeaderTask for Liveness {
@@ -27,6 +29,7 @@ impl LeaderTask for Liveness {
 
     fn run(&self, ctx: LeaderContext) -> BoxFuture<'static, ()> {
         let timeout = self.timeout;
+        let lost_after = self.lost_after;
         Box::pin(async move {
             let since = Instant::now();
             loop {
@@ -34,7 +37,7 @@ impl LeaderTask for Liveness {
                     _ = ctx.cancel.cancelled() => return,
                     _ = tokio::time::sleep(SWEEP) => {}
                 }
-                if let Err(e) = sweep(&ctx, since, timeout).await {
+                if let Err(e) = sweep(&ctx, since, timeout, lost_after).await {
                     tracing::debug!(error = %e, "liveness sweep failed; retrying");
                 }
             }
@@ -42,10 +45,16 @@ impl LeaderTask for Liveness {
     }
 }
 
-async fn sweep(ctx: &LeaderContext, since: Instant, timeout: Duration) -> Result<(), String> {
+async fn sweep(
+    ctx: &LeaderContext,
+    since: Instant,
+    timeout: Duration,
+    lost_after: Option<Duration>,
+) -> Result<(), String> {
     let handle = ctx.node.handle();
     let view = handle.view();
     let mut changes = Vec::new();
+    let mut lost_instances = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let (clusters, more) = state::list_active_clusters(view, after.as_deref(), 256).map_err(|e| e.to_string())?;
@@ -62,6 +71,14 @@ async fn sweep(ctx: &LeaderContext, since: Instant, timeout: Duration) -> Result
                 } else if alive && !(instance.agent_connected && instance.agent_heartbeats) {
                     changes.push((cluster.name.clone(), instance.id.clone(), true));
                 }
+                let lost = lost_after.is_some_and(|after| silent_since.elapsed() >= after);
+                if lost
+                    && instance.agent_heartbeats
+                    && !instance.agent_connected
+                    && instance.running_tasks + instance.pending_tasks > 0
+                {
+                    lost_instances.push((cluster.name.clone(), instance.id.clone()));
+                }
             }
         }
         after = clusters.last().map(|c| c.name.clone());
@@ -69,15 +86,30 @@ async fn sweep(ctx: &LeaderContext, since: Instant, timeout: Duration) -> Result
             break;
         }
     }
-    for (cluster, id, connected) in changes {
+    let mut commands: Vec<Command> = changes
+        .into_iter()
+        .map(|(cluster, id, connected)| {
+            tracing::info!(%cluster, instance = %id, connected, "agent connection changed");
+            Command::SetAgentConnected { cluster, id, connected }
+        })
+        .collect();
+    for (cluster, id) in lost_instances {
+        let after = lost_after.unwrap_or_default().as_secs();
+        tracing::warn!(%cluster, instance = %id, "agent gone too long; its tasks are marked STOPPED");
+        commands.push(Command::StopInstanceTasks {
+            cluster,
+            id,
+            reason: format!("Agent disconnected for longer than {after} s"),
+        });
+    }
+    for command in commands {
         if ctx.cancel.is_cancelled() {
             return Ok(());
         }
-        tracing::info!(%cluster, instance = %id, connected, "agent connection changed");
         let proposal = Proposal {
             request_id: uuid::Uuid::new_v4().to_string(),
             ts_ms: crate::api::now_ms(),
-            command: Command::SetAgentConnected { cluster, id, connected },
+            command,
         };
         ctx.node
             .write_as_leader(ctx.term, proposal)

@@ -47,6 +47,8 @@ struct Running {
 pub fn builtin_tasks(config: &crate::config::NodeConfig) -> Vec<Arc<dyn LeaderTask>> {
     vec![Arc::new(liveness::Liveness {
         timeout: Duration::from_millis(config.agent.heartbeat_timeout_ms),
+        lost_after: (config.agent.lost_instance_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.agent.lost_instance_timeout_ms)),
     })]
 }
 

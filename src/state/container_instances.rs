@@ -101,7 +101,7 @@ pub(super) fn deregister(
             return Ok(Outcome::Rejected(Rejection::InstanceHasRunningTasks));
         }
         // Orphaned: ECS no longer tracks them, and their resources go with the instance.
-        super::tasks::stop_all_on_instance(txn, now_ms, cluster, id)?;
+        super::tasks::stop_all_on_instance(txn, now_ms, cluster, id, super::tasks::STOPPED_BY_DEREGISTRATION)?;
         instance = get(txn, cluster, id)?.unwrap_or(instance);
         c = get_cluster(txn, cluster)?.unwrap_or(c);
     }

@@ -112,6 +112,13 @@ pub enum Command {
     UpdateService(Box<services::Update>),
     /// Deletes a service: DRAINING until its tasks are stopped, then INACTIVE.
     DeleteService { cluster: String, name: String, force: bool },
+    /// The lost-instance policy: every task of an instance whose agent has been gone too long is
+    /// marked STOPPED with `reason`, releasing its resources.
+    StopInstanceTasks {
+        cluster: String,
+        id: String,
+        reason: String,
+    },
     /// Records that an instance's agent connected or disconnected (liveness transitions only).
     SetAgentConnected {
         cluster: String,
@@ -358,6 +365,10 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::CreateService(creation) => services::create(txn, now_ms, creation),
         Command::UpdateService(update) => services::update(txn, now_ms, update),
         Command::DeleteService { cluster, name, force } => services::delete(txn, now_ms, cluster, name, *force),
+        Command::StopInstanceTasks { cluster, id, reason } => {
+            tasks::stop_all_on_instance(txn, now_ms, cluster, id, reason)?;
+            Ok(Outcome::Done)
+        }
         Command::SetAgentConnected { cluster, id, connected } => {
             container_instances::set_agent_connected(txn, cluster, id, *connected)
         }

@@ -464,16 +464,21 @@ fn transition(
 }
 
 /// Stops every task of instance `id` at once (forced deregistration: the tasks are orphaned).
-pub(super) fn stop_all_on_instance(txn: &mut Txn<'_>, now_ms: u64, cluster: &str, id: &str) -> Result<(), KvError> {
-    for mut task in all(txn, cluster)? {
-        if task.container_instance_id != id || task.last_status == TaskStatus::Stopped {
-            continue;
-        }
+/// Marks every task of instance `id` STOPPED at once, with `reason` (forced deregistration, or
+/// the lost-instance policy): ECS no longer tracks them, and their resources are released.
+pub(super) fn stop_all_on_instance(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    id: &str,
+    reason: &str,
+) -> Result<(), KvError> {
+    for mut task in on_instance(txn, cluster, id)? {
         if task.desired_status != TaskStatus::Stopped {
             // Orphaned, not failed: the reason says so, and no stop code applies (2018 API).
             task.desired_status = TaskStatus::Stopped;
             task.stopping_at_ms = Some(now_ms);
-            task.stopped_reason = Some(STOPPED_BY_DEREGISTRATION.to_string());
+            task.stopped_reason = Some(reason.to_string());
         }
         transition(txn, now_ms, &mut task, TaskStatus::Stopped, None)?;
         task.version += 1;

@@ -69,7 +69,11 @@ async fn instances(cluster: &TestCluster) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
-    let cluster = TestCluster::start(3, |c| c.agent.heartbeat_timeout_ms = 1500).await;
+    let cluster = TestCluster::start(3, |c| {
+        c.agent.heartbeat_timeout_ms = 1500;
+        c.agent.lost_instance_timeout_ms = 3000;
+    })
+    .await;
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
     let logs = tempfile::tempdir().unwrap();
@@ -135,6 +139,20 @@ async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
     assert_eq!(stopped["stoppedReason"], "Task stopped by user");
 
     tracing::info!("--- a silent agent is marked disconnected and gets no new tasks");
+    let b_instance = instances(&cluster)
+        .await
+        .into_iter()
+        .find(|i| i["ec2InstanceId"] == "i-agent-b")
+        .unwrap();
+    let on_b = cluster
+        .ok(
+            2,
+            "StartTask",
+            json!({"cluster": "ag", "taskDefinition": "sleeper", "containerInstances": [b_instance["containerInstanceArn"]]}),
+        )
+        .await;
+    let orphan = on_b["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    wait_status(&cluster, &orphan, "RUNNING").await;
     b.cancel();
     let b_arn = wait_for("agent b disconnected", Duration::from_secs(30), || async {
         instances(&cluster)
@@ -157,6 +175,16 @@ async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
         .into_iter()
         .any(|i| i["ec2InstanceId"] == "i-agent-a" && i["agentConnected"] == true);
     assert!(a_connected, "the live agent stays connected");
+
+    tracing::info!("--- the lost-instance policy stops the silent instance's tasks and frees them");
+    let lost = wait_status(&cluster, &orphan, "STOPPED").await;
+    assert_eq!(lost["stoppedReason"], "Agent disconnected for longer than 3 s");
+    let b_now = instances(&cluster)
+        .await
+        .into_iter()
+        .find(|i| i["ec2InstanceId"] == "i-agent-b")
+        .unwrap();
+    assert_eq!(b_now["remainingResources"], b_now["registeredResources"]);
     cluster.shutdown().await;
 }
 
