@@ -32,7 +32,12 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     pub ec2_instance_id: String,
     pub runtime: RuntimeKind,
+    /// The `agentVersion` registered. UpdateContainerAgent updates an agent older than ecsd's.
+    pub agent_version: String,
 }
+
+/// The agent version this build is.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Which runtime runs the containers.
 #[derive(Clone)]
@@ -96,7 +101,7 @@ async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Resul
             {"name": "PORTS", "type": "STRINGSET", "stringSetValue": []},
             {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []}
         ],
-        "versionInfo": {"agentVersion": env!("CARGO_PKG_VERSION"), "agentHash": "ecsd"},
+        "versionInfo": {"agentVersion": config.agent_version, "agentHash": "ecsd"},
         "attributes": attributes,
     });
     let mut backoff = Duration::from_millis(100);
@@ -244,9 +249,27 @@ async fn session(
                 let Some(reply) = message? else { return Err(anyhow!("assignment stream closed")) };
                 let assignment: Assignment = serde_json::from_slice(&reply.payload)?;
                 runtime.apply(&assignment);
+                if assignment.agent_update.as_deref() == Some("PENDING") {
+                    update(&mut client, instance).await?;
+                }
             }
         }
     }
+}
+
+/// Goes through an update asked for by UpdateContainerAgent. The agent's code is this
+/// build's: the update re-registers it at `AGENT_VERSION`, keeping its tasks running.
+async fn update(client: &mut AgentServiceClient<Channel>, instance: &InstanceRef) -> anyhow::Result<()> {
+    for status in ["STAGING", "STAGED", "UPDATING", "UPDATED"] {
+        let progress = super::protocol::UpdateProgress {
+            instance: instance.clone(),
+            status: status.to_string(),
+            version_info: (status == "UPDATED").then(|| json!({"agentVersion": AGENT_VERSION, "agentHash": "ecsd"})),
+        };
+        client.update_status(request(&progress)).await?;
+        tracing::info!(instance = %instance.instance_id, status, "agent update");
+    }
+    Ok(())
 }
 
 /// Sends state changes in batches, retrying (they are idempotent) until they are acknowledged.

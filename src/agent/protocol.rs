@@ -15,6 +15,20 @@ pub struct InstanceRef {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
     pub tasks: Vec<AssignedTask>,
+    /// The instance's agent update status (UpdateContainerAgent): PENDING asks for an update.
+    #[serde(default)]
+    pub agent_update: Option<String>,
+}
+
+/// An agent's progress through an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateProgress {
+    pub instance: InstanceRef,
+    /// STAGING, STAGED, UPDATING, UPDATED or FAILED.
+    pub status: String,
+    /// The new `versionInfo`, with UPDATED.
+    #[serde(default)]
+    pub version_info: Option<serde_json::Value>,
 }
 
 /// One task, with what the agent needs to run it.

@@ -37,7 +37,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<AgentReply, Status> {
 
 /// The instance's current assignment, read from `view`.
 pub fn assignment(view: &dyn KvRead, instance: &InstanceRef) -> Result<Assignment, state::KvError> {
-    let mut out = Assignment::default();
+    let mut out = Assignment {
+        agent_update: state::container_instances::get(view, &instance.cluster, &instance.instance_id)?
+            .and_then(|i| i.agent_update_status),
+        ..Default::default()
+    };
     for task in tasks::on_instance(view, &instance.cluster, &instance.instance_id)? {
         let revision = task
             .task_definition_arn
@@ -98,6 +102,25 @@ impl AgentService for AgentGrpc {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update_status(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
+        let progress: super::protocol::UpdateProgress = decode(request)?;
+        let proposal = Proposal {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ts_ms: crate::api::now_ms(),
+            command: Command::SetAgentUpdateStatus {
+                cluster: progress.instance.cluster,
+                id: progress.instance.instance_id,
+                status: progress.status,
+                version_info: progress.version_info,
+            },
+        };
+        self.node
+            .write(proposal)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(encode(&())?))
     }
 
     async fn heartbeat(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {

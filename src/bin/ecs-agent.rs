@@ -54,6 +54,9 @@ struct Args {
     /// Heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
+    /// The agentVersion to register (UpdateContainerAgent updates agents older than ecsd's).
+    #[arg(long, default_value = ecsd::agent::client::AGENT_VERSION)]
+    agent_version: String,
     /// The instance id reported as ec2InstanceId.
     #[arg(long)]
     instance_id: Option<String>,
@@ -111,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             .instance_id
             .unwrap_or_else(|| format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17])),
         runtime,
+        agent_version: args.agent_version,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -147,6 +147,7 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
                 heartbeat: std::time::Duration::from_secs(1),
                 ec2_instance_id: format!("i-dev{}", i + 1),
                 runtime: runtime.clone(),
+                agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
             };
             let token = agents.clone();
             tokio::spawn(async move {

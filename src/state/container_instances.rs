@@ -262,6 +262,43 @@ pub(super) fn update_agent(txn: &mut Txn<'_>, cluster: &str, id: &str, latest: &
     instance.agent_update_status = Some("PENDING".to_string());
     instance.version += 1;
     txn.put(Space::Data, key(cluster, id), encode(&instance));
+    // The agent learns of it on its assignment stream.
+    super::tasks::touch_work(txn, cluster, id)?;
+    Ok(Outcome::ContainerInstance(Box::new(instance)))
+}
+
+/// An agent's progress through an update: STAGING, STAGED, UPDATING, then UPDATED (with its
+/// new `versionInfo`) or FAILED. Only forward steps of an update in progress are taken.
+pub(super) fn set_agent_update_status(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    id: &str,
+    status: &str,
+    version_info: Option<&serde_json::Value>,
+) -> Result<Outcome, KvError> {
+    const STEPS: [&str; 5] = ["PENDING", "STAGING", "STAGED", "UPDATING", "UPDATED"];
+    let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
+        return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
+    };
+    let current = instance
+        .agent_update_status
+        .as_deref()
+        .and_then(|s| STEPS.iter().position(|x| *x == s));
+    let next = STEPS.iter().position(|x| *x == status);
+    let forward = match (current, next) {
+        (Some(c), Some(n)) => n > c && c < 4,
+        // FAILED ends an update in progress.
+        (Some(c), None) => status == "FAILED" && c < 4,
+        _ => false,
+    };
+    if forward {
+        instance.agent_update_status = Some(status.to_string());
+        if let Some(v) = version_info {
+            instance.version_info = v.clone();
+        }
+        instance.version += 1;
+        put(txn, &instance);
+    }
     Ok(Outcome::ContainerInstance(Box::new(instance)))
 }
 

@@ -119,6 +119,13 @@ pub enum Command {
         id: String,
         reason: String,
     },
+    /// An agent's progress through an update asked for by UpdateContainerAgent.
+    SetAgentUpdateStatus {
+        cluster: String,
+        id: String,
+        status: String,
+        version_info: Option<serde_json::Value>,
+    },
     /// Records that an instance's agent connected or disconnected (liveness transitions only).
     SetAgentConnected {
         cluster: String,
@@ -369,6 +376,12 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             tasks::stop_all_on_instance(txn, now_ms, cluster, id, reason)?;
             Ok(Outcome::Done)
         }
+        Command::SetAgentUpdateStatus {
+            cluster,
+            id,
+            status,
+            version_info,
+        } => container_instances::set_agent_update_status(txn, cluster, id, status, version_info.as_ref()),
         Command::SetAgentConnected { cluster, id, connected } => {
             container_instances::set_agent_connected(txn, cluster, id, *connected)
         }

@@ -148,7 +148,12 @@ fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
     } else {
         txn.put(Space::Data, index, Vec::new());
     }
-    let work = work_key(&task.cluster, &task.container_instance_id);
+    touch_work(txn, &task.cluster, &task.container_instance_id)
+}
+
+/// Bumps an instance's change counter, so its agent's assignment stream is sent again.
+pub(super) fn touch_work(txn: &mut Txn<'_>, cluster: &str, instance: &str) -> Result<(), KvError> {
+    let work = work_key(cluster, instance);
     let count = match txn.get(Space::Data, &work)? {
         Some(bytes) => decode::<u64>(&bytes)?,
         None => 0,

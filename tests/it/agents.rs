@@ -21,6 +21,7 @@ fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path:
         heartbeat: Duration::from_millis(200),
         ec2_instance_id: name.into(),
         runtime: ecsd::agent::client::RuntimeKind::Process,
+        agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
     };
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -210,6 +211,7 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
             heartbeat: Duration::from_secs(10),
             ec2_instance_id: format!("i-sim-{k}"),
             runtime: ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+            agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
         };
         tokio::spawn(ecsd::agent::client::run_with(config, connections.clone(), stop.clone()));
     }
@@ -296,6 +298,7 @@ async fn docker_agent_runs_real_containers() {
         heartbeat: Duration::from_millis(500),
         ec2_instance_id: "i-docker".into(),
         runtime: ecsd::agent::client::RuntimeKind::Docker(docker.clone()),
+        agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
     };
     let token = stop.clone();
     tokio::spawn(async move { run(config, token).await });
@@ -368,4 +371,61 @@ async fn docker_agent_runs_real_containers() {
             )
             .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_container_agent_drives_the_agent_through_an_update() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
+    let stop = CancellationToken::new();
+    let config = AgentConfig {
+        endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
+        cluster: "ag".into(),
+        cpu: 1024,
+        memory: 1024,
+        attributes: vec![],
+        log_dir: std::env::temp_dir(),
+        heartbeat: Duration::from_millis(500),
+        ec2_instance_id: "i-old".into(),
+        runtime: ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+        agent_version: "0.0.1".into(),
+    };
+    tokio::spawn(run(config, stop.clone()));
+    let arn = wait_for("the old agent registered", Duration::from_secs(30), || async {
+        let i = instances(&cluster).await;
+        i.first()
+            .map(|i| i["containerInstanceArn"].as_str().unwrap().to_string())
+    })
+    .await;
+    let asked = cluster
+        .ok(
+            2,
+            "UpdateContainerAgent",
+            json!({"cluster": "ag", "containerInstance": arn}),
+        )
+        .await;
+    assert_eq!(asked["containerInstance"]["agentUpdateStatus"], "PENDING");
+    let updated = wait_for("the agent to finish its update", Duration::from_secs(30), || async {
+        instances(&cluster)
+            .await
+            .into_iter()
+            .find(|i| i["agentUpdateStatus"] == "UPDATED")
+    })
+    .await;
+    assert_eq!(
+        updated["versionInfo"]["agentVersion"],
+        ecsd::agent::client::AGENT_VERSION
+    );
+    cluster
+        .err(
+            3,
+            "UpdateContainerAgent",
+            json!({"cluster": "ag", "containerInstance": arn}),
+            "NoUpdateAvailableException",
+            "",
+        )
+        .await;
+    stop.cancel();
+    cluster.shutdown().await;
 }
