@@ -10,19 +10,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::{wait_for, TestCluster};
 
-fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path::Path) -> CancellationToken {
-    let config = AgentConfig {
+/// An agent of cluster `ag` on every node of `cluster`, with 1024 CPU units and 1024 MiB.
+fn agent_config(cluster: &TestCluster, name: &str, runtime: ecsd::agent::client::RuntimeKind) -> AgentConfig {
+    AgentConfig {
         endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
         cluster: "ag".into(),
         cpu: 1024,
         memory: 1024,
-        attributes: vec![("ecs.availability-zone".into(), Some(az.into()))],
-        log_dir: log_dir.to_path_buf(),
+        attributes: vec![],
+        log_dir: std::env::temp_dir(),
         heartbeat: Duration::from_millis(200),
         ec2_instance_id: name.into(),
-        runtime: ecsd::agent::client::RuntimeKind::Process,
+        runtime,
         agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
-    };
+    }
+}
+
+fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path::Path) -> CancellationToken {
+    let mut config = agent_config(cluster, name, ecsd::agent::client::RuntimeKind::Process);
+    config.attributes = vec![("ecs.availability-zone".into(), Some(az.into()))];
+    config.log_dir = log_dir.to_path_buf();
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
@@ -288,18 +295,11 @@ async fn docker_agent_runs_real_containers() {
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
     let stop = CancellationToken::new();
-    let config = AgentConfig {
-        endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
-        cluster: "ag".into(),
-        cpu: 1024,
-        memory: 1024,
-        attributes: vec![],
-        log_dir: std::env::temp_dir(),
-        heartbeat: Duration::from_millis(500),
-        ec2_instance_id: "i-docker".into(),
-        runtime: ecsd::agent::client::RuntimeKind::Docker(docker.clone()),
-        agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
-    };
+    let config = agent_config(
+        &cluster,
+        "i-docker",
+        ecsd::agent::client::RuntimeKind::Docker(docker.clone()),
+    );
     let token = stop.clone();
     tokio::spawn(async move { run(config, token).await });
     wait_for("the docker agent registered", Duration::from_secs(30), || async {
@@ -379,18 +379,12 @@ async fn update_container_agent_drives_the_agent_through_an_update() {
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
     let stop = CancellationToken::new();
-    let config = AgentConfig {
-        endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
-        cluster: "ag".into(),
-        cpu: 1024,
-        memory: 1024,
-        attributes: vec![],
-        log_dir: std::env::temp_dir(),
-        heartbeat: Duration::from_millis(500),
-        ec2_instance_id: "i-old".into(),
-        runtime: ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
-        agent_version: "0.0.1".into(),
-    };
+    let mut config = agent_config(
+        &cluster,
+        "i-old",
+        ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+    );
+    config.agent_version = "0.0.1".into();
     tokio::spawn(run(config, stop.clone()));
     let arn = wait_for("the old agent registered", Duration::from_secs(30), || async {
         let i = instances(&cluster).await;
