@@ -148,6 +148,10 @@ impl Connections {
         let channel = Endpoint::from_shared(endpoint.clone())?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
+            // A peer that vanished without closing the connection is noticed.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
             .connect()
             .await?;
         self.grpc
@@ -216,6 +220,7 @@ pub async fn run_with(
         if let Err(e) = session {
             tracing::warn!(error = %e, "session ended; reconnecting");
             connections.forget(&endpoint);
+            let _ = channel_tx.send(None);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         } else {
@@ -240,9 +245,12 @@ async fn session(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = beats.tick() => {
-                if let Err(e) = client.heartbeat(request(instance)).await {
-                    // The node may be cut off from the leader: try another.
-                    return Err(anyhow!("heartbeat: {e}"));
+                // A node that is gone (or cut off from the leader) does not answer: try another.
+                let deadline = (heartbeat * 3).max(Duration::from_secs(1));
+                match tokio::time::timeout(deadline, client.heartbeat(request(instance))).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(anyhow!("heartbeat: {e}")),
+                    Err(_) => return Err(anyhow!("heartbeat: no answer within {deadline:?}")),
                 }
             }
             message = stream.message() => {
@@ -275,7 +283,7 @@ async fn update(client: &mut AgentServiceClient<Channel>, instance: &InstanceRef
 /// Sends state changes in batches, retrying (they are idempotent) until they are acknowledged.
 async fn send_reports(
     mut rx: mpsc::UnboundedReceiver<StateChange>,
-    channel: tokio::sync::watch::Receiver<Option<Channel>>,
+    mut channel: tokio::sync::watch::Receiver<Option<Channel>>,
     shutdown: CancellationToken,
 ) {
     while let Some(first) = tokio::select! {
@@ -289,17 +297,27 @@ async fn send_reports(
         let report = Report { changes: batch };
         let mut backoff = Duration::from_millis(50);
         loop {
-            let current = channel.borrow().clone();
+            let current = channel.borrow_and_update().clone();
             if let Some(ch) = current {
-                match AgentServiceClient::new(ch).report(request(&report)).await {
-                    Ok(_) => break,
-                    Err(e) => tracing::debug!(error = %e, "report failed; retrying"),
+                let mut client = AgentServiceClient::new(ch);
+                let call = tokio::time::timeout(Duration::from_secs(10), client.report(request(&report)));
+                tokio::select! {
+                    result = call => match result {
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "report failed; retrying"),
+                        Err(_) => tracing::debug!("report timed out; retrying"),
+                    },
+                    // The session moved to another node: send there (reports are idempotent).
+                    _ = channel.changed() => continue,
                 }
             }
             if shutdown.is_cancelled() {
                 return;
             }
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = channel.changed() => {}
+            }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }

@@ -17,11 +17,13 @@ use crate::state::{self, task_definitions, tasks, Command, KvRead, Outcome, Prop
 
 pub struct AgentGrpc {
     node: RaftNode,
+    /// Ends the assignment streams when the node shuts down (they never end on their own).
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AgentGrpc {
-    pub fn server(node: RaftNode) -> AgentServiceServer<AgentGrpc> {
-        AgentServiceServer::new(AgentGrpc { node })
+    pub fn server(node: RaftNode, shutdown: tokio_util::sync::CancellationToken) -> AgentServiceServer<AgentGrpc> {
+        AgentServiceServer::new(AgentGrpc { node, shutdown })
     }
 }
 
@@ -78,6 +80,7 @@ impl AgentService for AgentGrpc {
             .feed()
             .subscribe(tasks::work_key(&instance.cluster, &instance.instance_id));
         let (tx, rx) = mpsc::channel(4);
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut last: Option<Assignment> = None;
             loop {
@@ -98,6 +101,7 @@ impl AgentService for AgentGrpc {
                 tokio::select! {
                     result = changed.changed() => if result.is_err() { return },
                     _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => return,
                 }
             }
         });

@@ -36,7 +36,8 @@ pub use error::ApiError;
 
 /// The JSON 1.1 target prefix of the 2014-11-13 ECS API.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
-/// Marks a request one node forwarded to the leader; it is never forwarded again.
+/// Marks a request one node forwarded to the leader (its value is the request id there); it is
+/// never forwarded again.
 const FORWARDED_HEADER: &str = "x-ecsd-forwarded";
 /// Header that opts a read into stale (local, non-linearizable) consistency.
 pub const CONSISTENCY_HEADER: &str = "x-ecsd-consistency";
@@ -142,7 +143,9 @@ impl Ctx<'_> {
             .post(format!("http://{addr}/"))
             .header("x-amz-target", format!("{TARGET_PREFIX}{action}"))
             .header("content-type", CONTENT_TYPE)
-            .header(FORWARDED_HEADER, "1")
+            .header(FORWARDED_HEADER, self.request_id)
+            // A leader that does not answer in time is planned around: apply re-checks anyway.
+            .timeout(self.state.node.handle().attempt_timeout())
             .body(self.body.to_vec())
             .send()
             .await;
@@ -244,7 +247,14 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // A forwarded request keeps the id it was given where it arrived: if the forward times out
+    // and that node proposes itself, the two proposals dedupe to one.
+    let request_id = headers
+        .get(FORWARDED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| uuid::Uuid::parse_str(v).is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let started = std::time::Instant::now();
     let (action, result) = serve(&state, &headers, body, &request_id).await;
     let outcome = match &result {

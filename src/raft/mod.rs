@@ -381,6 +381,12 @@ impl RaftHandle {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.id)
     }
 
+    /// How long one attempt to reach the leader may take before it is given up (a paused or
+    /// cut-off leader accepts connections but never answers).
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
     /// The leader and its API address, when another node leads.
     pub fn leader_api_addr(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics();

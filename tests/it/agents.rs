@@ -60,14 +60,21 @@ async fn wait_status(cluster: &TestCluster, arn: &str, status: &str) -> Value {
 }
 
 async fn instances(cluster: &TestCluster) -> Vec<Value> {
-    let list = cluster.ok(1, "ListContainerInstances", json!({"cluster": "ag"})).await;
+    instances_at(cluster, 1).await
+}
+
+/// The cluster `ag`'s instances, described through node `node` (and node 3 or 2).
+async fn instances_at(cluster: &TestCluster, node: u64) -> Vec<Value> {
+    let list = cluster
+        .ok(node, "ListContainerInstances", json!({"cluster": "ag"}))
+        .await;
     let arns = list["containerInstanceArns"].clone();
     if arns.as_array().is_none_or(Vec::is_empty) {
         return Vec::new();
     }
     let d = cluster
         .ok(
-            3,
+            if node == 3 { 2 } else { 3 },
             "DescribeContainerInstances",
             json!({"cluster": "ag", "containerInstances": arns}),
         )
@@ -420,6 +427,55 @@ async fn update_container_agent_drives_the_agent_through_an_update() {
             "",
         )
         .await;
+    stop.cancel();
+    cluster.shutdown().await;
+}
+
+/// When the node an agent's session is on goes away, the agent moves to another node, keeps
+/// its instance connected, and keeps receiving tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_moves_to_another_node_when_its_node_dies() {
+    let mut cluster = TestCluster::start(3, |c| c.agent.heartbeat_timeout_ms = 5_000).await;
+    cluster.leader().await;
+    cluster.ok(2, "CreateCluster", json!({"clusterName": "ag"})).await;
+    let stop = CancellationToken::new();
+    // The session starts on node 1, the first endpoint.
+    let config = agent_config(
+        &cluster,
+        "i-mover",
+        ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+    );
+    tokio::spawn(run(config, stop.clone()));
+    wait_for("the agent registered", Duration::from_secs(30), || async {
+        (instances_at(&cluster, 2).await.len() == 1).then_some(())
+    })
+    .await;
+    cluster
+        .ok(
+            2,
+            "RegisterTaskDefinition",
+            json!({"family": "t", "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]}),
+        )
+        .await;
+    cluster.stop(1).await;
+    let run_task = cluster
+        .ok(2, "RunTask", json!({"cluster": "ag", "taskDefinition": "t"}))
+        .await;
+    assert_eq!(run_task["failures"], json!([]), "{run_task}");
+    let arn = run_task["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    wait_for(
+        "the task to run through another node",
+        Duration::from_secs(30),
+        || async {
+            let d = cluster
+                .ok(3, "DescribeTasks", json!({"cluster": "ag", "tasks": [arn]}))
+                .await;
+            (d["tasks"][0]["lastStatus"] == "RUNNING").then_some(())
+        },
+    )
+    .await;
+    let instance = instances_at(&cluster, 3).await.remove(0);
+    assert_eq!(instance["agentConnected"], true, "{instance}");
     stop.cancel();
     cluster.shutdown().await;
 }

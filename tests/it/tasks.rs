@@ -553,6 +553,19 @@ async fn tasks_are_placed_reported_and_stopped() {
     let retry = cluster.ok(3, "RunTask", body).await;
     assert_eq!(first["tasks"][0]["taskArn"], retry["tasks"][0]["taskArn"]);
 
+    tracing::info!("--- a forwarded RunTask keeps the id it got where it arrived: replays apply once");
+    let leader = cluster.leader().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = json!({"cluster": "tc", "taskDefinition": "big"});
+    let headers = [("x-ecsd-forwarded", id.as_str())];
+    let url = cluster.url(leader);
+    let (_, first) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body.clone(), &headers).await;
+    let (_, again) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body, &headers).await;
+    assert_eq!(
+        first["tasks"][0]["taskArn"], again["tasks"][0]["taskArn"],
+        "{first} / {again}"
+    );
+
     tracing::info!("--- forced deregistration stops the instance's tasks and releases them");
     let on_b = cluster
         .ok(2, "ListTasks", json!({"cluster": "tc", "containerInstance": b_arn}))
