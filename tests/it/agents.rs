@@ -94,8 +94,9 @@ async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
     let logs = tempfile::tempdir().unwrap();
     let _a = start_agent(&cluster, "i-agent-a", "zone-a", logs.path());
     let b = start_agent(&cluster, "i-agent-b", "zone-b", logs.path());
-    wait_for("two agents registered", Duration::from_secs(30), || async {
-        (instances(&cluster).await.len() == 2).then_some(())
+    let _c = start_agent(&cluster, "i-agent-c", "zone-c", logs.path());
+    wait_for("three agents registered", Duration::from_secs(30), || async {
+        (instances(&cluster).await.len() == 3).then_some(())
     })
     .await;
 
