@@ -9,6 +9,7 @@
 //! - [`raft`]: the openraft adapter; the only module that calls openraft.
 //! - [`control`]: leader-only loops, started after a barrier, cancelled on leadership loss.
 //! - [`placement`]: the placement engine; pure.
+//! - [`reconcile`]: the service reconciler (rolling arithmetic); pure.
 //! - [`api`]: the ECS HTTP front end; it translates and holds no state.
 //! - [`agent`]: the agent protocol, ecsd's side of it, and the `ecs-agent` runtimes.
 //! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
@@ -24,6 +25,7 @@ pub mod placement;
 // openraft's `StorageError` is large, and its storage traits dictate it as the error type.
 #[allow(clippy::result_large_err)]
 pub mod raft;
+pub mod reconcile;
 pub mod rpc;
 pub mod state;
 pub mod storage;
