@@ -9,6 +9,7 @@
 //! 0.9 has no step-down without quorum), so task decisions must be term-stamped commands that
 //! `apply` re-checks; see ARCHITECTURE.md, Leader-only work.
 
+pub mod gc;
 pub mod liveness;
 
 use std::sync::Arc;
@@ -43,13 +44,18 @@ struct Running {
     joins: Vec<JoinHandle<()>>,
 }
 
-/// The leader loops every node runs: agent liveness.
+/// The leader loops every node runs: agent liveness, and forgetting STOPPED tasks after an hour.
 pub fn builtin_tasks(config: &crate::config::NodeConfig) -> Vec<Arc<dyn LeaderTask>> {
-    vec![Arc::new(liveness::Liveness {
-        timeout: Duration::from_millis(config.agent.heartbeat_timeout_ms),
-        lost_after: (config.agent.lost_instance_timeout_ms > 0)
-            .then(|| Duration::from_millis(config.agent.lost_instance_timeout_ms)),
-    })]
+    vec![
+        Arc::new(gc::StoppedTaskGc {
+            every: Duration::from_secs(60),
+        }),
+        Arc::new(liveness::Liveness {
+            timeout: Duration::from_millis(config.agent.heartbeat_timeout_ms),
+            lost_after: (config.agent.lost_instance_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.agent.lost_instance_timeout_ms)),
+        }),
+    ]
 }
 
 /// Starts the supervisor; it ends when `shutdown` is cancelled, after stopping its tasks.

@@ -119,6 +119,13 @@ pub enum Command {
         id: String,
         reason: String,
     },
+    /// Forgets up to `limit` tasks of `cluster` that reached STOPPED before `before_ms` (ECS keeps
+    /// stopped tasks visible for at least an hour).
+    ForgetStoppedTasks {
+        cluster: String,
+        before_ms: u64,
+        limit: usize,
+    },
     /// An agent's progress through an update asked for by UpdateContainerAgent.
     SetAgentUpdateStatus {
         cluster: String,
@@ -171,6 +178,8 @@ pub enum Outcome {
     },
     Task(Box<Task>),
     Service(Box<Service>),
+    /// How many records were forgotten.
+    Forgotten(usize),
     Rejected(Rejection),
 }
 
@@ -376,6 +385,11 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             tasks::stop_all_on_instance(txn, now_ms, cluster, id, reason)?;
             Ok(Outcome::Done)
         }
+        Command::ForgetStoppedTasks {
+            cluster,
+            before_ms,
+            limit,
+        } => tasks::forget_stopped(txn, cluster, *before_ms, *limit),
         Command::SetAgentUpdateStatus {
             cluster,
             id,
@@ -639,6 +653,46 @@ mod tests {
         assert_eq!(out[0], Outcome::Rejected(Rejection::StaleLeader));
         assert!(matches!(&out[1], Outcome::Cluster(c) if c.name == "fresh"));
         assert!(get_cluster(&kv, "stale").unwrap().is_none());
+    }
+
+    #[test]
+    fn stopped_tasks_are_forgotten_an_hour_after_they_stopped() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("c", "c")]));
+        let task = |id: &str, last: &str, stopped_at: Option<u64>| {
+            serde_json::json!({
+                "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
+                "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
+                "last_status": last, "desired_status": "Stopped", "group": "g", "overrides": {},
+                "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
+                "created_at_ms": 0, "stopped_at_ms": stopped_at, "version": 1
+            })
+        };
+        for (id, last, at) in [
+            ("old", "Stopped", Some(1_000)),
+            ("recent", "Stopped", Some(9_000)),
+            ("live", "Running", None),
+        ] {
+            kv.0.insert(
+                (Space::Data, format!("task/c\0{id}").into_bytes()),
+                serde_json::to_vec(&task(id, last, at)).unwrap(),
+            );
+        }
+        let forget = |id: &str| {
+            proposal(
+                id,
+                10_000,
+                Command::ForgetStoppedTasks {
+                    cluster: "c".into(),
+                    before_ms: 5_000,
+                    limit: 10,
+                },
+            )
+        };
+        assert_eq!(kv.apply(Batch(vec![forget("gc1")])), vec![Outcome::Forgotten(1)]);
+        let left: Vec<String> = tasks::all(&kv, "c").unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(left, ["live", "recent"]);
+        assert_eq!(kv.apply(Batch(vec![forget("gc2")])), vec![Outcome::Forgotten(0)]);
     }
 
     #[test]

@@ -513,6 +513,27 @@ pub(super) fn stop_service_tasks(
     Ok(())
 }
 
+/// Deletes up to `limit` tasks of `cluster` that reached STOPPED before `before_ms`, in key
+/// order; returns how many as `Outcome::Forgotten`.
+pub(super) fn forget_stopped(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    before_ms: u64,
+    limit: usize,
+) -> Result<Outcome, KvError> {
+    let mut forgotten = 0;
+    for task in all(txn, cluster)? {
+        if forgotten == limit {
+            break;
+        }
+        if task.last_status == TaskStatus::Stopped && task.stopped_at_ms.is_some_and(|t| t < before_ms) {
+            txn.delete(Space::Data, key(cluster, &task.id));
+            forgotten += 1;
+        }
+    }
+    Ok(Outcome::Forgotten(forgotten))
+}
+
 /// Applies `change` to the tags of a task (not STOPPED ones: their tags were deleted).
 pub(super) fn update_tags(
     txn: &mut Txn<'_>,
