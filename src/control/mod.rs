@@ -73,6 +73,10 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
     let handle = node.handle().clone();
     let mut metrics = handle.leadership();
     let mut running: Option<Running> = None;
+    // One clock for the periodic re-check: metrics change many times a second (every tick and
+    // heartbeat reply), so a sleep re-created on each pass would never fire.
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let (leading, term) = {
             let m = metrics.borrow_and_update();
@@ -92,7 +96,7 @@ async fn supervise(node: RaftNode, tasks: Vec<Arc<dyn LeaderTask>>, shutdown: Ca
             _ = shutdown.cancelled() => break,
             // Re-check now and then: a barrier that failed is retried while still leading, and
             // running loops stop on a leader that lost its quorum without being told.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+            _ = check.tick() => {
                 if running.is_some() && !handle.confirm_leadership(Duration::from_secs(2)).await {
                     tracing::warn!(node_id = handle.id, "no quorum confirms this leader; stopping leader loops");
                     stop(&node, running.take()).await;

@@ -382,7 +382,11 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::UpdateService(update) => services::update(txn, now_ms, update),
         Command::DeleteService { cluster, name, force } => services::delete(txn, now_ms, cluster, name, *force),
         Command::StopInstanceTasks { cluster, id, reason } => {
-            tasks::stop_all_on_instance(txn, now_ms, cluster, id, reason)?;
+            // Only while the agent is still gone: it may have come back since the decision.
+            let gone = container_instances::get(txn, cluster, id)?.is_some_and(|i| !i.agent_connected);
+            if gone {
+                tasks::stop_all_on_instance(txn, now_ms, cluster, id, reason)?;
+            }
             Ok(Outcome::Done)
         }
         Command::ForgetStoppedTasks {

@@ -541,7 +541,7 @@ pub(super) fn update_tags(
     id: &str,
     change: impl FnOnce(&mut Vec<Tag>),
 ) -> Result<Outcome, KvError> {
-    let Some(mut task) = get(txn, cluster, id)? else {
+    let Some(mut task) = get(txn, cluster, id)?.filter(|t| t.last_status != TaskStatus::Stopped) else {
         return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
     };
     change(&mut task.tags);
