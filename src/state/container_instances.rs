@@ -222,8 +222,7 @@ pub(super) fn update_tags(
     let Some(mut instance) = get(txn, cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
         return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
     };
-    change(&mut instance.tags);
-    if instance.tags.len() > super::MAX_TAGS {
+    if !super::retag(&mut instance.tags, change) {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
     instance.version += 1;

@@ -442,8 +442,7 @@ fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut V
             let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
                 return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
             };
-            change(&mut cluster.tags);
-            if cluster.tags.len() > MAX_TAGS {
+            if !retag(&mut cluster.tags, change) {
                 return Ok(Outcome::Rejected(Rejection::TooManyTags));
             }
             txn.put(Space::Data, cluster_key(name), encode(&cluster));
@@ -454,6 +453,13 @@ fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut V
         TagTarget::Task { cluster, id } => tasks::update_tags(txn, cluster, id, change),
         TagTarget::Service { cluster, name } => services::update_tags(txn, cluster, name, change),
     }
+}
+
+/// Applies `change` to `tags`; false (and the caller rejects the command) when the result
+/// would carry more than [`MAX_TAGS`].
+fn retag(tags: &mut Vec<Tag>, change: impl FnOnce(&mut Vec<Tag>)) -> bool {
+    change(tags);
+    tags.len() <= MAX_TAGS
 }
 
 /// The tags of `target`, or `None` if it does not exist.

@@ -348,8 +348,7 @@ pub(super) fn update_tags(
     let Some(mut service) = get(txn, cluster, name)?.filter(|s| s.status != ServiceStatus::Inactive) else {
         return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
     };
-    change(&mut service.tags);
-    if service.tags.len() > super::MAX_TAGS {
+    if !super::retag(&mut service.tags, change) {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
     put(txn, &service);

@@ -74,8 +74,7 @@ pub(super) fn update_tags(
     let Some(mut definition) = get(txn, family, revision)? else {
         return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
     };
-    change(&mut definition.tags);
-    if definition.tags.len() > super::MAX_TAGS {
+    if !super::retag(&mut definition.tags, change) {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
     txn.put(Space::Data, revision_key(family, revision), encode(&definition));

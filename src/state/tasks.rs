@@ -544,8 +544,7 @@ pub(super) fn update_tags(
     let Some(mut task) = get(txn, cluster, id)?.filter(|t| t.last_status != TaskStatus::Stopped) else {
         return Ok(Outcome::Rejected(Rejection::ResourceNotFound));
     };
-    change(&mut task.tags);
-    if task.tags.len() > super::MAX_TAGS {
+    if !super::retag(&mut task.tags, change) {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
     put(txn, &task)?;
