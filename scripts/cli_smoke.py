@@ -23,9 +23,11 @@ ENDPOINTS = ["http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1
 ENV = dict(os.environ, AWS_ACCESS_KEY_ID="smoke", AWS_SECRET_ACCESS_KEY="smoke", AWS_DEFAULT_REGION="us-east-1",
            AWS_PAGER="", AWS_EC2_METADATA_DISABLED="true")
 
+AGENT = os.path.join(os.path.dirname(BINARY), "ecs-agent")
 passed = 0
 failed = 0
 turn = 0
+extra_procs = []
 
 
 def aws(*args, expect_error=None):
@@ -199,6 +201,41 @@ def tour():
             expect_error="ServiceNotFoundException")
     check("services", services)
 
+    def deployments():
+        # Three simulated instances; a service rolls out a new revision; the aws CLI's own
+        # waiter (services-stable) returns each time.
+        aws("create-cluster", "--cluster-name", "rollout")
+        log = open(os.path.join(tempfile.gettempdir(), "ecsd-smoke-agent.log"), "w")
+        extra_procs.append(subprocess.Popen(
+            [AGENT, "--runtime", "sim", "--instances", "3", "--cluster", "rollout", "--cpu", "1024",
+             "--memory", "1024", "--sim-start-ms", "100", "--endpoint", ",".join(ENDPOINTS)],
+            stdout=log, stderr=log))
+        deadline = time.time() + 60
+        while len(aws("list-container-instances", "--cluster", "rollout")["containerInstanceArns"]) < 3:
+            assert time.time() < deadline, "the simulated instances did not register"
+            time.sleep(0.3)
+        for memory in ("128", "64"):
+            aws("register-task-definition", "--family", "roll", "--container-definitions",
+                json.dumps([{"name": "web", "image": "busybox", "memory": int(memory)}]))
+        aws("create-service", "--cluster", "rollout", "--service-name", "web", "--task-definition", "roll:1",
+            "--desired-count", "6")
+        aws("wait", "services-stable", "--cluster", "rollout", "--services", "web")
+        s = aws("describe-services", "--cluster", "rollout", "--services", "web")["services"][0]
+        assert s["runningCount"] == 6 and len(s["deployments"]) == 1, s
+        aws("update-service", "--cluster", "rollout", "--service", "web", "--task-definition", "roll:2")
+        aws("wait", "services-stable", "--cluster", "rollout", "--services", "web")
+        s = aws("describe-services", "--cluster", "rollout", "--services", "web")["services"][0]
+        d = s["deployments"]
+        assert len(d) == 1 and d[0]["taskDefinition"].endswith("roll:2") and d[0]["runningCount"] == 6, s
+        messages = [e["message"] for e in s["events"]]
+        assert any(m.startswith("(service web) has started 6 tasks: (task ") for m in messages), messages
+        assert any(m.startswith("(service web) has stopped ") for m in messages), messages
+        assert "(service web) has reached a steady state." in messages, messages
+        tasks = aws("list-tasks", "--cluster", "rollout", "--service-name", "web")["taskArns"]
+        assert len(tasks) == 6, tasks
+        aws("delete-service", "--cluster", "rollout", "--service", "web", "--force")
+    check("deployments", deployments)
+
     def teardown():
         aws("delete-cluster", "--cluster", "smoke", expect_error="ClusterContainsContainerInstancesException")
         aws("deregister-container-instance", "--cluster", "smoke", "--container-instance", state["instance"],
@@ -228,7 +265,7 @@ def main():
         wait_ready()
         tour()
     finally:
-        for p in procs:
+        for p in extra_procs + procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             try:

@@ -38,6 +38,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_API_MAX_BATCH_BYTES", "api.max_batch_bytes"),
     ("ECSD_AGENT_HEARTBEAT_TIMEOUT_MS", "agent.heartbeat_timeout_ms"),
     ("ECSD_AGENT_LOST_INSTANCE_TIMEOUT_MS", "agent.lost_instance_timeout_ms"),
+    ("ECSD_SERVICES_RESTART_BACKOFF_MS", "services.restart_backoff_ms"),
+    (
+        "ECSD_SERVICES_RESTART_BACKOFF_MAX_MS",
+        "services.restart_backoff_max_ms",
+    ),
 ];
 
 /// The configuration of one ecsd node.
@@ -81,6 +86,29 @@ pub struct NodeConfig {
     /// Container instance agents.
     #[serde(default)]
     pub agent: AgentTuning,
+    /// The service scheduler.
+    #[serde(default)]
+    pub services: ServiceTuning,
+}
+
+/// The service scheduler's throttle for tasks that keep failing to start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceTuning {
+    /// After a round of a service's tasks stopped without ever reaching RUNNING, the next launch
+    /// waits this long, doubling with each further round up to `restart_backoff_max_ms`.
+    pub restart_backoff_ms: u64,
+    /// The longest wait between launch attempts (ECS: 15 minutes).
+    pub restart_backoff_max_ms: u64,
+}
+
+impl Default for ServiceTuning {
+    fn default() -> Self {
+        ServiceTuning {
+            restart_backoff_ms: 5_000,
+            restart_backoff_max_ms: 15 * 60 * 1000,
+        }
+    }
 }
 
 /// How the leader judges agents' liveness.
@@ -294,6 +322,12 @@ impl NodeConfig {
             return Err(key_error(
                 "agent.lost_instance_timeout_ms",
                 "must be 0 (off) or at least agent.heartbeat_timeout_ms",
+            ));
+        }
+        if self.services.restart_backoff_max_ms < self.services.restart_backoff_ms {
+            return Err(key_error(
+                "services.restart_backoff_max_ms",
+                "must be at least services.restart_backoff_ms",
             ));
         }
         if self.api.max_batch == 0 {

@@ -10,6 +10,7 @@
 //! - [`control`]: leader-only loops, started after a barrier, cancelled on leadership loss.
 //! - [`placement`]: the placement engine; pure.
 //! - [`reconcile`]: the service reconciler (rolling arithmetic); pure.
+//! - [`taskdef`]: what a task definition asks of a task (containers, reservation); pure.
 //! - [`api`]: the ECS HTTP front end; it translates and holds no state.
 //! - [`agent`]: the agent protocol, ecsd's side of it, and the `ecs-agent` runtimes.
 //! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
@@ -29,4 +30,5 @@ pub mod reconcile;
 pub mod rpc;
 pub mod state;
 pub mod storage;
+pub mod taskdef;
 pub mod telemetry;

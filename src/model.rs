@@ -471,7 +471,33 @@ pub struct Service {
     pub request_digest: String,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Tasks of this service that stopped in a row without ever reaching RUNNING (the throttle);
+    /// reset by a task that reaches RUNNING and by a new deployment.
+    #[serde(default)]
+    pub failed_starts: u32,
+    /// When the last of those failures was applied, epoch milliseconds.
+    #[serde(default)]
+    pub last_failed_start_ms: u64,
 }
+
+impl Service {
+    /// The most tasks that may be PENDING or RUNNING: `floor(desired × maximumPercent / 100)`.
+    pub fn max_total(&self) -> usize {
+        (self.desired_count.max(0) as usize) * (self.maximum_percent.max(0) as usize) / 100
+    }
+
+    /// The fewest tasks that must stay RUNNING: `ceil(desired × minimumHealthyPercent / 100)`.
+    pub fn min_healthy(&self) -> usize {
+        ((self.desired_count.max(0) as usize) * (self.minimum_healthy_percent.max(0) as usize)).div_ceil(100)
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        self.scheduling_strategy == "DAEMON"
+    }
+}
+
+/// Most events a service keeps, newest first.
+pub const MAX_SERVICE_EVENTS: usize = 100;
 
 /// A 64-bit FNV-1a hash: stable across processes, versions and platforms.
 pub fn stable_hash(bytes: &[u8]) -> u64 {

@@ -203,6 +203,8 @@ pub async fn run_with(
 
     let mut turn = 0usize;
     let mut backoff = Duration::from_millis(100);
+    // The newest assignment seen, across sessions: an older one (from a lagging node) is ignored.
+    let mut generation = 0u64;
     while !shutdown.is_cancelled() {
         let url = &config.endpoints[turn % config.endpoints.len()];
         turn += 1;
@@ -216,7 +218,15 @@ pub async fn run_with(
             }
         };
         let _ = channel_tx.send(Some(channel.clone()));
-        let session = session(channel, &instance, runtime.as_ref(), config.heartbeat, &shutdown).await;
+        let session = session(
+            channel,
+            &instance,
+            runtime.as_ref(),
+            config.heartbeat,
+            &mut generation,
+            &shutdown,
+        )
+        .await;
         if let Err(e) = session {
             tracing::warn!(error = %e, "session ended; reconnecting");
             connections.forget(&endpoint);
@@ -236,6 +246,7 @@ async fn session(
     instance: &InstanceRef,
     runtime: &dyn Runtime,
     heartbeat: Duration,
+    generation: &mut u64,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut client = AgentServiceClient::new(channel);
@@ -256,6 +267,10 @@ async fn session(
             message = stream.message() => {
                 let Some(reply) = message? else { return Err(anyhow!("assignment stream closed")) };
                 let assignment: Assignment = serde_json::from_slice(&reply.payload)?;
+                if assignment.generation < *generation {
+                    continue;
+                }
+                *generation = assignment.generation;
                 runtime.apply(&assignment);
                 if assignment.agent_update.as_deref() == Some("PENDING") {
                     update(&mut client, instance).await?;

@@ -14,6 +14,12 @@ pub struct InstanceRef {
 /// Everything an instance should be doing: its tasks that are not STOPPED.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
+    /// The instance's change counter in the replicated state when this was read: it only grows,
+    /// so an agent ignores an older assignment (from a node that lags) and, in a newer one,
+    /// stops any task it runs that is no longer listed (marked STOPPED while it was away, by
+    /// forced deregistration or the lost-instance policy).
+    #[serde(default)]
+    pub generation: u64,
     pub tasks: Vec<AssignedTask>,
     /// The instance's agent update status (UpdateContainerAgent): PENDING asks for an update.
     #[serde(default)]

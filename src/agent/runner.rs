@@ -201,8 +201,18 @@ impl Tracker {
     }
 
     /// Starts the tasks new to this instance with `start`, and asks those told to stop to stop.
-    /// A task told to stop that never started here is reported STOPPED at once.
+    /// A task told to stop that never started here is reported STOPPED at once, and a running
+    /// task the assignment no longer lists (it was marked STOPPED meanwhile) is stopped.
     pub fn apply(&self, assignment: &Assignment, mut start: impl FnMut(AssignedTask, CancellationToken)) {
+        if assignment.generation > 0 {
+            let listed: std::collections::BTreeSet<&str> = assignment.tasks.iter().map(|t| t.id.as_str()).collect();
+            for (id, stop) in self.running.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                if !listed.contains(id.as_str()) {
+                    tracing::info!(task = %id, "no longer assigned here; stopping it");
+                    stop.cancel();
+                }
+            }
+        }
         for task in &assignment.tasks {
             let known = self
                 .running

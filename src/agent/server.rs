@@ -39,7 +39,17 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<AgentReply, Status> {
 
 /// The instance's current assignment, read from `view`.
 pub fn assignment(view: &dyn KvRead, instance: &InstanceRef) -> Result<Assignment, state::KvError> {
+    // The counter is read before the tasks: the tasks sent are then at least as new as the
+    // generation they are labelled with, so an agent never drops a task on a stale read.
+    let generation = match view.get(
+        state::Space::Data,
+        &tasks::work_key(&instance.cluster, &instance.instance_id),
+    )? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(0),
+        None => 0,
+    };
     let mut out = Assignment {
+        generation,
         agent_update: state::container_instances::get(view, &instance.cluster, &instance.instance_id)?
             .and_then(|i| i.agent_update_status),
         ..Default::default()

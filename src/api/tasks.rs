@@ -10,10 +10,11 @@ use serde_json::{json, Map, Value};
 use super::container_instances::cluster_name;
 use super::wire::{self, Failure, TagWire};
 use super::{ApiError, Ctx};
-use crate::model::{Attribute, InstanceStatus, NetworkBinding, Reservation, Task, TaskDefinition, TaskStatus};
+use crate::model::{InstanceStatus, NetworkBinding, Task, TaskDefinition, TaskStatus};
 use crate::placement::{self, Strategy};
-use crate::state::tasks::{ContainerChange, ContainerSpec, Launch, NewTask, StateChange};
+use crate::state::tasks::{ContainerChange, Launch, NewTask, StateChange};
 use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
+use crate::taskdef::{self, OverrideError};
 
 const MAX_COUNT: i64 = 10;
 const MAX_START_INSTANCES: usize = 10;
@@ -184,132 +185,6 @@ pub(super) fn parse_strategies(field: &str, given: &[PlacementStrategyWire]) -> 
         .collect()
 }
 
-fn int_field(value: Option<&Value>) -> Option<i64> {
-    value.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
-}
-
-/// The containers of `definition` with the overrides applied, what the task reserves, and the
-/// overrides to echo (one entry per container, as ECS answers).
-pub(super) fn containers_and_reservation(
-    definition: &TaskDefinition,
-    overrides: Option<Map<String, Value>>,
-) -> Result<(Vec<ContainerSpec>, Reservation, Value), ApiError> {
-    let mut overrides = overrides.unwrap_or_default();
-    let given: Vec<Value> = match overrides.remove("containerOverrides") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(ApiError::Serialization(
-                "overrides.containerOverrides: expected a list".into(),
-            ))
-        }
-    };
-    let body = &definition.body;
-    let defs: Vec<&Value> = body
-        .get("containerDefinitions")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    for (i, o) in given.iter().enumerate() {
-        let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
-        if !defs.iter().any(|d| d.get("name").and_then(Value::as_str) == Some(name)) {
-            return Err(invalid(format!(
-                "overrides.containerOverrides[{i}].name: {name} is not a container of the task definition"
-            )));
-        }
-        for key in ["cpu", "memory", "memoryReservation"] {
-            if o.get(key)
-                .is_some_and(|v| !v.is_null() && v.as_i64().is_none_or(|n| n < 0))
-            {
-                return Err(invalid(format!(
-                    "overrides.containerOverrides[{i}].{key}: must be a non-negative integer"
-                )));
-            }
-        }
-    }
-    let network_mode = body.get("networkMode").and_then(Value::as_str).unwrap_or("bridge");
-    let mut reservation = Reservation::default();
-    let mut specs = Vec::new();
-    let mut echoed = Vec::new();
-    for d in defs {
-        let name = d.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let o = given
-            .iter()
-            .find(|o| o.get("name").and_then(Value::as_str) == Some(&name));
-        let pick = |key: &str| int_field(o.and_then(|o| o.get(key)).filter(|v| !v.is_null())).or(int_field(d.get(key)));
-        let (cpu, memory, memory_reservation) = (pick("cpu"), pick("memory"), pick("memoryReservation"));
-        reservation.cpu += cpu.unwrap_or(0);
-        reservation.memory += memory_reservation.or(memory).unwrap_or(0);
-        for m in d.get("portMappings").and_then(Value::as_array).into_iter().flatten() {
-            let container_port = int_field(m.get("containerPort")).unwrap_or(0);
-            let host_port = match network_mode {
-                "host" => int_field(m.get("hostPort")).unwrap_or(container_port),
-                _ => int_field(m.get("hostPort")).unwrap_or(0),
-            };
-            if let Ok(port) = u16::try_from(host_port) {
-                if port != 0 {
-                    let udp = m.get("protocol").and_then(Value::as_str) == Some("udp");
-                    let set = if udp {
-                        &mut reservation.ports_udp
-                    } else {
-                        &mut reservation.ports
-                    };
-                    if !set.contains(&port) {
-                        set.push(port);
-                    }
-                }
-            }
-        }
-        specs.push(ContainerSpec {
-            name: name.clone(),
-            cpu: cpu.map(|c| c.to_string()),
-            memory: memory.map(|m| m.to_string()),
-            memory_reservation: memory_reservation.map(|m| m.to_string()),
-            health_check: d.get("healthCheck").is_some_and(|h| !h.is_null()),
-            essential: d.get("essential").and_then(Value::as_bool).unwrap_or(true),
-        });
-        echoed.push(o.cloned().unwrap_or_else(|| json!({ "name": name })));
-    }
-    // Task-level sizes take precedence over the containers'.
-    if let Some(cpu) = int_field(body.get("cpu")) {
-        reservation.cpu = cpu;
-    }
-    if let Some(memory) = int_field(body.get("memory")) {
-        reservation.memory = memory;
-    }
-    overrides.insert("containerOverrides".into(), Value::Array(echoed));
-    overrides
-        .entry("inferenceAcceleratorOverrides")
-        .or_insert_with(|| json!([]));
-    Ok((specs, reservation, Value::Object(overrides)))
-}
-
-/// The task definition's `requiresAttributes`.
-fn required_attributes(definition: &TaskDefinition) -> Vec<Attribute> {
-    definition
-        .body
-        .get("requiresAttributes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| {
-            Some(Attribute {
-                name: a.get("name")?.as_str()?.to_string(),
-                value: a.get("value").and_then(Value::as_str).map(str::to_string),
-            })
-        })
-        .collect()
-}
-
-fn definition_constraints(definition: &TaskDefinition) -> Vec<Value> {
-    definition
-        .body
-        .get("placementConstraints")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
 pub fn task_to_wire(t: &Task, with_tags: bool) -> Value {
     let containers: Vec<Value> = t
         .containers
@@ -417,16 +292,6 @@ fn tasks_outcome(outcome: Outcome) -> Result<Value, ApiError> {
     }
 }
 
-fn new_task(instance_id: &str, containers: usize) -> NewTask {
-    NewTask {
-        instance_id: instance_id.to_string(),
-        uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
-        container_uuids: (0..containers)
-            .map(|_| uuid::Uuid::new_v4().hyphenated().to_string())
-            .collect(),
-    }
-}
-
 /// What RunTask and StartTask share: validation of the common fields and the launch template.
 struct Common {
     cluster: String,
@@ -464,15 +329,20 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
     }
     let definition = resolve_task_definition(ctx, view, &id)?;
-    let (containers, reservation, overrides) = containers_and_reservation(&definition, req.overrides.take())?;
+    let (containers, reservation, overrides) = taskdef::containers_and_reservation(&definition, req.overrides.take())
+        .map_err(|e| match e {
+        OverrideError::Shape(m) => ApiError::Serialization(m),
+        OverrideError::Invalid(m) => invalid(m),
+    })?;
     let scope = &ctx.state.scope;
+    let (cpu, memory) = taskdef::task_size(&definition);
     let launch = Launch {
         cluster: cluster.clone(),
         task_definition_family: definition.family.clone(),
         task_definition_revision: definition.revision,
         task_definition_arn: definition.arn.clone(),
         reservation,
-        requires_attributes: required_attributes(&definition),
+        requires_attributes: taskdef::required_attributes(&definition),
         group: req
             .group
             .clone()
@@ -482,12 +352,8 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         started_by: req.started_by.clone(),
         overrides,
         containers,
-        cpu: definition.body.get("cpu").and_then(Value::as_str).map(str::to_string),
-        memory: definition
-            .body
-            .get("memory")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        cpu,
+        memory,
         tags,
         service: None,
         principal: scope.root_principal(),
@@ -495,6 +361,7 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
         tasks: Vec::new(),
         failures: Vec::new(),
+        event_id: None,
     };
     Ok(Common { cluster, launch })
 }
@@ -531,7 +398,7 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
     let (distinct, member_of) = parse_constraints(
         "placementConstraints",
         &req.placement_constraints.take().unwrap_or_default(),
-        &definition_constraints(&definition),
+        &taskdef::definition_constraints(&definition),
     )?;
     let instances = cis::all(view, &cluster)?;
     if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
@@ -556,7 +423,7 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
     launch.tasks = plan
         .placements
         .iter()
-        .map(|id| new_task(id, launch.containers.len()))
+        .map(|id| NewTask::fresh(id, launch.containers.len()))
         .collect();
     launch.failures = plan.failures;
     propose_launch(ctx, launch, req.client_token.as_deref()).await
@@ -576,7 +443,11 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
     let Common { cluster, mut launch } = common(ctx, view, &mut req)?;
     let definition = tds::get(view, &launch.task_definition_family, launch.task_definition_revision)?
         .ok_or_else(|| ApiError::Client(NOT_FOUND_TD.into()))?;
-    let (_, member_of) = parse_constraints("placementConstraints", &[], &definition_constraints(&definition))?;
+    let (_, member_of) = parse_constraints(
+        "placementConstraints",
+        &[],
+        &taskdef::definition_constraints(&definition),
+    )?;
     launch.member_of = member_of;
     for g in given {
         let found = match ctx.state.scope.container_instance_id(&cluster, &g) {
@@ -586,7 +457,7 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
         match found {
             None => launch.failures.push((g, "MISSING".into())),
             Some(i) if i.status == InstanceStatus::Inactive => launch.failures.push((i.arn, "INACTIVE".into())),
-            Some(i) => launch.tasks.push(new_task(&i.id, launch.containers.len())),
+            Some(i) => launch.tasks.push(NewTask::fresh(&i.id, launch.containers.len())),
         }
     }
     propose_launch(ctx, launch, None).await

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::{LeaderContext, LeaderTask};
-use crate::state::{self, Command, Proposal};
+use crate::state::{self, Command};
 
 /// How long a STOPPED task stays visible.
 pub const KEEP_STOPPED_MS: u64 = 60 * 60 * 1000;
@@ -48,19 +48,12 @@ async fn pass(ctx: &LeaderContext) -> Result<(), String> {
             if ctx.cancel.is_cancelled() {
                 return Ok(());
             }
-            let proposal = Proposal {
-                request_id: uuid::Uuid::new_v4().to_string(),
-                ts_ms: crate::api::now_ms(),
-                command: Command::ForgetStoppedTasks {
-                    cluster: cluster.name.clone(),
-                    before_ms,
-                    limit: PER_PASS,
-                },
+            let command = Command::ForgetStoppedTasks {
+                cluster: cluster.name.clone(),
+                before_ms,
+                limit: PER_PASS,
             };
-            ctx.node
-                .write_as_leader(ctx.term, proposal)
-                .await
-                .map_err(|e| e.to_string())?;
+            super::decide(ctx, command).await.map_err(|e| e.to_string())?;
         }
         after = clusters.last().map(|c| c.name.clone());
         if !more {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{LeaderContext, LeaderTask};
 use crate::model::InstanceStatus;
-use crate::state::{self, container_instances, Command, Proposal};
+use crate::state::{self, container_instances, Command};
 
 /// How often the leader compares heartbeats with the state.
 const SWEEP: Duration = Duration::from_millis(500);
@@ -106,15 +106,7 @@ async fn sweep(
         if ctx.cancel.is_cancelled() {
             return Ok(());
         }
-        let proposal = Proposal {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            ts_ms: crate::api::now_ms(),
-            command,
-        };
-        ctx.node
-            .write_as_leader(ctx.term, proposal)
-            .await
-            .map_err(|e| e.to_string())?;
+        super::decide(ctx, command).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod gc;
 pub mod liveness;
+pub mod services;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,8 @@ use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::raft::RaftNode;
+use crate::raft::{NodeError, RaftNode};
+use crate::state::{Command, Outcome, Proposal};
 
 /// What a leader-only loop is given when it starts.
 #[derive(Clone)]
@@ -44,9 +46,29 @@ struct Running {
     joins: Vec<JoinHandle<()>>,
 }
 
-/// The leader loops every node runs: agent liveness, and forgetting STOPPED tasks after an hour.
+/// Proposes a decision of `ctx`'s term (a fresh request id, stamped with this node's clock) and
+/// waits until it is applied.
+pub async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, NodeError> {
+    let proposal = Proposal {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ts_ms: crate::api::now_ms(),
+        command,
+    };
+    ctx.node.write_as_leader(ctx.term, proposal).await
+}
+
+/// The leader loops every node runs: the service scheduler, agent liveness, and forgetting
+/// STOPPED tasks after an hour.
 pub fn builtin_tasks(config: &crate::config::NodeConfig) -> Vec<Arc<dyn LeaderTask>> {
     vec![
+        Arc::new(services::ServiceScheduler {
+            scope: crate::model::ArnScope {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
+            backoff: Duration::from_millis(config.services.restart_backoff_ms),
+            backoff_max: Duration::from_millis(config.services.restart_backoff_max_ms),
+        }),
         Arc::new(gc::StoppedTaskGc {
             every: Duration::from_secs(60),
         }),

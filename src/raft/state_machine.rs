@@ -238,10 +238,12 @@ fn apply_entries(
     }
     let mut batch = Batch::default();
     let mut watched: Vec<Vec<u8>> = Vec::new();
+    let mut wake_services = false;
     for ((space, key), value) in txn.into_writes() {
         if space == Space::Data && key.starts_with(crate::state::tasks::WORK_PREFIX) {
             watched.push(key.clone());
         }
+        wake_services |= space == Space::Data && crate::state::wakes_services(&key);
         let (cf, key) = StateView::locate(space, &key);
         match value {
             Some(v) => batch.put(cf, key, v),
@@ -257,6 +259,9 @@ fn apply_entries(
         batch.put(Cf::SmMeta, MEMBERSHIP, bytes);
     }
     store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    if wake_services {
+        watched.push(crate::state::SERVICE_WAKE.to_vec());
+    }
     feed.notify(watched.iter().map(Vec::as_slice));
     Ok(replies)
 }

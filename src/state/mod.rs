@@ -22,6 +22,15 @@ pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
 pub const DEDUPE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// The change-feed key that wakes the service scheduler: apply "writes" it (a node-local signal,
+/// never stored) whenever it writes a task, a service or a container instance.
+pub const SERVICE_WAKE: &[u8] = b"!services";
+
+/// Whether writing data key `key` should wake the service scheduler.
+pub fn wakes_services(key: &[u8]) -> bool {
+    key.starts_with(b"task/") || key.starts_with(b"svc/") || key.starts_with(b"ci/")
+}
+
 /// Most expired dedupe records dropped per applied batch, so apply stays cheap.
 const DEDUPE_PURGE_PER_BATCH: usize = 256;
 
@@ -138,6 +147,28 @@ pub enum Command {
         cluster: String,
         id: String,
         connected: bool,
+    },
+    /// The service scheduler stops these tasks of a service (each re-checked: still the service's,
+    /// still desired RUNNING) with `reason`, and records one event naming those it stopped.
+    StopServiceTasks {
+        cluster: String,
+        name: String,
+        ids: Vec<String>,
+        reason: String,
+        event_id: String,
+    },
+    /// Records a service event, unless the newest event says the same and is under six hours old.
+    ServiceEvent {
+        cluster: String,
+        name: String,
+        id: String,
+        message: String,
+    },
+    /// A DAEMON service's desired count follows its eligible instances.
+    SetServiceDesiredCount {
+        cluster: String,
+        name: String,
+        desired: i64,
     },
     /// A decision of a leader-only loop of `term`: applied only if the log entry carrying it was
     /// appended in that same term, so a deposed leader's decisions never take effect.
@@ -402,6 +433,22 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         } => container_instances::set_agent_update_status(txn, cluster, id, status, version_info.as_ref()),
         Command::SetAgentConnected { cluster, id, connected } => {
             container_instances::set_agent_connected(txn, cluster, id, *connected)
+        }
+        Command::StopServiceTasks {
+            cluster,
+            name,
+            ids,
+            reason,
+            event_id,
+        } => tasks::stop_for_service(txn, now_ms, cluster, name, ids, reason, event_id),
+        Command::ServiceEvent {
+            cluster,
+            name,
+            id,
+            message,
+        } => services::record_event(txn, now_ms, cluster, name, id, message),
+        Command::SetServiceDesiredCount { cluster, name, desired } => {
+            services::set_desired_count(txn, now_ms, cluster, name, *desired)
         }
         // Nested leader decisions are not made; `apply_batch` unwraps the outer one.
         Command::AsLeader { .. } => Ok(Outcome::Rejected(Rejection::StaleLeader)),

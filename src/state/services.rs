@@ -13,7 +13,8 @@ use super::{
     Rejection, Space, Txn,
 };
 use crate::model::{
-    ClusterStatus, Deployment, InstanceStatus, Service, ServiceStatus, Tag, TaskDefinitionStatus, TaskStatus,
+    ClusterStatus, Deployment, InstanceStatus, Service, ServiceEvent, ServiceStatus, Tag, TaskDefinitionStatus,
+    TaskStatus, MAX_SERVICE_EVENTS,
 };
 
 fn key(cluster: &str, name: &str) -> Vec<u8> {
@@ -147,6 +148,8 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
         client_token: c.client_token.clone(),
         request_digest: c.request_digest.clone(),
         tags: c.tags.clone(),
+        failed_starts: 0,
+        last_failed_start_ms: 0,
     };
     cluster.active_services += 1;
     put_cluster(txn, &cluster);
@@ -237,6 +240,8 @@ pub(super) fn update(txn: &mut Txn<'_>, now_ms: u64, u: &Update) -> Result<Outco
             },
         );
         service.task_definition_arn = arn;
+        // The throttle starts over with a new deployment.
+        service.failed_starts = 0;
     } else if let Some(primary) = service.deployments.first_mut() {
         primary.desired_count = service.desired_count;
         primary.updated_at_ms = now_ms;
@@ -297,20 +302,42 @@ pub(super) fn delete(
     Ok(Outcome::Service(Box::new(answer)))
 }
 
+/// How a task's move ends for the service's start throttle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StartResult {
+    /// Neither a start nor a failure to start.
+    Neither,
+    /// The task reached RUNNING: the throttle resets.
+    Started,
+    /// The task stopped without ever running: one more failure in a row.
+    Failed,
+}
+
 /// Moves one task of `service`'s deployment from status `from` to `to` in the counts (`None`
 /// for "not counted": before launch, or after STOPPED). A DRAINING service whose last task
 /// stopped becomes INACTIVE.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn count_task(
     txn: &mut Txn<'_>,
+    now_ms: u64,
     cluster: &str,
     name: &str,
     deployment: &str,
     from: Option<TaskStatus>,
     to: Option<TaskStatus>,
+    result: StartResult,
 ) -> Result<(), KvError> {
     let Some(mut service) = get(txn, cluster, name)? else {
         return Ok(());
     };
+    match result {
+        StartResult::Neither => {}
+        StartResult::Started => service.failed_starts = 0,
+        StartResult::Failed => {
+            service.failed_starts = service.failed_starts.saturating_add(1);
+            service.last_failed_start_ms = now_ms;
+        }
+    }
     let delta = |status: Option<TaskStatus>, sign: i64, pending: &mut i64, running: &mut i64| match status {
         Some(TaskStatus::Pending) => *pending += sign,
         Some(TaskStatus::Running) => *running += sign,
@@ -353,4 +380,104 @@ pub(super) fn update_tags(
     }
     put(txn, &service);
     Ok(Outcome::Tags(service.tags))
+}
+
+/// How long an identical event is not repeated ("until either the cause is resolved or six hours
+/// passes"): a different newest event means the cause changed.
+pub const EVENT_REPEAT_MS: u64 = 6 * 3600 * 1000;
+
+/// Whether `message` would repeat the newest event of `service` within [`EVENT_REPEAT_MS`].
+pub fn repeats_newest(service: &Service, now_ms: u64, message: &str) -> bool {
+    service
+        .events
+        .first()
+        .is_some_and(|e| e.message == message && now_ms.saturating_sub(e.created_at_ms) < EVENT_REPEAT_MS)
+}
+
+/// Adds an event to the front of `service`'s list, keeping the newest [`MAX_SERVICE_EVENTS`].
+pub(super) fn push_event(service: &mut Service, id: &str, now_ms: u64, message: String) {
+    service.events.insert(
+        0,
+        ServiceEvent {
+            id: id.to_string(),
+            created_at_ms: now_ms,
+            message,
+        },
+    );
+    service.events.truncate(MAX_SERVICE_EVENTS);
+}
+
+/// `(service NAME) has started N tasks: (task ID) ...` or the same with `stopped N running tasks`.
+pub fn task_event(service: &str, verb: &str, ids: &[String]) -> String {
+    let what = if verb == "started" { "tasks" } else { "running tasks" };
+    let list: Vec<String> = ids.iter().map(|id| format!("(task {id})")).collect();
+    format!(
+        "(service {service}) has {verb} {} {what}: {}.",
+        ids.len(),
+        list.join(" ")
+    )
+}
+
+/// Records an event on an ACTIVE or DRAINING service, unless it repeats the newest one.
+pub(super) fn record_event(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    name: &str,
+    id: &str,
+    message: &str,
+) -> Result<Outcome, KvError> {
+    let Some(mut service) = get(txn, cluster, name)?.filter(|s| s.status != ServiceStatus::Inactive) else {
+        return Ok(Outcome::Rejected(Rejection::ServiceNotFound));
+    };
+    if !repeats_newest(&service, now_ms, message) {
+        push_event(&mut service, id, now_ms, message.to_string());
+        put(txn, &service);
+    }
+    Ok(Outcome::Done)
+}
+
+/// Sets the desired count of an ACTIVE DAEMON service (and of its PRIMARY deployment).
+pub(super) fn set_desired_count(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    name: &str,
+    desired: i64,
+) -> Result<Outcome, KvError> {
+    let Some(mut service) = get(txn, cluster, name)?.filter(|s| s.status == ServiceStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+    };
+    if !service.is_daemon() || desired < 0 {
+        return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+    }
+    if service.desired_count != desired {
+        service.desired_count = desired;
+        if let Some(primary) = service.deployments.first_mut() {
+            primary.desired_count = desired;
+            primary.updated_at_ms = now_ms;
+        }
+        put(txn, &service);
+    }
+    Ok(Outcome::Done)
+}
+
+/// Records, as one event, that the scheduler `verb`ed ("started" or "stopped") tasks `ids`.
+pub(super) fn note_tasks(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    name: &str,
+    event_id: &str,
+    verb: &str,
+    ids: &[String],
+) -> Result<(), KvError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if let Some(mut service) = get(txn, cluster, name)? {
+        push_event(&mut service, event_id, now_ms, task_event(name, verb, ids));
+        put(txn, &service);
+    }
+    Ok(())
 }

@@ -7,11 +7,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    account_settings, container_instances, decode, encode, get_cluster, put_cluster, services, KvError, KvRead,
-    Outcome, Rejection, Space, Txn,
+    account_settings, container_instances, decode, encode, get_cluster, put_cluster,
+    services::{self, StartResult},
+    KvError, KvRead, Outcome, Rejection, Space, Txn,
 };
 use crate::model::{
-    Attribute, ClusterStatus, NetworkBinding, Reservation, Tag, Task, TaskContainer, TaskDefinitionStatus, TaskStatus,
+    Attribute, ClusterStatus, NetworkBinding, Reservation, ServiceStatus, Tag, Task, TaskContainer,
+    TaskDefinitionStatus, TaskStatus,
 };
 use crate::placement;
 
@@ -58,6 +60,19 @@ pub struct NewTask {
     pub container_uuids: Vec<String>,
 }
 
+impl NewTask {
+    /// A task for `instance_id` with fresh identifiers (for proposers; apply never calls this).
+    pub fn fresh(instance_id: &str, containers: usize) -> NewTask {
+        NewTask {
+            instance_id: instance_id.to_string(),
+            uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            container_uuids: (0..containers)
+                .map(|_| uuid::Uuid::new_v4().hyphenated().to_string())
+                .collect(),
+        }
+    }
+}
+
 /// What RunTask and StartTask ask for, with the placements the proposer chose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Launch {
@@ -87,6 +102,9 @@ pub struct Launch {
     pub tasks: Vec<NewTask>,
     /// Failures found while planning, reported with those found when applied.
     pub failures: Vec<(String, String)>,
+    /// For a service's launch: the ID of the event that names the started tasks.
+    #[serde(default)]
+    pub event_id: Option<String>,
 }
 
 /// A container's change, as the agent reports it.
@@ -185,10 +203,26 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
         return Ok(Outcome::Rejected(Rejection::TaskDefinitionInactive));
     }
     let member_of: Vec<crate::cql::Expr> = l.member_of.iter().filter_map(|e| crate::cql::parse(e).ok()).collect();
+    // A service's launch: only for its PRIMARY deployment while it is ACTIVE, and never above
+    // the service's maximum of PENDING and RUNNING tasks, whatever the proposer saw.
+    let mut room = usize::MAX;
+    if let Some((name, deployment)) = &l.service {
+        let Some(service) = services::get(txn, &l.cluster, name)?.filter(|s| s.status == ServiceStatus::Active) else {
+            return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+        };
+        if service.deployments.first().map(|d| d.id.as_str()) != Some(deployment.as_str()) {
+            return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+        }
+        let live = (service.pending_count + service.running_count).max(0) as usize;
+        room = service.max_total().saturating_sub(live);
+    }
     let long = account_settings::long_arns(txn, &l.principal, &l.root, "taskLongArnFormat")?;
     let mut tasks = Vec::new();
     let mut failures = l.failures.clone();
     for new in &l.tasks {
+        if tasks.len() == room {
+            break;
+        }
         let Some(mut instance) = container_instances::get(txn, &l.cluster, &new.instance_id)? else {
             failures.push((
                 format!("{}container-instance/{}", l.arn_prefix, new.instance_id),
@@ -274,10 +308,23 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
             launch_type: "EC2".to_string(),
         };
         if let Some((service, deployment)) = &l.service {
-            services::count_task(txn, &l.cluster, service, deployment, None, Some(TaskStatus::Pending))?;
+            services::count_task(
+                txn,
+                now_ms,
+                &l.cluster,
+                service,
+                deployment,
+                None,
+                Some(TaskStatus::Pending),
+                StartResult::Neither,
+            )?;
         }
         put(txn, &task)?;
         tasks.push(task);
+    }
+    if let (Some((service, _)), Some(event_id)) = (&l.service, &l.event_id) {
+        let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        services::note_tasks(txn, now_ms, &l.cluster, service, event_id, "started", &ids)?;
     }
     put_cluster(txn, &cluster);
     dedupe_failures(&mut failures);
@@ -463,7 +510,21 @@ fn transition(
         put_cluster(txn, &cluster);
     }
     if let (Some(service), Some(deployment)) = (&task.service, &task.deployment_id) {
-        services::count_task(txn, &task.cluster, service, deployment, Some(from), Some(status))?;
+        let result = match status {
+            TaskStatus::Running => StartResult::Started,
+            TaskStatus::Stopped if task.stop_code.as_deref() == Some("TaskFailedToStart") => StartResult::Failed,
+            _ => StartResult::Neither,
+        };
+        services::count_task(
+            txn,
+            now_ms,
+            &task.cluster,
+            service,
+            deployment,
+            Some(from),
+            Some(status),
+            result,
+        )?;
     }
     Ok(())
 }
@@ -500,17 +561,47 @@ pub(super) fn stop_service_tasks(
     service: &str,
     reason: &str,
 ) -> Result<(), KvError> {
-    for mut task in all(txn, cluster)? {
-        if task.service.as_deref() != Some(service) || task.desired_status == TaskStatus::Stopped {
-            continue;
-        }
-        task.desired_status = TaskStatus::Stopped;
-        task.stopping_at_ms = Some(now_ms);
-        task.stopped_reason = Some(reason.to_string());
-        task.version += 1;
-        put(txn, &task)?;
+    for task in all(txn, cluster)? {
+        ask_to_stop(txn, now_ms, task, service, reason)?;
     }
     Ok(())
+}
+
+/// Sets desiredStatus STOPPED on `task` of `service`, with `reason` and no stop code (the 2018
+/// API has none for the service scheduler); false if it is not the service's or already stopping.
+fn ask_to_stop(txn: &mut Txn<'_>, now_ms: u64, mut task: Task, service: &str, reason: &str) -> Result<bool, KvError> {
+    if task.service.as_deref() != Some(service) || task.desired_status == TaskStatus::Stopped {
+        return Ok(false);
+    }
+    task.desired_status = TaskStatus::Stopped;
+    task.stopping_at_ms = Some(now_ms);
+    task.stopped_reason = Some(reason.to_string());
+    task.version += 1;
+    put(txn, &task)?;
+    Ok(true)
+}
+
+/// The service scheduler's stop: each task is re-checked (still the service's, still desired
+/// RUNNING), and those stopped are named in one service event.
+pub(super) fn stop_for_service(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    service: &str,
+    ids: &[String],
+    reason: &str,
+    event_id: &str,
+) -> Result<Outcome, KvError> {
+    let mut stopped = Vec::new();
+    for id in ids {
+        if let Some(task) = get(txn, cluster, id)? {
+            if ask_to_stop(txn, now_ms, task, service, reason)? {
+                stopped.push(id.clone());
+            }
+        }
+    }
+    services::note_tasks(txn, now_ms, cluster, service, event_id, "stopped", &stopped)?;
+    Ok(Outcome::Done)
 }
 
 /// Deletes up to `limit` tasks of `cluster` that reached STOPPED before `before_ms`, in key

@@ -231,7 +231,9 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
         tokio::spawn(ecsd::agent::client::run_with(config, connections.clone(), stop.clone()));
     }
     wait_for("1000 instances registered", Duration::from_secs(120), || async {
-        let c = cluster.ok(2, "DescribeClusters", json!({"clusters": ["sim"]})).await;
+        let c = cluster
+            .ok_retrying(2, "DescribeClusters", json!({"clusters": ["sim"]}))
+            .await;
         (c["clusters"][0]["registeredContainerInstancesCount"] == INSTANCES).then_some(())
     })
     .await;
@@ -265,7 +267,7 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
             let mut running = 0;
             for chunk in arns.chunks(100) {
                 let d = cluster
-                    .ok(3, "DescribeTasks", json!({"cluster": "sim", "tasks": chunk}))
+                    .ok_retrying(3, "DescribeTasks", json!({"cluster": "sim", "tasks": chunk}))
                     .await;
                 running += d["tasks"]
                     .as_array()

@@ -186,6 +186,20 @@ impl TestCluster {
         reply
     }
 
+    /// Like [`TestCluster::ok`], but retries server errors (5xx: a leader change, or a node too
+    /// loaded to confirm its leadership in time) for up to 30 s, as AWS SDKs retry them. For polls.
+    pub async fn ok_retrying(&self, id: u64, action: &str, body: Value) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, reply) = self.ecs(id, action, body.clone()).await;
+            if status < 500 || std::time::Instant::now() > deadline {
+                assert_eq!(status, 200, "{action} {body} -> {reply}");
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends an action to node `id` that must fail with HTTP 400, `__type` `kind` and a message
     /// that contains `text`.
     pub async fn err(&self, id: u64, action: &str, body: Value, kind: &str, text: &str) {

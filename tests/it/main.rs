@@ -6,6 +6,7 @@ mod api;
 mod attributes;
 mod configs;
 mod container_instances;
+mod deployments;
 mod harness;
 mod leadership;
 mod malformed;

@@ -388,3 +388,160 @@ async fn kill_9_of_the_leader_during_run_task_load_never_over_commits() {
         let _ = p.child.wait();
     }
 }
+
+/// The service of `name` in cluster `dp`, read from `api`.
+async fn service_at(http: &reqwest::Client, api: &str, name: &str) -> Option<Value> {
+    let d = ecs(
+        http,
+        api,
+        "DescribeServices",
+        json!({"cluster": "dp", "services": [name]}),
+    )
+    .await?;
+    Some(d["services"][0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (mut procs, apis) = start_three(dir.path(), &http).await;
+    ecs_any(&http, &apis, "CreateCluster", json!({"clusterName": "dp"})).await;
+
+    tracing::info!("--- four simulated instances in one ecs-agent process");
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let endpoints: Vec<String> = apis.iter().map(|a| format!("http://{a}")).collect();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
+        .args([
+            "--runtime",
+            "sim",
+            "--instances",
+            "4",
+            "--cluster",
+            "dp",
+            "--cpu",
+            "1024",
+            "--memory",
+            "1024",
+        ])
+        .args(["--sim-start-ms", "300", "--heartbeat-ms", "500", "--endpoint"])
+        .arg(endpoints.join(","))
+        .env("RUST_LOG", "ecsd=info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ecs-agent");
+    wait_for("four instances", Duration::from_secs(30), || async {
+        let l = ecs(&http, &apis[0], "ListContainerInstances", json!({"cluster": "dp"})).await?;
+        (l["containerInstanceArns"].as_array()?.len() == 4).then_some(())
+    })
+    .await;
+    for memory in [128, 64] {
+        ecs_any(
+            &http,
+            &apis,
+            "RegisterTaskDefinition",
+            json!({"family": "roll", "containerDefinitions": [{"name": "c", "image": "x", "memory": memory}]}),
+        )
+        .await;
+    }
+    ecs_any(
+        &http,
+        &apis,
+        "CreateService",
+        json!({"cluster": "dp", "serviceName": "web", "taskDefinition": "roll:1", "desiredCount": 8,
+               "deploymentConfiguration": {"minimumHealthyPercent": 50, "maximumPercent": 125}}),
+    )
+    .await;
+    let stable = |td: &'static str, apis: Vec<String>| {
+        let http = http.clone();
+        move || {
+            let (http, apis) = (http.clone(), apis.clone());
+            async move {
+                for api in &apis {
+                    let Some(s) = service_at(&http, api, "web").await else {
+                        continue;
+                    };
+                    let d = s["deployments"].as_array()?;
+                    let done = d.len() == 1
+                        && d[0]["taskDefinition"].as_str()?.ends_with(td)
+                        && s["runningCount"] == 8
+                        && s["pendingCount"] == 0;
+                    return done.then_some(());
+                }
+                None
+            }
+        }
+    };
+    wait_for(
+        "the service stable on roll:1",
+        Duration::from_secs(60),
+        stable("roll:1", apis.clone()),
+    )
+    .await;
+
+    tracing::info!("--- roll out roll:2 (min 4, max 10 of 8); kill -9 the leader once it is under way");
+    ecs_any(
+        &http,
+        &apis,
+        "UpdateService",
+        json!({"cluster": "dp", "service": "web", "taskDefinition": "roll:2"}),
+    )
+    .await;
+    wait_for("the deployment under way", Duration::from_secs(30), || async {
+        let s = service_at(&http, &apis[0], "web").await?;
+        let d = s["deployments"].as_array()?;
+        (d.len() == 2 && d[0]["pendingCount"].as_i64()? + d[0]["runningCount"].as_i64()? > 0).then_some(())
+    })
+    .await;
+    let leader = wait_for("a leader", Duration::from_secs(10), || async {
+        cluster_status(&http, &apis[0]).await?["leader"].as_u64()
+    })
+    .await;
+    let victim = (leader - 1) as usize;
+    procs[victim].child.kill().unwrap();
+    procs[victim].child.wait().unwrap();
+    let survivors: Vec<String> = apis
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, a)| a.clone())
+        .collect();
+    wait_for(
+        "the deployment to complete under the new leader",
+        Duration::from_secs(60),
+        stable("roll:2", survivors.clone()),
+    )
+    .await;
+
+    tracing::info!("--- exactly eight RUNNING tasks of roll:2: none extra, none missing");
+    let list = ecs_any(
+        &http,
+        &survivors,
+        "ListTasks",
+        json!({"cluster": "dp", "serviceName": "web"}),
+    )
+    .await;
+    let arns = list["taskArns"].as_array().unwrap().clone();
+    assert_eq!(arns.len(), 8, "{list}");
+    let d = ecs_any(
+        &http,
+        &survivors,
+        "DescribeTasks",
+        json!({"cluster": "dp", "tasks": arns}),
+    )
+    .await;
+    for t in d["tasks"].as_array().unwrap() {
+        assert_eq!(t["lastStatus"], "RUNNING", "{t}");
+        assert!(t["taskDefinitionArn"].as_str().unwrap().ends_with("roll:2"), "{t}");
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    for p in &mut procs {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+}

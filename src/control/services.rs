@@ -1,0 +1,492 @@
+//! The service scheduler, on the leader: runs the pure reconciler for every ACTIVE service and
+//! commits what it decides as term-stamped commands that `apply` re-checks.
+//!
+//! Level-triggered: each pass reads the leader's replica (which has applied everything this
+//! loop committed, since every commit is awaited) and acts on the difference between intent and
+//! tasks. A pass runs whenever apply writes a task, service or instance (the change feed's
+//! [`SERVICE_WAKE`] key) and every [`SAFETY_PASS`] as well. A new leader simply runs a pass, so
+//! a deployment continues exactly where the old leader left it.
+//!
+//! It never spins: a service whose tasks cannot be placed is not tried again until the
+//! cluster's instances change, and tasks that keep failing to start delay the next launch
+//! (the throttle: doubling waits, persisted in the service so a new leader keeps them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{LeaderContext, LeaderTask};
+use crate::cql;
+use crate::model::{
+    stable_hash, ArnScope, Attribute, ContainerInstance, InstanceStatus, Service, ServiceStatus, Task, TaskDefinition,
+    TaskStatus,
+};
+use crate::placement::{self, reason, SpreadField, Strategy};
+use crate::reconcile::{self, Instances};
+use crate::state::services::repeats_newest;
+use crate::state::tasks::{Launch, NewTask};
+use crate::state::{self, container_instances, services, task_definitions, tasks, Command, Outcome};
+use crate::taskdef;
+
+pub use crate::state::SERVICE_WAKE;
+
+/// A pass runs at least this often, whatever the change feed says.
+const SAFETY_PASS: Duration = Duration::from_secs(2);
+
+/// How many rounds of failed starts make the throttle's event appear.
+const THROTTLE_EVENT_ROUNDS: u32 = 2;
+
+pub struct ServiceScheduler {
+    pub scope: ArnScope,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+impl LeaderTask for ServiceScheduler {
+    fn name(&self) -> &'static str {
+        "service-scheduler"
+    }
+
+    fn run(&self, ctx: LeaderContext) -> BoxFuture<'static, ()> {
+        let scheduler = Scheduler {
+            scope: self.scope.clone(),
+            backoff: self.backoff,
+            backoff_max: self.backoff_max,
+            unplaceable: BTreeMap::new(),
+        };
+        Box::pin(scheduler.run(ctx))
+    }
+}
+
+struct Scheduler {
+    scope: ArnScope,
+    backoff: Duration,
+    backoff_max: Duration,
+    /// (cluster, service, deployment) → the fingerprint of the cluster's instances when its
+    /// tasks last could not all be placed: not tried again until the instances change.
+    unplaceable: BTreeMap<(String, String, String), u64>,
+}
+
+impl Scheduler {
+    async fn run(mut self, ctx: LeaderContext) {
+        let mut wake = ctx.node.handle().feed().subscribe(SERVICE_WAKE.to_vec());
+        loop {
+            wake.borrow_and_update();
+            if let Err(e) = self.pass(&ctx).await {
+                tracing::debug!(error = %e, "service scheduler pass failed; retrying");
+            }
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(SAFETY_PASS) => {}
+            }
+        }
+    }
+
+    async fn pass(&mut self, ctx: &LeaderContext) -> Result<(), String> {
+        let mut after: Option<String> = None;
+        loop {
+            let view = ctx.node.handle().view();
+            let (clusters, more) =
+                state::list_active_clusters(view, after.as_deref(), 256).map_err(|e| e.to_string())?;
+            for cluster in &clusters {
+                if ctx.cancel.is_cancelled() {
+                    return Ok(());
+                }
+                self.cluster_pass(ctx, &cluster.name).await?;
+            }
+            after = clusters.last().map(|c| c.name.clone());
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn cluster_pass(&mut self, ctx: &LeaderContext, cluster: &str) -> Result<(), String> {
+        let view = ctx.node.handle().view();
+        let services: Vec<Service> = services::all(view, cluster)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|s| s.status == ServiceStatus::Active)
+            .collect();
+        if services.is_empty() {
+            return Ok(());
+        }
+        let mut by_service: BTreeMap<String, Vec<Task>> = BTreeMap::new();
+        for t in tasks::all(view, cluster).map_err(|e| e.to_string())? {
+            if let Some(name) = t.service.clone().filter(|_| t.last_status != TaskStatus::Stopped) {
+                by_service.entry(name).or_default().push(t);
+            }
+        }
+        let mut instances = container_instances::all(view, cluster).map_err(|e| e.to_string())?;
+        for service in &services {
+            if ctx.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let tasks = by_service.remove(&service.name).unwrap_or_default();
+            let launched = self.service_pass(ctx, service, &tasks, &instances).await?;
+            if launched {
+                // The next service places against what this one took.
+                instances = container_instances::all(ctx.node.handle().view(), cluster).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One reconciliation of one service; true if it launched tasks.
+    async fn service_pass(
+        &mut self,
+        ctx: &LeaderContext,
+        service: &Service,
+        tasks: &[Task],
+        instances: &[ContainerInstance],
+    ) -> Result<bool, String> {
+        let Some(primary) = service.deployments.first() else {
+            return Ok(false);
+        };
+        let Some(template) = self.template(ctx, service)? else {
+            return Ok(false);
+        };
+        let now = crate::api::now_ms();
+        let mut events = Vec::new();
+        let (start_on, count, steady) = if service.is_daemon() {
+            let eligible: BTreeSet<String> = instances
+                .iter()
+                .filter(|i| i.status == InstanceStatus::Active && template.admits(i))
+                .map(|i| i.id.clone())
+                .collect();
+            let p = reconcile::daemon_plan(service, tasks, &eligible);
+            if p.desired as i64 != service.desired_count {
+                decide(
+                    ctx,
+                    Command::SetServiceDesiredCount {
+                        cluster: service.cluster.clone(),
+                        name: service.name.clone(),
+                        desired: p.desired as i64,
+                    },
+                )
+                .await?;
+            }
+            self.stop(ctx, service, p.stop).await?;
+            let count = p.start_on.len();
+            (Some(p.start_on), count, p.steady)
+        } else {
+            let p = reconcile::plan(service, tasks, &Instances::of(instances));
+            self.stop(ctx, service, p.stop).await?;
+            if p.stuck {
+                events.push(format!(
+                    "(service {}) was unable to stop or start tasks during a deployment because of the service \
+                     deployment configuration. Update the minimumHealthyPercent or maximumPercent value and try again.",
+                    service.name
+                ));
+            }
+            (None, p.start, p.steady)
+        };
+        if steady {
+            events.push(format!("(service {}) has reached a steady state.", service.name));
+        }
+        let mut launched = false;
+        if count > 0 {
+            let rounds = service.failed_starts.div_ceil(service.desired_count.max(1) as u32);
+            let wait = self.backoff_for(rounds);
+            if now < service.last_failed_start_ms.saturating_add(wait) {
+                if rounds >= THROTTLE_EVENT_ROUNDS {
+                    events.push(format!(
+                        "(service {}) is unable to consistently start tasks successfully.",
+                        service.name
+                    ));
+                }
+            } else {
+                let fingerprint = stable_hash(&serde_json::to_vec(instances).unwrap_or_default());
+                let key = (service.cluster.clone(), service.name.clone(), primary.id.clone());
+                if self.unplaceable.get(&key) != Some(&fingerprint) {
+                    let plan = match &start_on {
+                        Some(on) => template.place_on(instances, on),
+                        None => template.place(instances, count),
+                    };
+                    if plan.placements.len() < count {
+                        self.unplaceable.insert(key, fingerprint);
+                        events.push(unplaceable_event(&service.name, &plan.failures));
+                    } else {
+                        self.unplaceable.remove(&key);
+                    }
+                    if !plan.placements.is_empty() {
+                        let mut launch = template.launch.clone();
+                        launch.tasks = plan
+                            .placements
+                            .iter()
+                            .map(|id| NewTask::fresh(id, launch.containers.len()))
+                            .collect();
+                        launch.event_id = Some(uuid::Uuid::new_v4().to_string());
+                        decide(ctx, Command::LaunchTasks(Box::new(launch))).await?;
+                        launched = true;
+                    }
+                }
+            }
+        }
+        // One event a pass: two alternating messages would otherwise never count as repeats.
+        if let Some(message) = events.into_iter().next().filter(|m| !repeats_newest(service, now, m)) {
+            decide(
+                ctx,
+                Command::ServiceEvent {
+                    cluster: service.cluster.clone(),
+                    name: service.name.clone(),
+                    id: uuid::Uuid::new_v4().to_string(),
+                    message,
+                },
+            )
+            .await?;
+        }
+        Ok(launched)
+    }
+
+    fn backoff_for(&self, rounds: u32) -> u64 {
+        if rounds == 0 {
+            return 0;
+        }
+        let base = self.backoff.as_millis() as u64;
+        base.saturating_mul(1u64 << (rounds - 1).min(40))
+            .min(self.backoff_max.as_millis() as u64)
+    }
+
+    async fn stop(&self, ctx: &LeaderContext, service: &Service, stop: Vec<(String, String)>) -> Result<(), String> {
+        let Some((_, reason)) = stop.first().cloned() else {
+            return Ok(());
+        };
+        decide(
+            ctx,
+            Command::StopServiceTasks {
+                cluster: service.cluster.clone(),
+                name: service.name.clone(),
+                ids: stop.into_iter().map(|(id, _)| id).collect(),
+                reason,
+                event_id: uuid::Uuid::new_v4().to_string(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// What every task of the service's PRIMARY deployment is launched with.
+    fn template(&self, ctx: &LeaderContext, service: &Service) -> Result<Option<Template>, String> {
+        let Some(primary) = service.deployments.first() else {
+            return Ok(None);
+        };
+        let Some((family, Some(revision))) = self.scope.task_definition_ref(&primary.task_definition_arn) else {
+            return Ok(None);
+        };
+        let view = ctx.node.handle().view();
+        let Some(definition) = task_definitions::get(view, family, revision).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        Template::new(&self.scope, service, &definition).map(Some)
+    }
+}
+
+/// Proposes a decision of this leader's term and waits until it is applied.
+async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, String> {
+    super::decide(ctx, command).await.map_err(|e| e.to_string())
+}
+
+/// The launch of one of the service's tasks, and where such a task may go.
+struct Template {
+    launch: Launch,
+    strategies: Vec<Strategy>,
+    member_of: Vec<cql::Expr>,
+}
+
+impl Template {
+    fn new(scope: &ArnScope, service: &Service, definition: &TaskDefinition) -> Result<Template, String> {
+        let (containers, reservation, overrides) =
+            taskdef::containers_and_reservation(definition, None).map_err(|e| format!("{e:?}"))?;
+        let spec = &service.spec;
+        let given = |key: &str| spec.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut strategies: Vec<Strategy> = given("placementStrategy")
+            .iter()
+            .filter_map(|s| {
+                Strategy::parse(
+                    s.get("type").and_then(Value::as_str).unwrap_or_default(),
+                    s.get("field").and_then(Value::as_str),
+                )
+                .ok()
+            })
+            .collect();
+        if strategies.is_empty() && !service.is_daemon() {
+            // The service default: balance across availability zones, then instances.
+            strategies = vec![
+                Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+                Strategy::Spread(SpreadField::Instance),
+            ];
+        }
+        let constraints: Vec<Value> = given("placementConstraints")
+            .into_iter()
+            .chain(taskdef::definition_constraints(definition))
+            .collect();
+        let distinct = constraints
+            .iter()
+            .any(|c| c.get("type").and_then(Value::as_str) == Some("distinctInstance"));
+        let expressions: Vec<String> = constraints
+            .iter()
+            .filter(|c| c.get("type").and_then(Value::as_str) == Some("memberOf"))
+            .filter_map(|c| c.get("expression").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let member_of = expressions.iter().filter_map(|e| cql::parse(e).ok()).collect();
+        let tags = match spec.get("propagateTags").and_then(Value::as_str) {
+            Some("SERVICE") => service.tags.clone(),
+            Some("TASK_DEFINITION") => definition.tags.clone(),
+            _ => Vec::new(),
+        };
+        let primary = service.deployments.first().map(|d| d.id.clone()).unwrap_or_default();
+        let (cpu, memory) = taskdef::task_size(definition);
+        let launch = Launch {
+            cluster: service.cluster.clone(),
+            task_definition_family: definition.family.clone(),
+            task_definition_revision: definition.revision,
+            task_definition_arn: definition.arn.clone(),
+            reservation,
+            requires_attributes: taskdef::required_attributes(definition),
+            group: format!("service:{}", service.name),
+            // A DAEMON service's task goes where no task of the service is.
+            distinct_instance: distinct || service.is_daemon(),
+            member_of: expressions,
+            started_by: Some(primary.clone()),
+            overrides,
+            containers,
+            cpu,
+            memory,
+            tags,
+            service: Some((service.name.clone(), primary)),
+            principal: service.created_by.clone(),
+            root: scope.root_principal(),
+            arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
+            tasks: Vec::new(),
+            failures: Vec::new(),
+            event_id: None,
+        };
+        Ok(Template {
+            launch,
+            strategies,
+            member_of,
+        })
+    }
+
+    /// Whether a DAEMON task belongs on `instance`: it meets the constraints and attributes.
+    fn admits(&self, instance: &ContainerInstance) -> bool {
+        let has = |want: &Attribute| {
+            instance
+                .attributes
+                .iter()
+                .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
+        };
+        let facts = placement::facts(instance);
+        self.launch.requires_attributes.iter().all(has) && self.member_of.iter().all(|e| cql::eval(e, &facts))
+    }
+
+    fn request(&self, count: usize) -> placement::Request<'_> {
+        placement::Request {
+            reservation: &self.launch.reservation,
+            count,
+            group: &self.launch.group,
+            distinct_instance: self.launch.distinct_instance,
+            member_of: &self.member_of,
+            requires_attributes: &self.launch.requires_attributes,
+            strategies: &self.strategies,
+            seed: rand::random(),
+        }
+    }
+
+    fn place(&self, instances: &[ContainerInstance], count: usize) -> placement::Plan {
+        placement::place(instances, &self.request(count))
+    }
+
+    /// One task on each of `on` (a DAEMON service's instances), each checked as apply will.
+    fn place_on(&self, instances: &[ContainerInstance], on: &[String]) -> placement::Plan {
+        let mut plan = placement::Plan::default();
+        for id in on {
+            let Some(instance) = instances.iter().find(|i| i.id == *id) else {
+                continue;
+            };
+            match placement::check(
+                instance,
+                &self.launch.reservation,
+                &self.launch.requires_attributes,
+                &self.launch.group,
+                true,
+                &self.member_of,
+            ) {
+                None => plan.placements.push(id.clone()),
+                Some(why) => plan.failures.push((instance.arn.clone(), why.to_string())),
+            }
+        }
+        plan
+    }
+}
+
+/// The event for tasks that could not be placed, naming the closest-matching instance: the one
+/// that passed the most checks, in the order the placement engine makes them.
+pub fn unplaceable_event(service: &str, failures: &[(String, String)]) -> String {
+    const ORDER: [&str; 9] = [
+        reason::INACTIVE,
+        reason::DRAINING,
+        reason::AGENT,
+        reason::ATTRIBUTE,
+        reason::CPU,
+        reason::MEMORY,
+        reason::PORTS,
+        reason::PORTS_UDP,
+        reason::DISTINCT_INSTANCE,
+    ];
+    let rank = |why: &str| ORDER.iter().position(|r| *r == why).unwrap_or(ORDER.len());
+    let head = format!(
+        "(service {service}) was unable to place a task because no container instance met all of its requirements."
+    );
+    let closest = failures
+        .iter()
+        .filter(|(_, why)| !matches!(why.as_str(), reason::INACTIVE | reason::DRAINING))
+        .max_by(|a, b| rank(&a.1).cmp(&rank(&b.1)).then_with(|| b.0.cmp(&a.0)));
+    let Some((arn, why)) = closest else {
+        return format!(
+            "{head} Reason: No Container Instances were found in your cluster. For more information, see the \
+             Troubleshooting section."
+        );
+    };
+    let id = arn.rsplit('/').next().unwrap_or(arn);
+    let detail = match why.as_str() {
+        reason::CPU => "has insufficient CPU units available".to_string(),
+        reason::MEMORY => "has insufficient memory available".to_string(),
+        reason::PORTS | reason::PORTS_UDP => "is already using a port required by your task".to_string(),
+        reason::ATTRIBUTE => "is missing an attribute required by your task".to_string(),
+        other => format!("encountered error \"{other}\""),
+    };
+    format!(
+        "{head} The closest matching (container-instance {id}) {detail}. For more information, see the \
+         Troubleshooting section of the Amazon ECS Developer Guide."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_failure_events_name_the_closest_instance() {
+        let failures = vec![
+            ("arn:ci/c/aaa".to_string(), reason::AGENT.to_string()),
+            ("arn:ci/c/bbb".to_string(), reason::PORTS.to_string()),
+            ("arn:ci/c/ccc".to_string(), reason::CPU.to_string()),
+        ];
+        let e = unplaceable_event("web", &failures);
+        assert_eq!(
+            e,
+            "(service web) was unable to place a task because no container instance met all of its requirements. \
+             The closest matching (container-instance bbb) is already using a port required by your task. For more \
+             information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+        );
+        let e = unplaceable_event("web", &[("arn:ci/c/x".into(), reason::MEMBER_OF.into())]);
+        assert!(e.contains("(container-instance x) encountered error \"MemberOf placement constraint unsatisfied.\""));
+        let e = unplaceable_event("web", &[]);
+        assert!(e.ends_with("Reason: No Container Instances were found in your cluster. For more information, see the Troubleshooting section."));
+    }
+}
