@@ -498,7 +498,7 @@ pub async fn describe_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Val
             None => None,
         };
         match found {
-            Some(s) => services.push(service_to_wire(&s, with_tags)),
+            Some(s) => services.push(service_to_wire(&svcs::with_events(view, s)?, with_tags)),
             None => {
                 let arn = if g.starts_with("arn:") {
                     g

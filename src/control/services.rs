@@ -21,7 +21,6 @@ use super::{LeaderContext, LeaderTask};
 use crate::cql;
 use crate::model::{
     stable_hash, ArnScope, Attribute, ContainerInstance, InstanceStatus, Service, ServiceStatus, Task, TaskDefinition,
-    TaskStatus,
 };
 use crate::placement::{self, reason, SpreadField, Strategy};
 use crate::reconcile::{self, Instances};
@@ -114,18 +113,13 @@ impl Scheduler {
         if services.is_empty() {
             return Ok(());
         }
-        let mut by_service: BTreeMap<String, Vec<Task>> = BTreeMap::new();
-        for t in tasks::all(view, cluster).map_err(|e| e.to_string())? {
-            if let Some(name) = t.service.clone().filter(|_| t.last_status != TaskStatus::Stopped) {
-                by_service.entry(name).or_default().push(t);
-            }
-        }
         let mut instances = container_instances::all(view, cluster).map_err(|e| e.to_string())?;
         for service in &services {
             if ctx.cancel.is_cancelled() {
                 return Ok(());
             }
-            let tasks = by_service.remove(&service.name).unwrap_or_default();
+            let tasks =
+                tasks::of_service(ctx.node.handle().view(), cluster, &service.name).map_err(|e| e.to_string())?;
             let launched = self.service_pass(ctx, service, &tasks, &instances).await?;
             if launched {
                 // The next service places against what this one took.
@@ -227,7 +221,12 @@ impl Scheduler {
             }
         }
         // One event a pass: two alternating messages would otherwise never count as repeats.
-        if let Some(message) = events.into_iter().next().filter(|m| !repeats_newest(service, now, m)) {
+        let Some(message) = events.into_iter().next() else {
+            return Ok(launched);
+        };
+        let recent =
+            services::events(ctx.node.handle().view(), &service.cluster, &service.name).map_err(|e| e.to_string())?;
+        if !repeats_newest(&recent, now, &message) {
             decide(
                 ctx,
                 Command::ServiceEvent {

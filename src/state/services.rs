@@ -78,8 +78,36 @@ pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<Service>, KvError> {
     super::scan_values(kv, &from, &to)
 }
 
+/// A service's events are kept apart (`sev/<cluster>\0<name>`), so that the many updates of its
+/// counts do not rewrite them: [`get`] and [`all`] leave `events` empty, [`with_events`] fills it.
+fn events_key(cluster: &str, name: &str) -> Vec<u8> {
+    format!("sev/{cluster}\0{name}").into_bytes()
+}
+
+/// The events of a service, newest first.
+pub fn events(kv: &dyn KvRead, cluster: &str, name: &str) -> Result<Vec<ServiceEvent>, KvError> {
+    kv.get(Space::Data, &events_key(cluster, name))?
+        .map(|b| decode(&b))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// `service` with its events, as the API shows it.
+pub fn with_events(kv: &dyn KvRead, mut service: Service) -> Result<Service, KvError> {
+    service.events = events(kv, &service.cluster, &service.name)?;
+    Ok(service)
+}
+
+/// Stores `service` without its events (those are written by [`push_event`] alone).
 fn put(txn: &mut Txn<'_>, service: &Service) {
-    txn.put(Space::Data, key(&service.cluster, &service.name), encode(service));
+    let bytes = if service.events.is_empty() {
+        encode(service)
+    } else {
+        let mut bare = service.clone();
+        bare.events.clear();
+        encode(&bare)
+    };
+    txn.put(Space::Data, key(&service.cluster, &service.name), bytes);
 }
 
 fn active_instances(kv: &dyn KvRead, cluster: &str) -> Result<i64, KvError> {
@@ -97,7 +125,7 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
         // The same token and the same request: the earlier creation, unchanged.
         let same = c.client_token.is_some() && existing.client_token == c.client_token;
         if same && existing.request_digest == c.request_digest {
-            return Ok(Outcome::Service(Box::new(existing)));
+            return Ok(Outcome::Service(Box::new(with_events(txn, existing)?)));
         }
         return Ok(Outcome::Rejected(Rejection::ServiceNotIdempotent));
     }
@@ -154,6 +182,8 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
     cluster.active_services += 1;
     put_cluster(txn, &cluster);
     put(txn, &service);
+    // A name used before starts over: the INACTIVE service's events are not this one's.
+    txn.delete(Space::Data, events_key(&c.cluster, &c.name));
     Ok(Outcome::Service(Box::new(service)))
 }
 
@@ -250,7 +280,7 @@ pub(super) fn update(txn: &mut Txn<'_>, now_ms: u64, u: &Update) -> Result<Outco
         }
     }
     put(txn, &service);
-    Ok(Outcome::Service(Box::new(service)))
+    Ok(Outcome::Service(Box::new(with_events(txn, service)?)))
 }
 
 pub(super) fn delete(
@@ -299,7 +329,7 @@ pub(super) fn delete(
     }
     put_cluster(txn, &cluster);
     put(txn, &service);
-    Ok(Outcome::Service(Box::new(answer)))
+    Ok(Outcome::Service(Box::new(with_events(txn, answer)?)))
 }
 
 /// How a task's move ends for the service's start throttle.
@@ -386,17 +416,29 @@ pub(super) fn update_tags(
 /// passes"): a different newest event means the cause changed.
 pub const EVENT_REPEAT_MS: u64 = 6 * 3600 * 1000;
 
-/// Whether `message` would repeat the newest event of `service` within [`EVENT_REPEAT_MS`].
-pub fn repeats_newest(service: &Service, now_ms: u64, message: &str) -> bool {
-    service
-        .events
+/// Whether `message` would repeat the newest of `events` within [`EVENT_REPEAT_MS`].
+pub fn repeats_newest(events: &[ServiceEvent], now_ms: u64, message: &str) -> bool {
+    events
         .first()
         .is_some_and(|e| e.message == message && now_ms.saturating_sub(e.created_at_ms) < EVENT_REPEAT_MS)
 }
 
-/// Adds an event to the front of `service`'s list, keeping the newest [`MAX_SERVICE_EVENTS`].
-pub(super) fn push_event(service: &mut Service, id: &str, now_ms: u64, message: String) {
-    service.events.insert(
+/// Adds an event to the front of a service's list, keeping the newest [`MAX_SERVICE_EVENTS`];
+/// unless `dedupe` and it repeats the newest one.
+fn push_event(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    name: &str,
+    id: &str,
+    now_ms: u64,
+    message: String,
+    dedupe: bool,
+) -> Result<(), KvError> {
+    let mut list = events(txn, cluster, name)?;
+    if dedupe && repeats_newest(&list, now_ms, &message) {
+        return Ok(());
+    }
+    list.insert(
         0,
         ServiceEvent {
             id: id.to_string(),
@@ -404,7 +446,9 @@ pub(super) fn push_event(service: &mut Service, id: &str, now_ms: u64, message: 
             message,
         },
     );
-    service.events.truncate(MAX_SERVICE_EVENTS);
+    list.truncate(MAX_SERVICE_EVENTS);
+    txn.put(Space::Data, events_key(cluster, name), encode(&list));
+    Ok(())
 }
 
 /// `(service NAME) has started N tasks: (task ID) ...` or the same with `stopped N running tasks`.
@@ -427,13 +471,13 @@ pub(super) fn record_event(
     id: &str,
     message: &str,
 ) -> Result<Outcome, KvError> {
-    let Some(mut service) = get(txn, cluster, name)?.filter(|s| s.status != ServiceStatus::Inactive) else {
+    if get(txn, cluster, name)?
+        .filter(|s| s.status != ServiceStatus::Inactive)
+        .is_none()
+    {
         return Ok(Outcome::Rejected(Rejection::ServiceNotFound));
-    };
-    if !repeats_newest(&service, now_ms, message) {
-        push_event(&mut service, id, now_ms, message.to_string());
-        put(txn, &service);
     }
+    push_event(txn, cluster, name, id, now_ms, message.to_string(), true)?;
     Ok(Outcome::Done)
 }
 
@@ -475,9 +519,5 @@ pub(super) fn note_tasks(
     if ids.is_empty() {
         return Ok(());
     }
-    if let Some(mut service) = get(txn, cluster, name)? {
-        push_event(&mut service, event_id, now_ms, task_event(name, verb, ids));
-        put(txn, &service);
-    }
-    Ok(())
+    push_event(txn, cluster, name, event_id, now_ms, task_event(name, verb, ids), false)
 }

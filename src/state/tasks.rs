@@ -157,14 +157,25 @@ pub fn work_key(cluster: &str, instance: &str) -> Vec<u8> {
 /// The key prefix of [`work_key`]s.
 pub const WORK_PREFIX: &[u8] = b"iw/";
 
-/// Stores `task`, keeps the instance index, and bumps its instance's change counter.
+/// Index of a service's tasks that are not STOPPED: `stask/<cluster>\0<service>\0<task>`.
+fn service_index_key(cluster: &str, service: &str, id: &str) -> Vec<u8> {
+    format!("stask/{cluster}\0{service}\0{id}").into_bytes()
+}
+
+/// Stores `task`, keeps the instance and service indexes, and bumps its instance's change
+/// counter.
 fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
-    let index = instance_index_key(&task.cluster, &task.container_instance_id, &task.id);
-    if task.last_status == TaskStatus::Stopped {
-        txn.delete(Space::Data, index);
-    } else {
-        txn.put(Space::Data, index, Vec::new());
+    let mut indexes = vec![instance_index_key(&task.cluster, &task.container_instance_id, &task.id)];
+    if let Some(service) = &task.service {
+        indexes.push(service_index_key(&task.cluster, service, &task.id));
+    }
+    for index in indexes {
+        if task.last_status == TaskStatus::Stopped {
+            txn.delete(Space::Data, index);
+        } else {
+            txn.put(Space::Data, index, Vec::new());
+        }
     }
     touch_work(txn, &task.cluster, &task.container_instance_id)
 }
@@ -182,8 +193,18 @@ pub(super) fn touch_work(txn: &mut Txn<'_>, cluster: &str, instance: &str) -> Re
 
 /// The tasks on instance `id` that are not STOPPED, in task ID order.
 pub fn on_instance(kv: &dyn KvRead, cluster: &str, instance: &str) -> Result<Vec<Task>, KvError> {
-    let from = format!("itask/{cluster}\0{instance}\0").into_bytes();
-    let to = format!("itask/{cluster}\0{instance}\u{1}").into_bytes();
+    indexed(kv, cluster, "itask", instance)
+}
+
+/// The tasks of `service` that are not STOPPED, in task ID order.
+pub fn of_service(kv: &dyn KvRead, cluster: &str, service: &str) -> Result<Vec<Task>, KvError> {
+    indexed(kv, cluster, "stask", service)
+}
+
+/// The tasks listed under `<index>/<cluster>\0<owner>\0`.
+fn indexed(kv: &dyn KvRead, cluster: &str, index: &str, owner: &str) -> Result<Vec<Task>, KvError> {
+    let from = format!("{index}/{cluster}\0{owner}\0").into_bytes();
+    let to = format!("{index}/{cluster}\0{owner}\u{1}").into_bytes();
     let mut out = Vec::new();
     for (k, _) in kv.scan(Space::Data, &from, &to, usize::MAX)? {
         let id = String::from_utf8_lossy(&k[from.len()..]).into_owned();
@@ -561,7 +582,7 @@ pub(super) fn stop_service_tasks(
     service: &str,
     reason: &str,
 ) -> Result<(), KvError> {
-    for task in all(txn, cluster)? {
+    for task in of_service(txn, cluster, service)? {
         ask_to_stop(txn, now_ms, task, service, reason)?;
     }
     Ok(())
