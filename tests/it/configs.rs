@@ -30,4 +30,7 @@ fn shipped_configs_are_valid() {
     }
     let template = load(&root.join("template.toml"));
     assert_eq!(template.advertised_raft_addr(), "10.0.0.11:8201");
+    // The template documents every default it sets.
+    assert_eq!(template.services, ecsd::config::ServiceTuning::default());
+    assert_eq!(template.agent, ecsd::config::AgentTuning::default());
 }
