@@ -467,7 +467,88 @@ pub fn unplaceable_event(service: &str, failures: &[(String, String)]) -> String
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn service(strategy: &str, spec: Value) -> Service {
+        serde_json::from_value(json!({
+            "cluster": "c", "name": "web", "arn": "arn:aws:ecs:r:1:service/web", "status": "Active",
+            "task_definition_arn": "arn:aws:ecs:r:1:task-definition/web:1", "desired_count": 2,
+            "running_count": 0, "pending_count": 0, "launch_type": "EC2", "scheduling_strategy": strategy,
+            "maximum_percent": 200, "minimum_healthy_percent": 100,
+            "deployments": [{"id": "ecs-svc/1", "status": "PRIMARY",
+                "task_definition_arn": "arn:aws:ecs:r:1:task-definition/web:1", "desired_count": 2,
+                "pending_count": 0, "running_count": 0, "created_at_ms": 0, "updated_at_ms": 0}],
+            "events": [], "spec": spec, "created_at_ms": 0, "created_by": "arn:aws:iam::1:user/me",
+            "tags": [{"key": "team", "value": "a"}]
+        }))
+        .unwrap()
+    }
+
+    fn definition() -> TaskDefinition {
+        serde_json::from_value(json!({
+            "family": "web", "revision": 1, "arn": "arn:aws:ecs:r:1:task-definition/web:1", "status": "Active",
+            "body": {"containerDefinitions": [{"name": "c", "image": "x", "memory": 64,
+                        "portMappings": [{"containerPort": 80, "hostPort": 8080}]}],
+                     "placementConstraints": [{"type": "memberOf", "expression": "attribute:os == linux"}]},
+            "tags": [{"key": "from", "value": "td"}], "registered_at_ms": 0
+        }))
+        .unwrap()
+    }
+
+    fn scope() -> ArnScope {
+        ArnScope {
+            region: "r".into(),
+            account_id: "1".into(),
+        }
+    }
+
+    #[test]
+    fn service_tasks_are_launched_as_the_service_and_its_definition_say() {
+        let t = Template::new(&scope(), &service("REPLICA", json!({})), &definition()).unwrap();
+        assert_eq!(
+            t.strategies,
+            vec![
+                Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+                Strategy::Spread(SpreadField::Instance)
+            ],
+            "the default: zones, then instances"
+        );
+        let l = &t.launch;
+        assert_eq!(
+            (l.group.as_str(), l.started_by.as_deref()),
+            ("service:web", Some("ecs-svc/1"))
+        );
+        assert_eq!(l.service, Some(("web".to_string(), "ecs-svc/1".to_string())));
+        assert_eq!((l.reservation.memory, l.reservation.ports.clone()), (64, vec![8080]));
+        assert_eq!(l.member_of, vec!["attribute:os == linux".to_string()]);
+        assert!(!l.distinct_instance && l.tags.is_empty());
+        assert_eq!(l.principal, "arn:aws:iam::1:user/me");
+
+        let spec = json!({
+            "placementStrategy": [{"type": "binpack", "field": "memory"}],
+            "placementConstraints": [{"type": "distinctInstance"}, {"type": "memberOf", "expression": "attribute:a == b"}],
+            "propagateTags": "SERVICE"
+        });
+        let t = Template::new(&scope(), &service("REPLICA", spec), &definition()).unwrap();
+        assert_eq!(t.strategies, vec![Strategy::Binpack(placement::BinpackField::Memory)]);
+        assert!(t.launch.distinct_instance);
+        assert_eq!(t.launch.member_of.len(), 2);
+        assert_eq!(t.launch.tags[0].key, "team");
+
+        let t = Template::new(
+            &scope(),
+            &service("DAEMON", json!({"propagateTags": "TASK_DEFINITION"})),
+            &definition(),
+        )
+        .unwrap();
+        assert!(
+            t.strategies.is_empty() && t.launch.distinct_instance,
+            "one task per instance"
+        );
+        assert_eq!(t.launch.tags[0].key, "from");
+    }
 
     #[test]
     fn placement_failure_events_name_the_closest_instance() {

@@ -883,4 +883,91 @@ mod tests {
             }
         }
     }
+
+    fn service_creation(ts: u64) -> Proposal {
+        proposal(
+            &format!("svc-{ts}"),
+            ts,
+            Command::CreateService(Box::new(services::Creation {
+                cluster: "c".into(),
+                name: "web".into(),
+                task_definition_family: "web".into(),
+                task_definition_revision: 1,
+                task_definition_arn: "arn/web:1".into(),
+                desired_count: 0,
+                daemon: false,
+                maximum_percent: 200,
+                minimum_healthy_percent: 100,
+                spec: serde_json::json!({}),
+                network_configuration: None,
+                platform_version: None,
+                client_token: None,
+                request_digest: String::new(),
+                tags: vec![],
+                principal: "p".into(),
+                root: "p".into(),
+                arn_prefix: "arn:".into(),
+            })),
+        )
+    }
+
+    #[test]
+    fn service_events_are_capped_deduplicated_and_kept_apart() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![
+            create("c1", "c"),
+            proposal(
+                "td",
+                1000,
+                Command::RegisterTaskDefinition {
+                    family: "web".into(),
+                    arn_base: "arn/web".into(),
+                    body: serde_json::json!({"family": "web", "containerDefinitions": []}),
+                    tags: vec![],
+                },
+            ),
+            service_creation(1000),
+        ]));
+        let event = |n: u64, message: &str| {
+            proposal(
+                &format!("e{n}"),
+                2000 + n,
+                Command::ServiceEvent {
+                    cluster: "c".into(),
+                    name: "web".into(),
+                    id: format!("id{n}"),
+                    message: message.into(),
+                },
+            )
+        };
+        let batch: Vec<Proposal> = (0..105).map(|n| event(n, &format!("m{n}"))).collect();
+        kv.apply(Batch(batch));
+        let list = services::events(&kv, "c", "web").unwrap();
+        assert_eq!(list.len(), crate::model::MAX_SERVICE_EVENTS);
+        assert_eq!((list[0].message.as_str(), list[99].message.as_str()), ("m104", "m5"));
+        // The record itself carries none: count updates do not rewrite them.
+        assert!(services::get(&kv, "c", "web").unwrap().unwrap().events.is_empty());
+        // The newest message again, within six hours: suppressed. An older one: recorded.
+        kv.apply(Batch(vec![event(200, "m104"), event(201, "m103")]));
+        let list = services::events(&kv, "c", "web").unwrap();
+        assert_eq!((list[0].message.as_str(), list[1].message.as_str()), ("m103", "m104"));
+        // Six hours later the same message is recorded again (ECS re-reports a steady state).
+        let mut late = event(202, "m103");
+        late.ts_ms += services::EVENT_REPEAT_MS;
+        kv.apply(Batch(vec![late]));
+        assert_eq!(services::events(&kv, "c", "web").unwrap()[0].id, "id202");
+        // A new service of the same name starts with no events.
+        kv.apply(Batch(vec![proposal(
+            "del",
+            30_000_000,
+            Command::DeleteService {
+                cluster: "c".into(),
+                name: "web".into(),
+                force: true,
+            },
+        )]));
+        let out = kv.apply(Batch(vec![service_creation(30_000_001)]));
+        assert!(matches!(&out[0], Outcome::Service(s) if s.events.is_empty()));
+        assert!(services::events(&kv, "c", "web").unwrap().is_empty());
+    }
 }

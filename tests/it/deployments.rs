@@ -638,3 +638,75 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
     stop.cancel();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_lost_instance_are_replaced() {
+    let cluster = TestCluster::start(3, |c| {
+        c.agent.heartbeat_timeout_ms = 1_000;
+        c.agent.lost_instance_timeout_ms = 2_000;
+    })
+    .await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "lo"})).await;
+    let stays = CancellationToken::new();
+    let goes = CancellationToken::new();
+    start_sim_agents(&cluster, "lo", "stays", 1, SimSettings::default(), &stays);
+    wait_instances(&cluster, "lo", 1).await;
+    start_sim_agents(&cluster, "lo", "goes", 1, SimSettings::default(), &goes);
+    wait_instances(&cluster, "lo", 2).await;
+    cluster.ok(2, "RegisterTaskDefinition", definition("lo", 64)).await;
+    cluster
+        .ok(
+            1,
+            "CreateService",
+            json!({"cluster": "lo", "serviceName": "s", "taskDefinition": "lo", "desiredCount": 4}),
+        )
+        .await;
+    wait_stable(&cluster, "lo", "s", "lo:1").await;
+    let tasks = service_tasks(&cluster, "lo", "s").await;
+    let hosts: std::collections::BTreeSet<&str> = tasks
+        .iter()
+        .map(|t| t["containerInstanceArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts.len(), 2, "spread over both instances");
+
+    tracing::info!("--- one agent goes away for good: its tasks are marked STOPPED and replaced");
+    goes.cancel();
+    let lost = wait_for("the lost instance's tasks STOPPED", LONG, || async {
+        let arns: Vec<&str> = tasks.iter().map(|t| t["taskArn"].as_str().unwrap()).collect();
+        let d = cluster
+            .ok_retrying(2, "DescribeTasks", json!({"cluster": "lo", "tasks": arns}))
+            .await;
+        let stopped: Vec<Value> = d["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["lastStatus"] == "STOPPED")
+            .cloned()
+            .collect();
+        (stopped.len() == 2).then_some(stopped)
+    })
+    .await;
+    for t in &lost {
+        assert!(
+            t["stoppedReason"]
+                .as_str()
+                .unwrap()
+                .starts_with("Agent disconnected for longer than"),
+            "{t}"
+        );
+    }
+    let survivor = wait_for("four tasks again, all on the remaining instance", LONG, || async {
+        let s = describe(&cluster, 3, "lo", "s").await;
+        let now = service_tasks(&cluster, "lo", "s").await;
+        let hosts: std::collections::BTreeSet<String> = now
+            .iter()
+            .map(|t| t["containerInstanceArn"].as_str().unwrap().to_string())
+            .collect();
+        (is_stable(&s, "lo:1") && now.len() == 4 && hosts.len() == 1).then_some(hosts)
+    })
+    .await;
+    assert!(!survivor.contains(lost[0]["containerInstanceArn"].as_str().unwrap()));
+    stays.cancel();
+    cluster.shutdown().await;
+}
