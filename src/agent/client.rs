@@ -34,6 +34,10 @@ pub struct AgentConfig {
     pub runtime: RuntimeKind,
     /// The `agentVersion` registered. UpdateContainerAgent updates an agent older than ecsd's.
     pub agent_version: String,
+    /// Where the agent keeps its container instance ARN (`<cluster>-<ec2 instance id>.arn`), so a
+    /// restarted agent re-registers as the same instance, with its tasks (`None`: a new instance
+    /// each start).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The agent version this build is.
@@ -104,21 +108,45 @@ async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Resul
         "versionInfo": {"agentVersion": config.agent_version, "agentHash": "ecsd"},
         "attributes": attributes,
     });
+    let state_file = config
+        .state_dir
+        .as_ref()
+        .map(|dir| dir.join(format!("{}-{}.arn", config.cluster, config.ec2_instance_id)));
+    let mut saved = state_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|arn| arn.trim().to_string())
+        .filter(|arn| !arn.is_empty());
     let mut backoff = Duration::from_millis(100);
     loop {
         for url in &config.endpoints {
+            let mut body = body.clone();
+            if let Some(arn) = &saved {
+                body["containerInstanceArn"] = json!(arn);
+            }
             // Like the ECS agent, create the default cluster when joining it (idempotent).
             if config.cluster == "default" {
                 if let Err(e) = ecs_call(http, url, "CreateCluster", json!({})).await {
                     tracing::debug!(error = %e, "creating the default cluster failed");
                 }
             }
-            match ecs_call(http, url, "RegisterContainerInstance", body.clone()).await {
+            match ecs_call(http, url, "RegisterContainerInstance", body).await {
                 Ok(reply) => {
                     let arn = reply["containerInstance"]["containerInstanceArn"]
                         .as_str()
                         .context("registration reply without an ARN")?;
+                    if let Some(file) = &state_file {
+                        if let Some(dir) = file.parent() {
+                            std::fs::create_dir_all(dir)?;
+                        }
+                        std::fs::write(file, arn).with_context(|| format!("write {}", file.display()))?;
+                    }
                     return Ok(arn.rsplit('/').next().unwrap_or(arn).to_string());
+                }
+                // The saved instance is gone (deregistered): register a new one.
+                Err(e) if saved.is_some() && e.to_string().contains(" 400 ") => {
+                    tracing::warn!(error = %e, "the saved container instance is gone; registering a new one");
+                    saved = None;
                 }
                 Err(e) => tracing::warn!(error = %e, "registration failed; trying another node"),
             }

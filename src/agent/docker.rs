@@ -119,12 +119,67 @@ impl DockerRuntime {
                 self.pull(&spec.image).await?;
                 self.docker.create_container(Some(options), body).await?
             }
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
+                // The container exists: this agent restarted. A running one is adopted (the
+                // task goes on); a stopped one is replaced.
+                let existing = self
+                    .docker
+                    .inspect_container(&name, None::<InspectContainerOptions>)
+                    .await?;
+                let id = existing.id.clone().unwrap_or_else(|| name.clone());
+                if existing.state.and_then(|s| s.running) == Some(true) {
+                    tracing::info!(task = %task.id, container = %spec.name, "adopting the running container");
+                    return Ok(id);
+                }
+                let remove = RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                self.docker.remove_container(&id, Some(remove)).await?;
+                self.docker.create_container(Some(options), body).await?
+            }
             other => other?,
         };
-        self.docker
+        if let Err(e) = self
+            .docker
             .start_container(&created.id, None::<StartContainerOptions>)
-            .await?;
+            .await
+        {
+            // Created but never started: it is removed, not left behind.
+            let options = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            let _ = self.docker.remove_container(&created.id, Some(options)).await;
+            return Err(e.into());
+        }
         Ok(created.id)
+    }
+
+    /// Waits until container `id` exits and returns its exit code. A broken wait (the engine
+    /// restarted, a connection dropped) is not an exit: the container's state is checked and
+    /// the wait resumed while it runs.
+    async fn exit_code(docker: &Docker, id: &str) -> i64 {
+        loop {
+            let mut wait = docker.wait_container(id, None::<WaitContainerOptions>);
+            match wait.next().await {
+                Some(Ok(r)) => return r.status_code,
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => return code,
+                _ => {}
+            }
+            match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+                Ok(c) => {
+                    let state = c.state.unwrap_or_default();
+                    if state.running != Some(true) {
+                        return state.exit_code.unwrap_or(-1);
+                    }
+                }
+                // The container is gone: it was removed from outside, so it no longer runs.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return -1,
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     async fn pull(&self, image: &str) -> anyhow::Result<()> {
@@ -235,12 +290,7 @@ impl DockerRuntime {
             let id = id.clone();
             let tx = exited_tx.clone();
             tokio::spawn(async move {
-                let mut wait = docker.wait_container(&id, None::<WaitContainerOptions>);
-                let code = match wait.next().await {
-                    Some(Ok(r)) => r.status_code,
-                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-                    _ => -1,
-                };
+                let code = DockerRuntime::exit_code(&docker, &id).await;
                 let _ = tx.send((i, code));
             });
         }

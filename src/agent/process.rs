@@ -5,6 +5,12 @@
 //! `<log dir>/<task id>/<container>.log`. When an essential container exits, or the task's
 //! desired status becomes STOPPED, the other containers get SIGTERM, then SIGKILL after the
 //! container's `stopTimeout` (default 30 s).
+//!
+//! Each container is the leader of its own process group, and signals go to the whole group
+//! (a shell's children too). Only the task that owns a child signals it, and only before it has
+//! reaped it, so a recycled pid is never signalled. Containers die with the agent (Linux
+//! parent-death signal): nothing could supervise them after it, and a restarted agent starts
+//! the tasks it is assigned afresh.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,11 +31,13 @@ pub struct ProcessRuntime {
     log_dir: PathBuf,
 }
 
+/// Sends `signal` to `child`'s process group. `id()` is `None` once the child is reaped, and
+/// the caller owns the child, so the group (led by the child) cannot have been recycled.
 fn signal(child: &Child, signal: i32) {
     if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a pid we spawned and still hold; no memory is shared.
+        // SAFETY: kill(2) on the process group of a child we own and have not reaped.
         unsafe {
-            libc::kill(pid as i32, signal);
+            libc::kill(-(pid as i32), signal);
         }
     }
 }
@@ -107,14 +115,24 @@ impl ProcessRuntime {
         };
         let log = std::fs::File::create(dir.join(format!("{}.log", spec.name)))?;
         let err = log.try_clone()?;
-        Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .envs(spec.env.iter().cloned())
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
+            .process_group(0)
+            .kill_on_drop(true);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl(2) is async-signal-safe; the closure touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        command.spawn()
     }
 
     /// Waits for the containers, stopping the rest when an essential one exits or `stop` fires.
@@ -126,13 +144,20 @@ impl ProcessRuntime {
         stop: CancellationToken,
     ) {
         let (exited_tx, mut exited_rx) = mpsc::unbounded_channel::<(usize, Option<i32>)>();
+        // Each child is owned by one waiter, which also delivers the signals asked of it.
         let mut pids = Vec::new();
         for (i, child) in children.into_iter().enumerate() {
             let Some(mut child) = child else { continue };
-            pids.push((i, child.id()));
+            let (signal_tx, mut signals) = mpsc::unbounded_channel::<i32>();
+            pids.push((i, signal_tx));
             let tx = exited_tx.clone();
             tokio::spawn(async move {
-                let code = child.wait().await.ok().and_then(|s| s.code());
+                let code = loop {
+                    tokio::select! {
+                        status = child.wait() => break status.ok().and_then(|s| s.code()),
+                        Some(sig) = signals.recv() => signal(&child, sig),
+                    }
+                };
                 let _ = tx.send((i, code));
             });
         }
@@ -163,11 +188,8 @@ impl ProcessRuntime {
                     kill_at = Some(self.terminate(&pids, specs));
                 }
                 _ = kill_wait => {
-                    for (_, pid) in &pids {
-                        if let Some(pid) = pid {
-                            // SAFETY: kill(2) on a child we spawned that has not been reaped.
-                            unsafe { libc::kill(*pid as i32, libc::SIGKILL); }
-                        }
+                    for (_, signals) in &pids {
+                        let _ = signals.send(libc::SIGKILL);
                     }
                     kill_at = None;
                 }
@@ -177,15 +199,10 @@ impl ProcessRuntime {
     }
 
     /// Sends SIGTERM to the containers still running; returns when to send SIGKILL.
-    fn terminate(&self, pids: &[(usize, Option<u32>)], specs: &[ContainerSpec]) -> tokio::time::Instant {
+    fn terminate(&self, pids: &[(usize, mpsc::UnboundedSender<i32>)], specs: &[ContainerSpec]) -> tokio::time::Instant {
         let mut timeout = Duration::ZERO;
-        for (i, pid) in pids {
-            if let Some(pid) = pid {
-                // SAFETY: kill(2) on a child we spawned that has not been reaped.
-                unsafe {
-                    libc::kill(*pid as i32, libc::SIGTERM);
-                }
-            }
+        for (i, signals) in pids {
+            let _ = signals.send(libc::SIGTERM);
             timeout = timeout.max(specs[*i].stop_timeout);
         }
         tokio::time::Instant::now() + timeout

@@ -57,9 +57,35 @@ struct Args {
     /// The agentVersion to register (UpdateContainerAgent updates agents older than ecsd's).
     #[arg(long, default_value = ecsd::agent::client::AGENT_VERSION)]
     agent_version: String,
-    /// The instance id reported as ec2InstanceId.
+    /// The instance id reported as ec2InstanceId (default: made up once, and kept in
+    /// --state-dir when one is given).
     #[arg(long)]
     instance_id: Option<String>,
+    /// Where the agent keeps its instance id and container instance ARN, so that a restarted
+    /// agent is the same container instance, with its tasks (as the ECS agent's ECS_DATADIR).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+/// The given instance id; else the one kept in `state_dir`; else a new one (kept there).
+fn instance_id(given: Option<String>, state_dir: Option<&std::path::Path>) -> anyhow::Result<String> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    let file = state_dir.map(|d| d.join("instance-id"));
+    if let Some(kept) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        if !kept.trim().is_empty() {
+            return Ok(kept.trim().to_string());
+        }
+    }
+    let id = format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]);
+    if let Some(file) = file {
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&file, &id)?;
+    }
+    Ok(id)
 }
 
 fn host_memory_mib() -> i64 {
@@ -110,11 +136,10 @@ async fn main() -> anyhow::Result<()> {
         attributes,
         log_dir: args.log_dir,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
-        ec2_instance_id: args
-            .instance_id
-            .unwrap_or_else(|| format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17])),
+        ec2_instance_id: instance_id(args.instance_id.clone(), args.state_dir.as_deref())?,
         runtime,
         agent_version: args.agent_version,
+        state_dir: args.state_dir.clone(),
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -164,6 +164,7 @@ async fn service_scale(
             ec2_instance_id: format!("i-bench-{k}"),
             runtime: RuntimeKind::Sim(SimSettings::default()),
             agent_version: AGENT_VERSION.to_string(),
+            state_dir: None,
         };
         tokio::spawn(run_with(config, connections.clone(), stop.clone()));
     }

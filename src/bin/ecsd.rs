@@ -148,6 +148,8 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
                 ec2_instance_id: format!("i-dev{}", i + 1),
                 runtime: runtime.clone(),
                 agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+                // Restarting `ecsd dev` on the same data keeps the same three instances.
+                state_dir: Some(data_dir.join("agent-state")),
             };
             let token = agents.clone();
             tokio::spawn(async move {

@@ -41,8 +41,13 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         let Some(mut instance) = get(txn, &r.cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
             return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
         };
+        // What the instance offers may change; what its live tasks hold stays taken.
         instance.remaining_resources = r.total_resources.clone();
         instance.registered_resources = r.total_resources.clone();
+        instance.task_groups.clear();
+        for task in super::tasks::on_instance(txn, &r.cluster, id)? {
+            crate::placement::reserve(&mut instance, &task.reservation, &task.group);
+        }
         instance.attributes = r.attributes.clone();
         instance.version_info = r.version_info.clone();
         instance.version += 1;

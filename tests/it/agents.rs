@@ -23,6 +23,7 @@ fn agent_config(cluster: &TestCluster, name: &str, runtime: ecsd::agent::client:
         ec2_instance_id: name.into(),
         runtime,
         agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+        state_dir: None,
     }
 }
 
@@ -227,6 +228,7 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
             ec2_instance_id: format!("i-sim-{k}"),
             runtime: ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
             agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+            state_dir: None,
         };
         tokio::spawn(ecsd::agent::client::run_with(config, connections.clone(), stop.clone()));
     }
@@ -305,13 +307,16 @@ async fn docker_agent_runs_real_containers() {
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "ag"})).await;
     let stop = CancellationToken::new();
-    let config = agent_config(
+    let state = tempfile::tempdir().unwrap();
+    let mut config = agent_config(
         &cluster,
         "i-docker",
         ecsd::agent::client::RuntimeKind::Docker(docker.clone()),
     );
+    config.state_dir = Some(state.path().to_path_buf());
     let token = stop.clone();
-    tokio::spawn(async move { run(config, token).await });
+    let first = config.clone();
+    tokio::spawn(async move { run(first, token).await });
     wait_for("the docker agent registered", Duration::from_secs(30), || async {
         (instances(&cluster).await.len() == 1).then_some(())
     })
@@ -364,6 +369,33 @@ async fn docker_agent_runs_real_containers() {
     })
     .await;
     assert!(body.contains("hello from ecsd-busybox"), "{body}");
+
+    tracing::info!("--- the agent restarts: same instance, and it adopts the running container");
+    let instance_arn = instances(&cluster).await[0]["containerInstanceArn"].clone();
+    stop.cancel();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move { run(config, token).await });
+    wait_for(
+        "the agent back on the same instance",
+        Duration::from_secs(30),
+        || async {
+            let all = instances(&cluster).await;
+            (all.len() == 1 && all[0]["containerInstanceArn"] == instance_arn && all[0]["version"].as_u64() > Some(1))
+                .then_some(())
+        },
+    )
+    .await;
+    let again = describe_task(&cluster, &arn).await;
+    assert_eq!(again["lastStatus"], "RUNNING", "{again}");
+    assert_eq!(
+        again["containers"][0]["runtimeId"],
+        running["containers"][0]["runtimeId"]
+    );
+    let r = reqwest::get(format!("http://127.0.0.1:{host_port}/index.html"))
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "the adopted container still serves");
     cluster.ok(2, "StopTask", json!({"cluster": "ag", "task": arn})).await;
     wait_status(&cluster, &arn, "STOPPED").await;
     stop.cancel();

@@ -41,6 +41,7 @@ fn start_sim_agents(
             ec2_instance_id: format!("i-{prefix}-{k}"),
             runtime: RuntimeKind::Sim(settings.clone()),
             agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+            state_dir: None,
         };
         tokio::spawn(run_with(config, connections.clone(), stop.clone()));
     }
@@ -572,6 +573,7 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
             ec2_instance_id: format!("i-proc-{k}"),
             runtime: RuntimeKind::Process,
             agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+            state_dir: None,
         };
         tokio::spawn(run_with(config, Connections::default(), stop.clone()));
     }
