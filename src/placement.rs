@@ -102,12 +102,9 @@ pub mod reason {
     pub const INACTIVE: &str = "INACTIVE";
 }
 
-/// The integer value of resource `name`, or 0.
+/// The amount of numeric resource `name` (registration makes its three fields equal), or 0.
 pub fn integer(resources: &[Resource], name: &str) -> i64 {
-    resources
-        .iter()
-        .find(|r| r.name == name)
-        .map_or(0, |r| r.integer_value.max(r.long_value).max(r.double_value as i64))
+    resources.iter().find(|r| r.name == name).map_or(0, |r| r.integer_value)
 }
 
 /// The ports of STRINGSET resource `name`.
@@ -215,11 +212,11 @@ fn adjust(resources: &mut Vec<Resource>, reservation: &Reservation, take: bool) 
         if amount == 0 {
             continue;
         }
+        // Registration keeps the three numeric fields equal; they move together.
         if let Some(r) = resources.iter_mut().find(|r| r.name == name) {
             r.integer_value += sign * amount;
-            if r.long_value != 0 || r.kind == "LONG" {
-                r.long_value += sign * amount;
-            }
+            r.long_value += sign * amount;
+            r.double_value += (sign * amount) as f64;
         }
     }
     for (name, ports) in [("PORTS", &reservation.ports), ("PORTS_UDP", &reservation.ports_udp)] {

@@ -324,6 +324,9 @@ async fn update(client: &mut AgentServiceClient<Channel>, instance: &InstanceRef
 }
 
 /// Sends state changes in batches, retrying (they are idempotent) until they are acknowledged.
+/// Most state changes in one report (a change is well under 1 KiB).
+const MAX_REPORT_BATCH: usize = 1000;
+
 async fn send_reports(
     mut rx: mpsc::UnboundedReceiver<StateChange>,
     mut channel: tokio::sync::watch::Receiver<Option<Channel>>,
@@ -333,8 +336,10 @@ async fn send_reports(
         item = rx.recv() => item,
         _ = shutdown.cancelled() => None,
     } {
+        // A batch stays well under gRPC's 4 MiB message limit: the rest goes in the next one.
         let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
+        while batch.len() < MAX_REPORT_BATCH {
+            let Ok(more) = rx.try_recv() else { break };
             batch.push(more);
         }
         let report = Report { changes: batch };

@@ -102,12 +102,14 @@ pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
 }
 
 fn resource_to_wire(r: &Resource) -> Value {
+    // The amount shows in the field of the resource's type; the others read 0, as ECS answers.
+    let field = |kind: &str, value: Value| if r.kind == kind { value } else { json!(0) };
     let mut v = json!({
         "name": r.name,
         "type": r.kind,
-        "doubleValue": r.double_value,
-        "longValue": r.long_value,
-        "integerValue": r.integer_value,
+        "doubleValue": if r.kind == "DOUBLE" { json!(r.double_value) } else { json!(0.0) },
+        "longValue": field("LONG", json!(r.long_value)),
+        "integerValue": field("INTEGER", json!(r.integer_value)),
     });
     if r.kind == "STRINGSET" {
         v["stringSetValue"] = json!(r.string_set_value);
@@ -180,12 +182,27 @@ fn resources_from_wire(resources: Vec<ResourceWire>) -> Result<Vec<Resource>, Ap
                 return Err(invalid(format!("{field}.stringSetValue: {bad} is not a port number")));
             }
         }
+        // One amount per numeric resource, kept in all three fields alike, so placement reads and
+        // adjusts a single value whatever type the client named: the field of its type, or the
+        // largest one given.
+        let amount = match kind.as_str() {
+            "INTEGER" => r.integer_value,
+            "LONG" => r.long_value,
+            "DOUBLE" => r.double_value.map(|d| d as i64),
+            _ => None,
+        }
+        .unwrap_or_else(|| {
+            integer_value
+                .max(r.long_value.unwrap_or(0))
+                .max(r.double_value.unwrap_or(0.0) as i64)
+        });
+        let numeric = kind != "STRINGSET";
         out.push(Resource {
             name,
             kind,
-            integer_value,
-            long_value: r.long_value.unwrap_or(0),
-            double_value: r.double_value.unwrap_or(0.0),
+            integer_value: if numeric { amount } else { 0 },
+            long_value: if numeric { amount } else { 0 },
+            double_value: if numeric { amount as f64 } else { 0.0 },
             string_set_value,
         });
     }

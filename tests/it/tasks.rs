@@ -597,3 +597,69 @@ async fn tasks_are_placed_reported_and_stopped() {
     }
     cluster.shutdown().await;
 }
+
+/// Resources registered as LONG or DOUBLE are taken and given back like INTEGER ones: one
+/// amount, shown in the field of its type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_and_double_resources_are_accounted_like_integers() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "rt"})).await;
+    let reg = cluster
+        .ok(
+            2,
+            "RegisterContainerInstance",
+            json!({"cluster": "rt", "instanceIdentityDocument": "{\"instanceId\": \"i-types\"}", "totalResources": [
+                {"name": "CPU", "type": "DOUBLE", "doubleValue": 100.0},
+                {"name": "MEMORY", "type": "LONG", "longValue": 100}
+            ]}),
+        )
+        .await;
+    let arn = reg["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cluster
+        .ok(
+            3,
+            "RegisterTaskDefinition",
+            json!({"family": "t", "containerDefinitions": [{"name": "c", "image": "x", "memory": 60, "cpu": 60}]}),
+        )
+        .await;
+    let first = cluster
+        .ok(1, "RunTask", json!({"cluster": "rt", "taskDefinition": "t"}))
+        .await;
+    assert_eq!(first["failures"], json!([]), "{first}");
+    let second = cluster
+        .ok(2, "RunTask", json!({"cluster": "rt", "taskDefinition": "t"}))
+        .await;
+    assert_eq!(second["tasks"], json!([]), "{second}");
+    assert_eq!(second["failures"][0]["reason"], "RESOURCE:CPU", "{second}");
+    let d = cluster
+        .ok(
+            3,
+            "DescribeContainerInstances",
+            json!({"cluster": "rt", "containerInstances": [arn]}),
+        )
+        .await;
+    let remaining = d["containerInstances"][0]["remainingResources"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let find = |name: &str| remaining.iter().find(|r| r["name"] == name).unwrap().clone();
+    assert_eq!(
+        (
+            find("CPU")["doubleValue"].as_f64(),
+            find("CPU")["integerValue"].as_i64()
+        ),
+        (Some(40.0), Some(0))
+    );
+    assert_eq!(
+        (
+            find("MEMORY")["longValue"].as_i64(),
+            find("MEMORY")["integerValue"].as_i64()
+        ),
+        (Some(40), Some(0))
+    );
+    cluster.shutdown().await;
+}
