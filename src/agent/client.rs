@@ -280,6 +280,8 @@ async fn session(
     let mut client = AgentServiceClient::new(channel);
     let mut stream = client.assignments(request(instance)).await?.into_inner();
     let mut beats = tokio::time::interval(heartbeat);
+    // One update at a time; the assignments sent while it runs repeat its status.
+    let updating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -300,18 +302,39 @@ async fn session(
                 }
                 *generation = assignment.generation;
                 runtime.apply(&assignment);
-                if assignment.agent_update.as_deref() == Some("PENDING") {
-                    update(&mut client, instance).await?;
+                // An update asked for, or one this agent began before it restarted: go on from
+                // the step after the last one recorded.
+                let from = assignment.agent_update.as_deref().and_then(update_steps_after);
+                if let Some(from) = from.filter(|_| !updating.swap(true, std::sync::atomic::Ordering::SeqCst)) {
+                    let (mut client, instance, updating) = (client.clone(), instance.clone(), updating.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = update(&mut client, &instance, from).await {
+                            tracing::warn!(error = %e, "agent update interrupted; it resumes on the next assignment");
+                        }
+                        updating.store(false, std::sync::atomic::Ordering::SeqCst);
+                    });
                 }
             }
         }
     }
 }
 
+const UPDATE_STEPS: [&str; 4] = ["STAGING", "STAGED", "UPDATING", "UPDATED"];
+
+/// Where an update in `status` goes on: the index of the next step, or `None` when there is
+/// nothing to do (no update, or it ended UPDATED or FAILED).
+fn update_steps_after(status: &str) -> Option<usize> {
+    match status {
+        "PENDING" => Some(0),
+        other => UPDATE_STEPS[..3].iter().position(|s| *s == other).map(|i| i + 1),
+    }
+}
+
 /// Goes through an update asked for by UpdateContainerAgent. The agent's code is this
 /// build's: the update re-registers it at `AGENT_VERSION`, keeping its tasks running.
-async fn update(client: &mut AgentServiceClient<Channel>, instance: &InstanceRef) -> anyhow::Result<()> {
-    for status in ["STAGING", "STAGED", "UPDATING", "UPDATED"] {
+async fn update(client: &mut AgentServiceClient<Channel>, instance: &InstanceRef, from: usize) -> anyhow::Result<()> {
+    for status in &UPDATE_STEPS[from..] {
+        let status = *status;
         let progress = super::protocol::UpdateProgress {
             instance: instance.clone(),
             status: status.to_string(),
@@ -368,5 +391,20 @@ async fn send_reports(
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_update_resumes_after_its_last_step() {
+        assert_eq!(update_steps_after("PENDING"), Some(0));
+        assert_eq!(update_steps_after("STAGING"), Some(1));
+        assert_eq!(update_steps_after("STAGED"), Some(2));
+        assert_eq!(update_steps_after("UPDATING"), Some(3));
+        assert_eq!(update_steps_after("UPDATED"), None);
+        assert_eq!(update_steps_after("FAILED"), None);
     }
 }
