@@ -398,6 +398,19 @@ pub struct Task {
     pub launch_type: String,
 }
 
+impl Task {
+    /// RUNNING, meant to run, and no essential container reported UNHEALTHY: a healthy service
+    /// task in the rolling arithmetic.
+    pub fn is_healthy(&self) -> bool {
+        self.last_status == TaskStatus::Running
+            && self.desired_status == TaskStatus::Running
+            && !self
+                .containers
+                .iter()
+                .any(|c| c.essential && c.health_status.as_deref() == Some("UNHEALTHY"))
+    }
+}
+
 /// A service's lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceStatus {

@@ -74,9 +74,8 @@ fn unhealthy(t: &Task) -> bool {
         .any(|c| c.essential && c.health_status.as_deref() == Some("UNHEALTHY"))
 }
 
-/// RUNNING, meant to run, and not reported unhealthy.
 fn healthy(t: &Task) -> bool {
-    t.last_status == TaskStatus::Running && t.desired_status == TaskStatus::Running && !unhealthy(t)
+    t.is_healthy()
 }
 
 /// The reason recorded on tasks the scheduler stops.
@@ -200,6 +199,8 @@ pub struct DaemonPlan {
     /// One task per eligible instance: the service's desired count.
     pub desired: usize,
     pub steady: bool,
+    /// A rollout that cannot move (minimumHealthyPercent 100: no old task may stop first).
+    pub stuck: bool,
 }
 
 /// Decides the next step for a DAEMON `service`: one PRIMARY task on each of the `eligible`
@@ -220,7 +221,6 @@ pub fn daemon_plan(service: &Service, tasks: &[Task], eligible: &BTreeSet<String
         .filter(|t| t.service.as_deref() == Some(&service.name) && counted(t))
         .collect();
     let min_healthy = (eligible.len() * service.minimum_healthy_percent.max(0) as usize).div_ceil(100);
-    let mut may_stop = mine.iter().filter(|t| healthy(t)).count().saturating_sub(min_healthy);
     let mut per_instance: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in &mine {
         per_instance
@@ -239,6 +239,16 @@ pub fn daemon_plan(service: &Service, tasks: &[Task], eligible: &BTreeSet<String
             out.stop.push((t.id.clone(), reason.clone()));
         }
     }
+    // Healthy tasks that stay: on an eligible instance, and the one kept there (a duplicate goes).
+    let kept_healthy = eligible
+        .iter()
+        .filter(|i| {
+            per_instance
+                .get(i.as_str())
+                .is_some_and(|on| on.iter().any(|t| t.desired_status == TaskStatus::Running && healthy(t)))
+        })
+        .count();
+    let mut may_stop = kept_healthy.saturating_sub(min_healthy);
     for instance in eligible {
         let on = per_instance.get(instance.as_str()).cloned().unwrap_or_default();
         let running: Vec<&Task> = on
@@ -271,6 +281,7 @@ pub fn daemon_plan(service: &Service, tasks: &[Task], eligible: &BTreeSet<String
         }
     }
     out.steady = steady;
+    out.stuck = !steady && out.start_on.is_empty() && out.stop.is_empty() && mine.iter().all(|t| healthy(t));
     out
 }
 
@@ -675,5 +686,25 @@ mod tests {
         ];
         let p = daemon_plan(&s, &tasks, &eligible(&["i0", "i1"]));
         assert_eq!(p.stop.len(), 1);
+    }
+
+    #[test]
+    fn daemon_budget_counts_only_the_tasks_that_stay() {
+        // Two of four instances drain during a rollout at min 50 %: of the two eligible, one old
+        // task may stop now (the draining ones stop anyway and do not widen the budget).
+        let s = daemon(50);
+        let tasks: Vec<Task> = ["i0", "i1", "i2", "i3"]
+            .iter()
+            .map(|i| task(&format!("t{i}"), "old", i, Running, Running))
+            .collect();
+        let p = daemon_plan(&s, &tasks, &eligible(&["i0", "i1"]));
+        let stopped = ids(&p.stop);
+        assert_eq!(stopped.len(), 3, "{stopped:?}");
+        assert!(stopped.contains(&"ti2") && stopped.contains(&"ti3"));
+        assert!(!p.stuck);
+        // At min 100 % nothing may stop first and nothing may start: stuck, and it says so.
+        let s = daemon(100);
+        let p = daemon_plan(&s, &tasks[..2], &eligible(&["i0", "i1"]));
+        assert!(p.stop.is_empty() && p.start_on.is_empty() && p.stuck, "{p:?}");
     }
 }

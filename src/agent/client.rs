@@ -222,6 +222,7 @@ pub async fn run_with(
         RuntimeKind::Docker(docker) => Box::new(super::docker::DockerRuntime::new(
             docker.clone(),
             config.cluster.clone(),
+            instance.instance_id.clone(),
             reports_tx,
         )),
         RuntimeKind::Sim(settings) => Box::new(SimRuntime::new(config.cluster.clone(), settings.clone(), reports_tx)),

@@ -34,7 +34,14 @@ const KEEP_STOPPED: Duration = Duration::from_secs(600);
 pub struct DockerRuntime {
     tracker: Tracker,
     docker: Docker,
+    /// The container instance this agent is: its containers carry it as a label.
+    instance_id: String,
+    /// Whether the containers left by an earlier run of this agent have been checked.
+    swept: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The label naming the container instance a container belongs to.
+const INSTANCE_LABEL: &str = "ecsd.container-instance";
 
 /// Connects to the local engine and checks that it answers.
 pub async fn connect() -> anyhow::Result<Docker> {
@@ -47,7 +54,7 @@ fn container_name(task_id: &str, container: &str) -> String {
     format!("ecs-{task_id}-{container}")
 }
 
-fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str) -> ContainerCreateBody {
+fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str, instance_id: &str) -> ContainerCreateBody {
     let network_mode = task
         .definition
         .get("networkMode")
@@ -76,6 +83,7 @@ fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str) -> Cont
         ("com.amazonaws.ecs.task-arn".to_string(), task.arn.clone()),
         ("com.amazonaws.ecs.container-name".to_string(), spec.name.clone()),
         ("com.amazonaws.ecs.cluster".to_string(), cluster.to_string()),
+        (INSTANCE_LABEL.to_string(), instance_id.to_string()),
     ]);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -98,10 +106,52 @@ fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str) -> Cont
 }
 
 impl DockerRuntime {
-    pub fn new(docker: Docker, cluster: String, reports: mpsc::UnboundedSender<StateChange>) -> Self {
+    pub fn new(
+        docker: Docker,
+        cluster: String,
+        instance_id: String,
+        reports: mpsc::UnboundedSender<StateChange>,
+    ) -> Self {
         DockerRuntime {
             tracker: Tracker::new(cluster, reports),
             docker,
+            instance_id,
+            swept: Default::default(),
+        }
+    }
+
+    /// After a restart: stops this instance's running containers whose task the assignment does
+    /// not want running (stopped, or marked STOPPED while the agent was away). Those it wants
+    /// are adopted when the task starts.
+    async fn sweep(self, wanted: std::collections::BTreeSet<String>) {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{INSTANCE_LABEL}={}", self.instance_id)],
+        )]);
+        let options = bollard::query_parameters::ListContainersOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let task = labels
+                .get("com.amazonaws.ecs.task-arn")
+                .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string())
+                .unwrap_or_default();
+            if wanted.contains(&task) {
+                continue;
+            }
+            if let Some(id) = c.id {
+                tracing::info!(%task, container = %id, "stopping a container left from before this agent started");
+                let options = StopContainerOptions {
+                    t: Some(10),
+                    ..Default::default()
+                };
+                let _ = self.docker.stop_container(&id, Some(options)).await;
+            }
         }
     }
 
@@ -112,7 +162,7 @@ impl DockerRuntime {
             name: Some(name.clone()),
             ..Default::default()
         };
-        let body = create_body(task, spec, &self.tracker.cluster);
+        let body = create_body(task, spec, &self.tracker.cluster, &self.instance_id);
         let created = match self.docker.create_container(Some(options.clone()), body.clone()).await {
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
                 // No such image here: pull it, then create again.
@@ -348,6 +398,15 @@ impl DockerRuntime {
 
 impl super::Runtime for DockerRuntime {
     fn apply(&self, assignment: &Assignment) {
+        if !assignment.deregistered && !self.swept.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let wanted = assignment
+                .tasks
+                .iter()
+                .filter(|t| t.desired_status == "RUNNING")
+                .map(|t| t.id.clone())
+                .collect();
+            tokio::spawn(self.clone().sweep(wanted));
+        }
         self.tracker.apply(assignment, |task, stop| {
             let runtime = self.clone();
             tokio::spawn(async move { runtime.run(task, stop).await });

@@ -20,6 +20,10 @@ pub struct Assignment {
     /// forced deregistration or the lost-instance policy).
     #[serde(default)]
     pub generation: u64,
+    /// The instance was deregistered: its tasks are orphaned, not stopped (they keep running on
+    /// the host, as with ECS), so the agent does not stop what is no longer listed.
+    #[serde(default)]
+    pub deregistered: bool,
     pub tasks: Vec<AssignedTask>,
     /// The instance's agent update status (UpdateContainerAgent): PENDING asks for an update.
     #[serde(default)]

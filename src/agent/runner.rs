@@ -206,12 +206,19 @@ impl Tracker {
     pub fn apply(&self, assignment: &Assignment, mut start: impl FnMut(AssignedTask, CancellationToken)) {
         if assignment.generation > 0 {
             let listed: std::collections::BTreeSet<&str> = assignment.tasks.iter().map(|t| t.id.as_str()).collect();
-            for (id, stop) in self.running.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                if !listed.contains(id.as_str()) {
-                    tracing::info!(task = %id, "no longer assigned here; stopping it");
-                    stop.cancel();
+            if !assignment.deregistered {
+                for (id, stop) in self.running.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    if !listed.contains(id.as_str()) {
+                        tracing::info!(task = %id, "no longer assigned here; stopping it");
+                        stop.cancel();
+                    }
                 }
             }
+            // Finished tasks no longer listed are STOPPED in the state too: forget them.
+            self.finished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|id| listed.contains(id.as_str()));
         }
         for task in &assignment.tasks {
             let known = self

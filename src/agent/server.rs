@@ -48,10 +48,13 @@ pub fn assignment(view: &dyn KvRead, instance: &InstanceRef) -> Result<Assignmen
         Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(0),
         None => 0,
     };
+    let registered = state::container_instances::get(view, &instance.cluster, &instance.instance_id)?;
     let mut out = Assignment {
         generation,
-        agent_update: state::container_instances::get(view, &instance.cluster, &instance.instance_id)?
-            .and_then(|i| i.agent_update_status),
+        deregistered: registered
+            .as_ref()
+            .is_none_or(|i| i.status == crate::model::InstanceStatus::Inactive),
+        agent_update: registered.and_then(|i| i.agent_update_status),
         ..Default::default()
     };
     for task in tasks::on_instance(view, &instance.cluster, &instance.instance_id)? {

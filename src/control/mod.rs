@@ -47,14 +47,31 @@ struct Running {
 }
 
 /// Proposes a decision of `ctx`'s term (a fresh request id, stamped with this node's clock) and
-/// waits until it is applied.
+/// waits until it is applied. A failed attempt may still commit later in the term, so the same
+/// proposal (same request id: it applies at most once) is retried until it has an outcome or
+/// the term's loops are cancelled; a loop's next pass therefore never plans around a decision
+/// whose fate is unknown.
 pub async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, NodeError> {
     let proposal = Proposal {
         request_id: uuid::Uuid::new_v4().to_string(),
         ts_ms: crate::api::now_ms(),
         command,
     };
-    ctx.node.write_as_leader(ctx.term, proposal).await
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match ctx.node.write_as_leader(ctx.term, proposal.clone()).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if ctx.cancel.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "leader decision not confirmed; proposing it again");
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// The leader loops every node runs: the service scheduler, agent liveness, and forgetting

@@ -86,6 +86,21 @@ impl Scheduler {
 
     async fn pass(&mut self, ctx: &LeaderContext) -> Result<(), String> {
         let mut after: Option<String> = None;
+        let mut seen = BTreeSet::new();
+        let result = self.clusters_pass(ctx, &mut after, &mut seen).await;
+        // What is remembered of services gone or of superseded deployments is forgotten.
+        if result.is_ok() {
+            self.unplaceable.retain(|key, _| seen.contains(key));
+        }
+        result
+    }
+
+    async fn clusters_pass(
+        &mut self,
+        ctx: &LeaderContext,
+        after: &mut Option<String>,
+        seen: &mut BTreeSet<(String, String, String)>,
+    ) -> Result<(), String> {
         loop {
             let view = ctx.node.handle().view();
             let (clusters, more) =
@@ -94,33 +109,48 @@ impl Scheduler {
                 if ctx.cancel.is_cancelled() {
                     return Ok(());
                 }
-                self.cluster_pass(ctx, &cluster.name).await?;
+                self.cluster_pass(ctx, &cluster.name, seen).await?;
             }
-            after = clusters.last().map(|c| c.name.clone());
+            *after = clusters.last().map(|c| c.name.clone());
             if !more {
                 return Ok(());
             }
         }
     }
 
-    async fn cluster_pass(&mut self, ctx: &LeaderContext, cluster: &str) -> Result<(), String> {
+    async fn cluster_pass(
+        &mut self,
+        ctx: &LeaderContext,
+        cluster: &str,
+        seen: &mut BTreeSet<(String, String, String)>,
+    ) -> Result<(), String> {
         let view = ctx.node.handle().view();
-        let services: Vec<Service> = services::all(view, cluster)
+        let names: Vec<String> = services::all(view, cluster)
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|s| s.status == ServiceStatus::Active)
+            .map(|s| s.name)
             .collect();
-        if services.is_empty() {
+        if names.is_empty() {
             return Ok(());
         }
         let mut instances = container_instances::all(view, cluster).map_err(|e| e.to_string())?;
-        for service in &services {
+        for name in &names {
             if ctx.cancel.is_cancelled() {
                 return Ok(());
             }
-            let tasks =
-                tasks::of_service(ctx.node.handle().view(), cluster, &service.name).map_err(|e| e.to_string())?;
-            let launched = self.service_pass(ctx, service, &tasks, &instances).await?;
+            // Read afresh: a pass over many services takes a while, and users change them.
+            let Some(service) = services::get(view, cluster, name)
+                .map_err(|e| e.to_string())?
+                .filter(|s| s.status == ServiceStatus::Active)
+            else {
+                continue;
+            };
+            if let Some(primary) = service.deployments.first() {
+                seen.insert((cluster.to_string(), name.clone(), primary.id.clone()));
+            }
+            let tasks = tasks::of_service(view, cluster, name).map_err(|e| e.to_string())?;
+            let launched = self.service_pass(ctx, &service, &tasks, &instances).await?;
             if launched {
                 // The next service places against what this one took.
                 instances = container_instances::all(ctx.node.handle().view(), cluster).map_err(|e| e.to_string())?;
@@ -163,18 +193,17 @@ impl Scheduler {
                 )
                 .await?;
             }
-            self.stop(ctx, service, p.stop).await?;
+            self.stop(ctx, service, p.stop, p.desired as i64).await?;
+            if p.stuck {
+                events.push(deadlock_event(&service.name));
+            }
             let count = p.start_on.len();
             (Some(p.start_on), count, p.steady)
         } else {
             let p = reconcile::plan(service, tasks, &Instances::of(instances));
-            self.stop(ctx, service, p.stop).await?;
+            self.stop(ctx, service, p.stop, service.desired_count).await?;
             if p.stuck {
-                events.push(format!(
-                    "(service {}) was unable to stop or start tasks during a deployment because of the service \
-                     deployment configuration. Update the minimumHealthyPercent or maximumPercent value and try again.",
-                    service.name
-                ));
+                events.push(deadlock_event(&service.name));
             }
             (None, p.start, p.steady)
         };
@@ -200,12 +229,8 @@ impl Scheduler {
                         Some(on) => template.place_on(instances, on),
                         None => template.place(instances, count),
                     };
-                    if plan.placements.len() < count {
-                        self.unplaceable.insert(key, fingerprint);
-                        events.push(unplaceable_event(&service.name, &plan.failures));
-                    } else {
-                        self.unplaceable.remove(&key);
-                    }
+                    let mut failures = plan.failures.clone();
+                    let mut placed = 0;
                     if !plan.placements.is_empty() {
                         let mut launch = template.launch.clone();
                         launch.tasks = plan
@@ -214,8 +239,21 @@ impl Scheduler {
                             .map(|id| NewTask::fresh(id, launch.containers.len()))
                             .collect();
                         launch.event_id = Some(uuid::Uuid::new_v4().to_string());
-                        decide(ctx, Command::LaunchTasks(Box::new(launch))).await?;
+                        if let Outcome::Tasks { tasks, failures: found } =
+                            decide(ctx, Command::LaunchTasks(Box::new(launch))).await?
+                        {
+                            placed = tasks.len();
+                            failures.extend(found);
+                        }
                         launched = true;
+                    }
+                    // Fewer placed than planned (here, or when apply re-checked): wait for the
+                    // instances to change before trying again.
+                    if placed < count {
+                        self.unplaceable.insert(key, fingerprint);
+                        events.push(unplaceable_event(&service.name, &failures));
+                    } else {
+                        self.unplaceable.remove(&key);
                     }
                 }
             }
@@ -250,7 +288,13 @@ impl Scheduler {
             .min(self.backoff_max.as_millis() as u64)
     }
 
-    async fn stop(&self, ctx: &LeaderContext, service: &Service, stop: Vec<(String, String)>) -> Result<(), String> {
+    async fn stop(
+        &self,
+        ctx: &LeaderContext,
+        service: &Service,
+        stop: Vec<(String, String)>,
+        desired: i64,
+    ) -> Result<(), String> {
         let Some((_, reason)) = stop.first().cloned() else {
             return Ok(());
         };
@@ -262,6 +306,7 @@ impl Scheduler {
                 ids: stop.into_iter().map(|(id, _)| id).collect(),
                 reason,
                 event_id: uuid::Uuid::new_v4().to_string(),
+                planned: service.deployments.first().map(|d| (d.id.clone(), desired)),
             },
         )
         .await
@@ -421,6 +466,14 @@ impl Template {
         }
         plan
     }
+}
+
+/// The event for a rollout that the deployment configuration keeps from moving.
+fn deadlock_event(service: &str) -> String {
+    format!(
+        "(service {service}) was unable to stop or start tasks during a deployment because of the service deployment \
+         configuration. Update the minimumHealthyPercent or maximumPercent value and try again."
+    )
 }
 
 /// The event for tasks that could not be placed, naming the closest-matching instance: the one

@@ -156,6 +156,10 @@ pub enum Command {
         ids: Vec<String>,
         reason: String,
         event_id: String,
+        /// The PRIMARY deployment and desired count the stop was planned for; apply does
+        /// nothing if the service has changed since.
+        #[serde(default)]
+        planned: Option<(String, i64)>,
     },
     /// Records a service event, unless the newest event says the same and is under six hours old.
     ServiceEvent {
@@ -440,7 +444,8 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             ids,
             reason,
             event_id,
-        } => tasks::stop_for_service(txn, now_ms, cluster, name, ids, reason, event_id),
+            planned,
+        } => tasks::stop_for_service(txn, now_ms, cluster, name, ids, reason, event_id, planned.as_ref()),
         Command::ServiceEvent {
             cluster,
             name,

@@ -234,8 +234,12 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
         if service.deployments.first().map(|d| d.id.as_str()) != Some(deployment.as_str()) {
             return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
         }
-        let live = (service.pending_count + service.running_count).max(0) as usize;
-        room = service.max_total().saturating_sub(live);
+        // A DAEMON service's limit is per instance (one task each: the launch asks for
+        // distinctInstance); a REPLICA service's is its maximum of PENDING and RUNNING tasks.
+        if !service.is_daemon() {
+            let live = (service.pending_count + service.running_count).max(0) as usize;
+            room = service.max_total().saturating_sub(live);
+        }
     }
     let long = account_settings::long_arns(txn, &l.principal, &l.root, "taskLongArnFormat")?;
     let mut tasks = Vec::new();
@@ -602,8 +606,11 @@ fn ask_to_stop(txn: &mut Txn<'_>, now_ms: u64, mut task: Task, service: &str, re
     Ok(true)
 }
 
-/// The service scheduler's stop: each task is re-checked (still the service's, still desired
-/// RUNNING), and those stopped are named in one service event.
+/// The service scheduler's stop, re-checked: nothing happens unless the service still has the
+/// PRIMARY deployment and desired count it was planned for; each task must still be the
+/// service's and desired RUNNING; and a healthy task stops only while more than the minimum
+/// stay healthy. Those stopped are named in one service event.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn stop_for_service(
     txn: &mut Txn<'_>,
     now_ms: u64,
@@ -612,12 +619,33 @@ pub(super) fn stop_for_service(
     ids: &[String],
     reason: &str,
     event_id: &str,
+    planned: Option<&(String, i64)>,
 ) -> Result<Outcome, KvError> {
+    let Some(current) = services::get(txn, cluster, service)? else {
+        return Ok(Outcome::Rejected(Rejection::ServiceNotFound));
+    };
+    if let Some((deployment, desired)) = planned {
+        let primary = current.deployments.first().map(|d| d.id.as_str());
+        if primary != Some(deployment.as_str()) || current.desired_count != *desired {
+            return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+        }
+    }
+    let min_healthy = current.min_healthy();
+    let mut healthy = of_service(txn, cluster, service)?
+        .iter()
+        .filter(|t| t.is_healthy())
+        .count();
     let mut stopped = Vec::new();
     for id in ids {
-        if let Some(task) = get(txn, cluster, id)? {
-            if ask_to_stop(txn, now_ms, task, service, reason)? {
-                stopped.push(id.clone());
+        let Some(task) = get(txn, cluster, id)? else { continue };
+        let was_healthy = task.is_healthy();
+        if was_healthy && healthy <= min_healthy {
+            continue;
+        }
+        if ask_to_stop(txn, now_ms, task, service, reason)? {
+            stopped.push(id.clone());
+            if was_healthy {
+                healthy -= 1;
             }
         }
     }

@@ -375,7 +375,8 @@ async fn docker_agent_runs_real_containers() {
     stop.cancel();
     let stop = CancellationToken::new();
     let token = stop.clone();
-    tokio::spawn(async move { run(config, token).await });
+    let second = config.clone();
+    tokio::spawn(async move { run(second, token).await });
     wait_for(
         "the agent back on the same instance",
         Duration::from_secs(30),
@@ -396,8 +397,23 @@ async fn docker_agent_runs_real_containers() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "the adopted container still serves");
+
+    tracing::info!("--- stopped while the agent is away: the restarted agent stops the container");
+    stop.cancel();
     cluster.ok(2, "StopTask", json!({"cluster": "ag", "task": arn})).await;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move { run(config, token).await });
     wait_status(&cluster, &arn, "STOPPED").await;
+    let container = format!("ecs-{}-web", arn.rsplit('/').next().unwrap());
+    wait_for("the container stopped", Duration::from_secs(30), || async {
+        let c = docker
+            .inspect_container(&container, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .ok()?;
+        (c.state?.running == Some(false)).then_some(())
+    })
+    .await;
     stop.cancel();
     cluster.shutdown().await;
     // The agent keeps stopped containers for a while (for `docker logs`); this test's go now.
