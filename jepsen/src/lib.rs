@@ -1,0 +1,10 @@
+//! ecs-jepsen: a fault-injection and consistency-checking harness for ecsd, built the way
+//! Jepsen is: logical client processes, an invoke/ok/fail/info history, a nemesis, and
+//! offline checkers.
+//!
+//! - [`linear`]: the linearizability checker (Wing–Gong/Lowe with memoization, per key, with
+//!   a time budget) and the register and string models.
+//! - [`formats`]: readers for histories written by Jepsen (its text logs and EDN maps).
+
+pub mod formats;
+pub mod linear;
