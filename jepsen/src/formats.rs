@@ -13,6 +13,19 @@ struct Open<I> {
     id: usize,
 }
 
+impl<I> Open<I> {
+    /// The operation, completed at `ret` with `output` (`None`, `None`: it never answered).
+    fn done<O>(self, ret: Option<u64>, output: Option<O>) -> Operation<I, O> {
+        Operation {
+            call: self.call,
+            ret,
+            input: self.input,
+            output,
+            id: self.id,
+        }
+    }
+}
+
 /// Parses `INFO  jepsen.util - P<TAB>:TYPE<TAB>:F<TAB>VALUE` lines (others are ignored).
 ///
 /// An `ok` read returns its value; `ok` write and cas took effect; a `fail` cas is a definite
@@ -74,26 +87,12 @@ pub fn jepsen_register_log(text: &str) -> Result<Vec<Operation<RegisterOp, Regis
                     (":fail", _) => continue,
                     _ => (None, None),
                 };
-                ops.push(Operation {
-                    call: o.call,
-                    ret,
-                    input: o.input,
-                    output,
-                    id: o.id,
-                });
+                ops.push(o.done(ret, output));
             }
             _ => {}
         }
     }
-    for o in open.into_values() {
-        ops.push(Operation {
-            call: o.call,
-            ret: None,
-            input: o.input,
-            output: None,
-            id: o.id,
-        });
-    }
+    ops.extend(open.into_values().map(|o| o.done(None, None)));
     Ok(ops)
 }
 
@@ -170,32 +169,12 @@ pub fn edn_kv(text: &str) -> Result<crate::linear::Keyed<String, crate::linear::
                     (":fail", _) => continue,
                     _ => (None, None),
                 };
-                ops.push((
-                    key,
-                    Operation {
-                        call: o.call,
-                        ret,
-                        input: o.input,
-                        output,
-                        id: o.id,
-                    },
-                ));
+                ops.push((key, o.done(ret, output)));
             }
             _ => return Err(at("unknown :type")),
         }
     }
-    for (key, o) in open.into_values() {
-        ops.push((
-            key,
-            Operation {
-                call: o.call,
-                ret: None,
-                input: o.input,
-                output: None,
-                id: o.id,
-            },
-        ));
-    }
+    ops.extend(open.into_values().map(|(key, o)| (key, o.done(None, None))));
     Ok(ops)
 }
 

@@ -178,12 +178,14 @@ fn check_until<M: Model>(model: &M, ops: &[Operation<M::Input, M::Output>], dead
         if unplaced_returns == 0 {
             return Verdict::Linearizable;
         }
-        let Some(c) = cursor else {
-            // Only calls without responses are left after the cursor, and none fits here:
-            // backtrack as at a return.
+        // At a return (the operation it ends was not placed in time), or past the last event
+        // with only calls without responses left and none fitting here: backtrack.
+        let at_return = cursor.filter(|c| !events[*c].is_call);
+        if cursor.is_none() || at_return.is_some() {
             let Some((c, previous)) = stack.pop() else {
+                let stuck = stuck_on.or(at_return.map(|r| events[r].op));
                 return Verdict::NotLinearizable {
-                    witness: witness(ops, &best, stuck_on),
+                    witness: witness(ops, &best, stuck),
                 };
             };
             state = previous;
@@ -195,47 +197,32 @@ fn check_until<M: Model>(model: &M, ops: &[Operation<M::Input, M::Output>], dead
             unlift(&mut events, &mut head, c);
             cursor = events[c].next;
             continue;
-        };
-        let e = events[c];
-        if e.is_call {
-            let op = &ops[e.op];
-            if let Some(next_state) = model.step(&state, &op.input, op.output.as_ref()) {
-                let mut key = linearized.clone();
-                key[e.op / 64] |= 1 << (e.op % 64);
-                if cache.insert((key.clone(), next_state.clone())) {
-                    stack.push((c, state.clone()));
-                    state = next_state;
-                    linearized = key;
-                    lift(&mut events, &mut head, c);
-                    if op.ret.is_some() {
-                        unplaced_returns -= 1;
-                    }
-                    if stack.len() > best.len() {
-                        best = stack.iter().map(|(c, _)| events[*c].op).collect();
-                        stuck_on = None;
-                    }
-                    cursor = head;
-                    continue;
-                }
-            } else if stack.len() >= best.len() && stuck_on.is_none() {
-                stuck_on = Some(e.op);
-            }
-            cursor = e.next;
-        } else {
-            // A return: the operation it ends was not placed in time. Backtrack.
-            let Some((c, previous)) = stack.pop() else {
-                let witness = witness(ops, &best, stuck_on.or(Some(e.op)));
-                return Verdict::NotLinearizable { witness };
-            };
-            state = previous;
-            let op = events[c].op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            if ops[op].ret.is_some() {
-                unplaced_returns += 1;
-            }
-            unlift(&mut events, &mut head, c);
-            cursor = events[c].next;
         }
+        let Some(c) = cursor else { continue };
+        let e = events[c];
+        let op = &ops[e.op];
+        if let Some(next_state) = model.step(&state, &op.input, op.output.as_ref()) {
+            let mut key = linearized.clone();
+            key[e.op / 64] |= 1 << (e.op % 64);
+            if cache.insert((key.clone(), next_state.clone())) {
+                stack.push((c, state.clone()));
+                state = next_state;
+                linearized = key;
+                lift(&mut events, &mut head, c);
+                if op.ret.is_some() {
+                    unplaced_returns -= 1;
+                }
+                if stack.len() > best.len() {
+                    best = stack.iter().map(|(c, _)| events[*c].op).collect();
+                    stuck_on = None;
+                }
+                cursor = head;
+                continue;
+            }
+        } else if stack.len() >= best.len() && stuck_on.is_none() {
+            stuck_on = Some(e.op);
+        }
+        cursor = e.next;
     }
 }
 
