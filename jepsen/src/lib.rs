@@ -5,6 +5,10 @@
 //! - [`linear`]: the linearizability checker (Wing–Gong/Lowe with memoization, per key, with
 //!   a time budget) and the register and string models.
 //! - [`formats`]: readers for histories written by Jepsen (its text logs and EDN maps).
+//! - [`history`]: the recorder and its JSONL rows, and invocation/completion pairs.
+//! - [`checkers`]: the set checker and the unique, monotonic ids checker.
 
+pub mod checkers;
 pub mod formats;
+pub mod history;
 pub mod linear;

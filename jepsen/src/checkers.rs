@@ -1,0 +1,381 @@
+//! Checkers over a recorded history, besides linearizability: the set (Jepsen's set-full) and
+//! unique, monotonic ids.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::history::{pairs, Op, OpType, Pair};
+
+/// The set checker's verdict. `add` operations carry one element; `read` operations return
+/// every element (a JSON array).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SetReport {
+    pub valid: bool,
+    /// Acknowledged adds.
+    pub acknowledged: usize,
+    /// Acknowledged elements missing from a final read (lost writes).
+    pub lost: Vec<String>,
+    /// Elements listed twice in one read.
+    pub duplicated: Vec<String>,
+    /// Elements read that were never added, or whose add definitely failed.
+    pub unexpected: Vec<String>,
+    /// Acknowledged elements missing from a read that began after the add returned (a stale
+    /// read; linearizable reads never have one).
+    pub stale: Vec<String>,
+    /// Reads checked, and how many of them were final (after every add ended).
+    pub reads: usize,
+    pub final_reads: usize,
+}
+
+fn element(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks adds against reads: nothing acknowledged is lost or stale, nothing is duplicated,
+/// nothing appears that was not added.
+pub fn set(rows: &[Op]) -> SetReport {
+    let all = pairs(rows);
+    let adds: Vec<&Pair> = all.iter().filter(|p| p.invoke.f == "add").collect();
+    let reads: Vec<&Pair> = all
+        .iter()
+        .filter(|p| p.invoke.f == "read" && p.outcome() == Some(OpType::Ok))
+        .collect();
+    let attempted: BTreeSet<String> = adds
+        .iter()
+        .filter(|p| p.outcome() != Some(OpType::Fail))
+        .map(|p| element(&p.invoke.value))
+        .collect();
+    // Acknowledged elements with the time their add returned.
+    let acked: BTreeMap<String, u64> = adds
+        .iter()
+        .filter(|p| p.outcome() == Some(OpType::Ok))
+        .filter_map(|p| Some((element(&p.invoke.value), p.ended()?)))
+        .collect();
+    let last_add_end = adds
+        .iter()
+        .map(|p| p.done.as_ref().map_or(u64::MAX, |d| d.time_ns))
+        .max()
+        .unwrap_or(0);
+    let mut report = SetReport {
+        acknowledged: acked.len(),
+        reads: reads.len(),
+        ..SetReport::default()
+    };
+    let (mut lost, mut duplicated, mut unexpected, mut stale) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for read in &reads {
+        let Some(done) = &read.done else { continue };
+        let listed: Vec<String> = done.value.as_array().into_iter().flatten().map(element).collect();
+        let mut seen = BTreeSet::new();
+        for e in &listed {
+            if !seen.insert(e.clone()) {
+                duplicated.insert(e.clone());
+            }
+            if !attempted.contains(e) {
+                unexpected.insert(e.clone());
+            }
+        }
+        let is_final = read.invoke.time_ns > last_add_end;
+        if is_final {
+            report.final_reads += 1;
+        }
+        for (e, ended) in &acked {
+            if *ended < read.invoke.time_ns && !seen.contains(e) {
+                if is_final {
+                    lost.insert(e.clone());
+                } else {
+                    stale.insert(e.clone());
+                }
+            }
+        }
+    }
+    report.lost = lost.into_iter().collect();
+    report.duplicated = duplicated.into_iter().collect();
+    report.unexpected = unexpected.into_iter().collect();
+    report.stale = stale.into_iter().collect();
+    report.valid = report.final_reads > 0
+        && report.lost.is_empty()
+        && report.duplicated.is_empty()
+        && report.unexpected.is_empty()
+        && report.stale.is_empty();
+    report
+}
+
+/// The unique-ids checker's verdict: `register` operations return a new id per key (a task
+/// definition revision per family); `read` operations return the latest id of a key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IdsReport {
+    pub valid: bool,
+    pub acknowledged: usize,
+    /// (key, id) handed out by more than one acknowledged register.
+    pub duplicated: Vec<(String, i64)>,
+    /// A read or register that began after another returned id N of the same key saw less
+    /// than N: ids went backwards in real time.
+    pub backwards: Vec<String>,
+    /// Acknowledged ids above the final read's latest.
+    pub lost: Vec<(String, i64)>,
+}
+
+/// Checks that acknowledged ids are unique per key, never seen going backwards in real time,
+/// and all covered by the final reads.
+pub fn unique_ids(rows: &[Op]) -> IdsReport {
+    let all = pairs(rows);
+    let mut report = IdsReport::default();
+    // Per key: (invoked, returned, id) of every operation that returned an id.
+    let mut observed: BTreeMap<String, Vec<(u64, u64, i64)>> = BTreeMap::new();
+    let mut handed: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    let mut last_end = 0;
+    for p in &all {
+        let Some(done) = p.done.as_ref().filter(|d| d.kind == OpType::Ok) else {
+            if p.invoke.f == "register" {
+                last_end = last_end.max(p.done.as_ref().map_or(u64::MAX, |d| d.time_ns));
+            }
+            continue;
+        };
+        let (Some(key), Some(id)) = (p.invoke.key.clone(), done.value.as_i64()) else {
+            continue;
+        };
+        if p.invoke.f == "register" {
+            report.acknowledged += 1;
+            *handed.entry((key.clone(), id)).or_default() += 1;
+            last_end = last_end.max(done.time_ns);
+        }
+        observed
+            .entry(key)
+            .or_default()
+            .push((p.invoke.time_ns, done.time_ns, id));
+    }
+    report.duplicated = handed.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect();
+    for (key, ops) in &observed {
+        // The highest id returned before each invocation, by a sweep in time order.
+        let mut by_end = ops.clone();
+        by_end.sort_by_key(|o| o.1);
+        let mut by_start = ops.clone();
+        by_start.sort_by_key(|o| o.0);
+        let (mut j, mut max_before) = (0, i64::MIN);
+        for (start, _, id) in by_start {
+            while j < by_end.len() && by_end[j].1 < start {
+                max_before = max_before.max(by_end[j].2);
+                j += 1;
+            }
+            if id < max_before {
+                report
+                    .backwards
+                    .push(format!("{key}: saw {id} after {max_before} had been returned"));
+            }
+        }
+        // Final reads: those invoked after every register of any key ended.
+        let finals: Vec<i64> = ops.iter().filter(|o| o.0 > last_end).map(|o| o.2).collect();
+        if let Some(latest) = finals.iter().min() {
+            let registered = all
+                .iter()
+                .filter(|p| p.invoke.f == "register" && p.invoke.key.as_deref() == Some(key));
+            for p in registered {
+                if let Some(id) = p
+                    .done
+                    .as_ref()
+                    .filter(|d| d.kind == OpType::Ok)
+                    .and_then(|d| d.value.as_i64())
+                {
+                    if id > *latest {
+                        report.lost.push((key.clone(), id));
+                    }
+                }
+            }
+        }
+    }
+    report.valid = report.duplicated.is_empty() && report.backwards.is_empty() && report.lost.is_empty();
+    report
+}
+
+/// The register operations of a history (`read`, `write`, `cas` per key, values integers or
+/// null), for the linearizability checker: `info` completions stay open forever, a failed cas
+/// is a definite "did not hold the old value", and a failed read or write constrains nothing.
+pub fn register_ops(rows: &[Op]) -> crate::linear::Keyed<String, crate::linear::Register> {
+    use crate::linear::{Operation, RegisterOp, RegisterOut};
+    let mut out = Vec::new();
+    for p in pairs(rows) {
+        let Some(key) = p.invoke.key.clone() else { continue };
+        let input = match p.invoke.f.as_str() {
+            "read" => RegisterOp::Read,
+            "write" => match p.invoke.value.as_i64() {
+                Some(v) => RegisterOp::Write(v),
+                None => continue,
+            },
+            "cas" => match p
+                .invoke
+                .value
+                .as_array()
+                .map(|a| (a.first().and_then(Value::as_i64), a.get(1).and_then(Value::as_i64)))
+            {
+                Some((Some(old), Some(new))) => RegisterOp::Cas(old, new),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let (ret, output) = match (p.done.as_ref().map(|d| (d.kind, d)), &input) {
+            (Some((OpType::Ok, d)), RegisterOp::Read) => (Some(d.time_ns), Some(RegisterOut::Value(d.value.as_i64()))),
+            (Some((OpType::Ok, d)), RegisterOp::Write(_)) => (Some(d.time_ns), Some(RegisterOut::Done)),
+            (Some((OpType::Ok, d)), RegisterOp::Cas(..)) => (Some(d.time_ns), Some(RegisterOut::Swapped(true))),
+            (Some((OpType::Fail, d)), RegisterOp::Cas(..)) => (Some(d.time_ns), Some(RegisterOut::Swapped(false))),
+            (Some((OpType::Fail, _)), _) => continue,
+            _ => (None, None),
+        };
+        out.push((
+            key,
+            Operation {
+                call: p.invoke.time_ns,
+                ret,
+                input,
+                output,
+                id: p.invoke.index as usize,
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::history::{Recorder, Row};
+
+    /// Builds a history from (process, type, f, key, value) rows, one time step each.
+    fn history(rows: &[(u64, OpType, &str, Option<&str>, Value)]) -> Vec<Op> {
+        let r = Recorder::default();
+        let mut out = Vec::new();
+        for (i, (process, kind, f, key, value)) in rows.iter().enumerate() {
+            let mut op = r.record(
+                *kind,
+                Row {
+                    process: *process,
+                    f: f.to_string(),
+                    key: key.map(str::to_string),
+                    value: value.clone(),
+                    ..Row::default()
+                },
+            );
+            op.time_ns = i as u64;
+            out.push(op);
+        }
+        out
+    }
+
+    use OpType::{Fail, Info, Invoke, Ok};
+
+    #[test]
+    fn a_clean_set_is_valid() {
+        let h = history(&[
+            (0, Invoke, "add", None, json!("a")),
+            (0, Ok, "add", None, json!("a")),
+            (1, Invoke, "add", None, json!("b")),
+            (1, Info, "add", None, json!("b")),
+            (2, Invoke, "add", None, json!("c")),
+            (2, Fail, "add", None, json!("c")),
+            (0, Invoke, "read", None, Value::Null),
+            (0, Ok, "read", None, json!(["a"])),
+        ]);
+        let r = set(&h);
+        assert!(r.valid, "{r:?}");
+        assert_eq!((r.acknowledged, r.final_reads), (1, 1));
+    }
+
+    #[test]
+    fn set_anomalies_are_named() {
+        let h = history(&[
+            (0, Invoke, "add", None, json!("a")),
+            (0, Ok, "add", None, json!("a")),
+            (1, Invoke, "add", None, json!("f")),
+            (1, Fail, "add", None, json!("f")),
+            // Concurrent with nothing, after a's add: must see a (stale otherwise).
+            (0, Invoke, "read", None, Value::Null),
+            (0, Ok, "read", None, json!(["f", "z", "z"])),
+        ]);
+        let r = set(&h);
+        assert!(!r.valid);
+        assert_eq!(r.lost, vec!["a"], "a final read without a");
+        assert_eq!(r.unexpected, vec!["f", "z"]);
+        assert_eq!(r.duplicated, vec!["z"]);
+        // A non-final stale read.
+        let h = history(&[
+            (0, Invoke, "add", None, json!("a")),
+            (0, Ok, "add", None, json!("a")),
+            (1, Invoke, "add", None, json!("b")),
+            (2, Invoke, "read", None, Value::Null),
+            (2, Ok, "read", None, json!([])),
+            (1, Ok, "add", None, json!("b")),
+            (2, Invoke, "read", None, Value::Null),
+            (2, Ok, "read", None, json!(["a", "b"])),
+        ]);
+        let r = set(&h);
+        assert_eq!(
+            (r.stale.clone(), r.lost.len(), r.valid),
+            (vec!["a".to_string()], 0, false)
+        );
+    }
+
+    #[test]
+    fn ids_must_be_unique_forward_and_kept() {
+        let good = history(&[
+            (0, Invoke, "register", Some("web"), Value::Null),
+            (0, Ok, "register", Some("web"), json!(1)),
+            (1, Invoke, "register", Some("web"), Value::Null),
+            (2, Invoke, "read", Some("web"), Value::Null),
+            (2, Ok, "read", Some("web"), json!(1)),
+            (1, Ok, "register", Some("web"), json!(2)),
+            (2, Invoke, "read", Some("web"), Value::Null),
+            (2, Ok, "read", Some("web"), json!(2)),
+        ]);
+        assert!(unique_ids(&good).valid, "{:?}", unique_ids(&good));
+        let bad = history(&[
+            (0, Invoke, "register", Some("web"), Value::Null),
+            (0, Ok, "register", Some("web"), json!(2)),
+            (1, Invoke, "register", Some("web"), Value::Null),
+            (1, Ok, "register", Some("web"), json!(2)),
+            (2, Invoke, "read", Some("web"), Value::Null),
+            (2, Ok, "read", Some("web"), json!(1)),
+        ]);
+        let r = unique_ids(&bad);
+        assert!(!r.valid);
+        assert_eq!(r.duplicated, vec![("web".to_string(), 2)]);
+        assert_eq!(r.backwards.len(), 1, "{r:?}");
+        assert_eq!(r.lost, vec![("web".to_string(), 2), ("web".to_string(), 2)]);
+    }
+
+    #[test]
+    fn register_histories_feed_the_linearizability_checker() {
+        use crate::linear::{check_partitioned, Register, Verdict};
+        let budget = std::time::Duration::from_secs(5);
+        let h = history(&[
+            (0, Invoke, "write", Some("k"), json!(3)),
+            (0, Ok, "write", Some("k"), json!(3)),
+            (1, Invoke, "cas", Some("k"), json!([3, 4])),
+            (1, Info, "cas", Some("k"), json!([3, 4])),
+            (2, Invoke, "read", Some("k"), Value::Null),
+            (2, Ok, "read", Some("k"), json!(4)),
+            (3, Invoke, "read", Some("j"), Value::Null),
+            (3, Ok, "read", Some("j"), Value::Null),
+        ]);
+        assert_eq!(
+            check_partitioned(&Register, register_ops(&h), budget),
+            Verdict::Linearizable
+        );
+        // The same, reading the old value after the new one: stale.
+        let mut h = h;
+        h.push(history(&[(2, Invoke, "read", Some("k"), Value::Null)])[0].clone());
+        h.last_mut().unwrap().time_ns = 100;
+        h.push(history(&[(2, Ok, "read", Some("k"), json!(3))])[0].clone());
+        h.last_mut().unwrap().time_ns = 101;
+        assert!(matches!(
+            check_partitioned(&Register, register_ops(&h), budget),
+            Verdict::NotLinearizable { .. }
+        ));
+    }
+}
