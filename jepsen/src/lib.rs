@@ -7,8 +7,10 @@
 //! - [`formats`]: readers for histories written by Jepsen (its text logs and EDN maps).
 //! - [`history`]: the recorder and its JSONL rows, and invocation/completion pairs.
 //! - [`checkers`]: the set checker and the unique, monotonic ids checker.
+//! - [`netns`]: the network-namespace topology and its faults (cut, partition, loss, heal).
 
 pub mod checkers;
 pub mod formats;
 pub mod history;
 pub mod linear;
+pub mod netns;
