@@ -8,8 +8,12 @@
 //! - [`history`]: the recorder and its JSONL rows, and invocation/completion pairs.
 //! - [`checkers`]: the set checker and the unique, monotonic ids checker.
 //! - [`netns`]: the network-namespace topology and its faults (cut, partition, loss, heal).
+//! - [`db`]: the `ecsd` processes under test (start, kill, restart, pause, resume).
+//! - [`client`]: an ECS client whose outcomes are ok, refused (definite) or unknown.
 
 pub mod checkers;
+pub mod client;
+pub mod db;
 pub mod formats;
 pub mod history;
 pub mod linear;

@@ -238,10 +238,18 @@ fn witness<I: Debug, O: Debug>(ops: &[Operation<I, O>], placed: &[usize], stuck:
             op.ret.map_or("∞".to_string(), |r| r.to_string())
         )
     };
-    let prefix: Vec<String> = placed.iter().map(|i| describe(*i)).collect();
+    // The end of the prefix is what matters: the operations just before the one that fails.
+    const SHOWN: usize = 8;
+    let skipped = placed.len().saturating_sub(SHOWN);
+    let prefix: Vec<String> = placed[skipped..].iter().map(|i| describe(*i)).collect();
     format!(
-        "linearizable prefix ({} ops): {}; then cannot place: {}",
-        prefix.len(),
+        "linearizable prefix ({} ops{}): {}; then cannot place: {}",
+        placed.len(),
+        if skipped > 0 {
+            format!(", the last {SHOWN} shown")
+        } else {
+            String::new()
+        },
         prefix.join(", "),
         stuck.map_or("?".to_string(), describe)
     )

@@ -1,0 +1,87 @@
+//! A minimal ECS client for the workloads: AWS JSON 1.1 over HTTP, with the outcome classified
+//! as Jepsen needs it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ok(Value),
+    /// A definite refusal (HTTP 4xx): it did not take effect.
+    Refused(String),
+    /// No answer, or a server error: a mutation may or may not have taken effect.
+    Unknown(String),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// The self-test's weakening: reads ask for the node's local state (`x-ecsd-consistency:
+    /// stale`), with no read-index, so a partitioned node answers from the past.
+    stale_reads: bool,
+}
+
+impl Client {
+    pub fn new(timeout: Duration, stale_reads: bool) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .build()
+                .expect("an HTTP client"),
+            stale_reads,
+        }
+    }
+
+    /// Calls `action` at `url` (a node's ECS API).
+    pub async fn call(&self, url: &str, action: &str, body: Value) -> Outcome {
+        self.send(url, action, body, false).await
+    }
+
+    /// Calls a read-only `action`: stale when the client was made to weaken reads.
+    pub async fn read(&self, url: &str, action: &str, body: Value) -> Outcome {
+        self.send(url, action, body, self.stale_reads).await
+    }
+
+    async fn send(&self, url: &str, action: &str, body: Value, stale: bool) -> Outcome {
+        let mut request = self.http.post(format!("{url}/"));
+        if stale {
+            request = request.header("x-ecsd-consistency", "stale");
+        }
+        let reply = request
+            .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(body.to_string())
+            .send()
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return Outcome::Unknown(e.to_string()),
+        };
+        let status = reply.status();
+        let value: Value = match reply.json().await {
+            Ok(v) => v,
+            Err(e) => return Outcome::Unknown(format!("{status}: {e}")),
+        };
+        if status.is_success() {
+            Outcome::Ok(value)
+        } else if status.is_client_error() {
+            Outcome::Refused(format!(
+                "{} {}",
+                value["__type"].as_str().unwrap_or("?"),
+                value["message"].as_str().unwrap_or("")
+            ))
+        } else {
+            Outcome::Unknown(format!("{status} {}", value["message"].as_str().unwrap_or("")))
+        }
+    }
+
+    /// The leader node id one node reports, if any.
+    pub async fn leader(&self, url: &str) -> Option<u64> {
+        let r = self.http.get(format!("{url}/cluster/status")).send().await.ok()?;
+        let v: Value = r.json().await.ok()?;
+        v["leader"].as_u64()
+    }
+}

@@ -1,0 +1,516 @@
+//! `ecs-jepsen`: runs a Jepsen-style test against real `ecsd` nodes, or re-checks a stored run.
+//!
+//! `ecs-jepsen test --nodes 3 --workload register,set --nemesis partition,kill --time-limit 30`
+//! builds the network-namespace topology, starts the nodes, runs client processes from the
+//! control namespace while the nemesis injects faults, heals, does final reads, checks the
+//! history and writes `results/<timestamp>/` (history.jsonl, summary.json, node logs).
+//! `ecs-jepsen check results/<run>` checks a stored history again.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use ecs_jepsen::checkers::{register_ops, set, SetReport};
+use ecs_jepsen::client::{Client, Outcome};
+use ecs_jepsen::db::{api_url, Db};
+use ecs_jepsen::history::{read_jsonl, write_jsonl, Op, OpType, Recorder, Row};
+use ecs_jepsen::linear::{check_partitioned, Register, Verdict};
+use ecs_jepsen::netns::{self, Netns};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(about = "Fault injection and consistency checking for ecsd, the way Jepsen does it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a test and checks its history.
+    Test(TestArgs),
+    /// Checks the history of a stored run again.
+    Check { run: PathBuf },
+}
+
+#[derive(clap::Args, Clone)]
+struct TestArgs {
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Only `netns` is built so far (it needs root).
+    #[arg(long, default_value = "netns")]
+    backend: String,
+    /// Comma-separated: register, set.
+    #[arg(long, default_value = "register,set")]
+    workload: String,
+    /// Comma-separated: partition, kill, pause, or none.
+    #[arg(long, default_value = "partition,kill")]
+    nemesis: String,
+    #[arg(long, default_value_t = 30)]
+    time_limit: u64,
+    /// Operations per second, over all clients.
+    #[arg(long, default_value_t = 30.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 6)]
+    concurrency: usize,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The ecsd binary (default: `ecsd` beside this program).
+    #[arg(long)]
+    ecsd: Option<PathBuf>,
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// The self-test: `stale-reads` makes every read ask for the node's local state, without
+    /// read-index; a run must then report a violation (that is how a green run means something).
+    #[arg(long)]
+    weaken: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test(args) => test(args),
+        Command::Check { run } => check_run(&run),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("ecs-jepsen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+const SET_KEY: &str = "set";
+const REGISTER_KEYS: usize = 4;
+
+fn test(args: TestArgs) -> Result<bool, String> {
+    if args.backend != "netns" {
+        return Err(format!("backend {}: only netns is built so far", args.backend));
+    }
+    if !netns::available() {
+        return Err("the netns backend needs root and `ip netns`".into());
+    }
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let run_dir = args.results.join(format!("{stamp}-{seed}"));
+    std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+    let ecsd = match &args.ecsd {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ecsd"),
+    };
+    println!(
+        "ecs-jepsen: {} nodes, workload {}, nemesis {}, {} s, seed {seed}; results in {}",
+        args.nodes,
+        args.workload,
+        args.nemesis,
+        args.time_limit,
+        run_dir.display()
+    );
+    let net = Arc::new(Netns::create(args.nodes)?);
+    let db = Arc::new(Mutex::new(Db::start(&net, &ecsd, &run_dir)?));
+    // Clients and nemesis act from the control host, as Jepsen's control node does.
+    Netns::enter(&net.control_ns())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let rows = runtime.block_on(run(args.clone(), seed, net.clone(), db.clone()))?;
+    drop(runtime);
+    write_jsonl(&run_dir.join("history.jsonl"), &rows).map_err(|e| e.to_string())?;
+    std::fs::write(run_dir.join("workload"), &args.workload).map_err(|e| e.to_string())?;
+    let valid = check(&rows, &args.workload, &run_dir)?;
+    drop(db);
+    drop(net);
+    Ok(valid)
+}
+
+fn check_run(run: &Path) -> Result<bool, String> {
+    let rows = read_jsonl(&run.join("history.jsonl"))?;
+    let workload = std::fs::read_to_string(run.join("workload")).unwrap_or_else(|_| "register,set".into());
+    check(&rows, workload.trim(), run)
+}
+
+/// Checks `rows`, writes `summary.json` into `dir`, prints a summary; true if all is valid.
+fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
+    let mut summary = serde_json::Map::new();
+    let mut valid = true;
+    let oks = rows.iter().filter(|r| r.kind == OpType::Ok).count();
+    let infos = rows.iter().filter(|r| r.kind == OpType::Info).count();
+    summary.insert(
+        "operations".into(),
+        json!({"rows": rows.len(), "ok": oks, "info": infos}),
+    );
+    if workload.contains("register") {
+        let ops: Vec<_> = register_ops(rows)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with('r'))
+            .collect();
+        let count = ops.len();
+        let verdict = check_partitioned(&Register, ops, Duration::from_secs(120));
+        let (ok, text) = match &verdict {
+            Verdict::Linearizable => (Some(true), "linearizable".to_string()),
+            Verdict::Unknown => (None, "unknown (time budget)".to_string()),
+            Verdict::NotLinearizable { witness } => (Some(false), format!("NOT linearizable: {witness}")),
+        };
+        valid &= ok == Some(true);
+        println!("  register: {count} operations, {text}");
+        summary.insert(
+            "register".into(),
+            json!({"valid": ok, "operations": count, "verdict": text}),
+        );
+    }
+    if workload.contains("set") {
+        let set_rows: Vec<Op> = rows
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(SET_KEY))
+            .cloned()
+            .collect();
+        let report: SetReport = set(&set_rows);
+        valid &= report.valid;
+        println!(
+            "  set: {} acknowledged, {} lost, {} duplicated, {} unexpected, {} stale, {} final reads: {}",
+            report.acknowledged,
+            report.lost.len(),
+            report.duplicated.len(),
+            report.unexpected.len(),
+            report.stale.len(),
+            report.final_reads,
+            if report.valid { "valid" } else { "INVALID" }
+        );
+        summary.insert("set".into(), serde_json::to_value(&report).map_err(|e| e.to_string())?);
+    }
+    summary.insert("valid".into(), json!(valid));
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&Value::Object(summary)).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("ecs-jepsen: {}", if valid { "valid" } else { "INVALID" });
+    Ok(valid)
+}
+
+/// The process id the nemesis records under.
+const NEMESIS: u64 = u64::MAX;
+
+async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> Result<Vec<Op>, String> {
+    let stale = match args.weaken.as_deref() {
+        None => false,
+        Some("stale-reads") => true,
+        Some(other) => return Err(format!("--weaken {other}: only stale-reads is known")),
+    };
+    let client = Client::new(Duration::from_secs(5), stale);
+    let urls: Vec<String> = (1..=args.nodes).map(api_url).collect();
+    wait_for_leader(&client, &urls, Duration::from_secs(60)).await?;
+    let cluster_arn = loop {
+        if let Outcome::Ok(v) = client
+            .call(&urls[0], "CreateCluster", json!({"clusterName": "jepsen"}))
+            .await
+        {
+            break v["cluster"]["clusterArn"].as_str().unwrap_or_default().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let recorder = Recorder::default();
+    let deadline = Instant::now() + Duration::from_secs(args.time_limit);
+    let names = Arc::new(AtomicU64::new(0));
+    let workloads: Vec<String> = args.workload.split(',').map(|w| w.trim().to_string()).collect();
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (client, urls, recorder, workloads, names, arn) = (
+            client.clone(),
+            urls.clone(),
+            recorder.clone(),
+            workloads.clone(),
+            names.clone(),
+            cluster_arn.clone(),
+        );
+        let pause = Duration::from_secs_f64(args.concurrency as f64 / args.rate.max(0.1));
+        let concurrency = args.concurrency as u64;
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed ^ (w as u64 + 1));
+            let mut process = w as u64;
+            let url = &urls[w % urls.len()];
+            while Instant::now() < deadline {
+                let workload = &workloads[rng.gen_range(0..workloads.len())];
+                let info = if workload == "set" {
+                    set_op(&client, url, &recorder, process, &mut rng, &names).await
+                } else {
+                    register_op(&client, url, &recorder, process, &mut rng, &arn).await
+                };
+                if info {
+                    // An indeterminate operation retires the process, as in Jepsen.
+                    process += concurrency;
+                }
+                tokio::time::sleep(pause.mul_f64(rng.gen_range(0.5..1.5))).await;
+            }
+        }));
+    }
+    let nemesis = tokio::spawn(nemesis(
+        args.nemesis.clone(),
+        seed,
+        deadline,
+        net.clone(),
+        db.clone(),
+        recorder.clone(),
+        client.clone(),
+        urls.clone(),
+    ));
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = nemesis.await;
+    // Heal everything, bring every node back, then read what is there.
+    net.heal()?;
+    db.lock().unwrap_or_else(|p| p.into_inner()).recover(&net)?;
+    wait_for_leader(&client, &urls, Duration::from_secs(60)).await?;
+    let final_process = 1_000_000;
+    for (i, url) in urls.iter().enumerate() {
+        if workloads.iter().any(|w| w == "set") {
+            read_set(&client, url, &recorder, final_process + i as u64, true).await;
+        }
+        if workloads.iter().any(|w| w == "register") {
+            for k in 0..REGISTER_KEYS {
+                read_register(
+                    &client,
+                    url,
+                    &recorder,
+                    final_process + 100 + i as u64,
+                    &format!("r{k}"),
+                    &cluster_arn,
+                )
+                .await;
+            }
+        }
+    }
+    Ok(recorder.rows())
+}
+
+async fn wait_for_leader(client: &Client, urls: &[String], within: Duration) -> Result<(), String> {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        for url in urls {
+            if client.leader(url).await.is_some() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("no leader within the time allowed".into())
+}
+
+fn row(process: u64, f: &str, key: &str, value: Value, node: &str) -> Row {
+    Row {
+        process,
+        f: f.into(),
+        key: Some(key.into()),
+        value,
+        error: None,
+        node: Some(node.into()),
+    }
+}
+
+/// Records the completion of a mutation; true if it was indeterminate.
+fn complete_mutation(recorder: &Recorder, mut r: Row, outcome: &Outcome) -> bool {
+    let (kind, error) = match outcome {
+        Outcome::Ok(_) => (OpType::Ok, None),
+        Outcome::Refused(e) => (OpType::Fail, Some(e.clone())),
+        Outcome::Unknown(e) => (OpType::Info, Some(e.clone())),
+    };
+    r.error = error;
+    recorder.record(kind, r);
+    kind == OpType::Info
+}
+
+async fn set_op(
+    client: &Client,
+    url: &str,
+    recorder: &Recorder,
+    process: u64,
+    rng: &mut StdRng,
+    names: &AtomicU64,
+) -> bool {
+    if rng.gen_bool(0.8) {
+        let name = format!("s-{}", names.fetch_add(1, Ordering::SeqCst));
+        let r = row(process, "add", SET_KEY, json!(name), url);
+        recorder.record(OpType::Invoke, r.clone());
+        let outcome = client.call(url, "CreateCluster", json!({"clusterName": name})).await;
+        complete_mutation(recorder, r, &outcome)
+    } else {
+        read_set(client, url, recorder, process, false).await;
+        false
+    }
+}
+
+/// Reads every `s-` cluster (all pages); a failed read is a `fail` (it changed nothing).
+async fn read_set(client: &Client, url: &str, recorder: &Recorder, process: u64, _final: bool) {
+    let r = row(process, "read", SET_KEY, Value::Null, url);
+    recorder.record(OpType::Invoke, r.clone());
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({"maxResults": 100});
+        if let Some(t) = &token {
+            body["nextToken"] = json!(t);
+        }
+        match client.read(url, "ListClusters", body).await {
+            Outcome::Ok(v) => {
+                for arn in v["clusterArns"].as_array().into_iter().flatten() {
+                    let name = arn.as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+                    if name.starts_with("s-") {
+                        names.push(json!(name));
+                    }
+                }
+                token = v["nextToken"].as_str().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+            Outcome::Refused(e) | Outcome::Unknown(e) => {
+                let mut done = r;
+                done.error = Some(e);
+                recorder.record(OpType::Fail, done);
+                return;
+            }
+        }
+    }
+    let mut done = r;
+    done.value = Value::Array(names);
+    recorder.record(OpType::Ok, done);
+}
+
+async fn register_op(
+    client: &Client,
+    url: &str,
+    recorder: &Recorder,
+    process: u64,
+    rng: &mut StdRng,
+    arn: &str,
+) -> bool {
+    let key = format!("r{}", rng.gen_range(0..REGISTER_KEYS));
+    if rng.gen_bool(0.5) {
+        let value = rng.gen_range(0..5i64);
+        let r = row(process, "write", &key, json!(value), url);
+        recorder.record(OpType::Invoke, r.clone());
+        let body = json!({"resourceArn": arn, "tags": [{"key": key, "value": value.to_string()}]});
+        let outcome = client.call(url, "TagResource", body).await;
+        complete_mutation(recorder, r, &outcome)
+    } else {
+        read_register(client, url, recorder, process, &key, arn).await;
+        false
+    }
+}
+
+async fn read_register(client: &Client, url: &str, recorder: &Recorder, process: u64, key: &str, arn: &str) {
+    let r = row(process, "read", key, Value::Null, url);
+    recorder.record(OpType::Invoke, r.clone());
+    let mut done = r;
+    match client
+        .read(url, "ListTagsForResource", json!({"resourceArn": arn}))
+        .await
+    {
+        Outcome::Ok(v) => {
+            done.value = v["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["key"] == key)
+                .and_then(|t| t["value"].as_str())
+                .and_then(|s| s.parse::<i64>().ok())
+                .map_or(Value::Null, Value::from);
+            recorder.record(OpType::Ok, done);
+        }
+        Outcome::Refused(e) | Outcome::Unknown(e) => {
+            done.error = Some(e);
+            recorder.record(OpType::Fail, done);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn nemesis(
+    faults: String,
+    seed: u64,
+    deadline: Instant,
+    net: Arc<Netns>,
+    db: Arc<Mutex<Db>>,
+    recorder: Recorder,
+    client: Client,
+    urls: Vec<String>,
+) {
+    let faults: Vec<&str> = faults
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && *f != "none")
+        .collect();
+    if faults.is_empty() {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(seed.rotate_left(17));
+    let n = urls.len();
+    let note = |what: &str, value: Value| {
+        recorder.record(
+            OpType::Info,
+            Row {
+                process: NEMESIS,
+                f: what.into(),
+                key: None,
+                value,
+                error: None,
+                node: None,
+            },
+        )
+    };
+    loop {
+        let wait = Duration::from_secs_f64(rng.gen_range(5.0..10.0));
+        if Instant::now() + wait >= deadline {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        let fault = faults[rng.gen_range(0..faults.len())];
+        let leader = match client.leader(&urls[rng.gen_range(0..n)]).await {
+            Some(l) if rng.gen_bool(0.5) => l as usize,
+            _ => rng.gen_range(1..=n),
+        };
+        match fault {
+            "partition" => {
+                let others: Vec<usize> = (1..=n).filter(|i| *i != leader).collect();
+                note("start-partition", json!({"isolated": leader}));
+                if let Err(e) = net.partition(&[vec![leader], others]) {
+                    eprintln!("nemesis: {e}");
+                }
+            }
+            "kill" => {
+                note("start-kill", json!({"node": leader}));
+                db.lock().unwrap_or_else(|p| p.into_inner()).kill(leader);
+            }
+            "pause" => {
+                note("start-pause", json!({"node": leader}));
+                db.lock().unwrap_or_else(|p| p.into_inner()).pause(leader);
+            }
+            other => {
+                eprintln!("nemesis: {other} is not built yet");
+                continue;
+            }
+        }
+        let hold =
+            Duration::from_secs_f64(rng.gen_range(5.0..10.0)).min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(hold).await;
+        let _ = net.heal();
+        let recovered = db.lock().unwrap_or_else(|p| p.into_inner()).recover(&net);
+        if let Err(e) = recovered {
+            eprintln!("nemesis: {e}");
+        }
+        note(&format!("stop-{fault}"), json!({"node": leader}));
+    }
+}
