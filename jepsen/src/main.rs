@@ -239,6 +239,10 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
         let concurrency = args.concurrency as u64;
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ (w as u64 + 1));
+            let mut plan = RegisterPlan {
+                self_test: stale,
+                turn: 0,
+            };
             let mut process = w as u64;
             let url = &urls[w % urls.len()];
             while Instant::now() < deadline {
@@ -246,7 +250,7 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
                 let info = if workload == "set" {
                     set_op(&client, url, &recorder, process, &mut rng, &names).await
                 } else {
-                    register_op(&client, url, &recorder, process, &mut rng, &arn).await
+                    register_op(&client, url, &recorder, process, &mut rng, &arn, &mut plan).await
                 };
                 if info {
                     // An indeterminate operation retires the process, as in Jepsen.
@@ -389,6 +393,13 @@ async fn read_set(client: &Client, url: &str, recorder: &Recorder, process: u64,
     recorder.record(OpType::Ok, done);
 }
 
+/// How a client chooses its register operations.
+struct RegisterPlan {
+    self_test: bool,
+    turn: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn register_op(
     client: &Client,
     url: &str,
@@ -396,9 +407,17 @@ async fn register_op(
     process: u64,
     rng: &mut StdRng,
     arn: &str,
+    plan: &mut RegisterPlan,
 ) -> bool {
-    let key = format!("r{}", rng.gen_range(0..REGISTER_KEYS));
-    if rng.gen_bool(0.5) {
+    // The self-test writes and then reads one key, turn about, so that every client of a
+    // partitioned node reads right after its write timed out, while the majority writes on.
+    let (key, write) = if plan.self_test {
+        plan.turn += 1;
+        ("r0".to_string(), plan.turn % 2 == 1)
+    } else {
+        (format!("r{}", rng.gen_range(0..REGISTER_KEYS)), rng.gen_bool(0.5))
+    };
+    if write {
         let value = rng.gen_range(0..5i64);
         let r = row(process, "write", &key, json!(value), url);
         recorder.record(OpType::Invoke, r.clone());
