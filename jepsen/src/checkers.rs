@@ -240,6 +240,99 @@ pub fn register_ops(rows: &[Op]) -> crate::linear::Keyed<String, crate::linear::
     out
 }
 
+/// One fault and how long writes were unavailable after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    /// `partition`, `kill` or `pause`.
+    pub fault: String,
+    pub node: u64,
+    /// Whether the node was the leader when the fault began.
+    pub leader: bool,
+    /// Seconds since the start of the run.
+    pub at_s: f64,
+    /// From the fault to the first acknowledged write sent to another node that was invoked
+    /// after it (`None`: none before the fault ended).
+    pub window_ms: Option<f64>,
+}
+
+/// Throughput, latency, and the unavailability window after each fault.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AvailabilityReport {
+    pub ok_per_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub windows: Vec<Window>,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Measures a history: acknowledged operations per second, their latency, and, for each
+/// nemesis `start-<fault>` row (value `{node, leader}`), the time to the first write
+/// acknowledged by another node that was invoked after the fault began.
+pub fn availability(rows: &[Op]) -> AvailabilityReport {
+    let all = pairs(rows);
+    let mut latencies: Vec<f64> = all
+        .iter()
+        .filter_map(|p| {
+            let done = p.done.as_ref().filter(|d| d.kind == OpType::Ok)?;
+            Some((done.time_ns - p.invoke.time_ns) as f64 / 1e6)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let span = rows.last().map_or(0, |r| r.time_ns) as f64 / 1e9;
+    let mut report = AvailabilityReport {
+        ok_per_s: if span > 0.0 { latencies.len() as f64 / span } else { 0.0 },
+        latency_p50_ms: quantile(&latencies, 0.5),
+        latency_p99_ms: quantile(&latencies, 0.99),
+        windows: Vec::new(),
+    };
+    let writes: Vec<&Pair> = all
+        .iter()
+        .filter(|p| matches!(p.invoke.f.as_str(), "write" | "add") && p.outcome() == Some(OpType::Ok))
+        .collect();
+    for row in rows
+        .iter()
+        .filter(|r| r.kind == OpType::Info && r.f.starts_with("start-"))
+    {
+        let node = row.value["node"]
+            .as_u64()
+            .or(row.value["isolated"].as_u64())
+            .unwrap_or(0);
+        let node_url = format!("10.77.0.{}:", 10 + node);
+        let first = writes
+            .iter()
+            .filter(|p| p.invoke.time_ns > row.time_ns)
+            .filter(|p| !p.invoke.node.as_deref().is_some_and(|n| n.contains(&node_url)))
+            .filter_map(|p| p.ended())
+            .min();
+        report.windows.push(Window {
+            fault: row.f.trim_start_matches("start-").to_string(),
+            node,
+            leader: row.value["leader"].as_bool().unwrap_or(false),
+            at_s: row.time_ns as f64 / 1e9,
+            window_ms: first.map(|t| (t - row.time_ns) as f64 / 1e6),
+        });
+    }
+    report
+}
+
+/// The median window of the faults of kind `fault` on the leader (or not).
+pub fn median_window(report: &AvailabilityReport, fault: &str, leader: bool) -> Option<f64> {
+    let mut w: Vec<f64> = report
+        .windows
+        .iter()
+        .filter(|w| w.fault == fault && w.leader == leader)
+        .filter_map(|w| w.window_ms)
+        .collect();
+    w.sort_by(f64::total_cmp);
+    (!w.is_empty()).then(|| quantile(&w, 0.5))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -377,5 +470,28 @@ mod tests {
             check_partitioned(&Register, register_ops(&h), budget),
             Verdict::NotLinearizable { .. }
         ));
+    }
+
+    #[test]
+    fn availability_windows_run_from_the_fault_to_the_next_acknowledged_write() {
+        let mut h = history(&[
+            (0, Invoke, "write", Some("r0"), json!(1)),
+            (0, Ok, "write", Some("r0"), json!(1)),
+            (u64::MAX, Info, "start-kill", None, json!({"node": 1, "leader": true})),
+            (0, Invoke, "write", Some("r0"), json!(2)),
+            (0, Ok, "write", Some("r0"), json!(2)),
+        ]);
+        for (i, op) in h.iter_mut().enumerate() {
+            op.time_ns = [0, 1_000_000, 10_000_000, 20_000_000, 760_000_000][i];
+            if op.f == "write" {
+                op.node = Some("http://10.77.0.12:8101".into());
+            }
+        }
+        let r = availability(&h);
+        assert_eq!(r.windows.len(), 1);
+        assert_eq!((r.windows[0].fault.as_str(), r.windows[0].leader), ("kill", true));
+        assert_eq!(r.windows[0].window_ms, Some(750.0));
+        assert_eq!(median_window(&r, "kill", true), Some(750.0));
+        assert_eq!(median_window(&r, "partition", true), None);
     }
 }

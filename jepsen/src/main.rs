@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ecs_jepsen::checkers::{register_ops, set, SetReport};
+use ecs_jepsen::checkers::{availability, median_window, register_ops, set, SetReport};
 use ecs_jepsen::client::{Client, Outcome};
 use ecs_jepsen::db::{api_url, Db};
 use ecs_jepsen::history::{read_jsonl, write_jsonl, Op, OpType, Recorder, Row};
@@ -190,6 +190,23 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         );
         summary.insert("set".into(), serde_json::to_value(&report).map_err(|e| e.to_string())?);
     }
+    let report = availability(rows);
+    print!(
+        "  availability: {:.1} ok/s, latency p50 {:.1} ms, p99 {:.1} ms",
+        report.ok_per_s, report.latency_p50_ms, report.latency_p99_ms
+    );
+    for fault in ["partition", "kill", "pause"] {
+        for (leader, who) in [(true, "leader"), (false, "follower")] {
+            if let Some(ms) = median_window(&report, fault, leader) {
+                print!("; {fault} of the {who}: median window {ms:.0} ms");
+            }
+        }
+    }
+    println!();
+    summary.insert(
+        "availability".into(),
+        serde_json::to_value(&report).map_err(|e| e.to_string())?,
+    );
     summary.insert("valid".into(), json!(valid));
     std::fs::write(
         dir.join("summary.json"),
@@ -497,25 +514,27 @@ async fn nemesis(
         }
         tokio::time::sleep(wait).await;
         let fault = faults[rng.gen_range(0..faults.len())];
-        let leader = match client.leader(&urls[rng.gen_range(0..n)]).await {
+        let current = client.leader(&urls[rng.gen_range(0..n)]).await;
+        let target = match current {
             Some(l) if rng.gen_bool(0.5) => l as usize,
             _ => rng.gen_range(1..=n),
         };
+        let is_leader = current == Some(target as u64);
         match fault {
             "partition" => {
-                let others: Vec<usize> = (1..=n).filter(|i| *i != leader).collect();
-                note("start-partition", json!({"isolated": leader}));
-                if let Err(e) = net.partition(&[vec![leader], others]) {
+                let others: Vec<usize> = (1..=n).filter(|i| *i != target).collect();
+                note("start-partition", json!({"node": target, "leader": is_leader}));
+                if let Err(e) = net.partition(&[vec![target], others]) {
                     eprintln!("nemesis: {e}");
                 }
             }
             "kill" => {
-                note("start-kill", json!({"node": leader}));
-                db.lock().unwrap_or_else(|p| p.into_inner()).kill(leader);
+                note("start-kill", json!({"node": target, "leader": is_leader}));
+                db.lock().unwrap_or_else(|p| p.into_inner()).kill(target);
             }
             "pause" => {
-                note("start-pause", json!({"node": leader}));
-                db.lock().unwrap_or_else(|p| p.into_inner()).pause(leader);
+                note("start-pause", json!({"node": target, "leader": is_leader}));
+                db.lock().unwrap_or_else(|p| p.into_inner()).pause(target);
             }
             other => {
                 eprintln!("nemesis: {other} is not built yet");
@@ -530,6 +549,6 @@ async fn nemesis(
         if let Err(e) = recovered {
             eprintln!("nemesis: {e}");
         }
-        note(&format!("stop-{fault}"), json!({"node": leader}));
+        note(&format!("stop-{fault}"), json!({"node": target}));
     }
 }
