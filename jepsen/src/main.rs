@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ecs_jepsen::checkers::{availability, median_window, register_ops, set, SetReport};
+use ecs_jepsen::checkers::{availability, median_window, register_ops, set, unique_ids, SetReport};
 use ecs_jepsen::client::{Client, Outcome};
 use ecs_jepsen::db::{api_url, Db};
 use ecs_jepsen::history::{read_jsonl, write_jsonl, Op, OpType, Recorder, Row};
@@ -45,7 +45,7 @@ struct TestArgs {
     /// Only `netns` is built so far (it needs root).
     #[arg(long, default_value = "netns")]
     backend: String,
-    /// Comma-separated: register, set.
+    /// Comma-separated: register, set, monotonic.
     #[arg(long, default_value = "register,set")]
     workload: String,
     /// Comma-separated: partition, kill, pause, or none.
@@ -89,6 +89,8 @@ fn main() -> ExitCode {
 
 const SET_KEY: &str = "set";
 const REGISTER_KEYS: usize = 4;
+/// Task definition families of the monotonic workload.
+const FAMILIES: usize = 2;
 
 fn test(args: TestArgs) -> Result<bool, String> {
     if args.backend != "netns" {
@@ -190,6 +192,27 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         );
         summary.insert("set".into(), serde_json::to_value(&report).map_err(|e| e.to_string())?);
     }
+    if workload.contains("monotonic") {
+        let family_rows: Vec<Op> = rows
+            .iter()
+            .filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with("jm")))
+            .cloned()
+            .collect();
+        let report = unique_ids(&family_rows);
+        valid &= report.valid;
+        println!(
+            "  monotonic: {} revisions acknowledged, {} handed out twice, {} seen going backwards, {} lost: {}",
+            report.acknowledged,
+            report.duplicated.len(),
+            report.backwards.len(),
+            report.lost.len(),
+            if report.valid { "valid" } else { "INVALID" }
+        );
+        summary.insert(
+            "monotonic".into(),
+            serde_json::to_value(&report).map_err(|e| e.to_string())?,
+        );
+    }
     let report = availability(rows);
     print!(
         "  availability: {:.1} ok/s, latency p50 {:.1} ms, p99 {:.1} ms",
@@ -266,6 +289,8 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
                 let workload = &workloads[rng.gen_range(0..workloads.len())];
                 let info = if workload == "set" {
                     set_op(&client, url, &recorder, process, &mut rng, &names).await
+                } else if workload == "monotonic" {
+                    monotonic_op(&client, url, &recorder, process, &mut rng).await
                 } else {
                     register_op(&client, url, &recorder, process, &mut rng, &arn, &mut plan).await
                 };
@@ -299,6 +324,18 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
     for (i, url) in urls.iter().enumerate() {
         if workloads.iter().any(|w| w == "set") {
             read_set(&client, url, &recorder, final_process + i as u64, true).await;
+        }
+        if workloads.iter().any(|w| w == "monotonic") {
+            for k in 0..FAMILIES {
+                read_revision(
+                    &client,
+                    url,
+                    &recorder,
+                    final_process + 200 + i as u64,
+                    &format!("jm{k}"),
+                )
+                .await;
+            }
         }
         if workloads.iter().any(|w| w == "register") {
             for k in 0..REGISTER_KEYS {
@@ -410,6 +447,63 @@ async fn read_set(client: &Client, url: &str, recorder: &Recorder, process: u64,
     recorder.record(OpType::Ok, done);
 }
 
+/// Registers a new revision of a family (its id), or reads the family's latest revision.
+async fn monotonic_op(client: &Client, url: &str, recorder: &Recorder, process: u64, rng: &mut StdRng) -> bool {
+    let family = format!("jm{}", rng.gen_range(0..FAMILIES));
+    if !rng.gen_bool(0.5) {
+        read_revision(client, url, recorder, process, &family).await;
+        return false;
+    }
+    let r = row(process, "register", &family, Value::Null, url);
+    recorder.record(OpType::Invoke, r.clone());
+    let body = json!({"family": family, "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]});
+    let outcome = client.call(url, "RegisterTaskDefinition", body).await;
+    let mut done = r;
+    if let Outcome::Ok(v) = &outcome {
+        done.value = v["taskDefinition"]["revision"].clone();
+    }
+    complete_mutation(recorder, done, &outcome)
+}
+
+/// Reads the latest revision of `family`; a failed read is a `fail`.
+async fn read_revision(client: &Client, url: &str, recorder: &Recorder, process: u64, family: &str) {
+    let body = json!({"taskDefinition": family});
+    read_value(
+        client,
+        (url, recorder, process),
+        family,
+        "DescribeTaskDefinition",
+        body,
+        |v| v["taskDefinition"]["revision"].clone(),
+    )
+    .await;
+}
+
+/// One read of `key` with `action`: `ok` with what `extract` finds in the answer, or `fail`
+/// (a read changes nothing, so even a timeout is a definite failure).
+async fn read_value(
+    client: &Client,
+    (url, recorder, process): (&str, &Recorder, u64),
+    key: &str,
+    action: &str,
+    body: Value,
+    extract: impl Fn(&Value) -> Value,
+) {
+    let r = row(process, "read", key, Value::Null, url);
+    recorder.record(OpType::Invoke, r.clone());
+    let mut done = r;
+    match client.read(url, action, body).await {
+        Outcome::Ok(v) => {
+            done.value = extract(&v);
+            recorder.record(OpType::Ok, done);
+        }
+        Outcome::Refused(e) | Outcome::Unknown(e) => {
+            done.error = Some(e);
+            recorder.record(OpType::Fail, done);
+        }
+    }
+}
+
 /// How a client chooses its register operations.
 struct RegisterPlan {
     self_test: bool,
@@ -448,29 +542,25 @@ async fn register_op(
 }
 
 async fn read_register(client: &Client, url: &str, recorder: &Recorder, process: u64, key: &str, arn: &str) {
-    let r = row(process, "read", key, Value::Null, url);
-    recorder.record(OpType::Invoke, r.clone());
-    let mut done = r;
-    match client
-        .read(url, "ListTagsForResource", json!({"resourceArn": arn}))
-        .await
-    {
-        Outcome::Ok(v) => {
-            done.value = v["tags"]
+    let body = json!({"resourceArn": arn});
+    read_value(
+        client,
+        (url, recorder, process),
+        key,
+        "ListTagsForResource",
+        body,
+        |v| {
+            v["tags"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .find(|t| t["key"] == key)
                 .and_then(|t| t["value"].as_str())
                 .and_then(|s| s.parse::<i64>().ok())
-                .map_or(Value::Null, Value::from);
-            recorder.record(OpType::Ok, done);
-        }
-        Outcome::Refused(e) | Outcome::Unknown(e) => {
-            done.error = Some(e);
-            recorder.record(OpType::Fail, done);
-        }
-    }
+                .map_or(Value::Null, Value::from)
+        },
+    )
+    .await;
 }
 
 #[allow(clippy::too_many_arguments)]
