@@ -240,6 +240,57 @@ pub fn register_ops(rows: &[Op]) -> crate::linear::Keyed<String, crate::linear::
     out
 }
 
+/// The idempotency checker's verdict: `run` operations start one task each, tagged
+/// `startedBy` with their own name and retried with the same client token after a timeout;
+/// a final `tasks` read lists the `startedBy` of every task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IdempotencyReport {
+    pub valid: bool,
+    pub acknowledged: usize,
+    /// Requests that started more than one task.
+    pub duplicated: Vec<String>,
+    /// Acknowledged requests with no task.
+    pub lost: Vec<String>,
+    /// Requests refused for certain that started a task anyway.
+    pub refused_but_applied: Vec<String>,
+}
+
+pub fn idempotency(rows: &[Op]) -> IdempotencyReport {
+    let all = pairs(rows);
+    let Some(tasks) = all
+        .iter()
+        .rev()
+        .find(|p| p.invoke.f == "tasks" && p.outcome() == Some(OpType::Ok))
+        .and_then(|p| p.done.as_ref())
+    else {
+        return IdempotencyReport::default();
+    };
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks.value.as_array().into_iter().flatten() {
+        *count.entry(element(t)).or_default() += 1;
+    }
+    let mut report = IdempotencyReport::default();
+    for p in all.iter().filter(|p| p.invoke.f == "run") {
+        let name = element(&p.invoke.value);
+        let n = count.get(&name).copied().unwrap_or(0);
+        if n > 1 {
+            report.duplicated.push(name.clone());
+        }
+        match p.outcome() {
+            Some(OpType::Ok) => {
+                report.acknowledged += 1;
+                if n == 0 {
+                    report.lost.push(name);
+                }
+            }
+            Some(OpType::Fail) if n > 0 => report.refused_but_applied.push(name),
+            _ => {}
+        }
+    }
+    report.valid = report.duplicated.is_empty() && report.lost.is_empty() && report.refused_but_applied.is_empty();
+    report
+}
+
 /// One fault and how long writes were unavailable after it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
@@ -493,5 +544,32 @@ mod tests {
         assert_eq!(r.windows[0].window_ms, Some(750.0));
         assert_eq!(median_window(&r, "kill", true), Some(750.0));
         assert_eq!(median_window(&r, "partition", true), None);
+    }
+
+    #[test]
+    fn idempotent_requests_start_one_task_each() {
+        let h = history(&[
+            (0, Invoke, "run", Some("idem"), json!("i-0")),
+            (0, Ok, "run", Some("idem"), json!("i-0")),
+            (1, Invoke, "run", Some("idem"), json!("i-1")),
+            (1, Info, "run", Some("idem"), json!("i-1")),
+            (2, Invoke, "run", Some("idem"), json!("i-2")),
+            (2, Fail, "run", Some("idem"), json!("i-2")),
+            (9, Invoke, "tasks", Some("idem"), Value::Null),
+            (9, Ok, "tasks", Some("idem"), json!(["i-0", "i-1"])),
+        ]);
+        let r = idempotency(&h);
+        assert!(r.valid, "{r:?}");
+        let mut bad = h.clone();
+        bad[7].value = json!(["i-1", "i-1", "i-2"]);
+        let r = idempotency(&bad);
+        assert_eq!(
+            (r.duplicated.clone(), r.lost.clone(), r.refused_but_applied.clone()),
+            (
+                vec!["i-1".to_string()],
+                vec!["i-0".to_string()],
+                vec!["i-2".to_string()]
+            )
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ecs_jepsen::checkers::{availability, median_window, register_ops, set, unique_ids, SetReport};
+use ecs_jepsen::checkers::{availability, idempotency, median_window, register_ops, set, unique_ids, SetReport};
 use ecs_jepsen::client::{Client, Outcome};
 use ecs_jepsen::db::{api_url, Db};
 use ecs_jepsen::history::{read_jsonl, write_jsonl, Op, OpType, Recorder, Row};
@@ -45,7 +45,7 @@ struct TestArgs {
     /// Only `netns` is built so far (it needs root).
     #[arg(long, default_value = "netns")]
     backend: String,
-    /// Comma-separated: register, set, monotonic.
+    /// Comma-separated: register, set, monotonic, idempotency.
     #[arg(long, default_value = "register,set")]
     workload: String,
     /// Comma-separated: partition, kill, pause, or none.
@@ -91,6 +91,7 @@ const SET_KEY: &str = "set";
 const REGISTER_KEYS: usize = 4;
 /// Task definition families of the monotonic workload.
 const FAMILIES: usize = 2;
+const IDEM_KEY: &str = "idem";
 
 fn test(args: TestArgs) -> Result<bool, String> {
     if args.backend != "netns" {
@@ -127,8 +128,18 @@ fn test(args: TestArgs) -> Result<bool, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let rows = runtime.block_on(run(args.clone(), seed, net.clone(), db.clone()))?;
+    // Ctrl-C or SIGTERM ends the run early; the topology and the nodes are still torn down.
+    let rows = runtime.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            rows = run(args.clone(), seed, net.clone(), db.clone()) => rows,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+            _ = term.recv() => Err("terminated".to_string()),
+        }
+    });
     drop(runtime);
+    let rows = rows?;
     write_jsonl(&run_dir.join("history.jsonl"), &rows).map_err(|e| e.to_string())?;
     std::fs::write(run_dir.join("workload"), &args.workload).map_err(|e| e.to_string())?;
     let valid = check(&rows, &args.workload, &run_dir)?;
@@ -192,6 +203,27 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         );
         summary.insert("set".into(), serde_json::to_value(&report).map_err(|e| e.to_string())?);
     }
+    if workload.contains("idempotency") {
+        let idem_rows: Vec<Op> = rows
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(IDEM_KEY))
+            .cloned()
+            .collect();
+        let report = idempotency(&idem_rows);
+        valid &= report.valid;
+        println!(
+            "  idempotency: {} acknowledged, {} duplicated, {} lost, {} refused but applied: {}",
+            report.acknowledged,
+            report.duplicated.len(),
+            report.lost.len(),
+            report.refused_but_applied.len(),
+            if report.valid { "valid" } else { "INVALID" }
+        );
+        summary.insert(
+            "idempotency".into(),
+            serde_json::to_value(&report).map_err(|e| e.to_string())?,
+        );
+    }
     if workload.contains("monotonic") {
         let family_rows: Vec<Op> = rows
             .iter()
@@ -252,19 +284,18 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
     let client = Client::new(Duration::from_secs(5), stale);
     let urls: Vec<String> = (1..=args.nodes).map(api_url).collect();
     wait_for_leader(&client, &urls, Duration::from_secs(60)).await?;
-    let cluster_arn = loop {
-        if let Outcome::Ok(v) = client
-            .call(&urls[0], "CreateCluster", json!({"clusterName": "jepsen"}))
-            .await
-        {
-            break v["cluster"]["clusterArn"].as_str().unwrap_or_default().to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let created = setup_call(&client, &urls[0], "CreateCluster", json!({"clusterName": "jepsen"})).await?;
+    let cluster_arn = created["cluster"]["clusterArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let workloads: Vec<String> = args.workload.split(',').map(|w| w.trim().to_string()).collect();
+    if workloads.iter().any(|w| w == "idempotency") {
+        setup_idempotency(&client, &urls[0]).await?;
+    }
     let recorder = Recorder::default();
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let names = Arc::new(AtomicU64::new(0));
-    let workloads: Vec<String> = args.workload.split(',').map(|w| w.trim().to_string()).collect();
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (client, urls, recorder, workloads, names, arn) = (
@@ -291,6 +322,9 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
                     set_op(&client, url, &recorder, process, &mut rng, &names).await
                 } else if workload == "monotonic" {
                     monotonic_op(&client, url, &recorder, process, &mut rng).await
+                } else if workload == "idempotency" {
+                    let n = names.fetch_add(1, Ordering::SeqCst);
+                    run_once(&client, &urls, w, &recorder, process, seed, n).await
                 } else {
                     register_op(&client, url, &recorder, process, &mut rng, &arn, &mut plan).await
                 };
@@ -324,6 +358,14 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
     for (i, url) in urls.iter().enumerate() {
         if workloads.iter().any(|w| w == "set") {
             read_set(&client, url, &recorder, final_process + i as u64, true).await;
+        }
+        if i == 0 && workloads.iter().any(|w| w == "idempotency") {
+            for attempt in 0..5u64 {
+                if read_started_by(&client, url, &recorder, final_process + 300 + attempt).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
         if workloads.iter().any(|w| w == "monotonic") {
             for k in 0..FAMILIES {
@@ -502,6 +544,115 @@ async fn read_value(
             recorder.record(OpType::Fail, done);
         }
     }
+}
+
+/// Registers the task definition and three roomy container instances (API-only) that the
+/// idempotency workload's tasks go to.
+async fn setup_idempotency(client: &Client, url: &str) -> Result<(), String> {
+    let definition = json!({"family": "jidem", "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]});
+    setup_call(client, url, "RegisterTaskDefinition", definition).await?;
+    for k in 0..3 {
+        let body = json!({"cluster": "jepsen", "instanceIdentityDocument": format!("{{\"instanceId\": \"i-jepsen-{k}\"}}"),
+            "totalResources": [{"name": "CPU", "type": "INTEGER", "integerValue": 1_000_000},
+                               {"name": "MEMORY", "type": "INTEGER", "integerValue": 10_000_000}]});
+        setup_call(client, url, "RegisterContainerInstance", body).await?;
+    }
+    Ok(())
+}
+
+/// A setup call: retried while its outcome is unknown (for up to a minute), an error if refused.
+async fn setup_call(client: &Client, url: &str, action: &str, body: Value) -> Result<Value, String> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.call(url, action, body.clone()).await {
+            Outcome::Ok(v) => return Ok(v),
+            Outcome::Refused(e) => return Err(format!("setup {action}: {e}")),
+            Outcome::Unknown(e) if Instant::now() > until => return Err(format!("setup {action}: {e}")),
+            Outcome::Unknown(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// One RunTask named by its `startedBy`, retried with the same client token on the next node
+/// while its outcome is unknown; true if it stayed unknown.
+async fn run_once(
+    client: &Client,
+    urls: &[String],
+    worker: usize,
+    recorder: &Recorder,
+    process: u64,
+    seed: u64,
+    n: u64,
+) -> bool {
+    let name = format!("i-{n}");
+    let body = json!({"cluster": "jepsen", "taskDefinition": "jidem", "startedBy": name,
+                      "clientToken": format!("ej-{seed:x}-{n}"), "count": 1});
+    let r = row(process, "run", IDEM_KEY, json!(name), &urls[worker % urls.len()]);
+    recorder.record(OpType::Invoke, r.clone());
+    let mut outcome = Outcome::Unknown("not sent".into());
+    for attempt in 0..6 {
+        let url = &urls[(worker + attempt) % urls.len()];
+        outcome = client.call(url, "RunTask", body.clone()).await;
+        if !matches!(outcome, Outcome::Unknown(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // An answer that started no task is a definite failure.
+    if let Outcome::Ok(v) = &outcome {
+        if v["tasks"].as_array().is_none_or(Vec::is_empty) {
+            outcome = Outcome::Refused(format!("no task started: {}", v["failures"]));
+        }
+    }
+    complete_mutation(recorder, r, &outcome)
+}
+
+/// Reads the `startedBy` of every task of cluster `jepsen` meant to run (all pages).
+async fn read_started_by(client: &Client, url: &str, recorder: &Recorder, process: u64) -> bool {
+    let r = row(process, "tasks", IDEM_KEY, Value::Null, url);
+    recorder.record(OpType::Invoke, r.clone());
+    let mut done = r;
+    let mut started = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({"cluster": "jepsen", "maxResults": 100});
+        if let Some(t) = &token {
+            body["nextToken"] = json!(t);
+        }
+        let page = match client.read(url, "ListTasks", body).await {
+            Outcome::Ok(v) => v,
+            Outcome::Refused(e) | Outcome::Unknown(e) => {
+                done.error = Some(e);
+                recorder.record(OpType::Fail, done);
+                return false;
+            }
+        };
+        let arns = page["taskArns"].clone();
+        if arns.as_array().is_some_and(|a| !a.is_empty()) {
+            match client
+                .read(url, "DescribeTasks", json!({"cluster": "jepsen", "tasks": arns}))
+                .await
+            {
+                Outcome::Ok(d) => {
+                    for t in d["tasks"].as_array().into_iter().flatten() {
+                        started.push(t["startedBy"].clone());
+                    }
+                }
+                Outcome::Refused(e) | Outcome::Unknown(e) => {
+                    done.error = Some(e);
+                    recorder.record(OpType::Fail, done);
+                    return false;
+                }
+            }
+        }
+        token = page["nextToken"].as_str().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    done.value = Value::Array(started);
+    recorder.record(OpType::Ok, done);
+    true
 }
 
 /// How a client chooses its register operations.
