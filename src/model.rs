@@ -399,15 +399,19 @@ pub struct Task {
 }
 
 impl Task {
-    /// RUNNING, meant to run, and no essential container reported UNHEALTHY: a healthy service
-    /// task in the rolling arithmetic.
+    /// An essential container's health check reports UNHEALTHY.
+    pub fn reported_unhealthy(&self) -> bool {
+        self.containers
+            .iter()
+            .any(|c| c.essential && c.health_status.as_deref() == Some("UNHEALTHY"))
+    }
+
+    /// RUNNING, meant to run, and not reported unhealthy: a healthy service task in the
+    /// rolling arithmetic.
     pub fn is_healthy(&self) -> bool {
         self.last_status == TaskStatus::Running
             && self.desired_status == TaskStatus::Running
-            && !self
-                .containers
-                .iter()
-                .any(|c| c.essential && c.health_status.as_deref() == Some("UNHEALTHY"))
+            && !self.reported_unhealthy()
     }
 }
 

@@ -67,17 +67,6 @@ fn counted(t: &Task) -> bool {
     t.last_status != TaskStatus::Stopped
 }
 
-/// An essential container's health check reports UNHEALTHY.
-fn unhealthy(t: &Task) -> bool {
-    t.containers
-        .iter()
-        .any(|c| c.essential && c.health_status.as_deref() == Some("UNHEALTHY"))
-}
-
-fn healthy(t: &Task) -> bool {
-    t.is_healthy()
-}
-
 /// The reason recorded on tasks the scheduler stops.
 pub fn stop_reason(deployment: &str) -> String {
     format!("Scaling activity initiated by (deployment {deployment})")
@@ -135,7 +124,7 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
     let stays = |t: &Task| {
         t.deployment_id.as_deref() == Some(&primary.id)
             && instances.active.contains(&t.container_instance_id)
-            && !unhealthy(t)
+            && !t.reported_unhealthy()
     };
     let staying: Vec<&Task> = mine.iter().copied().filter(meant_to_run).filter(|t| stays(t)).collect();
     let leaving: Vec<&Task> = mine
@@ -153,12 +142,12 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
     };
 
     // Leaving tasks: the unhealthy ones go at once, healthy ones only above the minimum.
-    for t in leaving.iter().filter(|t| !healthy(t)) {
+    for t in leaving.iter().filter(|t| !t.is_healthy()) {
         out.stop.push((t.id.clone(), reason.clone()));
     }
-    let healthy_total = mine.iter().filter(|t| healthy(t)).count();
+    let healthy_total = mine.iter().filter(|t| t.is_healthy()).count();
     let mut may_stop = healthy_total.saturating_sub(min_healthy);
-    let leaving_healthy: Vec<&Task> = leaving.iter().copied().filter(|t| healthy(t)).collect();
+    let leaving_healthy: Vec<&Task> = leaving.iter().copied().filter(|t| t.is_healthy()).collect();
     for t in by_crowding(&leaving_healthy, &mine, instances) {
         if may_stop == 0 {
             break;
@@ -179,14 +168,14 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
         }
     }
 
-    let staying_healthy = staying.iter().filter(|t| healthy(t)).count();
+    let staying_healthy = staying.iter().filter(|t| t.is_healthy()).count();
     out.steady = staying_healthy == desired && in_flight == desired && leaving.is_empty();
     // Stuck: not finished, nothing to start or stop, and nothing on its way either.
     out.stuck = !out.steady
         && out.start == 0
         && out.stop.is_empty()
         && (!leaving.is_empty() || staying.len() < desired)
-        && mine.iter().all(|t| healthy(t));
+        && mine.iter().all(|t| t.is_healthy());
     out
 }
 
@@ -243,9 +232,10 @@ pub fn daemon_plan(service: &Service, tasks: &[Task], eligible: &BTreeSet<String
     let kept_healthy = eligible
         .iter()
         .filter(|i| {
-            per_instance
-                .get(i.as_str())
-                .is_some_and(|on| on.iter().any(|t| t.desired_status == TaskStatus::Running && healthy(t)))
+            per_instance.get(i.as_str()).is_some_and(|on| {
+                on.iter()
+                    .any(|t| t.desired_status == TaskStatus::Running && t.is_healthy())
+            })
         })
         .count();
     let mut may_stop = kept_healthy.saturating_sub(min_healthy);
@@ -258,16 +248,16 @@ pub fn daemon_plan(service: &Service, tasks: &[Task], eligible: &BTreeSet<String
             .collect();
         let (mut new, old): (Vec<&Task>, Vec<&Task>) = running
             .iter()
-            .partition(|t| t.deployment_id.as_deref() == Some(&primary.id) && !unhealthy(t));
+            .partition(|t| t.deployment_id.as_deref() == Some(&primary.id) && !t.reported_unhealthy());
         // Keep the healthiest, oldest PRIMARY task; any other goes.
-        new.sort_by_key(|t| (!healthy(t), t.created_at_ms, t.id.clone()));
+        new.sort_by_key(|t| (!t.is_healthy(), t.created_at_ms, t.id.clone()));
         for t in new.iter().skip(1) {
             out.stop.push((t.id.clone(), reason.clone()));
         }
-        let new_is_healthy = new.first().is_some_and(|t| healthy(t));
+        let new_is_healthy = new.first().is_some_and(|t| t.is_healthy());
         steady &= new_is_healthy && on.len() == 1;
         for t in &old {
-            let free = !healthy(t) || new_is_healthy;
+            let free = !t.is_healthy() || new_is_healthy;
             if free || may_stop > 0 {
                 if !free {
                     may_stop -= 1;
@@ -281,7 +271,7 @@ pub fn daemon_plan(service: &Service, tasks: &[Task], eligible: &BTreeSet<String
         }
     }
     out.steady = steady;
-    out.stuck = !steady && out.start_on.is_empty() && out.stop.is_empty() && mine.iter().all(|t| healthy(t));
+    out.stuck = !steady && out.start_on.is_empty() && out.stop.is_empty() && mine.iter().all(|t| t.is_healthy());
     out
 }
 
