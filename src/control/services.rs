@@ -170,12 +170,18 @@ impl Scheduler {
         let Some(primary) = service.deployments.first() else {
             return Ok(false);
         };
-        let Some(template) = self.template(ctx, service)? else {
-            return Ok(false);
-        };
+        // A DAEMON service needs its template to know the eligible instances; a REPLICA service
+        // only to launch, so a steady one costs no task definition read.
+        let mut template = None;
+        if service.is_daemon() {
+            template = self.template(ctx, service)?;
+            if template.is_none() {
+                return Ok(false);
+            }
+        }
         let now = crate::api::now_ms();
         let mut events = Vec::new();
-        let (start_on, count, steady) = if service.is_daemon() {
+        let (start_on, count, steady) = if let Some(template) = &template {
             let eligible: BTreeSet<String> = instances
                 .iter()
                 .filter(|i| i.status == InstanceStatus::Active && template.admits(i))
@@ -211,7 +217,10 @@ impl Scheduler {
             events.push(format!("(service {}) has reached a steady state.", service.name));
         }
         let mut launched = false;
-        if count > 0 {
+        if count > 0 && template.is_none() {
+            template = self.template(ctx, service)?;
+        }
+        if let Some(template) = template.as_ref().filter(|_| count > 0) {
             let rounds = service.failed_starts.div_ceil(service.desired_count.max(1) as u32);
             let wait = self.backoff_for(rounds);
             if now < service.last_failed_start_ms.saturating_add(wait) {
