@@ -354,7 +354,7 @@ pub fn availability(rows: &[Op]) -> AvailabilityReport {
             .as_u64()
             .or(row.value["isolated"].as_u64())
             .unwrap_or(0);
-        let node_url = format!("10.77.0.{}:", 10 + node);
+        let node_url = format!("//{}:", crate::netns::node_ip(node as usize));
         let first = writes
             .iter()
             .filter(|p| p.invoke.time_ns > row.time_ns)

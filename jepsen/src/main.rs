@@ -184,66 +184,39 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         );
     }
     if workload.contains("set") {
-        let set_rows: Vec<Op> = rows
-            .iter()
-            .filter(|r| r.key.as_deref() == Some(SET_KEY))
-            .cloned()
-            .collect();
-        let report: SetReport = set(&set_rows);
-        valid &= report.valid;
-        println!(
-            "  set: {} acknowledged, {} lost, {} duplicated, {} unexpected, {} stale, {} final reads: {}",
-            report.acknowledged,
-            report.lost.len(),
-            report.duplicated.len(),
-            report.unexpected.len(),
-            report.stale.len(),
-            report.final_reads,
-            if report.valid { "valid" } else { "INVALID" }
+        let r: SetReport = set(&rows_of(rows, |k| k == SET_KEY));
+        let line = format!(
+            "{} acknowledged, {} lost, {} duplicated, {} unexpected, {} stale, {} final reads",
+            r.acknowledged,
+            r.lost.len(),
+            r.duplicated.len(),
+            r.unexpected.len(),
+            r.stale.len(),
+            r.final_reads
         );
-        summary.insert("set".into(), serde_json::to_value(&report).map_err(|e| e.to_string())?);
+        valid &= keep(&mut summary, "set", r.valid, &line, &r)?;
     }
     if workload.contains("idempotency") {
-        let idem_rows: Vec<Op> = rows
-            .iter()
-            .filter(|r| r.key.as_deref() == Some(IDEM_KEY))
-            .cloned()
-            .collect();
-        let report = idempotency(&idem_rows);
-        valid &= report.valid;
-        println!(
-            "  idempotency: {} acknowledged, {} duplicated, {} lost, {} refused but applied: {}",
-            report.acknowledged,
-            report.duplicated.len(),
-            report.lost.len(),
-            report.refused_but_applied.len(),
-            if report.valid { "valid" } else { "INVALID" }
+        let r = idempotency(&rows_of(rows, |k| k == IDEM_KEY));
+        let line = format!(
+            "{} acknowledged, {} duplicated, {} lost, {} refused but applied",
+            r.acknowledged,
+            r.duplicated.len(),
+            r.lost.len(),
+            r.refused_but_applied.len()
         );
-        summary.insert(
-            "idempotency".into(),
-            serde_json::to_value(&report).map_err(|e| e.to_string())?,
-        );
+        valid &= keep(&mut summary, "idempotency", r.valid, &line, &r)?;
     }
     if workload.contains("monotonic") {
-        let family_rows: Vec<Op> = rows
-            .iter()
-            .filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with("jm")))
-            .cloned()
-            .collect();
-        let report = unique_ids(&family_rows);
-        valid &= report.valid;
-        println!(
-            "  monotonic: {} revisions acknowledged, {} handed out twice, {} seen going backwards, {} lost: {}",
-            report.acknowledged,
-            report.duplicated.len(),
-            report.backwards.len(),
-            report.lost.len(),
-            if report.valid { "valid" } else { "INVALID" }
+        let r = unique_ids(&rows_of(rows, |k| k.starts_with("jm")));
+        let line = format!(
+            "{} revisions acknowledged, {} handed out twice, {} seen going backwards, {} lost",
+            r.acknowledged,
+            r.duplicated.len(),
+            r.backwards.len(),
+            r.lost.len()
         );
-        summary.insert(
-            "monotonic".into(),
-            serde_json::to_value(&report).map_err(|e| e.to_string())?,
-        );
+        valid &= keep(&mut summary, "monotonic", r.valid, &line, &r)?;
     }
     let report = availability(rows);
     print!(
@@ -269,6 +242,27 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
     )
     .map_err(|e| e.to_string())?;
     println!("ecs-jepsen: {}", if valid { "valid" } else { "INVALID" });
+    Ok(valid)
+}
+
+/// The rows of one workload: those whose key `belongs`.
+fn rows_of(rows: &[Op], belongs: impl Fn(&str) -> bool) -> Vec<Op> {
+    rows.iter()
+        .filter(|r| r.key.as_deref().is_some_and(&belongs))
+        .cloned()
+        .collect()
+}
+
+/// Prints one checker's line and keeps its report in the summary; returns its validity.
+fn keep<T: serde::Serialize>(
+    summary: &mut serde_json::Map<String, Value>,
+    name: &str,
+    valid: bool,
+    line: &str,
+    report: &T,
+) -> Result<bool, String> {
+    println!("  {name}: {line}: {}", if valid { "valid" } else { "INVALID" });
+    summary.insert(name.into(), serde_json::to_value(report).map_err(|e| e.to_string())?);
     Ok(valid)
 }
 
@@ -357,7 +351,7 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
     let final_process = 1_000_000;
     for (i, url) in urls.iter().enumerate() {
         if workloads.iter().any(|w| w == "set") {
-            read_set(&client, url, &recorder, final_process + i as u64, true).await;
+            read_set(&client, url, &recorder, final_process + i as u64).await;
         }
         if i == 0 && workloads.iter().any(|w| w == "idempotency") {
             for attempt in 0..5u64 {
@@ -447,13 +441,13 @@ async fn set_op(
         let outcome = client.call(url, "CreateCluster", json!({"clusterName": name})).await;
         complete_mutation(recorder, r, &outcome)
     } else {
-        read_set(client, url, recorder, process, false).await;
+        read_set(client, url, recorder, process).await;
         false
     }
 }
 
 /// Reads every `s-` cluster (all pages); a failed read is a `fail` (it changed nothing).
-async fn read_set(client: &Client, url: &str, recorder: &Recorder, process: u64, _final: bool) {
+async fn read_set(client: &Client, url: &str, recorder: &Recorder, process: u64) {
     let r = row(process, "read", SET_KEY, Value::Null, url);
     recorder.record(OpType::Invoke, r.clone());
     let mut names = Vec::new();
