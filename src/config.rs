@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +90,26 @@ pub struct NodeConfig {
     /// The service scheduler.
     #[serde(default)]
     pub services: ServiceTuning,
+    /// Where this node connects to reach a peer: a peer address (Raft or API, spelled as in the
+    /// membership) mapped to the address actually dialled, e.g.
+    /// `[dial]` `"127.0.0.1:41002" = "127.0.0.1:52012"`. Unlisted addresses are dialled as they
+    /// are; empty by default. The membership keeps the real addresses; this only reroutes this
+    /// node's own outbound connections (the test harness puts a fault-injecting proxy on every
+    /// link this way).
+    #[serde(default)]
+    pub dial: BTreeMap<String, String>,
+}
+
+/// A node's `[dial]` table, shared by everything that connects to peers. Cheap to clone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dialer(Arc<BTreeMap<String, String>>);
+
+impl Dialer {
+    /// The address to connect to in order to reach a peer at `addr`: its `[dial]` entry, or
+    /// `addr` itself. Every outbound node-to-node connection goes through this lookup.
+    pub fn dial<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.0.get(addr).map_or(addr, String::as_str)
+    }
 }
 
 /// The service scheduler's throttle for tasks that keep failing to start.
@@ -356,6 +377,14 @@ impl NodeConfig {
         if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
             return Err(key_error("initial_members", "must include this node's node_id"));
         }
+        for (from, to) in &self.dial {
+            if !from.contains(':') || !to.contains(':') {
+                return Err(key_error(
+                    &format!("dial.\"{from}\""),
+                    "both addresses must be host:port",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -371,6 +400,11 @@ impl NodeConfig {
         self.advertise_raft_addr
             .clone()
             .unwrap_or_else(|| self.raft_addr.to_string())
+    }
+
+    /// The `[dial]` table, for the code that connects to peers.
+    pub fn dialer(&self) -> Dialer {
+        Dialer(Arc::new(self.dial.clone()))
     }
 }
 
@@ -466,5 +500,28 @@ raft_addr = "127.0.0.1:8201"
         );
         let err = NodeConfig::load(&text, &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("initial_members"), "{err}");
+    }
+
+    #[test]
+    fn dial_table_reroutes_listed_addresses_only() {
+        let text = format!(
+            "{MINIMAL}\n[dial]\n\"127.0.0.1:8202\" = \"127.0.0.1:52012\"\n\"127.0.0.1:8102\" = \"127.0.0.1:52112\"\n"
+        );
+        let c = NodeConfig::load(&text, &BTreeMap::new()).unwrap();
+        assert_eq!(c.dial.len(), 2);
+        let dialer = c.dialer();
+        assert_eq!(dialer.dial("127.0.0.1:8202"), "127.0.0.1:52012");
+        assert_eq!(dialer.dial("127.0.0.1:8102"), "127.0.0.1:52112");
+        assert_eq!(dialer.dial("127.0.0.1:8203"), "127.0.0.1:8203");
+        // Without a table every address is dialled as it is.
+        let plain = NodeConfig::load(MINIMAL, &BTreeMap::new()).unwrap();
+        assert!(plain.dial.is_empty());
+        assert_eq!(plain.dialer().dial("127.0.0.1:8202"), "127.0.0.1:8202");
+        let err = NodeConfig::load(
+            &format!("{MINIMAL}\n[dial]\n\"127.0.0.1:8202\" = \"nowhere\"\n"),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("dial"), "{err}");
     }
 }

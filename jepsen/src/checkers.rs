@@ -1,5 +1,6 @@
-//! Checkers over a recorded history, besides linearizability: the set (Jepsen's set-full) and
-//! unique, monotonic ids.
+//! Checkers over a recorded history, besides linearizability: the set (Jepsen's set-full),
+//! unique, monotonic ids, idempotent requests, scheduling safety (over the agents' journal of
+//! what really ran where), and availability.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -354,11 +355,20 @@ pub fn availability(rows: &[Op]) -> AvailabilityReport {
             .as_u64()
             .or(row.value["isolated"].as_u64())
             .unwrap_or(0);
-        let node_url = format!("//{}:", crate::netns::node_ip(node as usize));
+        // The nodes the fault cut off, killed or stopped: writes count on the others only.
+        let affected: Vec<String> = match row.value["affected"].as_array() {
+            Some(urls) => urls.iter().filter_map(|u| u.as_str().map(str::to_string)).collect(),
+            None => vec![format!("//{}:", crate::netns::node_ip(node as usize))],
+        };
         let first = writes
             .iter()
             .filter(|p| p.invoke.time_ns > row.time_ns)
-            .filter(|p| !p.invoke.node.as_deref().is_some_and(|n| n.contains(&node_url)))
+            .filter(|p| {
+                !p.invoke
+                    .node
+                    .as_deref()
+                    .is_some_and(|n| affected.iter().any(|a| n.contains(a.as_str())))
+            })
             .filter_map(|p| p.ended())
             .min();
         report.windows.push(Window {
@@ -370,6 +380,160 @@ pub fn availability(rows: &[Op]) -> AvailabilityReport {
         });
     }
     report
+}
+
+/// One line of the sim agents' journal (`ecs-agent --sim-journal`): a task started or
+/// stopped on an instance, with what it holds.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct JournalLine {
+    #[serde(default)]
+    pub t_ms: u64,
+    pub instance: String,
+    pub task: String,
+    /// `start` or `stop`.
+    pub event: String,
+    #[serde(default)]
+    pub cpu: i64,
+    #[serde(default)]
+    pub memory: i64,
+}
+
+/// Reads a journal; a torn last line (the agent was killed mid-write) is ignored.
+pub fn read_journal(path: &std::path::Path) -> Result<Vec<JournalLine>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(l) => out.push(l),
+            Err(_) if n + 1 == lines.len() => {}
+            Err(e) => return Err(format!("{}:{}: {e}", path.display(), n + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// The scheduling-safety checker's verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SchedulingReport {
+    pub valid: bool,
+    /// Task starts in the journal.
+    pub starts: usize,
+    /// The most any instance held at once (cpu, memory), against what each offers.
+    pub peak: (i64, i64),
+    pub capacity: (i64, i64),
+    /// Moments an instance held more than it offers: `instance at t_ms: cpu/memory`.
+    pub overcommitted: Vec<String>,
+    /// Tasks that ran on two instances.
+    pub on_two_instances: Vec<String>,
+    /// Services that did not reach their desired count after the faults were healed.
+    pub not_converged: Vec<String>,
+    /// Tasks the cluster says run that no agent runs, or the other way round, once all was
+    /// quiet.
+    pub disagreements: Vec<String>,
+}
+
+/// Checks what the agents ran (the journal, in the order it happened) against what every
+/// instance offers (`capacity`: cpu, memory): no instance is ever over-committed and no task
+/// runs on two instances. In the history, `converge` rows (key `sched`) say whether each
+/// service reached its desired count after healing (a `fail` is a service that did not), and
+/// the last `agree` row compares the tasks the cluster says are RUNNING with those the agents
+/// run (`{"cluster": [ids], "agents": [ids]}`).
+pub fn scheduling(rows: &[Op], journal: &[JournalLine], capacity: (i64, i64)) -> SchedulingReport {
+    let mut report = SchedulingReport {
+        capacity,
+        ..SchedulingReport::default()
+    };
+    let mut held: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    let mut home: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in journal {
+        let used = held.entry(line.instance.as_str()).or_default();
+        match line.event.as_str() {
+            "start" => {
+                report.starts += 1;
+                used.0 += line.cpu;
+                used.1 += line.memory;
+                report.peak = (report.peak.0.max(used.0), report.peak.1.max(used.1));
+                if used.0 > capacity.0 || used.1 > capacity.1 {
+                    report.overcommitted.push(format!(
+                        "{} at {} ms: cpu {}/{}, memory {}/{}",
+                        line.instance, line.t_ms, used.0, capacity.0, used.1, capacity.1
+                    ));
+                }
+                match home.get(line.task.as_str()) {
+                    Some(first) if *first != line.instance => report
+                        .on_two_instances
+                        .push(format!("{} on {} and {}", line.task, first, line.instance)),
+                    Some(_) => {}
+                    None => {
+                        home.insert(&line.task, &line.instance);
+                    }
+                }
+            }
+            _ => {
+                used.0 -= line.cpu;
+                used.1 -= line.memory;
+            }
+        }
+    }
+    let all = pairs(rows);
+    for p in all.iter().filter(|p| p.invoke.f == "converge") {
+        if p.outcome() != Some(OpType::Ok) {
+            let why = p.done.as_ref().and_then(|d| d.error.clone()).unwrap_or_default();
+            report
+                .not_converged
+                .push(format!("{}: {why}", element(&p.invoke.value)));
+        }
+    }
+    if let Some(agree) = all
+        .iter()
+        .rev()
+        .find(|p| p.invoke.f == "agree")
+        .and_then(|p| p.done.as_ref())
+    {
+        let ids = |side: &str| -> BTreeSet<String> {
+            agree.value[side]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(element)
+                .collect()
+        };
+        let (cluster, agents) = (ids("cluster"), ids("agents"));
+        for t in cluster.difference(&agents) {
+            report
+                .disagreements
+                .push(format!("{t}: RUNNING in the cluster, run by no agent"));
+        }
+        for t in agents.difference(&cluster) {
+            report
+                .disagreements
+                .push(format!("{t}: run by an agent, not RUNNING in the cluster"));
+        }
+        if agree.kind != OpType::Ok {
+            report
+                .disagreements
+                .push(format!("never agreed: {}", agree.error.clone().unwrap_or_default()));
+        }
+    }
+    report.valid = report.overcommitted.is_empty()
+        && report.on_two_instances.is_empty()
+        && report.not_converged.is_empty()
+        && report.disagreements.is_empty();
+    report
+}
+
+/// The tasks running on some instance at the end of a journal.
+pub fn running_at_end(journal: &[JournalLine]) -> BTreeSet<String> {
+    let mut running = BTreeSet::new();
+    for line in journal {
+        if line.event == "start" {
+            running.insert(line.task.clone());
+        } else {
+            running.remove(&line.task);
+        }
+    }
+    running
 }
 
 /// The median window of the faults of kind `fault` on the leader (or not).
@@ -571,5 +735,68 @@ mod tests {
                 vec!["i-2".to_string()]
             )
         );
+    }
+
+    fn line(instance: &str, task: &str, event: &str) -> JournalLine {
+        JournalLine {
+            t_ms: 0,
+            instance: instance.into(),
+            task: task.into(),
+            event: event.into(),
+            cpu: 256,
+            memory: 256,
+        }
+    }
+
+    #[test]
+    fn scheduling_catches_overcommit_double_placement_and_disagreement() {
+        let h = history(&[
+            (0, Invoke, "converge", Some("sched"), json!("sv0")),
+            (0, Ok, "converge", Some("sched"), json!("sv0")),
+            (1, Invoke, "agree", Some("sched"), Value::Null),
+            (
+                1,
+                Ok,
+                "agree",
+                Some("sched"),
+                json!({"cluster": ["b", "c"], "agents": ["b", "c"]}),
+            ),
+        ]);
+        // Two slots per instance: a stop frees one for the next start.
+        let journal = vec![
+            line("i-0", "a", "start"),
+            line("i-0", "b", "start"),
+            line("i-0", "a", "stop"),
+            line("i-0", "c", "start"),
+        ];
+        let r = scheduling(&h, &journal, (512, 512));
+        assert!(r.valid, "{r:?}");
+        assert_eq!((r.starts, r.peak), (3, (512, 512)));
+        assert_eq!(running_at_end(&journal), ["b", "c"].map(String::from).into());
+
+        let mut over = journal.clone();
+        over.insert(2, line("i-0", "d", "start"));
+        let r = scheduling(&h, &over, (512, 512));
+        // Three held at d's start, and again at c's.
+        assert_eq!(r.overcommitted.len(), 2, "{r:?}");
+        assert_eq!(r.peak, (768, 768));
+        assert!(!r.valid);
+
+        let mut twice = journal.clone();
+        twice.push(line("i-1", "b", "start"));
+        let r = scheduling(&h, &twice, (512, 512));
+        assert_eq!(r.on_two_instances, vec!["b on i-0 and i-1".to_string()]);
+
+        let mut apart = h.clone();
+        apart[1].kind = Fail;
+        apart[1].error = Some("desired 3, running 2".into());
+        apart[3].value = json!({"cluster": ["b", "c", "e"], "agents": ["b", "c"]});
+        let r = scheduling(&apart, &journal, (512, 512));
+        assert_eq!(r.not_converged.len(), 1);
+        assert_eq!(
+            r.disagreements,
+            vec!["e: RUNNING in the cluster, run by no agent".to_string()]
+        );
+        assert!(!r.valid);
     }
 }

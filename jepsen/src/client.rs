@@ -78,6 +78,24 @@ impl Client {
         }
     }
 
+    /// Posts a cluster admin request (`/cluster/add-node`, `/cluster/remove-node`); an error
+    /// carries the HTTP status, if there was an answer.
+    pub async fn admin(&self, url: &str, path: &str, body: Value) -> Result<(), (Option<u16>, String)> {
+        let reply = self
+            .http
+            .post(format!("{url}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| (None, e.to_string()))?;
+        let status = reply.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = reply.text().await.unwrap_or_default();
+        Err((Some(status.as_u16()), format!("{status}: {text}")))
+    }
+
     /// The leader node id one node reports, if any.
     pub async fn leader(&self, url: &str) -> Option<u64> {
         let r = self.http.get(format!("{url}/cluster/status")).send().await.ok()?;

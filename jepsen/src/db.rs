@@ -1,19 +1,20 @@
-//! The system under test: real `ecsd` processes, one per node namespace, with their PIDs
-//! recorded so the nemesis can kill, restart, pause and resume them.
+//! The system under test: real `ecsd` processes, one per node of the topology, with their
+//! PIDs recorded so the nemesis can kill, restart, pause and resume them, and, for the clock
+//! nemesis, each started under libfaketime with an offset file of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use crate::netns::{node_ip, Netns};
+use crate::topology::Topology;
 
-/// The ECS API port of every node (each node has its own address).
-pub const API_PORT: u16 = 8101;
-/// The Raft port of every node.
-pub const RAFT_PORT: u16 = 8201;
+/// libfaketime as Debian's `faketime` package installs it (the multi-threaded variant).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 struct NodeProc {
     config: PathBuf,
     log: PathBuf,
+    /// The libfaketime offset file (`+0`, `-30s`, …), when clocks can be skewed.
+    clock: Option<PathBuf>,
     child: Option<Child>,
     paused: bool,
 }
@@ -24,20 +25,22 @@ pub struct Db {
     nodes: Vec<NodeProc>,
 }
 
-/// The ECS API URL of node `i` (1-based).
-pub fn api_url(i: usize) -> String {
-    format!("http://{}:{API_PORT}", node_ip(i))
-}
-
 impl Db {
-    /// Writes each node's configuration under `run_dir/n<i>` and starts every node.
-    pub fn start(net: &Netns, binary: &Path, run_dir: &Path) -> Result<Db, String> {
+    /// Writes each node's configuration under `run_dir/n<i>` and starts every node; with
+    /// `skewable_clocks`, each under libfaketime (wall clock only; monotonic time is real).
+    pub fn start(net: &dyn Topology, binary: &Path, run_dir: &Path, skewable_clocks: bool) -> Result<Db, String> {
+        if skewable_clocks && !Path::new(LIBFAKETIME).exists() {
+            return Err(format!(
+                "the clock nemesis needs libfaketime ({LIBFAKETIME}): apt-get install faketime"
+            ));
+        }
         let n = net.nodes();
         let members: String = (1..=n)
             .map(|i| {
                 format!(
-                    "\n[[initial_members]]\nid = {i}\napi_addr = \"{ip}:{API_PORT}\"\nraft_addr = \"{ip}:{RAFT_PORT}\"\n",
-                    ip = node_ip(i)
+                    "\n[[initial_members]]\nid = {i}\napi_addr = \"{}\"\nraft_addr = \"{}\"\n",
+                    net.api_addr(i),
+                    net.raft_addr(i)
                 )
             })
             .collect();
@@ -49,16 +52,27 @@ impl Db {
             let dir = run_dir.join(format!("n{i}"));
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let config = dir.join("node.toml");
+            let dial: String = net
+                .dial(i)
+                .iter()
+                .map(|(from, to)| format!("\"{from}\" = \"{to}\"\n"))
+                .collect();
             let text = format!(
-                "node_id = {i}\ndata_dir = \"{data}\"\napi_addr = \"{ip}:{API_PORT}\"\nraft_addr = \"{ip}:{RAFT_PORT}\"\n\
-                 bootstrap = true\n{members}",
+                "node_id = {i}\ndata_dir = \"{data}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\n\
+                 bootstrap = true\n{members}\n[dial]\n{dial}",
                 data = dir.join("data").display(),
-                ip = node_ip(i),
+                api = net.api_addr(i),
+                raft = net.raft_addr(i),
             );
             std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+            let clock = skewable_clocks.then(|| dir.join("clock"));
+            if let Some(file) = &clock {
+                std::fs::write(file, "+0\n").map_err(|e| format!("{}: {e}", file.display()))?;
+            }
             db.nodes.push(NodeProc {
                 config,
                 log: dir.join("ecsd.log"),
+                clock,
                 child: None,
                 paused: false,
             });
@@ -69,7 +83,7 @@ impl Db {
         Ok(db)
     }
 
-    fn spawn(&mut self, net: &Netns, i: usize) -> Result<(), String> {
+    fn spawn(&mut self, net: &dyn Topology, i: usize) -> Result<(), String> {
         let node = &mut self.nodes[i - 1];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -77,11 +91,21 @@ impl Db {
             .open(&node.log)
             .map_err(|e| format!("{}: {e}", node.log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = net
-            .command_in_node(i, &self.binary.to_string_lossy())
+        let mut command = net.command_in_node(i, &self.binary.to_string_lossy());
+        command
             .args(["serve", "--config"])
             .arg(&node.config)
-            .env("RUST_LOG", "ecsd=info,openraft=warn")
+            .env("RUST_LOG", "ecsd=info,openraft=warn");
+        if let Some(clock) = &node.clock {
+            // The offset file is read again at most once a second; monotonic clocks stay real,
+            // as NTP steps only the wall clock.
+            command
+                .env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", clock)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -119,8 +143,18 @@ impl Db {
         self.nodes[i - 1].paused = false;
     }
 
+    /// Sets node `i`'s wall-clock offset in seconds (0 puts it right); false if clocks are
+    /// not skewable in this run.
+    pub fn skew_clock(&self, i: usize, seconds: i64) -> Result<bool, String> {
+        let Some(file) = &self.nodes[i - 1].clock else {
+            return Ok(false);
+        };
+        std::fs::write(file, format!("{seconds:+}s\n")).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(true)
+    }
+
     /// Starts node `i` again if it is not running.
-    pub fn restart(&mut self, net: &Netns, i: usize) -> Result<(), String> {
+    pub fn restart(&mut self, net: &dyn Topology, i: usize) -> Result<(), String> {
         if self.nodes[i - 1].child.is_some() {
             return Ok(());
         }
@@ -140,8 +174,9 @@ impl Db {
     }
 
     /// Resumes every paused node and starts every stopped one.
-    pub fn recover(&mut self, net: &Netns) -> Result<(), String> {
+    pub fn recover(&mut self, net: &dyn Topology) -> Result<(), String> {
         for i in 1..=self.nodes.len() {
+            self.skew_clock(i, 0)?;
             if self.nodes[i - 1].paused {
                 self.resume(i);
             }

@@ -89,6 +89,18 @@ impl Recorder {
         op
     }
 
+    /// How many completions so far were ok, fail and info (for the progress line).
+    pub fn tally(&self) -> (usize, usize, usize) {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let count = |k: OpType| rows.iter().filter(|r| r.kind == k && r.process != u64::MAX).count();
+        (count(OpType::Ok), count(OpType::Fail), count(OpType::Info))
+    }
+
+    /// Seconds since the recorder began.
+    pub fn elapsed_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
     /// The rows so far, in order.
     pub fn rows(&self) -> Vec<Op> {
         self.rows.lock().unwrap_or_else(|p| p.into_inner()).clone()

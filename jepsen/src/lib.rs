@@ -8,8 +8,13 @@
 //! - [`history`]: the recorder and its JSONL rows, and invocation/completion pairs.
 //! - [`checkers`]: the set checker and the unique, monotonic ids checker.
 //! - [`netns`]: the network-namespace topology and its faults (cut, partition, loss, heal).
+//! - [`proxy`]: the rootless topology: a TCP proxy per directed node-to-node link, with faults
+//!   (cut, partition, loss, delay, heal) emulated at the TCP level.
 //! - [`db`]: the `ecsd` processes under test (start, kill, restart, pause, resume).
 //! - [`client`]: an ECS client whose outcomes are ok, refused (definite) or unknown.
+//! - [`topology`]: the backends' one trait (netns, proxy) and the majorities ring.
+//! - [`nemesis`]: the faults on a seeded schedule, as start/stop pairs in the history.
+//! - [`timeline`]: a run's history drawn as an SVG of latency over time with the fault bands.
 
 pub mod checkers;
 pub mod client;
@@ -17,4 +22,8 @@ pub mod db;
 pub mod formats;
 pub mod history;
 pub mod linear;
+pub mod nemesis;
 pub mod netns;
+pub mod proxy;
+pub mod timeline;
+pub mod topology;

@@ -1,24 +1,30 @@
 //! `ecs-jepsen`: runs a Jepsen-style test against real `ecsd` nodes, or re-checks a stored run.
 //!
-//! `ecs-jepsen test --nodes 3 --workload register,set --nemesis partition,kill --time-limit 30`
-//! builds the network-namespace topology, starts the nodes, runs client processes from the
-//! control namespace while the nemesis injects faults, heals, does final reads, checks the
-//! history and writes `results/<timestamp>/` (history.jsonl, summary.json, node logs).
-//! `ecs-jepsen check results/<run>` checks a stored history again.
+//! `ecs-jepsen test --nodes 3 --workload all --nemesis partition,kill,pause --time-limit 120`
+//! builds the topology (network namespaces as root, else TCP proxies), starts the nodes, runs
+//! client processes while the nemesis injects faults, heals, does final reads, checks the
+//! history and writes `results/<timestamp>-<seed>/` (history.jsonl, summary.json,
+//! timeline.svg, node logs). `ecs-jepsen check results/<run>` checks a stored run again.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ecs_jepsen::checkers::{availability, idempotency, median_window, register_ops, set, unique_ids, SetReport};
+use ecs_jepsen::checkers::{
+    availability, idempotency, median_window, read_journal, register_ops, running_at_end, scheduling, set, unique_ids,
+    SetReport,
+};
 use ecs_jepsen::client::{Client, Outcome};
-use ecs_jepsen::db::{api_url, Db};
+use ecs_jepsen::db::Db;
 use ecs_jepsen::history::{read_jsonl, write_jsonl, Op, OpType, Recorder, Row};
 use ecs_jepsen::linear::{check_partitioned, Register, Verdict};
+use ecs_jepsen::nemesis::{self, Nemesis};
 use ecs_jepsen::netns::{self, Netns};
+use ecs_jepsen::topology::{ProxyNet, Topology};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -42,13 +48,14 @@ enum Command {
 struct TestArgs {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Only `netns` is built so far (it needs root).
-    #[arg(long, default_value = "netns")]
-    backend: String,
-    /// Comma-separated: register, set, monotonic, idempotency.
+    /// `netns` (root: a network namespace per node, faults in iptables) or `proxy` (no root:
+    /// nodes on 127.0.0.1, a TCP proxy per directed link). Default: netns as root, else proxy.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Comma-separated: register, set, monotonic, idempotency, scheduling, or all.
     #[arg(long, default_value = "register,set")]
     workload: String,
-    /// Comma-separated: partition, kill, pause, or none.
+    /// Comma-separated: partition, kill, pause, member, loss, clock, or none.
     #[arg(long, default_value = "partition,kill")]
     nemesis: String,
     #[arg(long, default_value_t = 30)]
@@ -60,7 +67,7 @@ struct TestArgs {
     concurrency: usize,
     #[arg(long)]
     seed: Option<u64>,
-    /// The ecsd binary (default: `ecsd` beside this program).
+    /// The ecsd binary (default: `ecsd` beside this program; `ecs-agent` is found beside it).
     #[arg(long)]
     ecsd: Option<PathBuf>,
     #[arg(long, default_value = "results")]
@@ -92,14 +99,46 @@ const REGISTER_KEYS: usize = 4;
 /// Task definition families of the monotonic workload.
 const FAMILIES: usize = 2;
 const IDEM_KEY: &str = "idem";
+/// The scheduling workload: its cluster, services, sim instances and what each offers.
+const SCHED_KEY: &str = "sched";
+const SCHED_CLUSTER: &str = "jsched";
+const SERVICES: usize = 2;
+const SIM_INSTANCES: usize = 4;
+const SIM_CAPACITY: (i64, i64) = (1024, 1024);
+const WORKLOADS: [&str; 5] = ["register", "set", "monotonic", "idempotency", "scheduling"];
+
+/// Parses `--workload`: a comma-separated list, or `all`.
+fn workloads(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if w == "all" {
+            out.extend(WORKLOADS.iter().map(|w| w.to_string()));
+        } else if WORKLOADS.contains(&w) {
+            out.push(w.to_string());
+        } else {
+            return Err(format!(
+                "--workload {w}: expected some of {} or all",
+                WORKLOADS.join(",")
+            ));
+        }
+    }
+    out.dedup();
+    if out.is_empty() {
+        return Err("--workload: name at least one workload".into());
+    }
+    Ok(out)
+}
 
 fn test(args: TestArgs) -> Result<bool, String> {
-    if args.backend != "netns" {
-        return Err(format!("backend {}: only netns is built so far", args.backend));
+    let chosen = workloads(&args.workload)?;
+    let packages = nemesis::parse(&args.nemesis)?;
+    if !(1..=9).contains(&args.nodes) {
+        return Err(format!("--nodes {}: 1 to 9", args.nodes));
     }
-    if !netns::available() {
-        return Err("the netns backend needs root and `ip netns`".into());
-    }
+    let backend = args
+        .backend
+        .clone()
+        .unwrap_or_else(|| if netns::available() { "netns" } else { "proxy" }.into());
     let seed = args.seed.unwrap_or_else(rand::random);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,27 +152,53 @@ fn test(args: TestArgs) -> Result<bool, String> {
             .with_file_name("ecsd"),
     };
     println!(
-        "ecs-jepsen: {} nodes, workload {}, nemesis {}, {} s, seed {seed}; results in {}",
+        "ecs-jepsen: {} nodes ({backend}), workload {}, nemesis {}, {} s, seed {seed}; results in {}",
         args.nodes,
-        args.workload,
+        chosen.join(","),
         args.nemesis,
         args.time_limit,
         run_dir.display()
     );
-    let net = Arc::new(Netns::create(args.nodes)?);
-    let db = Arc::new(Mutex::new(Db::start(&net, &ecsd, &run_dir)?));
-    // Clients and nemesis act from the control host, as Jepsen's control node does.
-    Netns::enter(&net.control_ns())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let (net, runtime): (Arc<dyn Topology>, tokio::runtime::Runtime) = match backend.as_str() {
+        "netns" => {
+            if !netns::available() {
+                return Err("the netns backend needs root and `ip netns` (try --backend proxy)".into());
+            }
+            let net = Netns::create(args.nodes)?;
+            // Clients and nemesis act from the control host, as Jepsen's control node does;
+            // the runtime's threads, made after this, are there too.
+            Netns::enter(&net.control_ns())?;
+            (Arc::new(net), runtime()?)
+        }
+        "proxy" => {
+            let runtime = runtime()?;
+            let net = runtime.block_on(ProxyNet::start(args.nodes))?;
+            (Arc::new(net), runtime)
+        }
+        other => return Err(format!("--backend {other}: netns or proxy")),
+    };
+    let skewable = packages.iter().any(|p| p == "clock");
+    let db = Arc::new(Mutex::new(Db::start(net.as_ref(), &ecsd, &run_dir, skewable)?));
     // Ctrl-C or SIGTERM ends the run early; the topology and the nodes are still torn down.
+    let setup = Setup {
+        args: args.clone(),
+        workloads: chosen.clone(),
+        packages,
+        seed,
+        run_dir: run_dir.clone(),
+        agent: ecsd.with_file_name("ecs-agent"),
+    };
     let rows = runtime.block_on(async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
         tokio::select! {
-            rows = run(args.clone(), seed, net.clone(), db.clone()) => rows,
+            rows = run(setup, net.clone(), db.clone()) => rows,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
             _ = term.recv() => Err("terminated".to_string()),
         }
@@ -141,10 +206,16 @@ fn test(args: TestArgs) -> Result<bool, String> {
     drop(runtime);
     let rows = rows?;
     write_jsonl(&run_dir.join("history.jsonl"), &rows).map_err(|e| e.to_string())?;
-    std::fs::write(run_dir.join("workload"), &args.workload).map_err(|e| e.to_string())?;
-    let valid = check(&rows, &args.workload, &run_dir)?;
+    std::fs::write(run_dir.join("workload"), chosen.join(",")).map_err(|e| e.to_string())?;
+    let valid = check(&rows, &chosen.join(","), &run_dir)?;
     drop(db);
     drop(net);
+    if valid {
+        // A valid run keeps its history, summary, timeline and logs, not the nodes' data.
+        for i in 1..=args.nodes {
+            let _ = std::fs::remove_dir_all(run_dir.join(format!("n{i}")).join("data"));
+        }
+    }
     Ok(valid)
 }
 
@@ -154,7 +225,15 @@ fn check_run(run: &Path) -> Result<bool, String> {
     check(&rows, workload.trim(), run)
 }
 
-/// Checks `rows`, writes `summary.json` into `dir`, prints a summary; true if all is valid.
+/// Whether `key` is one of the registers (cluster tags `r<k>`, service desired counts
+/// `svc<k>`).
+fn is_register(key: &str) -> bool {
+    let digits = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    key.strip_prefix("svc").is_some_and(digits) || key.strip_prefix('r').is_some_and(digits)
+}
+
+/// Checks `rows`, writes `summary.json` and `timeline.svg` into `dir`, prints a summary; true
+/// if all is valid.
 fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
     let mut summary = serde_json::Map::new();
     let mut valid = true;
@@ -164,12 +243,14 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         "operations".into(),
         json!({"rows": rows.len(), "ok": oks, "info": infos}),
     );
-    if workload.contains("register") {
-        let ops: Vec<_> = register_ops(rows)
-            .into_iter()
-            .filter(|(k, _)| k.starts_with('r'))
-            .collect();
+    if workload.contains("register") || workload.contains("scheduling") {
+        let ops: Vec<_> = register_ops(rows).into_iter().filter(|(k, _)| is_register(k)).collect();
         let count = ops.len();
+        let keys = ops
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         let verdict = check_partitioned(&Register, ops, Duration::from_secs(120));
         let (ok, text) = match &verdict {
             Verdict::Linearizable => (Some(true), "linearizable".to_string()),
@@ -177,10 +258,10 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
             Verdict::NotLinearizable { witness } => (Some(false), format!("NOT linearizable: {witness}")),
         };
         valid &= ok == Some(true);
-        println!("  register: {count} operations, {text}");
+        println!("  register: {count} operations on {keys} keys, {text}");
         summary.insert(
             "register".into(),
-            json!({"valid": ok, "operations": count, "verdict": text}),
+            json!({"valid": ok, "operations": count, "keys": keys, "verdict": text}),
         );
     }
     if workload.contains("set") {
@@ -218,15 +299,36 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         );
         valid &= keep(&mut summary, "monotonic", r.valid, &line, &r)?;
     }
+    if workload.contains("scheduling") {
+        let journal = read_journal(&dir.join("agents.jsonl"))?;
+        let r = scheduling(&rows_of(rows, |k| k == SCHED_KEY), &journal, SIM_CAPACITY);
+        let line = format!(
+            "{} task starts on {SIM_INSTANCES} instances, peak cpu {}/{} memory {}/{}, {} over-committed, \
+             {} on two instances, {} services not converged, {} disagreements",
+            r.starts,
+            r.peak.0,
+            r.capacity.0,
+            r.peak.1,
+            r.capacity.1,
+            r.overcommitted.len(),
+            r.on_two_instances.len(),
+            r.not_converged.len(),
+            r.disagreements.len()
+        );
+        valid &= keep(&mut summary, "scheduling", r.valid, &line, &r)?;
+    }
     let report = availability(rows);
     print!(
         "  availability: {:.1} ok/s, latency p50 {:.1} ms, p99 {:.1} ms",
         report.ok_per_s, report.latency_p50_ms, report.latency_p99_ms
     );
-    for fault in ["partition", "kill", "pause"] {
-        for (leader, who) in [(true, "leader"), (false, "follower")] {
+    let mut kinds: Vec<&str> = report.windows.iter().map(|w| w.fault.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for fault in kinds {
+        for (leader, who) in [(true, "leader"), (false, "other")] {
             if let Some(ms) = median_window(&report, fault, leader) {
-                print!("; {fault} of the {who}: median window {ms:.0} ms");
+                print!("; {fault} ({who}): median window {ms:.0} ms");
             }
         }
     }
@@ -241,7 +343,12 @@ fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
         serde_json::to_string_pretty(&Value::Object(summary)).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    println!("ecs-jepsen: {}", if valid { "valid" } else { "INVALID" });
+    std::fs::write(dir.join("timeline.svg"), ecs_jepsen::timeline::render(rows)).map_err(|e| e.to_string())?;
+    println!(
+        "ecs-jepsen: {} (summary.json, timeline.svg in {})",
+        if valid { "valid" } else { "INVALID" },
+        dir.display()
+    );
     Ok(valid)
 }
 
@@ -266,28 +373,59 @@ fn keep<T: serde::Serialize>(
     Ok(valid)
 }
 
-/// The process id the nemesis records under.
-const NEMESIS: u64 = u64::MAX;
+/// What a run needs to know.
+struct Setup {
+    args: TestArgs,
+    workloads: Vec<String>,
+    packages: Vec<String>,
+    seed: u64,
+    run_dir: PathBuf,
+    /// The `ecs-agent` binary (the scheduling workload's sim instances).
+    agent: PathBuf,
+}
 
-async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> Result<Vec<Op>, String> {
+/// A child process killed when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>) -> Result<Vec<Op>, String> {
+    let Setup {
+        args,
+        workloads,
+        packages,
+        seed,
+        run_dir,
+        agent,
+    } = setup;
     let stale = match args.weaken.as_deref() {
         None => false,
         Some("stale-reads") => true,
         Some(other) => return Err(format!("--weaken {other}: only stale-reads is known")),
     };
+    let has = |w: &str| workloads.iter().any(|x| x == w);
     let client = Client::new(Duration::from_secs(5), stale);
-    let urls: Vec<String> = (1..=args.nodes).map(api_url).collect();
+    let urls: Vec<String> = (1..=args.nodes).map(|i| net.api_url(i)).collect();
     wait_for_leader(&client, &urls, Duration::from_secs(60)).await?;
     let created = setup_call(&client, &urls[0], "CreateCluster", json!({"clusterName": "jepsen"})).await?;
     let cluster_arn = created["cluster"]["clusterArn"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let workloads: Vec<String> = args.workload.split(',').map(|w| w.trim().to_string()).collect();
-    if workloads.iter().any(|w| w == "idempotency") {
+    if has("idempotency") {
         setup_idempotency(&client, &urls[0]).await?;
     }
     let recorder = Recorder::default();
+    let _agents = if has("scheduling") {
+        Some(setup_scheduling(&client, &urls, &recorder, &agent, &run_dir).await?)
+    } else {
+        None
+    };
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let names = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
@@ -312,15 +450,15 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
             let url = &urls[w % urls.len()];
             while Instant::now() < deadline {
                 let workload = &workloads[rng.gen_range(0..workloads.len())];
-                let info = if workload == "set" {
-                    set_op(&client, url, &recorder, process, &mut rng, &names).await
-                } else if workload == "monotonic" {
-                    monotonic_op(&client, url, &recorder, process, &mut rng).await
-                } else if workload == "idempotency" {
-                    let n = names.fetch_add(1, Ordering::SeqCst);
-                    run_once(&client, &urls, w, &recorder, process, seed, n).await
-                } else {
-                    register_op(&client, url, &recorder, process, &mut rng, &arn, &mut plan).await
+                let info = match workload.as_str() {
+                    "set" => set_op(&client, url, &recorder, process, &mut rng, &names).await,
+                    "monotonic" => monotonic_op(&client, url, &recorder, process, &mut rng).await,
+                    "idempotency" => {
+                        let n = names.fetch_add(1, Ordering::SeqCst);
+                        run_once(&client, &urls, w, &recorder, process, seed, n).await
+                    }
+                    "scheduling" => sched_op(&client, url, &recorder, process, &mut rng).await,
+                    _ => register_op(&client, url, &recorder, process, &mut rng, &arn, &mut plan).await,
                 };
                 if info {
                     // An indeterminate operation retires the process, as in Jepsen.
@@ -330,30 +468,37 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
             }
         }));
     }
-    let nemesis = tokio::spawn(nemesis(
-        args.nemesis.clone(),
+    let nemesis = Nemesis::new(
+        packages,
         seed,
-        deadline,
         net.clone(),
         db.clone(),
         recorder.clone(),
         client.clone(),
-        urls.clone(),
-    ));
+    );
+    let status = nemesis.status.clone();
+    let nemesis = tokio::spawn(nemesis.run(deadline));
+    let progress = tokio::spawn(progress(recorder.clone(), status, args.time_limit));
     for w in workers {
         let _ = w.await;
     }
+    // The nemesis heals everything and brings every node back when it ends.
     let _ = nemesis.await;
-    // Heal everything, bring every node back, then read what is there.
-    net.heal()?;
-    db.lock().unwrap_or_else(|p| p.into_inner()).recover(&net)?;
+    progress.abort();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     wait_for_leader(&client, &urls, Duration::from_secs(60)).await?;
+    eprintln!("ecs-jepsen: healed; final reads");
     let final_process = 1_000_000;
+    if has("scheduling") {
+        converge(&client, &urls, &recorder, final_process + 400, &run_dir).await;
+    }
     for (i, url) in urls.iter().enumerate() {
-        if workloads.iter().any(|w| w == "set") {
+        if has("set") {
             read_set(&client, url, &recorder, final_process + i as u64).await;
         }
-        if i == 0 && workloads.iter().any(|w| w == "idempotency") {
+        if i == 0 && has("idempotency") {
             for attempt in 0..5u64 {
                 if read_started_by(&client, url, &recorder, final_process + 300 + attempt).await {
                     break;
@@ -361,7 +506,7 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        if workloads.iter().any(|w| w == "monotonic") {
+        if has("monotonic") {
             for k in 0..FAMILIES {
                 read_revision(
                     &client,
@@ -373,7 +518,7 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
                 .await;
             }
         }
-        if workloads.iter().any(|w| w == "register") {
+        if has("register") {
             for k in 0..REGISTER_KEYS {
                 read_register(
                     &client,
@@ -386,8 +531,33 @@ async fn run(args: TestArgs, seed: u64, net: Arc<Netns>, db: Arc<Mutex<Db>>) -> 
                 .await;
             }
         }
+        if has("scheduling") {
+            for k in 0..SERVICES {
+                read_desired(&client, url, &recorder, final_process + 500 + i as u64, k).await;
+            }
+        }
     }
     Ok(recorder.rows())
+}
+
+/// Prints a progress line every few seconds: time, outcomes so far, the current fault.
+async fn progress(recorder: Recorder, status: Arc<Mutex<String>>, limit: u64) {
+    let tty = std::io::stderr().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
+    loop {
+        tick.tick().await;
+        let (ok, fail, info) = recorder.tally();
+        let fault = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let line = format!(
+            "[{:>4.0}/{limit} s] ok {ok}, fail {fail}, info {info}; nemesis: {fault}",
+            recorder.elapsed_s()
+        );
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
 }
 
 async fn wait_for_leader(client: &Client, urls: &[String], within: Duration) -> Result<(), String> {
@@ -708,82 +878,262 @@ async fn read_register(client: &Client, url: &str, recorder: &Recorder, process:
     .await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn nemesis(
-    faults: String,
-    seed: u64,
-    deadline: Instant,
-    net: Arc<Netns>,
-    db: Arc<Mutex<Db>>,
-    recorder: Recorder,
-    client: Client,
-    urls: Vec<String>,
-) {
-    let faults: Vec<&str> = faults
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty() && *f != "none")
-        .collect();
-    if faults.is_empty() {
-        return;
-    }
-    let mut rng = StdRng::seed_from_u64(seed.rotate_left(17));
-    let n = urls.len();
-    let note = |what: &str, value: Value| {
-        recorder.record(
-            OpType::Info,
-            Row {
-                process: NEMESIS,
-                f: what.into(),
-                key: None,
-                value,
-                error: None,
-                node: None,
-            },
-        )
-    };
+/// Creates the scheduling workload's cluster, task definition and services, and starts the
+/// sim agent (its instances registered and ACTIVE before this returns). Each service's
+/// creation is recorded as the first write of its desired-count register.
+async fn setup_scheduling(
+    client: &Client,
+    urls: &[String],
+    recorder: &Recorder,
+    agent: &Path,
+    run_dir: &Path,
+) -> Result<Reaped, String> {
+    let url = &urls[0];
+    setup_call(client, url, "CreateCluster", json!({"clusterName": SCHED_CLUSTER})).await?;
+    let definition = json!({"family": SCHED_CLUSTER,
+        "containerDefinitions": [{"name": "c", "image": "x", "cpu": 256, "memory": 256}]});
+    setup_call(client, url, "RegisterTaskDefinition", definition).await?;
+    let log = std::fs::File::create(run_dir.join("agent.log")).map_err(|e| e.to_string())?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let child = std::process::Command::new(agent)
+        .args([
+            "--runtime",
+            "sim",
+            "--cluster",
+            SCHED_CLUSTER,
+            "--instance-id",
+            "i-jsim",
+        ])
+        .args(["--instances", &SIM_INSTANCES.to_string()])
+        .args([
+            "--cpu",
+            &SIM_CAPACITY.0.to_string(),
+            "--memory",
+            &SIM_CAPACITY.1.to_string(),
+        ])
+        .args(["--heartbeat-ms", "500", "--endpoint", &urls.join(",")])
+        .arg("--sim-journal")
+        .arg(run_dir.join("agents.jsonl"))
+        .arg("--log-dir")
+        .arg(run_dir.join("agent-logs"))
+        .env("RUST_LOG", "ecsd=info")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", agent.display()))?;
+    let agents = Reaped(child);
+    let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let wait = Duration::from_secs_f64(rng.gen_range(5.0..10.0));
-        if Instant::now() + wait >= deadline {
-            return;
+        let listed = client
+            .read(
+                url,
+                "ListContainerInstances",
+                json!({"cluster": SCHED_CLUSTER, "status": "ACTIVE"}),
+            )
+            .await;
+        if let Outcome::Ok(v) = listed {
+            if v["containerInstanceArns"].as_array().map_or(0, Vec::len) >= SIM_INSTANCES {
+                break;
+            }
         }
-        tokio::time::sleep(wait).await;
-        let fault = faults[rng.gen_range(0..faults.len())];
-        let current = client.leader(&urls[rng.gen_range(0..n)]).await;
-        let target = match current {
-            Some(l) if rng.gen_bool(0.5) => l as usize,
-            _ => rng.gen_range(1..=n),
+        if Instant::now() > until {
+            return Err(format!(
+                "the sim agent's {SIM_INSTANCES} instances did not register within 60 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for k in 0..SERVICES {
+        let r = row(900_000 + k as u64, "write", &format!("svc{k}"), json!(2), url);
+        recorder.record(OpType::Invoke, r.clone());
+        let body = json!({"cluster": SCHED_CLUSTER, "serviceName": format!("sv{k}"),
+                          "taskDefinition": SCHED_CLUSTER, "desiredCount": 2,
+                          "clientToken": format!("jsched-sv{k}")});
+        setup_call(client, url, "CreateService", body).await?;
+        recorder.record(OpType::Ok, r);
+    }
+    Ok(agents)
+}
+
+/// One scheduling operation: set a service's desired count (a register write), read it, run
+/// an ad-hoc task, or stop one.
+async fn sched_op(client: &Client, url: &str, recorder: &Recorder, process: u64, rng: &mut StdRng) -> bool {
+    let k = rng.gen_range(0..SERVICES);
+    match rng.gen_range(0..10) {
+        0..=3 => {
+            let count = rng.gen_range(0..=5i64);
+            let r = row(process, "write", &format!("svc{k}"), json!(count), url);
+            recorder.record(OpType::Invoke, r.clone());
+            let body = json!({"cluster": SCHED_CLUSTER, "service": format!("sv{k}"), "desiredCount": count});
+            let outcome = client.call(url, "UpdateService", body).await;
+            complete_mutation(recorder, r, &outcome)
+        }
+        4..=6 => {
+            read_desired(client, url, recorder, process, k).await;
+            false
+        }
+        7 | 8 => {
+            let r = row(process, "run-adhoc", SCHED_KEY, Value::Null, url);
+            recorder.record(OpType::Invoke, r.clone());
+            let body = json!({"cluster": SCHED_CLUSTER, "taskDefinition": SCHED_CLUSTER, "count": 1,
+                              "startedBy": "jrun"});
+            let outcome = client.call(url, "RunTask", body).await;
+            complete_mutation(recorder, r, &outcome)
+        }
+        _ => {
+            let listed = client
+                .read(url, "ListTasks", json!({"cluster": SCHED_CLUSTER, "startedBy": "jrun"}))
+                .await;
+            let Outcome::Ok(v) = listed else { return false };
+            let arns: Vec<&Value> = v["taskArns"].as_array().into_iter().flatten().collect();
+            if arns.is_empty() {
+                return false;
+            }
+            let arn = arns[rng.gen_range(0..arns.len())].clone();
+            let r = row(process, "stop-adhoc", SCHED_KEY, arn.clone(), url);
+            recorder.record(OpType::Invoke, r.clone());
+            let outcome = client
+                .call(url, "StopTask", json!({"cluster": SCHED_CLUSTER, "task": arn}))
+                .await;
+            complete_mutation(recorder, r, &outcome)
+        }
+    }
+}
+
+/// Reads service `k`'s desired count (the register `svc<k>`).
+async fn read_desired(client: &Client, url: &str, recorder: &Recorder, process: u64, k: usize) {
+    let body = json!({"cluster": SCHED_CLUSTER, "services": [format!("sv{k}")]});
+    read_value(
+        client,
+        (url, recorder, process),
+        &format!("svc{k}"),
+        "DescribeServices",
+        body,
+        |v| v["services"][0]["desiredCount"].clone(),
+    )
+    .await;
+}
+
+/// After healing: stops the ad-hoc tasks, waits (up to two minutes) for every service to run
+/// its desired count in one deployment, recording a `converge` row per service, then for the tasks the cluster says are
+/// RUNNING to be exactly those the agents run (an `agree` row).
+async fn converge(client: &Client, urls: &[String], recorder: &Recorder, process: u64, run_dir: &Path) {
+    let until = Instant::now() + Duration::from_secs(120);
+    // Ad-hoc tasks may fill every instance; they are stopped first, so that the services'
+    // tasks have room.
+    let mut stopper = process + 2;
+    while Instant::now() < until {
+        let listed = client
+            .read(
+                &urls[0],
+                "ListTasks",
+                json!({"cluster": SCHED_CLUSTER, "startedBy": "jrun"}),
+            )
+            .await;
+        let Outcome::Ok(v) = listed else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
         };
-        let is_leader = current == Some(target as u64);
-        match fault {
-            "partition" => {
-                let others: Vec<usize> = (1..=n).filter(|i| *i != target).collect();
-                note("start-partition", json!({"node": target, "leader": is_leader}));
-                if let Err(e) = net.partition(&[vec![target], others]) {
-                    eprintln!("nemesis: {e}");
+        let arns: Vec<Value> = v["taskArns"].as_array().cloned().unwrap_or_default();
+        if arns.is_empty() {
+            break;
+        }
+        for arn in arns {
+            let r = row(stopper, "stop-adhoc", SCHED_KEY, arn.clone(), &urls[0]);
+            recorder.record(OpType::Invoke, r.clone());
+            let outcome = client
+                .call(&urls[0], "StopTask", json!({"cluster": SCHED_CLUSTER, "task": arn}))
+                .await;
+            if complete_mutation(recorder, r, &outcome) {
+                stopper += 1_000;
+            }
+        }
+    }
+    for k in 0..SERVICES {
+        let r = row(
+            process,
+            "converge",
+            SCHED_KEY,
+            json!(format!("sv{k}")),
+            &urls[k % urls.len()],
+        );
+        recorder.record(OpType::Invoke, r.clone());
+        let body = json!({"cluster": SCHED_CLUSTER, "services": [format!("sv{k}")]});
+        let mut last = String::from("no answer");
+        let mut done = r;
+        loop {
+            if let Outcome::Ok(v) = client
+                .read(&urls[k % urls.len()], "DescribeServices", body.clone())
+                .await
+            {
+                let s = &v["services"][0];
+                let (desired, running, pending) = (&s["desiredCount"], &s["runningCount"], &s["pendingCount"]);
+                let deployments = s["deployments"].as_array().map_or(0, Vec::len);
+                last = format!("desired {desired}, running {running}, pending {pending}, {deployments} deployments");
+                if desired == running && pending == 0 && deployments == 1 {
+                    done.value = json!({"service": format!("sv{k}"), "desired": desired, "running": running});
+                    recorder.record(OpType::Ok, done);
+                    break;
                 }
             }
-            "kill" => {
-                note("start-kill", json!({"node": target, "leader": is_leader}));
-                db.lock().unwrap_or_else(|p| p.into_inner()).kill(target);
+            if Instant::now() > until {
+                done.error = Some(format!("not converged after healing: {last}"));
+                recorder.record(OpType::Fail, done);
+                break;
             }
-            "pause" => {
-                note("start-pause", json!({"node": target, "leader": is_leader}));
-                db.lock().unwrap_or_else(|p| p.into_inner()).pause(target);
-            }
-            other => {
-                eprintln!("nemesis: {other} is not built yet");
-                continue;
-            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let hold =
-            Duration::from_secs_f64(rng.gen_range(5.0..10.0)).min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::sleep(hold).await;
-        let _ = net.heal();
-        let recovered = db.lock().unwrap_or_else(|p| p.into_inner()).recover(&net);
-        if let Err(e) = recovered {
-            eprintln!("nemesis: {e}");
+    }
+    let r = row(process + 1, "agree", SCHED_KEY, Value::Null, &urls[0]);
+    recorder.record(OpType::Invoke, r.clone());
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut done = r;
+    loop {
+        let cluster = running_in_cluster(client, &urls[0]).await;
+        let agents = read_journal(&run_dir.join("agents.jsonl")).map(|j| running_at_end(&j));
+        match (cluster, agents) {
+            (Ok(cluster), Ok(agents)) => {
+                done.value = json!({"cluster": cluster, "agents": agents});
+                if cluster == agents || Instant::now() > until {
+                    recorder.record(OpType::Ok, done);
+                    return;
+                }
+            }
+            (Err(e), _) | (_, Err(e)) if Instant::now() > until => {
+                done.error = Some(e);
+                recorder.record(OpType::Fail, done);
+                return;
+            }
+            _ => {}
         }
-        note(&format!("stop-{fault}"), json!({"node": target}));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The ids of the scheduling cluster's tasks whose last status is RUNNING.
+async fn running_in_cluster(client: &Client, url: &str) -> Result<std::collections::BTreeSet<String>, String> {
+    let listed = client
+        .read(url, "ListTasks", json!({"cluster": SCHED_CLUSTER, "maxResults": 100}))
+        .await;
+    let arns = match listed {
+        Outcome::Ok(v) => v["taskArns"].clone(),
+        Outcome::Refused(e) | Outcome::Unknown(e) => return Err(e),
+    };
+    if arns.as_array().is_none_or(Vec::is_empty) {
+        return Ok(Default::default());
+    }
+    match client
+        .read(url, "DescribeTasks", json!({"cluster": SCHED_CLUSTER, "tasks": arns}))
+        .await
+    {
+        Outcome::Ok(v) => Ok(v["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .filter_map(|t| t["taskArn"].as_str()?.rsplit('/').next().map(str::to_string))
+            .collect()),
+        Outcome::Refused(e) | Outcome::Unknown(e) => Err(e),
     }
 }

@@ -9,6 +9,8 @@
 
 use std::process::Command;
 
+use crate::topology::Topology;
+
 /// The prefix of every namespace and interface this harness creates.
 const BASE: &str = "ej";
 
@@ -110,10 +112,6 @@ impl Netns {
         Ok(())
     }
 
-    pub fn nodes(&self) -> usize {
-        self.nodes
-    }
-
     /// The namespace of node `i` (1-based).
     pub fn node_ns(&self, i: usize) -> String {
         self.ns(&format!("n{i}"))
@@ -122,14 +120,6 @@ impl Netns {
     /// The control namespace.
     pub fn control_ns(&self) -> String {
         self.ns("c")
-    }
-
-    /// A command that runs `program` inside node `i`'s namespace (`ip netns exec` execs it, so
-    /// the child's pid is the program's).
-    pub fn command_in_node(&self, i: usize, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.node_ns(i), program]);
-        c
     }
 
     /// Moves the calling thread into namespace `ns` (threads it creates later follow it).
@@ -150,9 +140,35 @@ impl Netns {
         args.extend_from_slice(rule);
         run(&args).map(|_| ())
     }
+}
+
+/// The ECS API port of every node (each node has its own address).
+pub const API_PORT: u16 = 8101;
+/// The Raft port of every node.
+pub const RAFT_PORT: u16 = 8201;
+
+impl Topology for Netns {
+    fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    fn api_addr(&self, i: usize) -> String {
+        format!("{}:{API_PORT}", node_ip(i))
+    }
+
+    fn raft_addr(&self, i: usize) -> String {
+        format!("{}:{RAFT_PORT}", node_ip(i))
+    }
+
+    /// `ip netns exec` execs the program, so the child's pid is the program's.
+    fn command_in_node(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.node_ns(i), program]);
+        c
+    }
 
     /// Drops all traffic between host `a` and host `b` (node numbers; 0 is the control host).
-    pub fn cut(&self, a: usize, b: usize) -> Result<(), String> {
+    fn cut(&self, a: usize, b: usize) -> Result<(), String> {
         let ip = |i: usize| if i == 0 { CONTROL_IP.to_string() } else { node_ip(i) };
         for (at, from) in [(a, b), (b, a)] {
             if at == 0 {
@@ -163,22 +179,8 @@ impl Netns {
         Ok(())
     }
 
-    /// Splits the nodes into groups that cannot reach one another (clients reach all).
-    pub fn partition(&self, groups: &[Vec<usize>]) -> Result<(), String> {
-        for (g, group) in groups.iter().enumerate() {
-            for other in groups.iter().skip(g + 1) {
-                for a in group {
-                    for b in other {
-                        self.cut(*a, *b)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Drops this fraction of the packets node `i` receives.
-    pub fn loss(&self, i: usize, probability: f64) -> Result<(), String> {
+    /// Drops this fraction of the packets node `i` receives (iptables `statistic`).
+    fn loss(&self, i: usize, probability: f64) -> Result<(), String> {
         let p = format!("{probability:.3}");
         self.iptables(
             &self.node_ns(i),
@@ -198,7 +200,7 @@ impl Netns {
     }
 
     /// Removes every fault.
-    pub fn heal(&self) -> Result<(), String> {
+    fn heal(&self) -> Result<(), String> {
         for i in 1..=self.nodes {
             self.iptables(&self.node_ns(i), &["-F", "INPUT"])?;
         }

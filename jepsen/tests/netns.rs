@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use ecs_jepsen::netns::{available, node_ip, Netns};
+use ecs_jepsen::topology::Topology;
 
 /// Connects from a thread inside the control namespace; true if the listener answered.
 fn reachable(net: &Netns, addr: SocketAddr) -> bool {

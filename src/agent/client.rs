@@ -225,7 +225,12 @@ pub async fn run_with(
             instance.instance_id.clone(),
             reports_tx,
         )),
-        RuntimeKind::Sim(settings) => Box::new(SimRuntime::new(config.cluster.clone(), settings.clone(), reports_tx)),
+        RuntimeKind::Sim(settings) => Box::new(SimRuntime::new(
+            config.cluster.clone(),
+            config.ec2_instance_id.clone(),
+            settings.clone(),
+            reports_tx,
+        )),
     };
     let (channel_tx, channel_rx) = tokio::sync::watch::channel::<Option<Channel>>(None);
     tokio::spawn(send_reports(reports_rx, channel_rx, shutdown.clone()));

@@ -39,6 +39,10 @@ struct Args {
     /// With `--runtime sim`: the exit code of containers that exit by themselves.
     #[arg(long, default_value_t = 0)]
     sim_exit_code: i64,
+    /// With `--runtime sim`: write every simulated start and stop to this file (JSON lines),
+    /// for fault tests that check what ran where.
+    #[arg(long)]
+    sim_journal: Option<PathBuf>,
     /// CPU units to offer (default: 1024 per CPU of this host).
     #[arg(long)]
     cpu: Option<i64>,
@@ -117,6 +121,11 @@ async fn main() -> anyhow::Result<()> {
             start: Duration::from_millis(args.sim_start_ms),
             run: args.sim_run_ms.map(Duration::from_millis),
             exit_code: args.sim_exit_code,
+            journal: args
+                .sim_journal
+                .as_deref()
+                .map(ecsd::agent::sim::Journal::open)
+                .transpose()?,
         }),
         "docker" => RuntimeKind::Docker(
             ecsd::agent::docker::connect()

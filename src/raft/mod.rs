@@ -249,7 +249,7 @@ impl RaftNode {
         let log_store = LogStore::new(store.clone()).with_purge_gate(state_machine.applied());
         let feed = state_machine.feed();
         let committed = log_store.committed_index();
-        let pool = PeerPool::default();
+        let pool = PeerPool::new(config.dialer());
         let network = Network {
             pool: pool.clone(),
             unreachable_backoff: Duration::from_millis(2 * config.raft.heartbeat_ms),
@@ -387,13 +387,14 @@ impl RaftHandle {
         self.attempt_timeout
     }
 
-    /// The leader and its API address, when another node leads.
+    /// The leader and the address to send its API requests to, when another node leads: its
+    /// API address, rerouted by this node's `[dial]` table.
     pub fn leader_api_addr(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         let leader = metrics.current_leader.filter(|l| *l != self.id)?;
         let node = metrics.membership_config.membership().get_node(&leader)?;
-        Some((leader, node.api_addr.clone()))
+        Some((leader, self.pool.dial(&node.api_addr).to_string()))
     }
 
     /// The leader this node currently knows of.

@@ -1,6 +1,8 @@
 //! Outbound node-to-node RPC: openraft's network over tonic, and the peer channel pool.
 //!
-//! One long-lived HTTP/2 channel per peer address, created lazily and reused by every RPC.
+//! One long-lived HTTP/2 channel per peer address, created lazily and reused by every RPC. The
+//! channel connects to the address the node's `[dial]` table gives for the peer's address (the
+//! address itself unless rerouted), and stays keyed by the peer's address.
 //! Each call honours openraft's deadline. A peer that cannot be connected to is reported as
 //! `Unreachable`, so openraft backs off instead of hammering it.
 
@@ -21,6 +23,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{NodeId, NodeInfo, TypeConfig};
+use crate::config::Dialer;
 use crate::rpc::pb;
 use crate::rpc::pb::raft_service_client::RaftServiceClient;
 
@@ -41,19 +44,33 @@ pub enum RpcFailure {
     TooLarge { addr: String, bytes: usize },
 }
 
-/// Channels to peers, keyed by address. Cheap to clone.
+/// Channels to peers, keyed by address, and the node's `[dial]` table. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    dialer: Dialer,
 }
 
 impl PeerPool {
+    /// An empty pool that connects to peers through `dialer`.
+    pub fn new(dialer: Dialer) -> PeerPool {
+        PeerPool {
+            channels: Arc::default(),
+            dialer,
+        }
+    }
+
+    /// The address to connect to for a peer at `addr` (its `[dial]` entry, or `addr`).
+    pub fn dial<'a>(&'a self, addr: &'a str) -> &'a str {
+        self.dialer.dial(addr)
+    }
+
     fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, RpcFailure> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                let endpoint = Endpoint::from_shared(format!("http://{}", self.dial(addr)))
                     .map_err(|e| RpcFailure::Unreachable {
                         addr: addr.to_string(),
                         message: e.to_string(),
