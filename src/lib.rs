@@ -14,9 +14,11 @@
 //! - [`api`]: the ECS HTTP front end; it translates and holds no state.
 //! - [`agent`]: the agent protocol, ecsd's side of it, and the `ecs-agent` runtimes.
 //! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
+//! - [`bench`]: the `ecs-bench` tool's testable logic (histograms, load drivers, local clusters).
 
 pub mod agent;
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod cql;

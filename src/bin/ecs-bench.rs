@@ -1,19 +1,29 @@
-//! ecs-bench: measures an ecsd cluster through its ECS API, with simulated container instances
-//! run in this process (the `sim` agent runtime over shared connections).
+//! ecs-bench: measures an ecsd cluster through its ECS API, side by side with a peer.
 //!
-//! Scenarios:
-//! - `service-scale`: scale one service from 0 to `--tasks` tasks on `--instances` simulated
-//!   instances; the time until the service reaches steady state (all RUNNING, one deployment),
-//!   and each task's time from launch to RUNNING (createdAt → startedAt), over `--runs` runs.
+//! - `cluster`: starts a local 3- or 5-node cluster from the `ecsd` binary beside this one (in
+//!   temporary directories, torn down afterwards), optionally moto's standalone server as the
+//!   peer (`--peer moto`), and runs the same workload against both in one invocation.
+//! - `run`: runs a workload against the nodes of a running cluster (`--endpoints`), spread
+//!   round-robin, or aimed at the leader or at the followers only (`--target`).
+//! - `service-scale`: scales one service from 0 to `--tasks` tasks on `--instances` simulated
+//!   instances (the `sim` agent runtime in this process) and times it to steady state.
 //!
-//! Point it at a running cluster, e.g. `ecsd dev --no-agents` (nodes on 127.0.0.1:8101-8103).
+//! Workloads: `write` (RegisterTaskDefinition, TagResource, UpdateService desiredCount, or a
+//! mix), `read` (DescribeClusters, DescribeServices; linearizable, or `--stale`), `mixed` (a
+//! read/write ratio). Load is a closed loop (`--concurrency` clients) or, with `--rate`, an
+//! open loop timed from each request's intended start. A warm-up is not measured. Latencies are
+//! HDR histograms; `--json` writes the figures.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 use ecsd::agent::client::{run_with, AgentConfig, Connections, RuntimeKind, AGENT_VERSION};
 use ecsd::agent::sim::SimSettings;
+use ecsd::bench::cluster::{fsync_latency, LocalCluster, Moto};
+use ecsd::bench::load::{drive, Model, Plan, Report};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +43,27 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Starts a local cluster (and the peer), runs a workload against it, tears it down.
+    Cluster {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// `moto`: also run the workload against moto's standalone server, started here.
+        #[arg(long)]
+        peer: Option<String>,
+        /// The ecsd binary (default: `ecsd` beside this program).
+        #[arg(long)]
+        ecsd: Option<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Runs a workload against the running cluster at `--endpoints`.
+    Run {
+        /// `all` (round-robin), `leader`, or `followers`.
+        #[arg(long, default_value = "all")]
+        target: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
     /// Scale one service from 0 to N tasks and time it to steady state.
     ServiceScale {
         /// Simulated container instances (run in this process).
@@ -50,6 +81,47 @@ enum Scenario {
     },
 }
 
+#[derive(clap::Args, Clone)]
+struct LoadArgs {
+    /// `write`, `read`, `mixed`, `placement` (RunTask count 10 on `--instances` simulated
+    /// instances), or (with `cluster`) `failover`.
+    #[arg(long, default_value = "write")]
+    workload: String,
+    /// With `placement`: simulated container instances (run in this process).
+    #[arg(long, default_value_t = 1000)]
+    instances: usize,
+    /// With `failover`: how many times the leader is killed.
+    #[arg(long, default_value_t = 20)]
+    repeat: usize,
+    /// Writes: `taskdef` (RegisterTaskDefinition), `tag` (TagResource), `scale` (UpdateService
+    /// desiredCount) or `mix`. Reads: `clusters` (DescribeClusters) or `services`
+    /// (DescribeServices). Default: `mix` for writes, `clusters` for reads.
+    #[arg(long)]
+    op: Option<String>,
+    /// With `mixed`: the fraction of reads.
+    #[arg(long, default_value_t = 0.9)]
+    read_ratio: f64,
+    /// Reads served from the local replica (`x-ecsd-consistency: stale`) instead of
+    /// linearizable ones.
+    #[arg(long)]
+    stale: bool,
+    /// Clients (closed loop), or the most requests in flight (open loop).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Requests per second: an open loop. Without it, a closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Writes the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 /// An ECS client over plain HTTP, round-robin over the nodes, retrying server errors.
 struct Ecs {
     http: reqwest::Client,
@@ -57,7 +129,49 @@ struct Ecs {
     turn: std::sync::atomic::AtomicUsize,
 }
 
+/// A SigV4-shaped Authorization header: moto's server picks the service from its credential
+/// scope (it checks no signature); ecsd ignores it.
+const AUTHORIZATION: &str =
+    "AWS4-HMAC-SHA256 Credential=AKIDBENCH/20261128/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0";
+
 impl Ecs {
+    fn new(endpoints: Vec<String>) -> anyhow::Result<Ecs> {
+        Ok(Ecs {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(256)
+                .build()?,
+            endpoints,
+            turn: Default::default(),
+        })
+    }
+
+    /// One request, no retry: the measured operation. `Err` for anything but a 2xx answer.
+    async fn once(&self, action: &str, body: &Value, stale: bool) -> Result<Value, String> {
+        let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = &self.endpoints[n % self.endpoints.len()];
+        let mut request = self
+            .http
+            .post(format!("{url}/"))
+            .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("authorization", AUTHORIZATION);
+        if stale {
+            request = request.header("x-ecsd-consistency", "stale");
+        }
+        let reply = request
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{action}: {e}"))?;
+        let status = reply.status();
+        let bytes = reply.bytes().await.map_err(|e| format!("{action}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{action}: {status} {}", String::from_utf8_lossy(&bytes)));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{action}: {e}"))
+    }
+
     async fn call(&self, action: &str, body: Value) -> anyhow::Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -68,6 +182,7 @@ impl Ecs {
                 .post(format!("{url}/"))
                 .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
                 .header("content-type", "application/x-amz-json-1.1")
+                .header("authorization", AUTHORIZATION)
                 .body(body.to_string())
                 .send()
                 .await;
@@ -101,12 +216,21 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     ecsd::telemetry::init();
     let args = Args::parse();
-    let ecs = Ecs {
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
-        endpoints: args.endpoints.split(',').map(|e| e.trim().to_string()).collect(),
-        turn: Default::default(),
-    };
+    let endpoints: Vec<String> = args.endpoints.split(',').map(|e| e.trim().to_string()).collect();
+    let ecs = Ecs::new(endpoints.clone())?;
     match args.scenario {
+        Scenario::Cluster {
+            nodes,
+            peer,
+            ecsd,
+            load,
+        } => cluster(nodes, peer, ecsd, load).await,
+        Scenario::Run { target, load } => {
+            let endpoints = aim(&endpoints, &target).await?;
+            let report = workload(Ecs::new(endpoints)?, &load, "ecsd").await?;
+            print_report("ecsd", &report);
+            write_json(&load, json!({"machine": machine()?, "ecsd": report}))
+        }
         Scenario::ServiceScale {
             instances,
             tasks,
@@ -133,28 +257,27 @@ async fn wait_until(
     }
 }
 
-async fn service_scale(
+/// Runs `count` simulated container instances of `cluster` in this process (over shared
+/// connections, spread over the nodes and three zones), each offering 1024 CPU and `memory`
+/// MiB, and waits until they are registered. Cancel the token to stop them.
+async fn sim_instances(
     ecs: &Ecs,
-    instances: usize,
-    tasks: usize,
-    runs: usize,
+    cluster: &str,
+    count: usize,
+    memory: i64,
     timeout: Duration,
-) -> anyhow::Result<()> {
-    let cluster = format!("bench-{}", std::process::id());
-    ecs.call("CreateCluster", json!({"clusterName": cluster})).await?;
-    // Each instance holds its share of the tasks twice over (64 MiB each).
-    let per_instance = tasks.div_ceil(instances.max(1)) as i64;
+) -> anyhow::Result<CancellationToken> {
     let stop = CancellationToken::new();
     let connections = Connections::default();
-    for k in 0..instances {
+    for k in 0..count {
         let mut endpoints = ecs.endpoints.clone();
         let n = endpoints.len();
         endpoints.rotate_left(k % n);
         let config = AgentConfig {
             endpoints,
-            cluster: cluster.clone(),
+            cluster: cluster.to_string(),
             cpu: 1024,
-            memory: 128 * per_instance.max(1),
+            memory,
             attributes: vec![(
                 "ecs.availability-zone".into(),
                 Some(format!("zone-{}", (b'a' + (k % 3) as u8) as char)),
@@ -170,9 +293,24 @@ async fn service_scale(
     }
     wait_until("instances to register", timeout, async || {
         let c = ecs.call("DescribeClusters", json!({"clusters": [cluster]})).await?;
-        Ok(c["clusters"][0]["registeredContainerInstancesCount"] == instances)
+        Ok(c["clusters"][0]["registeredContainerInstancesCount"] == count)
     })
     .await?;
+    Ok(stop)
+}
+
+async fn service_scale(
+    ecs: &Ecs,
+    instances: usize,
+    tasks: usize,
+    runs: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let cluster = format!("bench-{}", std::process::id());
+    ecs.call("CreateCluster", json!({"clusterName": cluster})).await?;
+    // Each instance holds its share of the tasks twice over (64 MiB each).
+    let per_instance = tasks.div_ceil(instances.max(1)) as i64;
+    let stop = sim_instances(ecs, &cluster, instances, 128 * per_instance.max(1), timeout).await?;
     ecs.call(
         "RegisterTaskDefinition",
         json!({"family": "bench", "containerDefinitions": [{"name": "c", "image": "sim", "memory": 64}]}),
@@ -291,4 +429,346 @@ async fn service_scale(
     .await?;
     stop.cancel();
     Ok(())
+}
+
+/// The facts of this machine that bound the figures: cores, and the disk's fsync latency.
+fn machine() -> anyhow::Result<Value> {
+    let fsync = fsync_latency(&std::env::temp_dir(), 50)?;
+    Ok(json!({
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "fsync_4k_median_ms": fsync.as_secs_f64() * 1000.0,
+    }))
+}
+
+/// The endpoints to send to: all of them, the leader's, or the followers'.
+async fn aim(endpoints: &[String], target: &str) -> anyhow::Result<Vec<String>> {
+    if target == "all" {
+        return Ok(endpoints.to_vec());
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let mut leader_api = None;
+    for url in endpoints {
+        if let Ok(r) = http.get(format!("{url}/cluster/status")).send().await {
+            if let Ok(v) = r.json::<Value>().await {
+                if v["leader"].is_u64() && v["leader"] == v["id"] {
+                    leader_api = Some(url.clone());
+                }
+            }
+        }
+    }
+    let leader = leader_api.ok_or_else(|| anyhow!("no endpoint says it is the leader"))?;
+    match target {
+        "leader" => Ok(vec![leader]),
+        "followers" => Ok(endpoints.iter().filter(|e| **e != leader).cloned().collect()),
+        other => bail!("--target {other}: all, leader or followers"),
+    }
+}
+
+/// `ecs-bench cluster`: a local cluster, and the peer, measured with the same workload.
+async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load: LoadArgs) -> anyhow::Result<()> {
+    let binary = match ecsd {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("ecsd"),
+    };
+    let machine = machine()?;
+    println!(
+        "ecs-bench: {} cores, fsync of 4 KiB {:.2} ms (median of 50)",
+        machine["cores"], machine["fsync_4k_median_ms"]
+    );
+    let mut out = json!({"machine": machine, "nodes": nodes});
+    if load.workload == "failover" {
+        let mut local = LocalCluster::start(&binary, nodes).await?;
+        println!("ecs-bench: {nodes} ecsd nodes at {}", local.endpoints.join(", "));
+        out["ecsd"] = failover(&mut local, &load).await?;
+        return write_json(&load, out);
+    }
+    let ours = {
+        let local = LocalCluster::start(&binary, nodes).await?;
+        println!("ecs-bench: {nodes} ecsd nodes at {}", local.endpoints.join(", "));
+        let report = workload(Ecs::new(local.endpoints.clone())?, &load, "ecsd").await?;
+        print_report(&format!("ecsd ({nodes} nodes)"), &report);
+        out["ecsd"] = serde_json::to_value(&report)?;
+        report
+        // The cluster stops here, before the peer runs on the same cores.
+    };
+    match peer.as_deref() {
+        None => {}
+        Some("moto") => {
+            let moto = Moto::start().await?;
+            println!("ecs-bench: moto_server at {}", moto.endpoint);
+            let report = workload(Ecs::new(vec![moto.endpoint.clone()])?, &load, "moto").await?;
+            print_report("moto", &report);
+            let ratio = ours.throughput_per_s / report.throughput_per_s.max(1e-9);
+            let latency = ours.latency.p50_ms / report.latency.p50_ms.max(1e-9);
+            println!("ecsd / moto: throughput {ratio:.1}x, p50 latency {latency:.2}x");
+            out["moto"] = serde_json::to_value(&report)?;
+            out["ratio"] = json!({"throughput": ratio, "p50_latency": latency});
+        }
+        Some(other) => bail!("--peer {other}: only moto is known"),
+    }
+    write_json(&load, out)
+}
+
+fn write_json(load: &LoadArgs, value: Value) -> anyhow::Result<()> {
+    if let Some(path) = &load.json {
+        std::fs::write(path, serde_json::to_string_pretty(&value)?).with_context(|| path.display().to_string())?;
+        println!("ecs-bench: figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_report(system: &str, r: &Report) {
+    let l = &r.latency;
+    println!(
+        "{system:>16}: {:>9.0} ok/s, {} errors; latency p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
+        r.throughput_per_s, r.errors, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+    );
+    if let Some(e) = &r.first_error {
+        println!("{:>16}  first error: {}", "", e.chars().take(200).collect::<String>());
+    }
+}
+
+/// Sets up what a workload needs on one system (the same calls for ecsd and the peer), then
+/// drives it and returns the figures.
+async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Report> {
+    let created = ecs.call("CreateCluster", json!({"clusterName": "bench"})).await?;
+    let cluster_arn = created["cluster"]["clusterArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let definition = json!({"family": "bench", "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]});
+    ecs.call("RegisterTaskDefinition", definition).await?;
+    ecs.call(
+        "CreateService",
+        json!({"cluster": "bench", "serviceName": "bench-svc", "taskDefinition": "bench", "desiredCount": 0}),
+    )
+    .await
+    .context("CreateService")?;
+    let kind = load.workload.as_str();
+    if kind == "placement" {
+        if system != "ecsd" {
+            bail!("placement runs against ecsd only: its simulated instances speak ecsd's agent protocol");
+        }
+        return placement(ecs, load).await;
+    }
+    let write_op = load
+        .op
+        .clone()
+        .filter(|_| kind != "read")
+        .unwrap_or_else(|| "mix".into());
+    let read_op = load
+        .op
+        .clone()
+        .filter(|_| kind == "read")
+        .unwrap_or_else(|| "clusters".into());
+    if !["taskdef", "tag", "scale", "mix"].contains(&write_op.as_str())
+        || !["clusters", "services"].contains(&read_op.as_str())
+    {
+        bail!("--op: taskdef, tag, scale or mix for writes; clusters or services for reads");
+    }
+    let read_ratio = match kind {
+        "write" => 0.0,
+        "read" => 1.0,
+        "mixed" => load.read_ratio.clamp(0.0, 1.0),
+        other => bail!("--workload {other}: write, read, mixed, placement or failover"),
+    };
+    let (ecs, stale) = (Arc::new(ecs), load.stale);
+    let plan = plan_of(load);
+    let label = format!("{system} {kind}");
+    let results = drive(plan, &label, move |i| {
+        let (ecs, write_op, read_op, arn) = (ecs.clone(), write_op.clone(), read_op.clone(), cluster_arn.clone());
+        async move {
+            // A deterministic spread of reads among writes, by sequence number.
+            let read = ((i * 7919) % 1000) as f64 / 1000.0 < read_ratio;
+            let (action, body) = if read {
+                match read_op.as_str() {
+                    "services" => (
+                        "DescribeServices",
+                        json!({"cluster": "bench", "services": ["bench-svc"]}),
+                    ),
+                    _ => ("DescribeClusters", json!({"clusters": ["bench"]})),
+                }
+            } else {
+                let op = match write_op.as_str() {
+                    "mix" => ["taskdef", "tag", "scale"][(i % 3) as usize],
+                    other => other,
+                };
+                match op {
+                    "taskdef" => (
+                        "RegisterTaskDefinition",
+                        json!({"family": format!("bench-{}", i % 16),
+                               "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]}),
+                    ),
+                    "tag" => (
+                        "TagResource",
+                        json!({"resourceArn": arn, "tags": [{"key": format!("k{}", i % 40), "value": i.to_string()}]}),
+                    ),
+                    _ => (
+                        "UpdateService",
+                        json!({"cluster": "bench", "service": "bench-svc", "desiredCount": i % 2}),
+                    ),
+                }
+            };
+            ecs.once(action, &body, read && stale).await.map(|_| ())
+        }
+    })
+    .await;
+    Ok(results.report())
+}
+
+/// `--workload failover`: under a steady write load (`--concurrency` clients over every node,
+/// TagResource), `kill -9` the leader; the window runs from the kill to the first write
+/// acknowledged that was sent after it. The node is restarted and the cluster given time to
+/// settle before the next round; `--repeat` rounds.
+async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Value> {
+    let ecs = Arc::new(Ecs::new(local.endpoints.clone())?);
+    let created = ecs.call("CreateCluster", json!({"clusterName": "bench"})).await?;
+    let arn = created["cluster"]["clusterArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut windows = Vec::new();
+    let mut errors_total = 0u64;
+    for round in 1..=load.repeat {
+        let leader = local.wait_for_leader(Duration::from_secs(30)).await?;
+        // Each client records (sent, answered, ok) for every write.
+        let stop = CancellationToken::new();
+        let log: Arc<std::sync::Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
+        let mut clients = Vec::new();
+        for c in 0..load.concurrency.clamp(1, 64) {
+            let (ecs, stop, log, arn) = (ecs.clone(), stop.clone(), log.clone(), arn.clone());
+            clients.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.is_cancelled() {
+                    i += 1;
+                    let body = json!({"resourceArn": arn, "tags": [{"key": format!("c{c}"), "value": i.to_string()}]});
+                    let sent = Instant::now();
+                    let ok = ecs.once("TagResource", &body, false).await.is_ok();
+                    log.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((sent, Instant::now(), ok));
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let killed = Instant::now();
+        local.kill(leader);
+        let until = killed + Duration::from_secs(30);
+        let window = loop {
+            let first = log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(sent, _, ok)| *ok && *sent >= killed)
+                .map(|(_, answered, _)| *answered)
+                .min();
+            if let Some(t) = first {
+                break Some(t - killed);
+            }
+            if Instant::now() > until {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        stop.cancel();
+        for c in clients {
+            let _ = c.await;
+        }
+        let errors = log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(sent, _, ok)| !*ok && *sent >= killed)
+            .count() as u64;
+        errors_total += errors;
+        match window {
+            Some(w) => {
+                println!(
+                    "  round {round:>2}: killed leader n{leader}; writes acknowledged again after {:.0} ms ({errors} errors)",
+                    w.as_secs_f64() * 1000.0
+                );
+                windows.push(w.as_secs_f64() * 1000.0);
+            }
+            None => println!("  round {round:>2}: killed leader n{leader}; no write acknowledged within 30 s"),
+        }
+        local.restart(leader)?;
+        local.wait_for_leader(Duration::from_secs(30)).await?;
+        // Let the restarted node catch up before the next kill.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let mut sorted = windows.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = quantile(&sorted, 0.5);
+    println!(
+        "failover: median unavailability {median:.0} ms (min {:.0}, max {:.0}) over {} kills of the leader",
+        sorted.first().copied().unwrap_or(f64::NAN),
+        sorted.last().copied().unwrap_or(f64::NAN),
+        sorted.len()
+    );
+    Ok(json!({"windows_ms": windows, "median_ms": median, "errors_after_kills": errors_total, "rounds": load.repeat}))
+}
+
+/// The load plan `--rate`, `--concurrency`, `--warmup` and `--duration` ask for.
+fn plan_of(load: &LoadArgs) -> Plan {
+    let model = match load.rate {
+        Some(rate) => Model::Open {
+            rate,
+            concurrency: load.concurrency,
+        },
+        None => Model::Closed {
+            concurrency: load.concurrency,
+        },
+    };
+    Plan {
+        model,
+        warmup: Duration::from_secs(load.warmup),
+        duration: Duration::from_secs(load.duration),
+    }
+}
+
+/// `--workload placement`: RunTask of 10 tasks at a time on `--instances` simulated instances;
+/// a request counts when all 10 tasks were placed. Reports placements acknowledged per second
+/// (and tasks: ten times that), then the time until every placed task is RUNNING.
+async fn placement(ecs: Ecs, load: &LoadArgs) -> anyhow::Result<Report> {
+    let timeout = Duration::from_secs(300);
+    ecs.call("CreateCluster", json!({"clusterName": "bench-place"})).await?;
+    let stop = sim_instances(&ecs, "bench-place", load.instances, 1_000_000, timeout).await?;
+    println!("ecs-bench: {} simulated instances registered", load.instances);
+    let ecs = Arc::new(ecs);
+    let runner = ecs.clone();
+    let results = drive(plan_of(load), "ecsd placement", move |_| {
+        let ecs = runner.clone();
+        async move {
+            let body = json!({"cluster": "bench-place", "taskDefinition": "bench", "count": 10, "startedBy": "bench"});
+            let v = ecs.once("RunTask", &body, false).await?;
+            match v["tasks"].as_array().map_or(0, Vec::len) {
+                10 => Ok(()),
+                n => Err(format!("RunTask placed {n} of 10: {}", v["failures"])),
+            }
+        }
+    })
+    .await;
+    let report = results.report();
+    let placed_at = Instant::now();
+    let running = wait_until("every placed task to be RUNNING", timeout, async || {
+        let c = ecs
+            .call("DescribeClusters", json!({"clusters": ["bench-place"]}))
+            .await?;
+        Ok(c["clusters"][0]["pendingTasksCount"] == 0)
+    })
+    .await;
+    match running {
+        Ok(_) => println!(
+            "ecs-bench: {:.0} tasks placed/s ({:.0} RunTask/s of 10); every task RUNNING {:.2} s after the load ended",
+            report.throughput_per_s * 10.0,
+            report.throughput_per_s,
+            placed_at.elapsed().as_secs_f64()
+        ),
+        Err(e) => println!("ecs-bench: {e}"),
+    }
+    stop.cancel();
+    Ok(report)
 }

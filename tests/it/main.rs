@@ -7,6 +7,7 @@ mod attributes;
 mod configs;
 mod container_instances;
 mod deployments;
+mod dial;
 mod harness;
 mod leadership;
 mod malformed;

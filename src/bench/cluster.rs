@@ -1,0 +1,218 @@
+//! What `ecs-bench cluster` starts and tears down: a local cluster of real `ecsd serve`
+//! processes (temporary data directories, loopback ports the OS picked), and the peer, moto's
+//! standalone server (`moto_server`, the in-memory ECS mock of the `moto[server]` pip package).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// Picks `n` free loopback ports (held together while picked, so none repeats).
+fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(listeners
+        .iter()
+        .map(std::net::TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?)
+}
+
+/// Kills and reaps its processes when dropped.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A local cluster of `ecsd serve` processes; dropped, it stops and its data is deleted.
+pub struct LocalCluster {
+    processes: Processes,
+    _dir: tempfile::TempDir,
+    /// The nodes' ECS API URLs, node 1 first.
+    pub endpoints: Vec<String>,
+    /// The nodes' configuration files (to restart one).
+    configs: Vec<std::path::PathBuf>,
+    binary: std::path::PathBuf,
+}
+
+impl LocalCluster {
+    /// Starts `nodes` nodes of `binary` and waits until they have a leader.
+    pub async fn start(binary: &Path, nodes: usize) -> anyhow::Result<LocalCluster> {
+        let dir = tempfile::Builder::new().prefix("ecs-bench-").tempdir()?;
+        let ports = free_ports(nodes * 2)?;
+        let (api, raft) = ports.split_at(nodes);
+        let members: String = (0..nodes)
+            .map(|i| {
+                format!(
+                    "\n[[initial_members]]\nid = {}\napi_addr = \"{}\"\nraft_addr = \"{}\"\n",
+                    i + 1,
+                    api[i],
+                    raft[i]
+                )
+            })
+            .collect();
+        let mut configs = Vec::new();
+        for i in 0..nodes {
+            let config = dir.path().join(format!("node-{}.toml", i + 1));
+            let text = format!(
+                "node_id = {}\ndata_dir = \"{}\"\napi_addr = \"{}\"\nraft_addr = \"{}\"\nbootstrap = true\n{members}",
+                i + 1,
+                dir.path().join(format!("data-{}", i + 1)).display(),
+                api[i],
+                raft[i]
+            );
+            std::fs::write(&config, text)?;
+            configs.push(config);
+        }
+        let mut cluster = LocalCluster {
+            processes: Processes(Vec::new()),
+            endpoints: api.iter().map(|a| format!("http://{a}")).collect(),
+            _dir: dir,
+            configs,
+            binary: binary.to_path_buf(),
+        };
+        for i in 0..nodes {
+            let child = cluster.spawn(i)?;
+            cluster.processes.0.push(child);
+        }
+        cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&self, i: usize) -> anyhow::Result<Child> {
+        let log = std::fs::File::create(self._dir.path().join(format!("node-{}.log", i + 1)))?;
+        Command::new(&self.binary)
+            .args(["serve", "--config"])
+            .arg(&self.configs[i])
+            .env("RUST_LOG", "ecsd=warn,openraft=error")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))
+    }
+
+    /// The leader's node number (1-based), as any node reports it.
+    pub async fn leader(&self) -> Option<usize> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .ok()?;
+        for url in &self.endpoints {
+            let reply = http.get(format!("{url}/cluster/status")).send().await;
+            if let Ok(r) = reply {
+                if let Ok(v) = r.json::<serde_json::Value>().await {
+                    if let Some(l) = v["leader"].as_u64() {
+                        return Some(l as usize);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until some node reports a leader.
+    pub async fn wait_for_leader(&self, within: Duration) -> anyhow::Result<usize> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.leader().await {
+                return Ok(l);
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("the local cluster elected no leader within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kill -9` of node `i` (1-based).
+    pub fn kill(&mut self, i: usize) {
+        let child = &mut self.processes.0[i - 1];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts node `i` (1-based) again after a kill.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self.spawn(i - 1)?;
+        self.processes.0[i - 1] = child;
+        Ok(())
+    }
+
+    /// The resident memory of node `i` (1-based) in bytes, from /proc.
+    pub fn resident_bytes(&self, i: usize) -> Option<u64> {
+        let pid = self.processes.0[i - 1].id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+}
+
+/// moto's standalone server on a loopback port; dropped, it stops.
+pub struct Moto {
+    _process: Processes,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` (from PATH) and waits until it answers.
+    pub async fn start() -> anyhow::Result<Moto> {
+        let port = free_ports(1)?[0].port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting moto_server (pip install 'moto[server]')")?;
+        let moto = Moto {
+            _process: Processes(vec![child]),
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if http.get(format!("{}/", moto.endpoint)).send().await.is_ok() {
+                return Ok(moto);
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("moto_server did not answer within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The median time of a 4 KiB write followed by fsync in `dir`, over `samples` tries: what
+/// bounds the latency of an acknowledged write on this disk.
+pub fn fsync_latency(dir: &Path, samples: usize) -> anyhow::Result<Duration> {
+    use std::io::Write;
+    let path = dir.join(format!("ecs-bench-fsync-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path)?;
+    let block = [7u8; 4096];
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples.max(1) {
+        let start = std::time::Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        times.push(start.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    times.sort();
+    Ok(times[times.len() / 2])
+}

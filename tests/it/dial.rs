@@ -1,0 +1,105 @@
+//! The `[dial]` table: a node reaches its peers (Raft RPCs and API writes forwarded to the
+//! leader) through the addresses the table maps them to, while the membership keeps the real
+//! addresses.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpStream;
+
+use crate::harness::{wait_for, TestCluster};
+
+/// A TCP forwarder to `target` that counts its connections; it runs until the runtime stops.
+fn counting_proxy(target: String, count: Arc<AtomicUsize>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Connections counted per (dialling node, target node, "raft" or "api").
+type Counters = BTreeMap<(u64, u64, &'static str), Arc<AtomicUsize>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_dialled_through_the_dial_table() {
+    let counters: Mutex<Counters> = Mutex::default();
+    let cluster = TestCluster::start(3, |config| {
+        let mut counters = counters.lock().unwrap();
+        for member in config.initial_members.clone() {
+            if member.id == config.node_id {
+                continue;
+            }
+            for (kind, target) in [("raft", &member.raft_addr), ("api", &member.api_addr)] {
+                let count = Arc::new(AtomicUsize::new(0));
+                let via = counting_proxy(target.clone(), count.clone());
+                config.dial.insert(target.clone(), via);
+                counters.insert((config.node_id, member.id, kind), count);
+            }
+        }
+    })
+    .await;
+    let counters = counters.into_inner().unwrap();
+    let count = |from: u64, to: u64, kind: &'static str| counters[&(from, to, kind)].load(Ordering::SeqCst);
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+
+    // A write through a follower reaches the leader (over Raft) and is replicated to everyone.
+    cluster
+        .ok(follower, "CreateCluster", json!({"clusterName": "dialled"}))
+        .await;
+    for id in 1..=3 {
+        cluster
+            .ok(id, "DescribeClusters", json!({"clusters": ["dialled"]}))
+            .await;
+    }
+    // Placement is forwarded to the leader's API, through the follower's proxy to it.
+    let before = count(follower, leader, "api");
+    let (status, body) = cluster
+        .ecs(
+            follower,
+            "RunTask",
+            json!({"cluster": "no-such-cluster", "taskDefinition": "nothing:1"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        count(follower, leader, "api") > before,
+        "the forwarded write bypassed the dial table"
+    );
+    // The leader replicates to each follower through its own proxies.
+    wait_for(
+        "raft traffic through every proxy of the leader",
+        Duration::from_secs(10),
+        || async {
+            cluster
+                .nodes
+                .keys()
+                .filter(|id| **id != leader)
+                .all(|id| count(leader, *id, "raft") > 0)
+                .then_some(())
+        },
+    )
+    .await;
+    // The membership keeps the real addresses.
+    let status = cluster.nodes[&leader].raft.handle().cluster_status().await;
+    for member in &status.members {
+        assert_eq!(member.raft_addr, cluster.configs[&member.id].raft_addr.to_string());
+        assert_eq!(member.api_addr, cluster.configs[&member.id].api_addr.to_string());
+        assert_ne!(member.role, "unreachable", "{member:?}");
+    }
+}
