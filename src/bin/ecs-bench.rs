@@ -5,6 +5,7 @@
 //!   peer (`--peer moto`), and runs the same workload against both in one invocation.
 //! - `run`: runs a workload against the nodes of a running cluster (`--endpoints`), spread
 //!   round-robin, or aimed at the leader or at the followers only (`--target`).
+//! - `report`: turns the JSON of runs into a Markdown report with a throughput chart (SVG).
 //! - `service-scale`: scales one service from 0 to `--tasks` tasks on `--instances` simulated
 //!   instances (the `sim` agent runtime in this process) and times it to steady state.
 //!
@@ -63,6 +64,14 @@ enum Scenario {
         target: String,
         #[command(flatten)]
         load: LoadArgs,
+    },
+    /// Turns the JSON of runs (`--json`) into a Markdown report with a throughput chart.
+    Report {
+        /// The JSON files, each named in the report by its file stem.
+        files: Vec<PathBuf>,
+        /// Where the report goes; the chart is written beside it as `<stem>-throughput.svg`.
+        #[arg(long, default_value = "REPORT.md")]
+        out: PathBuf,
     },
     /// Scale one service from 0 to N tasks and time it to steady state.
     ServiceScale {
@@ -225,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
             ecsd,
             load,
         } => cluster(nodes, peer, ecsd, load).await,
+        Scenario::Report { files, out } => report(&files, &out),
         Scenario::Run { target, load } => {
             let endpoints = aim(&endpoints, &target).await?;
             let report = workload(Ecs::new(endpoints)?, &load, "ecsd").await?;
@@ -771,4 +781,24 @@ async fn placement(ecs: Ecs, load: &LoadArgs) -> anyhow::Result<Report> {
     }
     stop.cancel();
     Ok(report)
+}
+
+/// `ecs-bench report`: the Markdown report and its chart.
+fn report(files: &[PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
+        let value: Value = serde_json::from_str(&text).with_context(|| f.display().to_string())?;
+        let name = f.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+        runs.push((name, value));
+    }
+    let stem = out
+        .file_stem()
+        .map_or("report".into(), |s| s.to_string_lossy().into_owned());
+    let chart = format!("{stem}-throughput.svg");
+    let svg = ecsd::bench::report::throughput_svg(&ecsd::bench::report::series(&runs));
+    std::fs::write(out.with_file_name(&chart), svg)?;
+    std::fs::write(out, ecsd::bench::report::markdown(&runs, Some(&chart)))?;
+    println!("ecs-bench: {} and {chart} written", out.display());
+    Ok(())
 }

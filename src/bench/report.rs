@@ -1,0 +1,180 @@
+//! `ecs-bench report`: turns the JSON that runs wrote (`--json`) into a Markdown report, with
+//! an SVG chart of throughput over each run's measured seconds, ours beside the peer's.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// The systems a result file may hold, in the order they are shown.
+const SYSTEMS: [&str; 2] = ["ecsd", "moto"];
+
+/// One table row per system of each run, then the ratio when a peer ran too. `runs` are
+/// (name, the JSON a run wrote).
+pub fn markdown(runs: &[(String, Value)], chart: Option<&str>) -> String {
+    let mut out = String::from("# ecs-bench report\n\n");
+    if let Some(machine) = runs.iter().map(|(_, v)| &v["machine"]).find(|m| !m.is_null()) {
+        let _ = writeln!(
+            out,
+            "Machine: {} cores, fsync of 4 KiB {:.2} ms (median, measured by the bench).\n",
+            machine["cores"],
+            machine["fsync_4k_median_ms"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    out.push_str("| run | system | ok/s | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for (name, run) in runs {
+        for system in SYSTEMS {
+            let r = &run[system];
+            if r["throughput_per_s"].is_null() {
+                continue;
+            }
+            let l = &r["latency"];
+            let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.2}"));
+            let _ = writeln!(
+                out,
+                "| {name} | {system} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                r["throughput_per_s"].as_f64().unwrap_or(0.0),
+                r["errors"],
+                f(&l["p50_ms"]),
+                f(&l["p90_ms"]),
+                f(&l["p99_ms"]),
+                f(&l["p999_ms"]),
+                f(&l["max_ms"])
+            );
+        }
+        if let Some(ratio) = run["ratio"]["throughput"].as_f64() {
+            let _ = writeln!(out, "| {name} | ecsd / moto | {ratio:.1}× | | | | | | |");
+        }
+    }
+    if let Some(file) = chart {
+        let _ = write!(out, "\n![throughput per second]({file})\n");
+    }
+    out
+}
+
+/// A line chart of acknowledged operations per second: one line per (label, series).
+pub fn throughput_svg(series: &[(String, Vec<u64>)]) -> String {
+    const COLOURS: [&str; 6] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"];
+    let (w, h, left, bottom, top, right) = (800.0, 360.0, 70.0, 40.0, 30.0, 160.0);
+    let longest = series.iter().map(|(_, s)| s.len()).max().unwrap_or(0).max(1);
+    let peak = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let x = |i: usize| left + (w - left - right) * i as f64 / (longest.max(2) - 1) as f64;
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - v / peak);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="18" font-weight="bold">acknowledged operations per second</text>"#
+    );
+    for k in 0..=4 {
+        let v = peak * k as f64 / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y0:.1}" y2="{y0:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{v:.0}</text>"##,
+            w - right,
+            left - 6.0,
+            y(v) + 4.0,
+            y0 = y(v)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">second of the measured run</text>"#,
+        (left + w - right) / 2.0,
+        h - 8.0
+    );
+    for (n, (label, s)) in series.iter().enumerate() {
+        let colour = COLOURS[n % COLOURS.len()];
+        let points: Vec<String> = s
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v as f64)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+        let label = label.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let ly = top + 16.0 * n as f64;
+        let _ = write!(
+            svg,
+            r#"<rect x="{}" y="{:.1}" width="12" height="12" fill="{colour}"/><text x="{}" y="{:.1}">{label}</text>"#,
+            w - right + 10.0,
+            ly,
+            w - right + 28.0,
+            ly + 10.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The per-second series of every system of every run, labelled `run: system`.
+pub fn series(runs: &[(String, Value)]) -> Vec<(String, Vec<u64>)> {
+    let mut out = Vec::new();
+    for (name, run) in runs {
+        for system in SYSTEMS {
+            if let Some(s) = run[system]["per_second"].as_array() {
+                out.push((
+                    format!("{name}: {system}"),
+                    s.iter().map(|v| v.as_u64().unwrap_or(0)).collect(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn run() -> Value {
+        json!({
+            "machine": {"cores": 2, "fsync_4k_median_ms": 1.5},
+            "ecsd": {"throughput_per_s": 9000.0, "errors": 0, "per_second": [8900, 9100],
+                     "latency": {"p50_ms": 6.0, "p90_ms": 9.0, "p99_ms": 14.0, "p999_ms": 20.0, "max_ms": 31.0}},
+            "moto": {"throughput_per_s": 300.0, "errors": 2, "per_second": [290, 310],
+                     "latency": {"p50_ms": 200.0, "p90_ms": 250.0, "p99_ms": 390.0, "p999_ms": 480.0, "max_ms": 500.0}},
+            "ratio": {"throughput": 30.0}
+        })
+    }
+
+    #[test]
+    fn a_report_has_a_row_per_system_the_ratio_and_the_machine() {
+        let md = markdown(&[("write".into(), run())], Some("throughput.svg"));
+        assert!(md.contains("2 cores, fsync of 4 KiB 1.50 ms"), "{md}");
+        assert!(
+            md.contains("| write | ecsd | 9000 | 0 | 6.00 | 9.00 | 14.00 | 20.00 | 31.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("| write | moto | 300 | 2 |"), "{md}");
+        assert!(md.contains("| write | ecsd / moto | 30.0× |"), "{md}");
+        assert!(md.contains("![throughput per second](throughput.svg)"));
+    }
+
+    #[test]
+    fn the_chart_draws_a_line_per_series_with_its_label() {
+        let s = series(&[("write".into(), run())]);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], ("write: ecsd".to_string(), vec![8900, 9100]));
+        let svg = throughput_svg(&s);
+        assert!(svg.starts_with("<svg"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("write: moto"));
+        // Nothing to draw is still a picture.
+        assert!(throughput_svg(&[]).ends_with("</svg>\n"));
+    }
+}
