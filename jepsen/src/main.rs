@@ -122,7 +122,8 @@ fn workloads(list: &str) -> Result<Vec<String>, String> {
             ));
         }
     }
-    out.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|w| seen.insert(w.clone()));
     if out.is_empty() {
         return Err("--workload: name at least one workload".into());
     }
@@ -194,18 +195,21 @@ fn test(args: TestArgs) -> Result<bool, String> {
         run_dir: run_dir.clone(),
         agent: ecsd.with_file_name("ecs-agent"),
     };
-    let rows = runtime.block_on(async {
+    let recorder = Recorder::default();
+    let outcome = runtime.block_on(async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
         tokio::select! {
-            rows = run(setup, net.clone(), db.clone()) => rows,
+            done = run(setup, net.clone(), db.clone(), recorder.clone()) => done,
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
             _ = term.recv() => Err("terminated".to_string()),
         }
     });
     drop(runtime);
-    let rows = rows?;
+    // The history is kept even when the run failed: that is when it is needed most.
+    let rows = recorder.rows();
     write_jsonl(&run_dir.join("history.jsonl"), &rows).map_err(|e| e.to_string())?;
+    outcome?;
     std::fs::write(run_dir.join("workload"), chosen.join(",")).map_err(|e| e.to_string())?;
     let valid = check(&rows, &chosen.join(","), &run_dir)?;
     drop(db);
@@ -394,7 +398,7 @@ impl Drop for Reaped {
     }
 }
 
-async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>) -> Result<Vec<Op>, String> {
+async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>, recorder: Recorder) -> Result<(), String> {
     let Setup {
         args,
         workloads,
@@ -420,7 +424,6 @@ async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>) -> Result
     if has("idempotency") {
         setup_idempotency(&client, &urls[0]).await?;
     }
-    let recorder = Recorder::default();
     let _agents = if has("scheduling") {
         Some(setup_scheduling(&client, &urls, &recorder, &agent, &run_dir).await?)
     } else {
@@ -537,7 +540,7 @@ async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>) -> Result
             }
         }
     }
-    Ok(recorder.rows())
+    Ok(())
 }
 
 /// Prints a progress line every few seconds: time, outcomes so far, the current fault.
@@ -1049,6 +1052,8 @@ async fn converge(client: &Client, urls: &[String], recorder: &Recorder, process
                 stopper += 1_000;
             }
         }
+        // The stops take effect when the agents report them: list again after a pause.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for k in 0..SERVICES {
         let r = row(

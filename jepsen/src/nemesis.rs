@@ -178,7 +178,14 @@ impl Nemesis {
             "partition" => {
                 let mut order: Vec<usize> = (1..=n).collect();
                 order.shuffle(&mut self.rng);
-                let choice = self.partitions % if n >= 5 { 3 } else { 2 };
+                // Kinds that need more nodes are left out of smaller clusters: a split needs
+                // 3 (a minority and a majority), the ring 5.
+                let kinds = match n {
+                    0..=2 => 1,
+                    3 | 4 => 2,
+                    _ => 3,
+                };
+                let choice = self.partitions % kinds;
                 self.partitions += 1;
                 if choice == 2 {
                     let cuts = ring_cuts(&order);
@@ -190,7 +197,13 @@ impl Nemesis {
                     // A minority with the target in it, the rest a majority.
                     let minority_size = (n - 1) / 2;
                     let mut minority = vec![target];
-                    minority.extend(order.iter().copied().filter(|i| *i != target).take(minority_size - 1));
+                    minority.extend(
+                        order
+                            .iter()
+                            .copied()
+                            .filter(|i| *i != target)
+                            .take(minority_size.saturating_sub(1)),
+                    );
                     let majority: Vec<usize> = (1..=n).filter(|i| !minority.contains(i)).collect();
                     self.fail_soft(self.net.partition(&[minority.clone(), majority.clone()]));
                     let affected: Vec<&String> = minority.iter().map(|i| &urls[i - 1]).collect();
