@@ -48,8 +48,11 @@ impl Journal {
     fn write(&self, instance: &str, task: &str, event: &str, (cpu, memory): (i64, i64)) {
         let line = serde_json::json!({"t_ms": crate::api::now_ms(), "instance": instance, "task": task,
                                       "event": event, "cpu": cpu, "memory": memory});
+        // One write per line, so lines of processes sharing the file never interleave.
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
         let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = writeln!(file, "{line}") {
+        if let Err(e) = file.write_all(&bytes) {
             tracing::warn!(error = %e, "sim journal not written");
         }
     }
@@ -79,8 +82,7 @@ fn resources(task: &AssignedTask) -> (i64, i64) {
         .definition
         .get("containerDefinitions")
         .and_then(serde_json::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_or(&[][..], Vec::as_slice);
     let sum = |field: &str, fallback: &str| -> i64 {
         containers
             .iter()
@@ -167,8 +169,9 @@ impl SimRuntime {
 impl Runtime for SimRuntime {
     fn apply(&self, assignment: &Assignment) {
         // A task no longer listed was marked STOPPED while the instance was away (not orphaned
-        // by a deregistration): it stops here too.
-        if !assignment.deregistered {
+        // by a deregistration): it stops here too. Generation 0 is an assignment that does not
+        // say (as in `runner::Tracker::apply`).
+        if assignment.generation > 0 && !assignment.deregistered {
             let listed: BTreeSet<&str> = assignment.tasks.iter().map(|t| t.id.as_str()).collect();
             let gone: Vec<String> = self
                 .running
