@@ -136,8 +136,7 @@ impl Ctx<'_> {
         if self.forwarded {
             return None;
         }
-        // Already rerouted by this node's `[dial]` table.
-        let (_, addr) = self.state.node.handle().leader_api_addr()?;
+        let (_, addr) = self.state.node.handle().leader_forward_addr()?;
         let response = self
             .state
             .http

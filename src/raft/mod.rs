@@ -389,7 +389,7 @@ impl RaftHandle {
 
     /// The leader and the address to send its API requests to, when another node leads: its
     /// API address, rerouted by this node's `[dial]` table.
-    pub fn leader_api_addr(&self) -> Option<(NodeId, String)> {
+    pub fn leader_forward_addr(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         let leader = metrics.current_leader.filter(|l| *l != self.id)?;
