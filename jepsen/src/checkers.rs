@@ -295,7 +295,8 @@ pub fn idempotency(rows: &[Op]) -> IdempotencyReport {
 /// One fault and how long writes were unavailable after it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
-    /// `partition`, `kill` or `pause`.
+    /// The fault's name in the history (`partition`, `split`, `ring`, `kill`, `kill-all`,
+    /// `pause`, `member`, `loss`, `clock`).
     pub fault: String,
     pub node: u64,
     /// Whether the node was the leader when the fault began.
@@ -303,7 +304,7 @@ pub struct Window {
     /// Seconds since the start of the run.
     pub at_s: f64,
     /// From the fault to the first acknowledged write sent to another node that was invoked
-    /// after it (`None`: none before the fault ended).
+    /// after it, on a node the fault did not affect (`None`: none for the rest of the run).
     pub window_ms: Option<f64>,
 }
 

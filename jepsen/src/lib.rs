@@ -6,7 +6,8 @@
 //!   a time budget) and the register and string models.
 //! - [`formats`]: readers for histories written by Jepsen (its text logs and EDN maps).
 //! - [`history`]: the recorder and its JSONL rows, and invocation/completion pairs.
-//! - [`checkers`]: the set checker and the unique, monotonic ids checker.
+//! - [`checkers`]: set, unique and monotonic ids, idempotency, scheduling safety (over the sim
+//!   agents' journal) and availability.
 //! - [`netns`]: the network-namespace topology and its faults (cut, partition, loss, heal).
 //! - [`proxy`]: the rootless topology: a TCP proxy per directed node-to-node link, with faults
 //!   (cut, partition, loss, delay, heal) emulated at the TCP level.

@@ -1,6 +1,6 @@
 //! The `proxy` topology: faults without root. Every node listens on 127.0.0.1, and every
-//! directed link (node a dialling node b) goes through its own TCP proxy, which the nemesis can
-//! cut, heal, delay and make lossy. Node a learns the proxies' addresses from its `[dial]`
+//! directed link (node a dialling node b) goes through its own TCP proxy, which can cut, heal,
+//! delay and make lossy (the nemesis uses cut, heal and loss). Node a learns the proxies' addresses from its `[dial]`
 //! table ([`Mesh::dial_map`]), while the Raft membership keeps the real listen addresses.
 //!
 //! A proxy sees byte streams, not packets, so it emulates what iptables `DROP` and netem do to a

@@ -14,9 +14,8 @@ use std::fmt::{self, Write};
 use serde_json::Value;
 
 use crate::history::{pairs, Op, OpType};
+use crate::nemesis::NEMESIS;
 
-/// The process the nemesis records its rows under.
-const NEMESIS: u64 = u64::MAX;
 const WIDTH: f64 = 1200.0;
 const HEIGHT: f64 = 500.0;
 /// The plot area, in pixels.
