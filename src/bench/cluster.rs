@@ -133,6 +133,36 @@ impl LocalCluster {
         }
     }
 
+    /// Waits until node `i` (1-based) reports a leader and has applied everything the leader
+    /// has committed (as the leader reports it).
+    pub async fn wait_caught_up(&self, i: usize, within: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let status = async {
+                let v: serde_json::Value = http
+                    .get(format!("{}/cluster/status", self.endpoints[i - 1]))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let members = v["members"].as_array()?;
+                let leader = members.iter().find(|m| m["id"] == v["leader"])?;
+                let me = members.iter().find(|m| m["id"] == i as u64)?;
+                Some(me["applied_index"].as_u64()? >= leader["committed_index"].as_u64()?)
+            };
+            if status.await == Some(true) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("node {i} did not catch up within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `kill -9` of node `i` (1-based).
     pub fn kill(&mut self, i: usize) {
         let child = &mut self.processes.0[i - 1];
@@ -145,20 +175,6 @@ impl LocalCluster {
         let child = self.spawn(i - 1)?;
         self.processes.0[i - 1] = child;
         Ok(())
-    }
-
-    /// The resident memory of node `i` (1-based) in bytes, from /proc.
-    pub fn resident_bytes(&self, i: usize) -> Option<u64> {
-        let pid = self.processes.0[i - 1].id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
     }
 }
 

@@ -705,9 +705,8 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
             None => println!("  round {round:>2}: killed leader n{leader}; no write acknowledged within 30 s"),
         }
         local.restart(leader)?;
-        local.wait_for_leader(Duration::from_secs(30)).await?;
-        // Let the restarted node catch up before the next kill.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The next kill waits until the restarted node has caught up with the leader.
+        local.wait_caught_up(leader, Duration::from_secs(30)).await?;
     }
     let mut sorted = windows.clone();
     sorted.sort_by(f64::total_cmp);
