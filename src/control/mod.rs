@@ -47,10 +47,10 @@ struct Running {
 }
 
 /// Proposes a decision of `ctx`'s term (a fresh request id, stamped with this node's clock) and
-/// waits until it is applied. A failed attempt may still commit later in the term, so the same
-/// proposal (same request id: it applies at most once) is retried until it has an outcome or
-/// the term's loops are cancelled; a loop's next pass therefore never plans around a decision
-/// whose fate is unknown.
+/// waits until it is applied. An unconfirmed attempt (`NodeError::Unavailable`) may still
+/// commit later in the term, so the same proposal (same request id: it applies at most once) is
+/// retried until it has an outcome or the term's loops are cancelled; a loop's next pass
+/// therefore never plans around a decision whose fate is unknown. Any other error is returned.
 pub async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, NodeError> {
     let proposal = Proposal {
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -61,7 +61,8 @@ pub async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, No
     loop {
         match ctx.node.write_as_leader(ctx.term, proposal.clone()).await {
             Ok(outcome) => return Ok(outcome),
-            Err(e) if ctx.cancel.is_cancelled() => return Err(e),
+            // Only an unconfirmed write is worth proposing again; anything else never will be.
+            Err(e) if ctx.cancel.is_cancelled() || !matches!(e, NodeError::Unavailable(_)) => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "leader decision not confirmed; proposing it again");
                 tokio::select! {
