@@ -132,8 +132,14 @@ impl DockerRuntime {
             filters: Some(filters),
             ..Default::default()
         };
-        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
-            return;
+        let containers = match self.docker.list_containers(Some(options)).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Not swept: the next assignment tries again.
+                tracing::warn!(error = %e, "cannot list this instance's containers");
+                self.swept.store(false, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
         };
         for c in containers {
             let labels = c.labels.unwrap_or_default();
