@@ -90,9 +90,10 @@ impl Netns {
             let ns = net.ns(&tag);
             net.add_ns(&ns)?;
             let (inside, outside) = (format!("{}{tag}a", net.prefix), format!("{}{tag}b", net.prefix));
-            run(&["ip", "link", "add", &inside, "type", "veth", "peer", "name", &outside])?;
-            run(&["ip", "link", "set", &inside, "netns", &ns])?;
-            run(&["ip", "link", "set", &outside, "netns", &switch])?;
+            // Made inside the namespaces, so a failure never leaves a link in the root one.
+            run(&[
+                "ip", "-n", &ns, "link", "add", &inside, "type", "veth", "peer", "name", &outside, "netns", &switch,
+            ])?;
             run(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", &inside])?;
             run(&["ip", "-n", &ns, "link", "set", &inside, "up"])?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
