@@ -476,6 +476,10 @@ async fn aim(endpoints: &[String], target: &str) -> anyhow::Result<Vec<String>> 
 
 /// `ecs-bench cluster`: a local cluster, and the peer, measured with the same workload.
 async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load: LoadArgs) -> anyhow::Result<()> {
+    // Checked before the cluster runs, not after.
+    if let Some(other) = peer.as_deref().filter(|p| *p != "moto") {
+        bail!("--peer {other}: only moto is known");
+    }
     let binary = match ecsd {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("ecsd"),
@@ -503,7 +507,8 @@ async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load
     };
     match peer.as_deref() {
         None => {}
-        Some("moto") => {
+        // moto, the one peer known (checked above).
+        Some(_) => {
             let moto = Moto::start().await?;
             println!("ecs-bench: moto_server at {}", moto.endpoint);
             let report = workload(Ecs::new(vec![moto.endpoint.clone()])?, &load, "moto").await?;
@@ -514,7 +519,6 @@ async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load
             out["moto"] = serde_json::to_value(&report)?;
             out["ratio"] = json!({"throughput": ratio, "p50_latency": latency});
         }
-        Some(other) => bail!("--peer {other}: only moto is known"),
     }
     write_json(&load, out)
 }
