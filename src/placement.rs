@@ -9,6 +9,7 @@
 //! constraints, then strategies; tasks of one call are placed one at a time, each seeing the
 //! resources and group counts the earlier ones took.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::BTreeMap;
 
 use crate::cql::{self, InstanceFacts};
@@ -165,18 +166,21 @@ pub fn check(
     if reservation.memory > integer(remaining, "MEMORY") {
         return Some(reason::MEMORY);
     }
-    let tcp = port_set(remaining, "PORTS");
-    let udp = port_set(remaining, "PORTS_UDP");
-    let reserved_after = tcp.len() + udp.len() + reservation.ports.len() + reservation.ports_udp.len();
-    if reservation.ports.iter().any(|p| tcp.contains(p))
-        || (!reservation.ports.is_empty() && reserved_after > MAX_RESERVED_PORTS)
-    {
-        return Some(reason::PORTS);
-    }
-    if reservation.ports_udp.iter().any(|p| udp.contains(p))
-        || (!reservation.ports_udp.is_empty() && reserved_after > MAX_RESERVED_PORTS)
-    {
-        return Some(reason::PORTS_UDP);
+    // Most tasks reserve no host ports: then no port set needs reading.
+    if !reservation.ports.is_empty() || !reservation.ports_udp.is_empty() {
+        let tcp = port_set(remaining, "PORTS");
+        let udp = port_set(remaining, "PORTS_UDP");
+        let reserved_after = tcp.len() + udp.len() + reservation.ports.len() + reservation.ports_udp.len();
+        if reservation.ports.iter().any(|p| tcp.contains(p))
+            || (!reservation.ports.is_empty() && reserved_after > MAX_RESERVED_PORTS)
+        {
+            return Some(reason::PORTS);
+        }
+        if reservation.ports_udp.iter().any(|p| udp.contains(p))
+            || (!reservation.ports_udp.is_empty() && reserved_after > MAX_RESERVED_PORTS)
+        {
+            return Some(reason::PORTS_UDP);
+        }
     }
     if distinct_instance && instance.task_groups.get(group).is_some_and(|n| *n > 0) {
         return Some(reason::DISTINCT_INSTANCE);
@@ -269,8 +273,9 @@ fn attribute_value<'a>(instance: &'a ContainerInstance, name: &str) -> Option<&'
 }
 
 /// Places up to `request.count` tasks on `instances` (a cluster's instances, in any order).
-pub fn place(instances: &[ContainerInstance], request: &Request<'_>) -> Plan {
-    let mut view: Vec<ContainerInstance> = instances.to_vec();
+pub fn place<I: Borrow<ContainerInstance>>(instances: &[I], request: &Request<'_>) -> Plan {
+    // Instances are copied only when a task is placed on them.
+    let mut view: Vec<Cow<'_, ContainerInstance>> = instances.iter().map(|i| Cow::Borrowed(i.borrow())).collect();
     // Deterministic base order, whatever order the caller used.
     view.sort_by(|a, b| a.id.cmp(&b.id));
     let mut plan = Plan::default();
@@ -298,7 +303,7 @@ pub fn place(instances: &[ContainerInstance], request: &Request<'_>) -> Plan {
         let Some(best) = choose(&view, &eligible, request, n as u64) else {
             continue;
         };
-        let chosen = &mut view[best];
+        let chosen = view[best].to_mut();
         reserve(chosen, request.reservation, request.group);
         chosen.pending_tasks += 1;
         plan.placements.push(chosen.id.clone());
@@ -310,7 +315,7 @@ pub fn place(instances: &[ContainerInstance], request: &Request<'_>) -> Plan {
 }
 
 /// The best of `eligible` by the strategies, in order, then by instance ID.
-fn choose(view: &[ContainerInstance], eligible: &[usize], request: &Request<'_>, n: u64) -> Option<usize> {
+fn choose(view: &[Cow<'_, ContainerInstance>], eligible: &[usize], request: &Request<'_>, n: u64) -> Option<usize> {
     let strategies: &[Strategy] = if request.strategies.is_empty() {
         &[Strategy::Random]
     } else {
@@ -353,10 +358,8 @@ fn choose(view: &[ContainerInstance], eligible: &[usize], request: &Request<'_>,
             })
             .collect()
     };
-    eligible
-        .iter()
-        .copied()
-        .min_by(|a, b| key(*a).cmp(&key(*b)).then_with(|| view[*a].id.cmp(&view[*b].id)))
+    // Each key once; ties go to the lowest instance ID (`view` is in ID order, so the first).
+    eligible.iter().map(|&i| (key(i), i)).min().map(|(_, i)| i)
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub fn assignment(view: &dyn KvRead, instance: &InstanceRef) -> Result<Assignmen
         agent_update: registered.and_then(|i| i.agent_update_status),
         ..Default::default()
     };
+    // An instance's tasks mostly share a few definitions: each is read once.
+    let mut definitions: std::collections::BTreeMap<(String, u32), serde_json::Value> = Default::default();
     for task in tasks::on_instance(view, &instance.cluster, &instance.instance_id)? {
         let revision = task
             .task_definition_arn
@@ -64,9 +66,16 @@ pub fn assignment(view: &dyn KvRead, instance: &InstanceRef) -> Result<Assignmen
             .next()
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
-        let definition = task_definitions::get(view, &task.family, revision)?
-            .map(|d| d.body)
-            .unwrap_or_default();
+        let definition = match definitions.get(&(task.family.clone(), revision)) {
+            Some(d) => d.clone(),
+            None => {
+                let d = task_definitions::get(view, &task.family, revision)?
+                    .map(|d| d.body)
+                    .unwrap_or_default();
+                definitions.insert((task.family.clone(), revision), d.clone());
+                d
+            }
+        };
         out.tasks.push(AssignedTask {
             id: task.id.clone(),
             arn: task.arn.clone(),

@@ -400,7 +400,7 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
         &req.placement_constraints.take().unwrap_or_default(),
         &taskdef::definition_constraints(&definition),
     )?;
-    let instances = cis::all(view, &cluster)?;
+    let instances = cis::all_cached(view, &cluster, &ctx.state.instances)?;
     if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
         return Err(invalid("No Container Instances were found in your cluster."));
     }

@@ -6,6 +6,7 @@
 
 pub mod log_store;
 pub mod network;
+mod read_index;
 pub mod service;
 pub mod state_machine;
 mod writer;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -212,6 +213,22 @@ pub struct RaftHandle {
     leader_loops_running: Arc<AtomicBool>,
     feed: ChangeFeed,
     heartbeats: Arc<Heartbeats>,
+    /// Leadership checks of this node as leader, shared by concurrent reads (its own and
+    /// followers' `ReadIndex` calls).
+    local_reads: Arc<read_index::Coalescer<ReadIndex>>,
+    /// `ReadIndex` calls to the leader, shared by concurrent reads on this follower.
+    remote_reads: Arc<read_index::Coalescer<ReadIndex>>,
+}
+
+/// The result of one leadership check for reads.
+#[derive(Debug, Clone)]
+enum ReadIndex {
+    /// Confirmed: a read is linearizable once the state machine has applied this index.
+    Index(Option<u64>),
+    /// Not confirmed; retry, after a leader other than this one is known if one is named.
+    Retry { failed_leader: Option<NodeId> },
+    /// Raft has stopped on this node.
+    Stopped(String),
 }
 
 /// When each agent was last heard from, as the leader saw it (in memory only: after a leader
@@ -273,6 +290,8 @@ impl RaftNode {
             leader_loops_running: Arc::new(AtomicBool::new(false)),
             feed,
             heartbeats: Arc::new(Heartbeats::default()),
+            local_reads: Arc::default(),
+            remote_reads: Arc::default(),
         };
         let limits = writer::Limits {
             count: config.api.max_batch,
@@ -529,48 +548,36 @@ impl RaftHandle {
     }
 
     /// Waits until this node's replica reflects every write acknowledged before the call
-    /// (read-index: the leader confirms its leadership with a quorum; a follower then waits to
-    /// apply up to the leader's read index).
+    /// (read-index: the leader confirms its leadership with a quorum; a follower asks the leader
+    /// for that index). Concurrent calls share one confirmation that began after all of them
+    /// arrived (`read_index.rs`), then each waits until the state machine has applied the index.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let deadline = Instant::now() + self.hold;
         let mut backoff = Duration::from_millis(10);
-        let mut failed_leader = None;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                    failed_leader = f.leader_id;
-                    if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
-                        if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
-                            let reply = self
-                                .pool
-                                .call::<(), LeaderReply<Option<u64>>>(
-                                    &addr,
-                                    leader,
-                                    Method::ReadIndex,
-                                    &(),
-                                    remaining.min(self.attempt_timeout),
-                                )
-                                .await;
-                            if let Ok(LeaderReply::Ok(index)) = reply {
-                                let waited = self
-                                    .raft
-                                    .wait(Some(remaining))
-                                    .applied_index_at_least(index, "read index")
-                                    .await;
-                                if waited.is_ok() {
-                                    return Ok(());
-                                }
-                            }
-                        }
+            let round = match self.current_leader() {
+                Some(leader) if leader != self.id => tokio::time::timeout(remaining, self.remote_read_index()).await,
+                _ => tokio::time::timeout(remaining, self.local_read_index()).await,
+            };
+            let round = round.ok().flatten();
+            let failed_leader = match round {
+                Some(ReadIndex::Index(index)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let waited = self
+                        .raft
+                        .wait(Some(remaining))
+                        .applied_index_at_least(index, "read index")
+                        .await;
+                    if waited.is_ok() {
+                        return Ok(());
                     }
+                    None
                 }
-                // Leading without a quorum: back off instead of spinning on this node.
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => failed_leader = Some(self.id),
-                Ok(Err(RaftError::Fatal(e))) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
-                Err(_) => {}
-            }
+                Some(ReadIndex::Retry { failed_leader }) => failed_leader,
+                Some(ReadIndex::Stopped(e)) => return Err(NodeError::Unavailable(format!("raft stopped: {e}"))),
+                None => None,
+            };
             if Instant::now() >= deadline {
                 return Err(NodeError::Unavailable(format!(
                     "could not confirm a leader within {} ms for a linearizable read; retry later",
@@ -586,14 +593,76 @@ impl RaftHandle {
         }
     }
 
-    /// Serves a follower's read-index request: the index it must apply before reading.
+    /// Joins the next check of this node's own leadership (a heartbeat round to a quorum).
+    async fn local_read_index(&self) -> Option<ReadIndex> {
+        let (raft, id, within) = (self.raft.clone(), self.id, self.attempt_timeout);
+        self.local_reads
+            .join(move || {
+                let raft = raft.clone();
+                Box::pin(async move {
+                    match tokio::time::timeout(within, raft.get_read_log_id()).await {
+                        Ok(Ok((read_log_id, _))) => ReadIndex::Index(read_log_id.map(|l| l.index)),
+                        Ok(Err(RaftError::Fatal(e))) => ReadIndex::Stopped(e.to_string()),
+                        // Not the leader, or leading without a quorum: retry once another node
+                        // is known to lead (at once if one already is) instead of spinning here.
+                        Ok(Err(RaftError::APIError(_))) | Err(_) => ReadIndex::Retry {
+                            failed_leader: Some(id),
+                        },
+                    }
+                })
+            })
+            .await
+    }
+
+    /// Joins the next `ReadIndex` call to the leader this node knows of.
+    async fn remote_read_index(&self) -> Option<ReadIndex> {
+        let handle = self.clone();
+        self.remote_reads
+            .join(move || {
+                let handle = handle.clone();
+                Box::pin(async move {
+                    let Some(leader) = handle.current_leader().filter(|l| *l != handle.id) else {
+                        return ReadIndex::Retry { failed_leader: None };
+                    };
+                    let Some(addr) = handle.leader_addr(leader) else {
+                        return ReadIndex::Retry { failed_leader: None };
+                    };
+                    let reply = handle
+                        .pool
+                        .call::<(), LeaderReply<Option<u64>>>(
+                            &addr,
+                            leader,
+                            Method::ReadIndex,
+                            &(),
+                            handle.attempt_timeout,
+                        )
+                        .await;
+                    match reply {
+                        Ok(LeaderReply::Ok(index)) => ReadIndex::Index(index),
+                        _ => ReadIndex::Retry {
+                            failed_leader: Some(leader),
+                        },
+                    }
+                })
+            })
+            .await
+    }
+
+    /// Serves a follower's read-index request: the index it must apply before reading, from a
+    /// leadership check shared with this node's own reads.
     pub async fn serve_read_index(&self) -> LeaderReply<Option<u64>> {
-        match self.raft.ensure_linearizable().await {
-            Ok(log_id) => LeaderReply::Ok(log_id.map(|l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                LeaderReply::NotLeader { leader: f.leader_id }
-            }
-            Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
+        if self.current_leader() != Some(self.id) {
+            return LeaderReply::NotLeader {
+                leader: self.current_leader(),
+            };
+        }
+        match self.local_read_index().await {
+            Some(ReadIndex::Index(index)) => LeaderReply::Ok(index),
+            Some(ReadIndex::Retry { .. }) => LeaderReply::NotLeader {
+                leader: self.current_leader().filter(|l| *l != self.id),
+            },
+            Some(ReadIndex::Stopped(e)) => LeaderReply::Failed(NodeError::Unavailable(format!("raft stopped: {e}"))),
+            None => LeaderReply::Failed(NodeError::Unavailable("node is shutting down".into())),
         }
     }
 

@@ -356,9 +356,25 @@ pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<ContainerI
 
 /// Every instance of `cluster` in ID order, INACTIVE ones included.
 pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<ContainerInstance>, KvError> {
-    let from = format!("ci/{cluster}\0").into_bytes();
-    let to = format!("ci/{cluster}\u{1}").into_bytes();
+    let (from, to) = cluster_range(cluster);
     super::scan_values(kv, &from, &to)
+}
+
+/// [`all`], decoding only the instances that changed since `cache` last saw them.
+pub fn all_cached(
+    kv: &dyn KvRead,
+    cluster: &str,
+    cache: &super::DecodeCache<ContainerInstance>,
+) -> Result<Vec<std::sync::Arc<ContainerInstance>>, KvError> {
+    let (from, to) = cluster_range(cluster);
+    cache.scan(kv, &from, &to)
+}
+
+fn cluster_range(cluster: &str) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("ci/{cluster}\0").into_bytes(),
+        format!("ci/{cluster}\u{1}").into_bytes(),
+    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@ pub mod task_definitions;
 pub mod tasks;
 mod txn;
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
@@ -466,20 +470,94 @@ pub(crate) fn scan_values<T: for<'de> Deserialize<'de>>(
     from: &[u8],
     to: &[u8],
 ) -> Result<Vec<T>, KvError> {
-    const CHUNK: usize = 512;
     let mut out = Vec::new();
+    scan_rows(kv, from, to, |_, value| {
+        out.push(decode(&value)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `each` with every row of `[from, to)` of the data space, in key order, reading in
+/// chunks so that a large range is never held at once.
+fn scan_rows(
+    kv: &dyn KvRead,
+    from: &[u8],
+    to: &[u8],
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), KvError>,
+) -> Result<(), KvError> {
+    const CHUNK: usize = 512;
     let mut cursor = from.to_vec();
     loop {
         let chunk = kv.scan(Space::Data, &cursor, to, CHUNK)?;
         let done = chunk.len() < CHUNK;
         for (key, value) in chunk {
-            out.push(decode(&value)?);
-            cursor = key;
+            cursor.clone_from(&key);
             cursor.push(0);
+            each(key, value)?;
         }
         if done {
-            return Ok(out);
+            return Ok(());
         }
+    }
+}
+
+/// Decoded records of the data space, reused while their stored bytes are unchanged.
+///
+/// Planning a RunTask reads every instance of the cluster; between two requests only the few
+/// instances that took tasks change, and comparing bytes costs far less than decoding JSON. The
+/// cache is a pure memo of the bytes it was given: whatever it returns is what decoding the
+/// current rows would return.
+pub struct DecodeCache<T> {
+    rows: std::sync::Mutex<CachedRows<T>>,
+}
+
+/// Key → (stored bytes, the record they decode to).
+type CachedRows<T> = BTreeMap<Vec<u8>, (Vec<u8>, Arc<T>)>;
+
+impl<T> Default for DecodeCache<T> {
+    fn default() -> Self {
+        DecodeCache {
+            rows: Default::default(),
+        }
+    }
+}
+
+impl<T: for<'de> Deserialize<'de>> DecodeCache<T> {
+    /// Every record in `[from, to)`, decoded, in key order (as [`scan_values`]).
+    pub fn scan(&self, kv: &dyn KvRead, from: &[u8], to: &[u8]) -> Result<Vec<Arc<T>>, KvError> {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        scan_rows(kv, from, to, |key, value| {
+            let record = match rows.get(&key) {
+                Some((bytes, record)) if *bytes == value => record.clone(),
+                _ => {
+                    let record = Arc::new(decode::<T>(&value)?);
+                    rows.insert(key.clone(), (value, record.clone()));
+                    record
+                }
+            };
+            out.push(record);
+            seen.push(key);
+            Ok(())
+        })?;
+        // Forget rows of this range that are gone (both lists are in key order).
+        let cached = rows
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .count();
+        if cached > seen.len() {
+            let gone: Vec<Vec<u8>> = rows
+                .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .map(|(k, _)| k)
+                .filter(|k| seen.binary_search(k).is_err())
+                .cloned()
+                .collect();
+            for key in gone {
+                rows.remove(&key);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -614,6 +692,34 @@ mod tests {
             }
             outcomes.0
         }
+    }
+
+    #[test]
+    fn the_decode_cache_reuses_only_unchanged_rows_and_forgets_deleted_ones() {
+        let mut kv = MemKv::default();
+        let put = |kv: &mut MemKv, key: &str, value: u64| {
+            kv.0.insert((Space::Data, key.as_bytes().to_vec()), encode(&value));
+        };
+        for (key, value) in [("a/1", 1), ("a/2", 2), ("a/3", 3), ("b/1", 9)] {
+            put(&mut kv, key, value);
+        }
+        let cache = DecodeCache::<u64>::default();
+        let first = cache.scan(&kv, b"a/", b"a0").unwrap();
+        assert_eq!(first.iter().map(|v| **v).collect::<Vec<_>>(), [1, 2, 3]);
+        put(&mut kv, "a/2", 20);
+        kv.0.remove(&(Space::Data, b"a/3".to_vec()));
+        let second = cache.scan(&kv, b"a/", b"a0").unwrap();
+        assert_eq!(second.iter().map(|v| **v).collect::<Vec<_>>(), [1, 20]);
+        assert!(
+            Arc::ptr_eq(&first[0], &second[0]),
+            "an unchanged row is not decoded again"
+        );
+        assert!(!Arc::ptr_eq(&first[1], &second[1]));
+        let rows = cache.rows.lock().unwrap();
+        assert_eq!(
+            rows.keys().cloned().collect::<Vec<_>>(),
+            [b"a/1".to_vec(), b"a/2".to_vec()]
+        );
     }
 
     fn proposal(id: &str, ts_ms: u64, command: Command) -> Proposal {
