@@ -61,16 +61,13 @@ impl LocalCluster {
             .collect();
         let mut configs = Vec::new();
         for i in 0..nodes {
-            let config = dir.path().join(format!("node-{}.toml", i + 1));
-            let text = format!(
-                "node_id = {}\ndata_dir = \"{}\"\napi_addr = \"{}\"\nraft_addr = \"{}\"\nbootstrap = true\n{members}",
+            configs.push(write_config(
+                dir.path(),
                 i + 1,
-                dir.path().join(format!("data-{}", i + 1)).display(),
                 api[i],
-                raft[i]
-            );
-            std::fs::write(&config, text)?;
-            configs.push(config);
+                raft[i],
+                &format!("bootstrap = true\n{members}"),
+            )?);
         }
         let mut cluster = LocalCluster {
             processes: Processes(Vec::new()),
@@ -163,6 +160,56 @@ impl LocalCluster {
         }
     }
 
+    /// Starts one more node, empty and outside the membership, and asks the cluster to add it
+    /// (as `ecsd cluster add-node` does): the call returns once the leader has brought it up to
+    /// date (by snapshot when the leader's log no longer reaches back far enough) and made it a
+    /// voter. Returns its number (1-based).
+    pub async fn add_node(&mut self) -> anyhow::Result<usize> {
+        let i = self.configs.len() + 1;
+        let ports = free_ports(2)?;
+        self.configs
+            .push(write_config(self._dir.path(), i, ports[0], ports[1], "")?);
+        self.endpoints.push(format!("http://{}", ports[0]));
+        let child = self.spawn(i - 1)?;
+        self.processes.0.push(child);
+        let body = serde_json::json!({"id": i, "api_addr": ports[0].to_string(), "raft_addr": ports[1].to_string()});
+        let reply = reqwest::Client::new()
+            .post(format!("{}/cluster/add-node", self.endpoints[0]))
+            .json(&body)
+            .send()
+            .await?;
+        if !reply.status().is_success() {
+            bail!(
+                "add-node: {} {}",
+                reply.status(),
+                reply.text().await.unwrap_or_default()
+            );
+        }
+        Ok(i)
+    }
+
+    /// Node `i`'s own entry (1-based) in its `/cluster/status`: role, log positions, snapshot.
+    pub async fn member_status(&self, i: usize) -> anyhow::Result<serde_json::Value> {
+        let status: serde_json::Value = reqwest::get(format!("{}/cluster/status", self.endpoints[i - 1]))
+            .await?
+            .json()
+            .await?;
+        Ok(status["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["id"] == i as u64).cloned())
+            .unwrap_or_default())
+    }
+
+    /// The process id of node `i` (1-based).
+    pub fn pid(&self, i: usize) -> u32 {
+        self.processes.0[i - 1].id()
+    }
+
+    /// The data directory of node `i` (1-based).
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self._dir.path().join(format!("data-{i}"))
+    }
+
     /// `kill -9` of node `i` (1-based).
     pub fn kill(&mut self, i: usize) {
         let child = &mut self.processes.0[i - 1];
@@ -176,6 +223,66 @@ impl LocalCluster {
         self.processes.0[i - 1] = child;
         Ok(())
     }
+}
+
+/// Writes node `i`'s configuration file in `dir` (data in `dir/data-<i>`); `extra` is appended.
+fn write_config(
+    dir: &Path,
+    i: usize,
+    api: SocketAddr,
+    raft: SocketAddr,
+    extra: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let config = dir.join(format!("node-{i}.toml"));
+    let text = format!(
+        "node_id = {i}\ndata_dir = \"{}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\n{extra}",
+        dir.join(format!("data-{i}")).display(),
+    );
+    std::fs::write(&config, text)?;
+    Ok(config)
+}
+
+/// The resident memory of process `pid` in bytes (Linux `/proc`), if it can be read.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The total size of the files under `dir`, in bytes.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The newest snapshot file (`*.snap`) under `dir`, and its size in bytes.
+pub fn newest_snapshot(dir: &Path) -> Option<(std::path::PathBuf, u64)> {
+    let mut newest: Option<(std::time::SystemTime, std::path::PathBuf, u64)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if e.path().extension().is_some_and(|x| x == "snap") {
+                let modified = m.modified().ok()?;
+                if newest.as_ref().is_none_or(|(t, _, _)| modified > *t) {
+                    newest = Some((modified, e.path(), m.len()));
+                }
+            }
+        }
+    }
+    newest.map(|(_, p, n)| (p, n))
 }
 
 /// moto's standalone server on a loopback port; dropped, it stops.

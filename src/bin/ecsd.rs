@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use ecsd::config::NodeConfig;
 use ecsd::node::{Listeners, Node};
 
+/// jemalloc, not the system allocator: glibc's per-thread arenas kept the memory of large
+/// transient buffers (snapshot builds, big log entries) resident, several GiB per node with a
+/// million tasks in state (BENCHMARKS.md, "Resident memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The configs of the local 3-node cluster, embedded so `ecsd dev` needs no files.
 const LOCAL_CONFIGS: [&str; 3] = [
     include_str!("../../cluster-config/local/node-1.toml"),

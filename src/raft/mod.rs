@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -113,6 +113,12 @@ pub struct MemberStatus {
     pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub last_log_index: Option<u64>,
+    /// The last index its newest snapshot covers.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// Its log holds nothing up to this index (covered by the snapshot).
+    #[serde(default)]
+    pub purged_index: Option<u64>,
 }
 
 /// The cluster as seen from one node, with each member's own report.
@@ -140,7 +146,9 @@ pub fn raft_config(config: &NodeConfig) -> Result<Config, NodeError> {
         max_in_snapshot_log_to_keep: t.logs_to_keep,
         purge_batch_size: 256,
         snapshot_max_chunk_size: 1024 * 1024,
-        max_payload_entries: 256,
+        // Entries carry whole batches (hundreds of KB under load): 64 of them keep one
+        // AppendEntries, and the memory of a catch-up, to tens of MB.
+        max_payload_entries: 64,
         ..Default::default()
     };
     raft_config
@@ -218,6 +226,8 @@ pub struct RaftHandle {
     local_reads: Arc<read_index::Coalescer<ReadIndex>>,
     /// `ReadIndex` calls to the leader, shared by concurrent reads on this follower.
     remote_reads: Arc<read_index::Coalescer<ReadIndex>>,
+    /// This node's writer: as leader, it batches forwarded proposals with its own.
+    writer: writer::WeakWriter,
 }
 
 /// The result of one leadership check for reads.
@@ -292,12 +302,14 @@ impl RaftNode {
             heartbeats: Arc::new(Heartbeats::default()),
             local_reads: Arc::default(),
             remote_reads: Arc::default(),
+            writer: writer::WeakWriter::default(),
         };
         let limits = writer::Limits {
             count: config.api.max_batch,
             bytes: config.api.max_batch_bytes,
         };
         let writer = writer::Writer::spawn(handle.clone(), limits);
+        handle.writer.set(&writer);
         Ok(RaftNode { handle, writer })
     }
 
@@ -459,7 +471,17 @@ impl RaftHandle {
             if remaining.is_zero() {
                 return Err(self.hold_expired(maybe_delivered));
             }
-            match tokio::time::timeout(remaining, self.raft.client_write(batch.clone())).await {
+            // A follower that knows the leader forwards at once instead of asking openraft first.
+            let attempt = match self.current_leader().filter(|l| *l != self.id) {
+                Some(leader) => Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(
+                    ForwardToLeader {
+                        leader_id: Some(leader),
+                        leader_node: None,
+                    },
+                )))),
+                None => tokio::time::timeout(remaining, self.raft.client_write(batch.clone())).await,
+            };
+            match attempt {
                 Ok(Ok(response)) => return Ok(response.data),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     failed_leader = f.leader_id;
@@ -527,14 +549,25 @@ impl RaftHandle {
         let _ = tokio::time::timeout(max, new_leader).await;
     }
 
-    /// Serves a write forwarded by a follower: one attempt, no further forwarding.
+    /// Serves a write forwarded by a follower. Its proposals join this leader's own batches, so
+    /// that the writes of every node share log entries (and fsyncs) instead of each forwarded
+    /// batch taking an entry of its own. A node that does not lead says so, and the follower
+    /// tries the leader it names.
     pub async fn serve_forwarded(&self, batch: Batch) -> LeaderReply<BatchOutcome> {
-        match self.raft.client_write(batch).await {
-            Ok(response) => LeaderReply::Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                LeaderReply::NotLeader { leader: f.leader_id }
-            }
-            Err(e) => LeaderReply::Failed(NodeError::Unavailable(e.to_string())),
+        let leader = self.current_leader();
+        if leader != Some(self.id) {
+            return LeaderReply::NotLeader { leader };
+        }
+        let Some(writer) = self.writer.get() else {
+            return LeaderReply::Failed(NodeError::Unavailable("node is shutting down".into()));
+        };
+        let outcomes = futures::future::join_all(batch.0.into_iter().map(|p| writer.write(p))).await;
+        match outcomes.into_iter().collect::<Result<Vec<_>, _>>() {
+            Ok(outcomes) => LeaderReply::Ok(BatchOutcome(outcomes)),
+            // Proposals of one batch are queued together and almost always share an entry; if
+            // some failed, the others' fate is reported as unknown by the follower's retry
+            // (proposals are deduplicated by request id, so a retry applies nothing twice).
+            Err(e) => LeaderReply::Failed(e),
         }
     }
 
@@ -829,6 +862,8 @@ impl RaftHandle {
                 committed_index: report.as_ref().and_then(|r| r.committed_index),
                 applied_index: report.as_ref().and_then(|r| r.applied_index),
                 last_log_index: report.as_ref().and_then(|r| r.last_log_index),
+                snapshot_index: report.as_ref().and_then(|r| r.snapshot_index),
+                purged_index: report.as_ref().and_then(|r| r.purged_index),
             });
         }
         ClusterStatus { leader, term, members }

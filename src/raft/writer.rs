@@ -41,6 +41,22 @@ pub(super) struct Writer {
     queue: mpsc::Sender<Queued>,
 }
 
+/// A handle on a node's writer that does not keep it running (the writer stops when the node's
+/// last [`Writer`] is dropped). The leader puts forwarded proposals into its own batches with it.
+#[derive(Clone, Default)]
+pub(super) struct WeakWriter(Arc<std::sync::OnceLock<mpsc::WeakSender<Queued>>>);
+
+impl WeakWriter {
+    pub(super) fn set(&self, writer: &Writer) {
+        let _ = self.0.set(writer.queue.downgrade());
+    }
+
+    /// The node's writer, while it runs.
+    pub(super) fn get(&self) -> Option<Writer> {
+        self.0.get()?.upgrade().map(|queue| Writer { queue })
+    }
+}
+
 impl Writer {
     pub(super) fn spawn(handle: RaftHandle, limits: Limits) -> Writer {
         let (queue, rx) = mpsc::channel(QUEUE);
