@@ -99,20 +99,34 @@ impl PeerPool {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, RpcFailure> {
+        self.call_with_data(addr, target, method, request, Vec::new(), timeout)
+            .await
+    }
+
+    /// [`PeerPool::call`] with raw `data` carried beside the JSON payload.
+    pub async fn call_with_data<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        target: NodeId,
+        method: Method,
+        request: &Req,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, RpcFailure> {
         let failed = |message: String| RpcFailure::Failed {
             addr: addr.to_string(),
             message,
         };
         let payload = serde_json::to_vec(request).map_err(|e| failed(format!("encode request: {e}")))?;
         // Leave room for the envelope; the receiver would refuse the message anyway.
-        if payload.len() > MAX_MESSAGE_BYTES - 1024 {
+        if payload.len() + data.len() > MAX_MESSAGE_BYTES - 1024 {
             return Err(RpcFailure::TooLarge {
                 addr: addr.to_string(),
-                bytes: payload.len(),
+                bytes: payload.len() + data.len(),
             });
         }
         let mut client = self.client(addr)?;
-        let request = pb::RaftRequest { target, payload };
+        let request = pb::RaftRequest { target, payload, data };
         let call = async {
             match method {
                 Method::AppendEntries => client.append_entries(request).await,
@@ -198,6 +212,7 @@ impl PeerConnection {
         &self,
         method: Method,
         request: &Req,
+        data: Vec<u8>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
     where
@@ -207,7 +222,7 @@ impl PeerConnection {
     {
         let reply: Result<Resp, RaftError<NodeId, E>> = self
             .pool
-            .call(&self.addr, self.target, method, request, option.hard_ttl())
+            .call_with_data(&self.addr, self.target, method, request, data, option.hard_ttl())
             .await
             .map_err(|failure| match failure {
                 RpcFailure::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&failure)),
@@ -253,11 +268,13 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.raft_call(Method::InstallSnapshot, &rpc, &option).await
+        // The chunk travels as raw bytes beside the JSON of the rest.
+        let data = std::mem::take(&mut rpc.data);
+        self.raft_call(Method::InstallSnapshot, &rpc, data, &option).await
     }
 
     async fn vote(
@@ -265,7 +282,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
-        self.raft_call(Method::Vote, &rpc, &option).await
+        self.raft_call(Method::Vote, &rpc, Vec::new(), &option).await
     }
 }
 

@@ -26,6 +26,11 @@ impl RaftGrpc {
     }
 
     fn decode<T: DeserializeOwned>(&self, request: Request<pb::RaftRequest>) -> Result<T, Status> {
+        self.decode_with_data(request).map(|(value, _)| value)
+    }
+
+    /// [`RaftGrpc::decode`], with the raw bytes carried beside the JSON.
+    fn decode_with_data<T: DeserializeOwned>(&self, request: Request<pb::RaftRequest>) -> Result<(T, Vec<u8>), Status> {
         let request = request.into_inner();
         if request.target != self.handle.id {
             return Err(Status::failed_precondition(format!(
@@ -33,7 +38,9 @@ impl RaftGrpc {
                 request.target, self.handle.id
             )));
         }
-        serde_json::from_slice(&request.payload).map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))
+        let value = serde_json::from_slice(&request.payload)
+            .map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))?;
+        Ok((value, request.data))
     }
 }
 
@@ -55,7 +62,12 @@ impl RaftService for RaftGrpc {
     }
 
     async fn install_snapshot(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
-        let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> = self.decode(request)?;
+        let (mut rpc, data): (openraft::raft::InstallSnapshotRequest<TypeConfig>, _) =
+            self.decode_with_data(request)?;
+        // A sender that put the chunk in the JSON sends no raw bytes: keep the JSON's.
+        if !data.is_empty() {
+            rpc.data = data;
+        }
         reply(&self.handle.raft().install_snapshot(rpc).await)
     }
 
