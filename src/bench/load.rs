@@ -40,6 +40,8 @@ pub struct Results {
     pub errors: u64,
     /// Acknowledged operations completed in each second of the measured window.
     pub per_second: Vec<u64>,
+    /// The latencies of the operations completed in each second of the measured window.
+    pub per_second_latency: Vec<Latency>,
     pub measured: Duration,
     pub first_error: Option<String>,
 }
@@ -52,6 +54,10 @@ pub struct Report {
     pub throughput_per_s: f64,
     pub latency: Summary,
     pub per_second: Vec<u64>,
+    /// Median latency of each second's acknowledged operations (0 for a second without any).
+    pub per_second_p50_ms: Vec<f64>,
+    /// 99th percentile latency of each second's acknowledged operations.
+    pub per_second_p99_ms: Vec<f64>,
     pub first_error: Option<String>,
 }
 
@@ -66,6 +72,13 @@ impl Results {
         }
         for (mine, theirs) in self.per_second.iter_mut().zip(&other.per_second) {
             *mine += theirs;
+        }
+        if self.per_second_latency.len() < other.per_second_latency.len() {
+            self.per_second_latency
+                .resize(other.per_second_latency.len(), Latency::default());
+        }
+        for (mine, theirs) in self.per_second_latency.iter_mut().zip(&other.per_second_latency) {
+            mine.merge(theirs);
         }
         self.measured = self.measured.max(other.measured);
         if self.first_error.is_none() {
@@ -90,6 +103,8 @@ impl Results {
             throughput_per_s: self.throughput(),
             latency: self.latency.summary(),
             per_second: self.per_second.clone(),
+            per_second_p50_ms: self.per_second_latency.iter().map(|l| l.summary().p50_ms).collect(),
+            per_second_p99_ms: self.per_second_latency.iter().map(|l| l.summary().p99_ms).collect(),
             first_error: self.first_error.clone(),
         }
     }
@@ -118,9 +133,13 @@ where
         Model::Closed { concurrency } => (concurrency.max(1), None),
         Model::Open { rate, concurrency } => (concurrency.max(1), Some(rate)),
     };
+    // One histogram per measured second, shared by the workers (one per worker and second
+    // would cost hundreds of MB at 64 workers).
+    let slots: Arc<std::sync::Mutex<Vec<Latency>>> = Arc::new(std::sync::Mutex::new(vec![Latency::default(); seconds]));
     let mut tasks = Vec::with_capacity(workers);
     for _ in 0..workers {
         let (op, next, live_ok, live_errors) = (op.clone(), next.clone(), live_ok.clone(), live_errors.clone());
+        let slots = slots.clone();
         tasks.push(tokio::spawn(async move {
             let mut r = Results {
                 per_second: vec![0; seconds],
@@ -164,6 +183,9 @@ where
                         if let Some(bucket) = r.per_second.get_mut(second) {
                             *bucket += 1;
                         }
+                        if let Some(slot) = slots.lock().unwrap_or_else(|p| p.into_inner()).get_mut(second) {
+                            slot.record(done - begin);
+                        }
                     }
                     Err(e) => {
                         r.errors += 1;
@@ -193,6 +215,7 @@ where
         }
     }
     progress.abort();
+    all.per_second_latency = std::mem::take(&mut *slots.lock().unwrap_or_else(|p| p.into_inner()));
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[2K");
     }
@@ -306,6 +329,10 @@ mod tests {
         assert_eq!(r.ok + r.errors, 300);
         assert_eq!(r.errors, 30);
         assert_eq!(r.per_second.iter().sum::<u64>(), r.ok);
+        // Each second's latencies are those of the operations it counted.
+        let counts: Vec<u64> = r.per_second_latency.iter().map(Latency::count).collect();
+        assert_eq!(counts, r.per_second);
+        assert_eq!(r.report().per_second_p99_ms.len(), r.per_second.len());
         assert!(r.first_error.is_some_and(|e| e.ends_with("refused")));
     }
 }

@@ -1,5 +1,6 @@
 //! `ecs-bench report`: turns the JSON that runs wrote (`--json`) into a Markdown report, with
-//! an SVG chart of throughput over each run's measured seconds, ours beside the peer's.
+//! SVG charts: throughput and p99 latency over each run's measured seconds, ours beside the
+//! peer's, and the unavailability of each leader kill of a failover run.
 
 use std::fmt::Write;
 
@@ -10,7 +11,7 @@ const SYSTEMS: [&str; 2] = ["ecsd", "moto"];
 
 /// One table row per system of each run, then the ratio when a peer ran too. `runs` are
 /// (name, the JSON a run wrote).
-pub fn markdown(runs: &[(String, Value)], chart: Option<&str>) -> String {
+pub fn markdown(runs: &[(String, Value)], charts: &[(&str, String)]) -> String {
     let mut out = String::from("# ecs-bench report\n\n");
     if let Some(machine) = runs.iter().map(|(_, v)| &v["machine"]).find(|m| !m.is_null()) {
         let _ = writeln!(
@@ -46,23 +47,49 @@ pub fn markdown(runs: &[(String, Value)], chart: Option<&str>) -> String {
             let _ = writeln!(out, "| {name} | ecsd / moto | {ratio:.1}× | | | | | | |");
         }
     }
-    if let Some(file) = chart {
-        let _ = write!(out, "\n![throughput per second]({file})\n");
+    for (title, file) in charts {
+        let _ = write!(out, "\n![{title}]({file})\n");
+    }
+    let failovers: Vec<_> = runs
+        .iter()
+        .filter_map(|(name, run)| Some((name, run["ecsd"]["windows_ms"].as_array()?, &run["ecsd"])))
+        .collect();
+    for (name, windows, r) in failovers {
+        let _ = writeln!(
+            out,
+            "\n{name}: {} kills of the leader, median unavailability {:.0} ms, {} errors after the kills.",
+            windows.len(),
+            r["median_ms"].as_f64().unwrap_or(f64::NAN),
+            r["errors_after_kills"]
+        );
     }
     out
 }
 
 /// A line chart of acknowledged operations per second: one line per (label, series).
 pub fn throughput_svg(series: &[(String, Vec<u64>)]) -> String {
+    let series: Vec<(String, Vec<f64>)> = series
+        .iter()
+        .map(|(label, s)| (label.clone(), s.iter().map(|v| *v as f64).collect()))
+        .collect();
+    line_svg(
+        "acknowledged operations per second",
+        "second of the measured run",
+        &series,
+    )
+}
+
+/// A line chart titled `title`: one line per (label, series), x along `x_label`.
+pub fn line_svg(title: &str, x_label: &str, series: &[(String, Vec<f64>)]) -> String {
     const COLOURS: [&str; 6] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"];
     let (w, h, left, bottom, top, right) = (800.0, 360.0, 70.0, 40.0, 30.0, 160.0);
     let longest = series.iter().map(|(_, s)| s.len()).max().unwrap_or(0).max(1);
     let peak = series
         .iter()
         .flat_map(|(_, s)| s.iter().copied())
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1.0);
     let x = |i: usize| left + (w - left - right) * i as f64 / (longest.max(2) - 1) as f64;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / peak);
     let mut svg = String::new();
@@ -71,10 +98,7 @@ pub fn throughput_svg(series: &[(String, Vec<u64>)]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = write!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="18" font-weight="bold">acknowledged operations per second</text>"#
-    );
+    let _ = write!(svg, r#"<text x="{left}" y="18" font-weight="bold">{title}</text>"#);
     for k in 0..=4 {
         let v = peak * k as f64 / 4.0;
         let _ = write!(
@@ -88,7 +112,7 @@ pub fn throughput_svg(series: &[(String, Vec<u64>)]) -> String {
     }
     let _ = write!(
         svg,
-        r#"<text x="{:.1}" y="{}" text-anchor="middle">second of the measured run</text>"#,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">{x_label}</text>"#,
         (left + w - right) / 2.0,
         h - 8.0
     );
@@ -97,7 +121,7 @@ pub fn throughput_svg(series: &[(String, Vec<u64>)]) -> String {
         let points: Vec<String> = s
             .iter()
             .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v as f64)))
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(if v.is_finite() { *v } else { 0.0 })))
             .collect();
         let _ = write!(
             svg,
@@ -117,6 +141,35 @@ pub fn throughput_svg(series: &[(String, Vec<u64>)]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The per-second p99 latency of every system of every run that has it, labelled `run: system`.
+pub fn latency_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
+    let mut out = Vec::new();
+    for (name, run) in runs {
+        for system in SYSTEMS {
+            if let Some(s) = run[system]["per_second_p99_ms"].as_array() {
+                out.push((
+                    format!("{name}: {system}"),
+                    s.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The unavailability (ms) of each kill of every failover run, labelled by run.
+pub fn failover_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
+    runs.iter()
+        .filter_map(|(name, run)| {
+            let windows = run["ecsd"]["windows_ms"].as_array()?;
+            Some((
+                name.clone(),
+                windows.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+            ))
+        })
+        .collect()
 }
 
 /// The per-second series of every system of every run, labelled `run: system`.
@@ -154,7 +207,11 @@ mod tests {
 
     #[test]
     fn a_report_has_a_row_per_system_the_ratio_and_the_machine() {
-        let md = markdown(&[("write".into(), run())], Some("throughput.svg"));
+        let failover = json!({"ecsd": {"windows_ms": [900.0, 1100.0], "median_ms": 1000.0, "errors_after_kills": 7}});
+        let md = markdown(
+            &[("write".into(), run()), ("failover".into(), failover)],
+            &[("throughput per second", "throughput.svg".into())],
+        );
         assert!(md.contains("2 cores, fsync of 4 KiB 1.50 ms"), "{md}");
         assert!(
             md.contains("| write | ecsd | 9000 | 0 | 6.00 | 9.00 | 14.00 | 20.00 | 31.00 |"),
@@ -163,6 +220,25 @@ mod tests {
         assert!(md.contains("| write | moto | 300 | 2 |"), "{md}");
         assert!(md.contains("| write | ecsd / moto | 30.0× |"), "{md}");
         assert!(md.contains("![throughput per second](throughput.svg)"));
+        assert!(
+            md.contains("failover: 2 kills of the leader, median unavailability 1000 ms, 7 errors"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn latency_and_failover_charts_come_from_the_runs_that_have_them() {
+        let mut write = run();
+        write["ecsd"]["per_second_p99_ms"] = json!([12.5, 14.0]);
+        let failover = json!({"ecsd": {"windows_ms": [900.0, 1100.0, 950.0]}});
+        let runs = [("write".to_string(), write), ("failover".to_string(), failover)];
+        let latency = latency_series(&runs);
+        assert_eq!(latency, vec![("write: ecsd".to_string(), vec![12.5, 14.0])]);
+        let kills = failover_series(&runs);
+        assert_eq!(kills, vec![("failover".to_string(), vec![900.0, 1100.0, 950.0])]);
+        let svg = line_svg("unavailability (ms)", "kill", &kills);
+        assert!(svg.contains("unavailability (ms)") && svg.contains(">kill<"));
+        assert_eq!(svg.matches("<polyline").count(), 1);
     }
 
     #[test]

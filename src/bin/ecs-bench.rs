@@ -5,7 +5,7 @@
 //!   peer (`--peer moto`), and runs the same workload against both in one invocation.
 //! - `run`: runs a workload against the nodes of a running cluster (`--endpoints`), spread
 //!   round-robin, or aimed at the leader or at the followers only (`--target`).
-//! - `report`: turns the JSON of runs into a Markdown report with a throughput chart (SVG).
+//! - `report`: turns the JSON of runs into a Markdown report with SVG charts (throughput and p99 latency per second, failover kills).
 //! - `service-scale`: scales one service from 0 to `--tasks` tasks on `--instances` simulated
 //!   instances (the `sim` agent runtime in this process) and times it to steady state.
 //!
@@ -67,11 +67,13 @@ enum Scenario {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// Turns the JSON of runs (`--json`) into a Markdown report with a throughput chart.
+    /// Turns the JSON of runs (`--json`) into a Markdown report with charts: throughput and p99
+    /// latency per second, and each leader kill's unavailability for failover runs.
     Report {
         /// The JSON files, each named in the report by its file stem.
         files: Vec<PathBuf>,
-        /// Where the report goes; the chart is written beside it as `<stem>-throughput.svg`.
+        /// Where the report goes; the charts are written beside it as `<stem>-throughput.svg`,
+        /// `<stem>-latency.svg` and `<stem>-failover.svg`.
         #[arg(long, default_value = "REPORT.md")]
         out: PathBuf,
     },
@@ -952,10 +954,30 @@ fn report(files: &[PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
     let stem = out
         .file_stem()
         .map_or("report".into(), |s| s.to_string_lossy().into_owned());
-    let chart = format!("{stem}-throughput.svg");
-    let svg = ecsd::bench::report::throughput_svg(&ecsd::bench::report::series(&runs));
-    std::fs::write(out.with_file_name(&chart), svg)?;
-    std::fs::write(out, ecsd::bench::report::markdown(&runs, Some(&chart)))?;
-    println!("ecs-bench: {} and {chart} written", out.display());
+    use ecsd::bench::report as r;
+    let mut charts: Vec<(&str, String)> = Vec::new();
+    let throughput = r::series(&runs);
+    if !throughput.is_empty() {
+        let file = format!("{stem}-throughput.svg");
+        std::fs::write(out.with_file_name(&file), r::throughput_svg(&throughput))?;
+        charts.push(("throughput per second", file));
+    }
+    let latency = r::latency_series(&runs);
+    if !latency.is_empty() {
+        let file = format!("{stem}-latency.svg");
+        let svg = r::line_svg("p99 latency (ms) per second", "second of the measured run", &latency);
+        std::fs::write(out.with_file_name(&file), svg)?;
+        charts.push(("p99 latency per second", file));
+    }
+    let kills = r::failover_series(&runs);
+    if !kills.is_empty() {
+        let file = format!("{stem}-failover.svg");
+        let svg = r::line_svg("unavailability after each kill -9 of the leader (ms)", "kill", &kills);
+        std::fs::write(out.with_file_name(&file), svg)?;
+        charts.push(("unavailability per leader kill", file));
+    }
+    std::fs::write(out, r::markdown(&runs, &charts))?;
+    let files: Vec<&str> = charts.iter().map(|(_, f)| f.as_str()).collect();
+    println!("ecs-bench: {} written, with {}", out.display(), files.join(", "));
     Ok(())
 }
