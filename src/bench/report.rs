@@ -143,20 +143,22 @@ pub fn line_svg(title: &str, x_label: &str, series: &[(String, Vec<f64>)]) -> St
     svg
 }
 
-/// The per-second p99 latency of every system of every run that has it, labelled `run: system`.
-pub fn latency_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
+/// The array `key` of every system of every run that has it, labelled `run: system`.
+fn per_system<T>(runs: &[(String, Value)], key: &str, value: impl Fn(&Value) -> T) -> Vec<(String, Vec<T>)> {
     let mut out = Vec::new();
     for (name, run) in runs {
         for system in SYSTEMS {
-            if let Some(s) = run[system]["per_second_p99_ms"].as_array() {
-                out.push((
-                    format!("{name}: {system}"),
-                    s.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
-                ));
+            if let Some(s) = run[system][key].as_array() {
+                out.push((format!("{name}: {system}"), s.iter().map(&value).collect()));
             }
         }
     }
     out
+}
+
+/// The per-second p99 latency of every system of every run that has it, labelled `run: system`.
+pub fn latency_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
+    per_system(runs, "per_second_p99_ms", |v| v.as_f64().unwrap_or(0.0))
 }
 
 /// The unavailability (ms) of each kill of every failover run, labelled by run.
@@ -174,18 +176,7 @@ pub fn failover_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
 
 /// The per-second series of every system of every run, labelled `run: system`.
 pub fn series(runs: &[(String, Value)]) -> Vec<(String, Vec<u64>)> {
-    let mut out = Vec::new();
-    for (name, run) in runs {
-        for system in SYSTEMS {
-            if let Some(s) = run[system]["per_second"].as_array() {
-                out.push((
-                    format!("{name}: {system}"),
-                    s.iter().map(|v| v.as_u64().unwrap_or(0)).collect(),
-                ));
-            }
-        }
-    }
-    out
+    per_system(runs, "per_second", |v| v.as_u64().unwrap_or(0))
 }
 
 #[cfg(test)]

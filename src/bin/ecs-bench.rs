@@ -956,25 +956,35 @@ fn report(files: &[PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
         .map_or("report".into(), |s| s.to_string_lossy().into_owned());
     use ecsd::bench::report as r;
     let mut charts: Vec<(&str, String)> = Vec::new();
+    // (alt text, file suffix, the chart, or None when no run has its data)
     let throughput = r::series(&runs);
-    if !throughput.is_empty() {
-        let file = format!("{stem}-throughput.svg");
-        std::fs::write(out.with_file_name(&file), r::throughput_svg(&throughput))?;
-        charts.push(("throughput per second", file));
-    }
     let latency = r::latency_series(&runs);
-    if !latency.is_empty() {
-        let file = format!("{stem}-latency.svg");
-        let svg = r::line_svg("p99 latency (ms) per second", "second of the measured run", &latency);
-        std::fs::write(out.with_file_name(&file), svg)?;
-        charts.push(("p99 latency per second", file));
-    }
     let kills = r::failover_series(&runs);
-    if !kills.is_empty() {
-        let file = format!("{stem}-failover.svg");
-        let svg = r::line_svg("unavailability after each kill -9 of the leader (ms)", "kill", &kills);
-        std::fs::write(out.with_file_name(&file), svg)?;
-        charts.push(("unavailability per leader kill", file));
+    let drawn = [
+        (
+            "throughput per second",
+            "throughput",
+            (!throughput.is_empty()).then(|| r::throughput_svg(&throughput)),
+        ),
+        (
+            "p99 latency per second",
+            "latency",
+            (!latency.is_empty())
+                .then(|| r::line_svg("p99 latency (ms) per second", "second of the measured run", &latency)),
+        ),
+        (
+            "unavailability per leader kill",
+            "failover",
+            (!kills.is_empty())
+                .then(|| r::line_svg("unavailability after each kill -9 of the leader (ms)", "kill", &kills)),
+        ),
+    ];
+    for (alt, suffix, svg) in drawn {
+        if let Some(svg) = svg {
+            let file = format!("{stem}-{suffix}.svg");
+            std::fs::write(out.with_file_name(&file), svg)?;
+            charts.push((alt, file));
+        }
     }
     std::fs::write(out, r::markdown(&runs, &charts))?;
     let files: Vec<&str> = charts.iter().map(|(_, f)| f.as_str()).collect();
