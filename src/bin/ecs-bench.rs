@@ -114,8 +114,9 @@ struct LoadArgs {
     #[arg(long, default_value_t = 100)]
     services: usize,
     /// Writes: `taskdef` (RegisterTaskDefinition), `tag` (TagResource), `scale` (UpdateService
-    /// desiredCount) or `mix`. Reads: `clusters` (DescribeClusters) or `services`
-    /// (DescribeServices). Default: `mix` for writes, `clusters` for reads.
+    /// desiredCount) or `mix`. Reads: `clusters` (DescribeClusters), `services`
+    /// (DescribeServices) or `tasks` (DescribeTasks of 100 ARNs). Default: `mix` for writes,
+    /// `clusters` for reads.
     #[arg(long)]
     op: Option<String>,
     /// With `mixed`: the fraction of reads.
@@ -525,7 +526,18 @@ async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load
         Some(_) => {
             let moto = Moto::start().await?;
             println!("ecs-bench: moto_server at {}", moto.endpoint);
-            let report = workload(Ecs::new(vec![moto.endpoint.clone()])?, &load, "moto").await?;
+            let report = match workload(Ecs::new(vec![moto.endpoint.clone()])?, &load, "moto").await {
+                Ok(report) => report,
+                // Our figures stand; say why the peer has none.
+                Err(e) => {
+                    // The first line: moto answers some errors with a whole HTML page.
+                    let e = format!("{e:#}");
+                    let e = e.lines().next().unwrap_or_default();
+                    println!("            moto: not measured: {e}");
+                    out["moto_error"] = json!(e);
+                    return write_json(&load, out);
+                }
+            };
             print_report("moto", &report);
             let ratio = ours.throughput_per_s / report.throughput_per_s.max(1e-9);
             let latency = ours.latency.p50_ms / report.latency.p50_ms.max(1e-9);
@@ -590,10 +602,19 @@ async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Rep
         .filter(|_| kind == "read")
         .unwrap_or_else(|| "clusters".into());
     if !["taskdef", "tag", "scale", "mix"].contains(&write_op.as_str())
-        || !["clusters", "services"].contains(&read_op.as_str())
+        || !["clusters", "services", "tasks"].contains(&read_op.as_str())
     {
-        bail!("--op: taskdef, tag, scale or mix for writes; clusters or services for reads");
+        bail!("--op: taskdef, tag, scale or mix for writes; clusters, services or tasks for reads");
     }
+    // DescribeTasks reads 100 tasks, placed first on one container instance.
+    let describe_tasks = if read_op == "tasks" {
+        let arns = hundred_tasks(&ecs)
+            .await
+            .with_context(|| format!("{system}: placing the 100 tasks that DescribeTasks reads"))?;
+        Arc::new(json!({"cluster": "bench", "tasks": arns}))
+    } else {
+        Arc::new(Value::Null)
+    };
     let read_ratio = match kind {
         "write" => 0.0,
         "read" => 1.0,
@@ -605,6 +626,7 @@ async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Rep
     let label = format!("{system} {kind}");
     let results = drive(plan, &label, move |i| {
         let (ecs, write_op, read_op, arn) = (ecs.clone(), write_op.clone(), read_op.clone(), cluster_arn.clone());
+        let describe_tasks = describe_tasks.clone();
         async move {
             // A deterministic spread of reads among writes, by sequence number.
             let read = ((i * 7919) % 1000) as f64 / 1000.0 < read_ratio;
@@ -614,6 +636,7 @@ async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Rep
                         "DescribeServices",
                         json!({"cluster": "bench", "services": ["bench-svc"]}),
                     ),
+                    "tasks" => ("DescribeTasks", (*describe_tasks).clone()),
                     _ => ("DescribeClusters", json!({"clusters": ["bench"]})),
                 }
             } else {
@@ -642,6 +665,34 @@ async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Rep
     })
     .await;
     Ok(results.report())
+}
+
+/// Registers one container instance in cluster `bench` (through the API, room for every task)
+/// and places 100 tasks on it with RunTask; returns their ARNs.
+async fn hundred_tasks(ecs: &Ecs) -> anyhow::Result<Vec<String>> {
+    ecs.call(
+        "RegisterContainerInstance",
+        json!({"cluster": "bench", "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 1_000_000},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 1_000_000}]}),
+    )
+    .await?;
+    let mut arns = Vec::new();
+    for _ in 0..10 {
+        let v = ecs
+            .call(
+                "RunTask",
+                json!({"cluster": "bench", "taskDefinition": "bench", "count": 10}),
+            )
+            .await?;
+        for t in v["tasks"].as_array().into_iter().flatten() {
+            arns.extend(t["taskArn"].as_str().map(str::to_string));
+        }
+    }
+    if arns.len() != 100 {
+        bail!("RunTask placed {} of 100 tasks", arns.len());
+    }
+    Ok(arns)
 }
 
 /// `--workload failover`: under a steady write load (`--concurrency` clients over every node,
