@@ -542,20 +542,15 @@ impl<T: for<'de> Deserialize<'de>> DecodeCache<T> {
             seen.push(key);
             Ok(())
         })?;
-        // Forget rows of this range that are gone (both lists are in key order).
-        let cached = rows
+        // Forget rows of this range that are gone (`seen` is in key order).
+        let gone: Vec<Vec<u8>> = rows
             .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-            .count();
-        if cached > seen.len() {
-            let gone: Vec<Vec<u8>> = rows
-                .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-                .map(|(k, _)| k)
-                .filter(|k| seen.binary_search(k).is_err())
-                .cloned()
-                .collect();
-            for key in gone {
-                rows.remove(&key);
-            }
+            .map(|(k, _)| k)
+            .filter(|k| seen.binary_search(k).is_err())
+            .cloned()
+            .collect();
+        for key in gone {
+            rows.remove(&key);
         }
         Ok(out)
     }
