@@ -35,7 +35,7 @@ impl Drop for Processes {
 /// A local cluster of `ecsd serve` processes; dropped, it stops and its data is deleted.
 pub struct LocalCluster {
     processes: Processes,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// The nodes' ECS API URLs, node 1 first.
     pub endpoints: Vec<String>,
     /// The nodes' configuration files (to restart one).
@@ -72,7 +72,7 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             processes: Processes(Vec::new()),
             endpoints: api.iter().map(|a| format!("http://{a}")).collect(),
-            _dir: dir,
+            dir,
             configs,
             binary: binary.to_path_buf(),
         };
@@ -85,7 +85,7 @@ impl LocalCluster {
     }
 
     fn spawn(&self, i: usize) -> anyhow::Result<Child> {
-        let log = std::fs::File::create(self._dir.path().join(format!("node-{}.log", i + 1)))?;
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{}.log", i + 1)))?;
         Command::new(&self.binary)
             .args(["serve", "--config"])
             .arg(&self.configs[i])
@@ -168,7 +168,7 @@ impl LocalCluster {
         let i = self.configs.len() + 1;
         let ports = free_ports(2)?;
         self.configs
-            .push(write_config(self._dir.path(), i, ports[0], ports[1], "")?);
+            .push(write_config(self.dir.path(), i, ports[0], ports[1], "")?);
         self.endpoints.push(format!("http://{}", ports[0]));
         let child = self.spawn(i - 1)?;
         self.processes.0.push(child);
@@ -190,7 +190,10 @@ impl LocalCluster {
 
     /// Node `i`'s own entry (1-based) in its `/cluster/status`: role, log positions, snapshot.
     pub async fn member_status(&self, i: usize) -> anyhow::Result<serde_json::Value> {
-        let status: serde_json::Value = reqwest::get(format!("{}/cluster/status", self.endpoints[i - 1]))
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let status: serde_json::Value = http
+            .get(format!("{}/cluster/status", self.endpoints[i - 1]))
+            .send()
             .await?
             .json()
             .await?;
@@ -207,7 +210,7 @@ impl LocalCluster {
 
     /// The data directory of node `i` (1-based).
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
-        self._dir.path().join(format!("data-{i}"))
+        self.dir.path().join(format!("data-{i}"))
     }
 
     /// `kill -9` of node `i` (1-based).
@@ -250,39 +253,35 @@ pub fn resident_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The total size of the files under `dir`, in bytes.
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// The newest snapshot file (`*.snap`) under `dir`, and its size in bytes.
-pub fn newest_snapshot(dir: &Path) -> Option<(std::path::PathBuf, u64)> {
-    let mut newest: Option<(std::time::SystemTime, std::path::PathBuf, u64)> = None;
+/// Every file under `dir` (at any depth) with its size in bytes; what cannot be read is left out.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if e.path().extension().is_some_and(|x| x == "snap") {
-                let modified = m.modified().ok()?;
-                if newest.as_ref().is_none_or(|(t, _, _)| modified > *t) {
-                    newest = Some((modified, e.path(), m.len()));
-                }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => files.push((e.path(), m.len())),
+                Err(_) => {}
             }
         }
     }
-    newest.map(|(_, p, n)| (p, n))
+    files
+}
+
+/// The total size of the files under `dir`, in bytes.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    files_under(dir).iter().map(|(_, n)| n).sum()
+}
+
+/// The size in bytes of the newest snapshot under a node's data directory `dir`: snapshot files
+/// are named `<index, 20 digits>-<id>.snap`, so the newest has the greatest name.
+pub fn newest_snapshot_bytes(dir: &Path) -> Option<u64> {
+    files_under(dir)
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|x| x == "snap"))
+        .max_by(|(a, _), (b, _)| a.file_name().cmp(&b.file_name()))
+        .map(|(_, n)| n)
 }
 
 /// moto's standalone server on a loopback port; dropped, it stops.

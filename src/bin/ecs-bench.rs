@@ -667,16 +667,23 @@ async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Rep
     Ok(results.report())
 }
 
+/// Registers a container instance in `cluster` through the API (no agent runs for it, so its
+/// tasks stay PENDING), offering a million CPU units and `memory` MiB, in availability zone `zone`.
+async fn register_instance(ecs: &Ecs, cluster: &str, memory: u64, zone: Option<&str>) -> anyhow::Result<()> {
+    let mut body = json!({"cluster": cluster, "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 1_000_000},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}]});
+    if let Some(zone) = zone {
+        body["attributes"] = json!([{"name": "ecs.availability-zone", "value": zone}]);
+    }
+    ecs.call("RegisterContainerInstance", body).await?;
+    Ok(())
+}
+
 /// Registers one container instance in cluster `bench` (through the API, room for every task)
 /// and places 100 tasks on it with RunTask; returns their ARNs.
 async fn hundred_tasks(ecs: &Ecs) -> anyhow::Result<Vec<String>> {
-    ecs.call(
-        "RegisterContainerInstance",
-        json!({"cluster": "bench", "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 1_000_000},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 1_000_000}]}),
-    )
-    .await?;
+    register_instance(ecs, "bench", 1_000_000, None).await?;
     let mut arns = Vec::new();
     for _ in 0..10 {
         let v = ecs
@@ -795,7 +802,7 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
 /// snapshot's size, how long a new, empty node takes to be added and caught up (by snapshot,
 /// the log being purged behind it), and how long a restarted node takes to serve again, caught up.
 async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Value> {
-    use ecsd::bench::cluster::{dir_bytes, newest_snapshot, resident_bytes};
+    use ecsd::bench::cluster::{dir_bytes, newest_snapshot_bytes, resident_bytes};
     let ecs = Arc::new(Ecs::new(local.endpoints.clone())?);
     ecs.call("CreateCluster", json!({"clusterName": "bench-scale"})).await?;
     let definition = json!({"family": "bench", "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]});
@@ -804,14 +811,7 @@ async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Valu
     // Room for every task, whatever the spread.
     let memory = (load.tasks * 8 / instances as u64 + 1024).min(i32::MAX as u64);
     for k in 0..instances {
-        ecs.call(
-            "RegisterContainerInstance",
-            json!({"cluster": "bench-scale", "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 1_000_000},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}],
-                "attributes": [{"name": "ecs.availability-zone", "value": format!("zone-{}", k % 3)}]}),
-        )
-        .await?;
+        register_instance(&ecs, "bench-scale", memory, Some(&format!("zone-{}", k % 3))).await?;
     }
     for k in 0..load.services {
         ecs.call(
@@ -883,7 +883,7 @@ async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Valu
         per_node.push(json!({"node": i, "rss_bytes": rss, "data_bytes": disk}));
     }
     let leader = local.wait_for_leader(Duration::from_secs(30)).await?;
-    let snapshot = newest_snapshot(&local.data_dir(leader)).map(|(_, n)| n);
+    let snapshot = newest_snapshot_bytes(&local.data_dir(leader));
     let me = local.member_status(leader).await?;
     println!(
         "  leader n{leader}: newest snapshot {:.0} MiB; log from index {} (purged before it), last index {}",
