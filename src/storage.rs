@@ -3,7 +3,7 @@
 //! This is the only module that imports `rocksdb`. It knows nothing of Raft or ECS: it offers
 //! atomic batches (synced or not), point reads, ordered range scans and point-in-time dumps.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
@@ -236,10 +236,85 @@ impl Store {
         Ok(Ok(()))
     }
 
+    /// Replaces the whole contents of `cfs` with the sorted SST files in `files` (made by
+    /// [`write_sst_files`]), then applies `last` synced. Each family's swap is atomic on its
+    /// own, not the families together: a caller that needs them together keeps readers out and
+    /// records that a replacement is under way, so that a restart can redo it.
+    pub fn replace_with_files(&self, cfs: &[Cf], files: &[(Cf, PathBuf)], last: Batch) -> Result<(), StorageError> {
+        let mut wipe = Batch::default();
+        for cf in cfs {
+            // An empty family (a new node's) gets no range deletion, which would otherwise sit
+            // above the ingested files until a compaction rewrote them all.
+            if self.last(*cf)?.is_some() {
+                wipe.delete_range(*cf, Vec::new(), KEY_MAX);
+            }
+        }
+        self.write(wipe, false)?;
+        let mut options = rocksdb::IngestExternalFileOptions::default();
+        // The files are ours and on the same file system: link them in, copy nothing.
+        options.set_move_files(true);
+        for (cf, path) in files {
+            // Ingested keys get a sequence number above the range deletion just written.
+            self.db
+                .ingest_external_file_cf_opts(self.handle(*cf), &options, vec![path])?;
+        }
+        self.write(last, true)
+    }
+
     /// Syncs the WAL, making every earlier unsynced write durable.
     pub fn sync_wal(&self) -> Result<(), StorageError> {
         self.db.flush_wal(true)?;
         Ok(())
+    }
+}
+
+/// Writes records, grouped by family and in key order within each, into one SST file per family
+/// under `dir` (named `<prefix>-<family>.sst`), for [`Store::replace_with_files`]. `fill` feeds
+/// the records to the sink it is given; memory stays bounded by RocksDB's block size, whatever
+/// the number of records. A family that gets no record gets no file.
+pub fn write_sst_files<T>(
+    dir: &Path,
+    prefix: &str,
+    fill: impl FnOnce(&mut dyn FnMut(Cf, &[u8], &[u8]) -> std::io::Result<()>) -> std::io::Result<T>,
+) -> std::io::Result<(T, Vec<(Cf, PathBuf)>)> {
+    let options = Options::default();
+    let mut files: Vec<(Cf, PathBuf)> = Vec::new();
+    let mut open: Option<(Cf, rocksdb::SstFileWriter<'_>)> = None;
+    let result = fill(&mut |cf, key, value| {
+        if open.as_ref().is_none_or(|(current, _)| *current != cf) {
+            if let Some((_, mut done)) = open.take() {
+                done.finish().map_err(std::io::Error::other)?;
+            }
+            if files.iter().any(|(seen, _)| *seen == cf) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("records of {} are not together", cf.name()),
+                ));
+            }
+            let path = dir.join(format!("{prefix}-{}.sst", cf.name()));
+            let writer = rocksdb::SstFileWriter::create(&options);
+            writer.open(&path).map_err(std::io::Error::other)?;
+            files.push((cf, path));
+            open = Some((cf, writer));
+        }
+        let (_, writer) = open.as_mut().expect("opened above");
+        // Fails unless keys come in strictly increasing order.
+        writer
+            .put(key, value)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    });
+    let finished = match open.take() {
+        Some((_, mut last)) => last.finish().map_err(std::io::Error::other),
+        None => Ok(()),
+    };
+    match result.and_then(|t| finished.map(|()| t)) {
+        Ok(t) => Ok((t, files)),
+        Err(e) => {
+            for (_, path) in &files {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e)
+        }
     }
 }
 
@@ -294,6 +369,68 @@ mod tests {
             seen,
             vec![(Cf::RaftLog, u64_key(3).to_vec()), (Cf::Data, b"cluster/a".to_vec())]
         );
+    }
+
+    #[test]
+    fn replacing_families_with_sst_files_drops_what_they_lack_and_keeps_other_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let mut batch = Batch::default();
+        for k in ["a", "b", "c"] {
+            batch.put(Cf::Data, k, "old");
+        }
+        batch.put(Cf::SmDedupe, "r/1", "old");
+        batch.put(Cf::RaftLog, u64_key(1), "entry");
+        store.write(batch, false).unwrap();
+
+        let (count, files) = write_sst_files(dir.path(), "t", |sink| {
+            sink(Cf::SmMeta, b"m", b"new")?;
+            sink(Cf::Data, b"b", b"new")?;
+            sink(Cf::Data, b"d", b"new")?;
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(files.len(), 2);
+        let mut last = Batch::default();
+        last.put(Cf::SmMeta, "applied", "7");
+        store
+            .replace_with_files(&[Cf::SmMeta, Cf::SmDedupe, Cf::Data], &files, last)
+            .unwrap();
+        let data: Vec<KeyValue> = store.scan(Cf::Data, b"", &KEY_MAX, 10).unwrap();
+        assert_eq!(
+            data,
+            vec![(b"b".to_vec(), b"new".to_vec()), (b"d".to_vec(), b"new".to_vec())]
+        );
+        assert_eq!(store.scan(Cf::SmDedupe, b"", &KEY_MAX, 10).unwrap(), vec![]);
+        assert_eq!(store.get(Cf::SmMeta, b"m").unwrap(), Some(b"new".to_vec()));
+        assert_eq!(store.get(Cf::SmMeta, b"applied").unwrap(), Some(b"7".to_vec()));
+        assert_eq!(store.get(Cf::RaftLog, &u64_key(1)).unwrap(), Some(b"entry".to_vec()));
+        // The files were moved into the database.
+        assert!(files.iter().all(|(_, p)| !p.exists()));
+        // And they survive a reopen.
+        drop(store);
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.scan(Cf::Data, b"", &KEY_MAX, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sst_files_refuse_records_out_of_order_and_leave_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_sst_files(dir.path(), "t", |sink| {
+            sink(Cf::Data, b"b", b"1")?;
+            sink(Cf::Data, b"a", b"2")
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let err = write_sst_files(dir.path(), "t", |sink| {
+            sink(Cf::Data, b"a", b"1")?;
+            sink(Cf::SmMeta, b"a", b"1")?;
+            sink(Cf::Data, b"b", b"2")
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

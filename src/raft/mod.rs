@@ -275,6 +275,7 @@ impl RaftNode {
             .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
         let log_store = LogStore::new(store.clone()).with_purge_gate(state_machine.applied());
         let feed = state_machine.feed();
+        let view = state_machine.view();
         let committed = log_store.committed_index();
         let pool = PeerPool::new(config.dialer());
         let network = Network {
@@ -293,7 +294,7 @@ impl RaftNode {
             id: config.node_id,
             raft,
             pool,
-            view: StateView::new(store),
+            view,
             committed,
             hold: Duration::from_millis(config.api.hold_ms),
             attempt_timeout: Duration::from_millis((2 * config.raft.election_timeout_max_ms).max(1000)),

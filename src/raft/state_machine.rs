@@ -6,9 +6,9 @@
 //! view of the state-machine column families; openraft streams them to followers in chunks.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -21,26 +21,43 @@ use tokio::sync::watch;
 use super::log_store::Applied;
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Row, Space, Txn};
-use crate::storage::{Batch, Cf, Store, KEY_MAX};
+use crate::storage::{Batch, Cf, Store};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
+/// In the Raft metadata family (which an install leaves alone): the name of the snapshot file
+/// whose install is under way. Present at startup, the install was cut short and is redone.
+const INSTALLING: &[u8] = b"sm_installing";
 const MEMBERSHIP: &[u8] = b"membership";
 /// State-owned keys in `sm_meta` carry this prefix, apart from the adapter's own keys.
 const STATE_META_PREFIX: &[u8] = b"s/";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ECSDSNP1";
+/// The file's last 16 bytes: the trailer record's offset (big-endian `u64`), then this. Files
+/// without it (from earlier versions) are read to the end to find the trailer.
+const FOOTER_MAGIC: &[u8; 8] = b"ECSDEND1";
 const TRAILER_TAG: u8 = 0xff;
 
 type Meta = SnapshotMeta<NodeId, NodeInfo>;
 
 /// Read access to the replicated state as the API and `apply` see it.
+///
+/// Every read holds the gate's shared side: a snapshot install swaps the state-machine families
+/// one at a time under its exclusive side, so no read sees a mix of old and new families.
 #[derive(Clone)]
 pub struct StateView {
     store: Store,
+    gate: Arc<RwLock<()>>,
 }
 
 impl StateView {
     pub fn new(store: Store) -> Self {
-        StateView { store }
+        StateView {
+            store,
+            gate: Arc::default(),
+        }
+    }
+
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn locate(space: Space, key: &[u8]) -> (Cf, Vec<u8>) {
@@ -55,12 +72,14 @@ impl StateView {
 impl KvRead for StateView {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         let (cf, key) = Self::locate(space, key);
+        let _shared = self.shared();
         self.store.get(cf, &key).map_err(|e| KvError(e.to_string()))
     }
 
     fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
         let (cf, from) = Self::locate(space, from);
         let (_, to) = Self::locate(space, to);
+        let _shared = self.shared();
         let rows = self
             .store
             .scan(cf, &from, &to, limit)
@@ -133,6 +152,7 @@ struct SnapshotFile {
 /// The state machine handed to openraft.
 pub struct StateMachineStore {
     store: Store,
+    view: StateView,
     dir: PathBuf,
     current: Arc<Mutex<Option<SnapshotFile>>>,
     receiving: Option<PathBuf>,
@@ -157,18 +177,28 @@ impl StateMachineStore {
             let path = entry?.path();
             match path.extension().and_then(|e| e.to_str()) {
                 Some("snap") => {
-                    let meta = read_snapshot_file(&path, |_, _, _| Ok(()))?;
+                    let meta = read_snapshot_meta(&path)?;
                     let newer = best.as_ref().is_none_or(|b| b.meta.last_log_id < meta.last_log_id);
                     if newer {
                         best = Some(SnapshotFile { meta, path });
                     }
                 }
-                Some("tmp") => fs::remove_file(&path)?,
+                Some("tmp") | Some("sst") => fs::remove_file(&path)?,
                 _ => {}
             }
         }
+        let view = StateView::new(store.clone());
+        if let Some(name) = store.get(Cf::RaftMeta, INSTALLING).map_err(std::io::Error::other)? {
+            // A crash cut an install short: the state-machine families may be part old, part
+            // new. Redo it from the same file, which was made durable before the install began.
+            let path = dir.join(String::from_utf8_lossy(&name).as_ref());
+            let meta = read_snapshot_meta(&path)?;
+            tracing::warn!(snapshot = %path.display(), "redoing a snapshot install that a restart interrupted");
+            load_snapshot(&view, dir, &meta, &path).map_err(std::io::Error::other)?;
+        }
         let mut sm = StateMachineStore {
             store,
+            view,
             dir: dir.to_path_buf(),
             current: Arc::new(Mutex::new(best)),
             receiving: None,
@@ -181,6 +211,11 @@ impl StateMachineStore {
             .flatten();
         sm.applied = watch::Sender::new(Applied { upto, failed: false });
         Ok(sm)
+    }
+
+    /// The view of the state that reads through the install gate.
+    pub fn view(&self) -> StateView {
+        self.view.clone()
     }
 
     /// The feed that signals applied writes of watched keys.
@@ -212,14 +247,19 @@ impl StateMachineStore {
     }
 }
 
+/// Once a batch of applied entries holds this many bytes of writes, it is written and the rest
+/// go into another: memory stays bounded when openraft hands over a long run of entries at once
+/// (after a stall, or when a follower catches up).
+const APPLY_BATCH_BYTES: usize = 64 << 20;
+
 fn apply_entries(
-    store: &Store,
+    view: &StateView,
     feed: &ChangeFeed,
     entries: Vec<openraft::Entry<TypeConfig>>,
 ) -> Result<Vec<BatchOutcome>, StorageError<NodeId>> {
-    let view = StateView::new(store.clone());
-    let mut txn = Txn::new(&view);
     let mut replies = Vec::with_capacity(entries.len());
+    let mut changes = Changes::default();
+    let mut txn = Txn::new(view);
     let mut last_applied = None;
     let mut membership = None;
     for entry in entries {
@@ -235,15 +275,43 @@ fn apply_entries(
                 replies.push(BatchOutcome::default());
             }
         }
+        if txn.written_bytes() >= APPLY_BATCH_BYTES {
+            let full = std::mem::replace(&mut txn, Txn::new(view));
+            write_applied(view, full, last_applied.take(), membership.take(), &mut changes)?;
+        }
     }
+    if last_applied.is_some() {
+        write_applied(view, txn, last_applied, membership, &mut changes)?;
+    }
+    if changes.wake_services {
+        changes.watched.push(crate::state::SERVICE_WAKE.to_vec());
+    }
+    feed.notify(changes.watched.iter().map(Vec::as_slice));
+    Ok(replies)
+}
+
+/// What applied writes touched that local watchers follow.
+#[derive(Default)]
+struct Changes {
+    watched: Vec<Vec<u8>>,
+    wake_services: bool,
+}
+
+/// Writes `txn`'s writes with `last_applied` (and the membership, if one was applied) in one
+/// batch, and notes the watched keys among them.
+fn write_applied(
+    view: &StateView,
+    txn: Txn<'_>,
+    last_applied: Option<LogId<NodeId>>,
+    membership: Option<StoredMembership<NodeId, NodeInfo>>,
+    changes: &mut Changes,
+) -> Result<(), StorageError<NodeId>> {
     let mut batch = Batch::default();
-    let mut watched: Vec<Vec<u8>> = Vec::new();
-    let mut wake_services = false;
     for ((space, key), value) in txn.into_writes() {
         if space == Space::Data && key.starts_with(crate::state::tasks::WORK_PREFIX) {
-            watched.push(key.clone());
+            changes.watched.push(key.clone());
         }
-        wake_services |= space == Space::Data && crate::state::wakes_services(&key);
+        changes.wake_services |= space == Space::Data && crate::state::wakes_services(&key);
         let (cf, key) = StateView::locate(space, &key);
         match value {
             Some(v) => batch.put(cf, key, v),
@@ -258,12 +326,7 @@ fn apply_entries(
         let bytes = serde_json::to_vec(&membership).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::SmMeta, MEMBERSHIP, bytes);
     }
-    store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    if wake_services {
-        watched.push(crate::state::SERVICE_WAKE.to_vec());
-    }
-    feed.notify(watched.iter().map(Vec::as_slice));
-    Ok(replies)
+    view.store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -284,9 +347,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let upto = entries.last().map(|e| e.log_id);
-        let store = self.store.clone();
+        let view = self.view.clone();
         let feed = self.feed.clone();
-        let result = tokio::task::spawn_blocking(move || apply_entries(&store, &feed, entries))
+        let result = tokio::task::spawn_blocking(move || apply_entries(&view, &feed, entries))
             .await
             .unwrap_or_else(|join| panic!("apply task panicked: {join}"));
         self.report(&result, upto);
@@ -345,68 +408,64 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 impl StateMachineStore {
     async fn install(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError<NodeId>> {
+        use std::os::unix::fs::MetadataExt;
         use tokio::io::AsyncSeekExt;
         let err = |e: std::io::Error| snap_err(Some(meta), ErrorVerb::Write, e);
-        // Copy whatever file we were handed (usually the one we created for receiving) into a
-        // file of our own, durable before it is loaded.
         let mut source = *snapshot;
-        source.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
-        let path = self.dir.join(format!("install-{}.tmp", uuid::Uuid::new_v4().simple()));
-        let mut copy = tokio::fs::File::create(&path).await.map_err(err)?;
-        tokio::io::copy(&mut source, &mut copy).await.map_err(err)?;
-        copy.sync_all().await.map_err(err)?;
-        drop((source, copy));
-        if let Some(received) = self.receiving.take() {
-            let _ = tokio::fs::remove_file(received).await;
-        }
-        let store = self.store.clone();
+        // The file handed back is usually the one made for receiving: keep it (made durable)
+        // rather than copy gigabytes. Any other file is copied into one of our own.
+        let handed = source.metadata().await.map_err(err)?;
+        let received = self.receiving.take();
+        let is_received = match &received {
+            Some(path) => fs::metadata(path).is_ok_and(|m| m.dev() == handed.dev() && m.ino() == handed.ino()),
+            None => false,
+        };
+        let path = if let (true, Some(received)) = (is_received, &received) {
+            source.sync_all().await.map_err(err)?;
+            received.clone()
+        } else {
+            source.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
+            let path = self.dir.join(format!("install-{}.tmp", uuid::Uuid::new_v4().simple()));
+            let mut copy = tokio::fs::File::create(&path).await.map_err(err)?;
+            tokio::io::copy(&mut source, &mut copy).await.map_err(err)?;
+            copy.sync_all().await.map_err(err)?;
+            if let Some(received) = &received {
+                let _ = tokio::fs::remove_file(received).await;
+            }
+            path
+        };
+        drop(source);
+        let view = self.view.clone();
         let dir = self.dir.clone();
         let current = self.current.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || install_snapshot_file(&store, &dir, &current, &meta, &path))
+        tokio::task::spawn_blocking(move || install_snapshot_file(&view, &dir, &current, &meta, &path))
             .await
             .unwrap_or_else(|join| panic!("snapshot install task panicked: {join}"))
     }
 }
 
 fn install_snapshot_file(
-    store: &Store,
+    view: &StateView,
     dir: &Path,
     current: &Mutex<Option<SnapshotFile>>,
     meta: &Meta,
     path: &Path,
 ) -> Result<(), StorageError<NodeId>> {
     let werr = |e: &dyn std::fmt::Display| snap_err(Some(meta), ErrorVerb::Write, e);
-    // One batch: wipe the state-machine families, load the snapshot, record its position.
-    let mut batch = Batch::default();
-    for cf in Cf::STATE_MACHINE {
-        batch.delete_range(cf, Vec::new(), KEY_MAX);
-    }
-    let file_meta = read_snapshot_file(path, |cf, k, v| {
-        batch.put(cf, k.to_vec(), v.to_vec());
-        Ok(())
-    })
-    .map_err(|e| werr(&e))?;
-    if file_meta.last_log_id != meta.last_log_id {
-        return Err(werr(&format!(
-            "snapshot file is at {:?} but its metadata says {:?}",
-            file_meta.last_log_id, meta.last_log_id
-        )));
-    }
-    batch.put(
-        Cf::SmMeta,
-        LAST_APPLIED,
-        serde_json::to_vec(&meta.last_log_id).map_err(|e| werr(&e))?,
-    );
-    batch.put(
-        Cf::SmMeta,
-        MEMBERSHIP,
-        serde_json::to_vec(&meta.last_membership).map_err(|e| werr(&e))?,
-    );
-    store.write(batch, true).map_err(|e| werr(&e))?;
+    // Durable under its final name first: a restart that finds the install marker redoes the
+    // install from this file.
     let final_path = snapshot_path(dir, meta);
     fs::rename(path, &final_path).map_err(|e| werr(&e))?;
     sync_dir(dir).map_err(|e| werr(&e))?;
+    let loaded = load_snapshot(view, dir, meta, &final_path);
+    if loaded.is_err() {
+        // Unless a swap began (the marker is set, and a restart needs the file), drop it.
+        if view.store.get(Cf::RaftMeta, INSTALLING).is_ok_and(|m| m.is_none()) {
+            let _ = fs::remove_file(&final_path);
+        }
+        return loaded;
+    }
     replace_current(
         current,
         SnapshotFile {
@@ -415,6 +474,54 @@ fn install_snapshot_file(
         },
     );
     Ok(())
+}
+
+/// Replaces the state-machine families with the snapshot file at `path`. The records go into
+/// SST files (memory stays bounded whatever the snapshot's size), which then replace the
+/// families, with `last_applied` and the membership written last. Readers of `view` wait out the
+/// swap; a marker in the Raft metadata makes a restart redo a swap that a crash cut short.
+fn load_snapshot(view: &StateView, dir: &Path, meta: &Meta, path: &Path) -> Result<(), StorageError<NodeId>> {
+    let werr = |e: &dyn std::fmt::Display| snap_err(Some(meta), ErrorVerb::Write, e);
+    let prefix = format!("load-{}", uuid::Uuid::new_v4().simple());
+    let (file_meta, files) =
+        crate::storage::write_sst_files(dir, &prefix, |sink| read_snapshot_file(path, sink)).map_err(|e| werr(&e))?;
+    let remove_files = || {
+        for (_, file) in &files {
+            let _ = fs::remove_file(file);
+        }
+    };
+    if file_meta.last_log_id != meta.last_log_id {
+        remove_files();
+        return Err(werr(&format!(
+            "snapshot file is at {:?} but its metadata says {:?}",
+            file_meta.last_log_id, meta.last_log_id
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut marker = Batch::default();
+    marker.put(Cf::RaftMeta, INSTALLING, name.into_bytes());
+    let mut last = Batch::default();
+    last.put(
+        Cf::SmMeta,
+        LAST_APPLIED,
+        serde_json::to_vec(&meta.last_log_id).map_err(|e| werr(&e))?,
+    );
+    last.put(
+        Cf::SmMeta,
+        MEMBERSHIP,
+        serde_json::to_vec(&meta.last_membership).map_err(|e| werr(&e))?,
+    );
+    last.delete(Cf::RaftMeta, INSTALLING);
+    let swapped = view.store.write(marker, true).and_then(|()| {
+        let _exclusive = view.gate.write().unwrap_or_else(|p| p.into_inner());
+        view.store.replace_with_files(&Cf::STATE_MACHINE, &files, last)
+    });
+    // Moved into the database on success; left over on failure.
+    remove_files();
+    swapped.map_err(|e| werr(&e))
 }
 
 fn snapshot_path(dir: &Path, meta: &Meta) -> PathBuf {
@@ -497,7 +604,10 @@ fn build_snapshot_file(
         ),
     };
     let meta_json = serde_json::to_vec(&meta).map_err(|e| werr(&e))?;
+    let trailer_at = out.stream_position().map_err(|e| werr(&e))?;
     write_record(&mut out, TRAILER_TAG, b"meta", &meta_json).map_err(|e| werr(&e))?;
+    out.write_all(&trailer_at.to_be_bytes()).map_err(|e| werr(&e))?;
+    out.write_all(FOOTER_MAGIC).map_err(|e| werr(&e))?;
     let file = out.into_inner().map_err(|e| werr(&e))?;
     file.sync_all().map_err(|e| werr(&e))?;
     drop(file);
@@ -517,6 +627,43 @@ fn write_record(out: &mut impl Write, tag: u8, key: &[u8], value: &[u8]) -> std:
     out.write_all(value)
 }
 
+/// Reads only a snapshot file's metadata: through its footer when it has one, so a node's start
+/// does not read gigabytes.
+fn read_snapshot_meta(path: &Path) -> std::io::Result<Meta> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len >= 16 {
+        let mut footer = [0u8; 16];
+        file.seek(SeekFrom::Start(len - 16))?;
+        file.read_exact(&mut footer)?;
+        if &footer[8..] == FOOTER_MAGIC {
+            let at = u64::from_be_bytes(footer[..8].try_into().expect("8 bytes"));
+            if at < len - 16 {
+                file.seek(SeekFrom::Start(at))?;
+                let mut input = BufReader::new(file);
+                let mut tag = [0u8; 1];
+                input.read_exact(&mut tag)?;
+                let _key = read_chunk(&mut input)?;
+                let value = read_chunk(&mut input)?;
+                if tag[0] == TRAILER_TAG {
+                    return serde_json::from_slice(&value)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+                }
+            }
+        }
+    }
+    read_snapshot_file(path, |_, _, _| Ok(()))
+}
+
+/// A length-prefixed field of a snapshot record.
+fn read_chunk(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    input.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
 /// Reads a snapshot file, calling `visit` for each record, and returns its metadata trailer.
 fn read_snapshot_file(
     path: &Path,
@@ -534,13 +681,6 @@ fn read_snapshot_file(
     if &magic != SNAPSHOT_MAGIC {
         return Err(bad("not an ecsd snapshot"));
     }
-    let read_chunk = |input: &mut BufReader<File>| -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        input.read_exact(&mut len)?;
-        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-        input.read_exact(&mut buf)?;
-        Ok(buf)
-    };
     loop {
         let mut tag = [0u8; 1];
         input
@@ -555,5 +695,87 @@ fn read_snapshot_file(
             .filter(|cf| Cf::STATE_MACHINE.contains(cf))
             .ok_or_else(|| bad("unknown record"))?;
         visit(cf, &key, &value)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{KeyValue, KEY_MAX};
+
+    fn rows(store: &Store, cf: Cf) -> Vec<KeyValue> {
+        store.scan(cf, b"", &KEY_MAX, usize::MAX).unwrap()
+    }
+
+    fn put_all(store: &Store, cf: Cf, pairs: &[(&str, &str)]) {
+        let mut batch = Batch::default();
+        for (k, v) in pairs {
+            batch.put(cf, k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        }
+        store.write(batch, false).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_state_and_an_interrupted_install_is_redone_at_open() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = Store::open(&source_dir.path().join("db")).unwrap();
+        put_all(&source, Cf::Data, &[("a", "1"), ("b", "2")]);
+        put_all(&source, Cf::SmDedupe, &[("r/x", "done")]);
+        let applied = Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 42));
+        let mut batch = Batch::default();
+        batch.put(Cf::SmMeta, LAST_APPLIED, serde_json::to_vec(&applied).unwrap());
+        source.write(batch, false).unwrap();
+        let built = build_snapshot_file(&source, source_dir.path(), &Mutex::new(None)).unwrap();
+        assert_eq!(built.meta.last_log_id, applied);
+        // The footer finds the metadata; a file without one (an earlier version's) is read whole.
+        assert_eq!(read_snapshot_meta(&built.path).unwrap(), built.meta);
+        let bytes = fs::read(&built.path).unwrap();
+        let unfooted = source_dir.path().join("old.snap");
+        fs::write(&unfooted, &bytes[..bytes.len() - 16]).unwrap();
+        assert_eq!(read_snapshot_meta(&unfooted).unwrap(), built.meta);
+
+        // A node with other state receives it.
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = dir.path().join("snapshots");
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        put_all(&store, Cf::Data, &[("c", "3"), ("z", "9")]);
+        put_all(&store, Cf::RaftLog, &[("log", "kept")]);
+        let sm = StateMachineStore::open(store.clone(), &snapshots).unwrap();
+        let received = snapshots.join("recv-test.tmp");
+        fs::copy(&built.path, &received).unwrap();
+        install_snapshot_file(&sm.view(), &snapshots, &sm.current, &built.meta, &received).unwrap();
+        let expected = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())];
+        assert_eq!(rows(&store, Cf::Data), expected);
+        assert_eq!(rows(&store, Cf::SmDedupe), vec![(b"r/x".to_vec(), b"done".to_vec())]);
+        assert_eq!(rows(&store, Cf::RaftLog), vec![(b"log".to_vec(), b"kept".to_vec())]);
+        assert_eq!(
+            sm.read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED).unwrap(),
+            Some(applied)
+        );
+        assert_eq!(store.get(Cf::RaftMeta, INSTALLING).unwrap(), None);
+        let current = sm.current.lock().unwrap().clone().unwrap();
+        assert!(current.path.exists());
+        // Only the snapshot itself is left in the directory: no received copy, no SST file.
+        assert_eq!(fs::read_dir(&snapshots).unwrap().count(), 1);
+
+        // A crash in the middle of a swap left the families half replaced, with the marker.
+        put_all(&store, Cf::Data, &[("a", "torn"), ("q", "torn")]);
+        let name = current.path.file_name().unwrap().to_string_lossy().into_owned();
+        put_all(
+            &store,
+            Cf::RaftMeta,
+            &[(std::str::from_utf8(INSTALLING).unwrap(), &name)],
+        );
+        drop(sm);
+        let sm = StateMachineStore::open(store.clone(), &snapshots).unwrap();
+        assert_eq!(rows(&store, Cf::Data), expected);
+        assert_eq!(store.get(Cf::RaftMeta, INSTALLING).unwrap(), None);
+        assert_eq!(
+            *sm.applied.borrow(),
+            Applied {
+                upto: applied,
+                failed: false
+            }
+        );
     }
 }

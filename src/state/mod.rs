@@ -261,7 +261,61 @@ pub struct BatchOutcome(pub Vec<Outcome>);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DedupeRecord {
     ts_ms: u64,
-    outcome: Outcome,
+    /// The outcome in full; absent when `launched` stands for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    /// A task launch's outcome by reference: the tasks are read back from the state when a
+    /// retry asks, so the table holds their IDs instead of a second copy of every task (it was
+    /// half of a large state). A retry thus sees the tasks as they are now, not as they were
+    /// at launch; a task forgotten since is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    launched: Option<Launched>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Launched {
+    cluster: String,
+    ids: Vec<String>,
+    failures: Vec<(String, String)>,
+}
+
+impl DedupeRecord {
+    fn new(ts_ms: u64, outcome: &Outcome) -> DedupeRecord {
+        match outcome {
+            Outcome::Tasks { tasks, failures } if !tasks.is_empty() => DedupeRecord {
+                ts_ms,
+                outcome: None,
+                launched: Some(Launched {
+                    cluster: tasks[0].cluster.clone(),
+                    ids: tasks.iter().map(|t| t.id.clone()).collect(),
+                    failures: failures.clone(),
+                }),
+            },
+            _ => DedupeRecord {
+                ts_ms,
+                outcome: Some(outcome.clone()),
+                launched: None,
+            },
+        }
+    }
+
+    /// The outcome to answer a retry with, as the state now is.
+    fn recall(self, kv: &dyn KvRead) -> Result<Outcome, KvError> {
+        match (self.outcome, self.launched) {
+            (Some(outcome), _) => Ok(outcome),
+            (None, Some(launched)) => {
+                let mut tasks = Vec::with_capacity(launched.ids.len());
+                for id in &launched.ids {
+                    tasks.extend(tasks::get(kv, &launched.cluster, id)?);
+                }
+                Ok(Outcome::Tasks {
+                    tasks,
+                    failures: launched.failures,
+                })
+            }
+            (None, None) => Err(KvError("dedupe record without an outcome".into())),
+        }
+    }
 }
 
 const META_APPLIED_TS: &[u8] = b"applied_ts";
@@ -300,7 +354,8 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch, entry_term: u64) -> Result<
         applied_ts = applied_ts.max(proposal.ts_ms);
         let key = dedupe_key(&proposal.request_id);
         if let Some(bytes) = txn.get(Space::Dedupe, &key)? {
-            outcomes.push(decode::<DedupeRecord>(&bytes)?.outcome);
+            let record = decode::<DedupeRecord>(&bytes)?;
+            outcomes.push(record.recall(&*txn)?);
             continue;
         }
         let outcome = match &proposal.command {
@@ -308,14 +363,7 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch, entry_term: u64) -> Result<
             Command::AsLeader { .. } => Outcome::Rejected(Rejection::StaleLeader),
             command => apply_command(txn, applied_ts, command)?,
         };
-        txn.put(
-            Space::Dedupe,
-            key,
-            encode(&DedupeRecord {
-                ts_ms: applied_ts,
-                outcome: outcome.clone(),
-            }),
-        );
+        txn.put(Space::Dedupe, key, encode(&DedupeRecord::new(applied_ts, &outcome)));
         txn.put(Space::Dedupe, expiry_key(applied_ts, &proposal.request_id), Vec::new());
         outcomes.push(outcome);
     }
@@ -856,6 +904,52 @@ mod tests {
         let left: Vec<String> = tasks::all(&kv, "c").unwrap().into_iter().map(|t| t.id).collect();
         assert_eq!(left, ["live", "recent"]);
         assert_eq!(kv.apply(Batch(vec![forget("gc2")])), vec![Outcome::Forgotten(0)]);
+    }
+
+    #[test]
+    fn a_launch_is_remembered_by_its_task_ids_and_recalled_as_the_tasks_are_now() {
+        let mut kv = MemKv::default();
+        let row = |id: &str, last: &str| {
+            serde_json::json!({
+                "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
+                "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
+                "last_status": last, "desired_status": "Running", "group": "g", "overrides": {},
+                "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
+                "created_at_ms": 0, "version": 1
+            })
+        };
+        let mut launched = Vec::new();
+        for id in ["t1", "t2"] {
+            let bytes = serde_json::to_vec(&row(id, "Pending")).unwrap();
+            launched.push(decode::<Task>(&bytes).unwrap());
+            kv.0.insert((Space::Data, tasks::key("c", id)), bytes);
+        }
+        let outcome = Outcome::Tasks {
+            tasks: launched.clone(),
+            failures: vec![("arn:ci/x".into(), "RESOURCE:CPU".into())],
+        };
+        let stored = encode(&DedupeRecord::new(5, &outcome));
+        assert!(!String::from_utf8_lossy(&stored).contains("task_definition_arn"));
+        assert_eq!(decode::<DedupeRecord>(&stored).unwrap().recall(&kv).unwrap(), outcome);
+
+        // Records written in full (by earlier versions) still answer as they were written.
+        let full = serde_json::to_vec(&serde_json::json!({"ts_ms": 5, "outcome": outcome})).unwrap();
+        assert_eq!(decode::<DedupeRecord>(&full).unwrap().recall(&kv).unwrap(), outcome);
+
+        // A retry sees the tasks as they are now; a forgotten one is left out.
+        kv.0.insert(
+            (Space::Data, tasks::key("c", "t1")),
+            serde_json::to_vec(&row("t1", "Running")).unwrap(),
+        );
+        kv.0.remove(&(Space::Data, tasks::key("c", "t2")));
+        match decode::<DedupeRecord>(&stored).unwrap().recall(&kv).unwrap() {
+            Outcome::Tasks { tasks, failures } => {
+                assert_eq!(tasks.len(), 1);
+                assert_eq!(tasks[0].last_status, crate::model::TaskStatus::Running);
+                assert_eq!(failures.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::placement;
 
-fn key(cluster: &str, id: &str) -> Vec<u8> {
+pub(super) fn key(cluster: &str, id: &str) -> Vec<u8> {
     format!("task/{cluster}\0{id}").into_bytes()
 }
 

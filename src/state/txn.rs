@@ -40,6 +40,8 @@ type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
 pub struct Txn<'a> {
     base: &'a dyn KvRead,
     writes: Writes,
+    /// Bytes of keys and values put or deleted so far (rewrites of a key count again).
+    written: usize,
 }
 
 impl<'a> Txn<'a> {
@@ -47,15 +49,23 @@ impl<'a> Txn<'a> {
         Txn {
             base,
             writes: BTreeMap::new(),
+            written: 0,
         }
     }
 
     pub fn put(&mut self, space: Space, key: Vec<u8>, value: Vec<u8>) {
+        self.written += key.len() + value.len();
         self.writes.insert((space, key), Some(value));
     }
 
     pub fn delete(&mut self, space: Space, key: Vec<u8>) {
+        self.written += key.len();
         self.writes.insert((space, key), None);
+    }
+
+    /// About how much the buffered writes hold: an upper bound, as rewrites count again.
+    pub fn written_bytes(&self) -> usize {
+        self.written
     }
 
     /// The buffered writes, in key order; `None` is a delete.
