@@ -48,7 +48,7 @@ async fn pass(ctx: &LeaderContext) -> Result<(), String> {
             if ctx.cancel.is_cancelled() {
                 return Ok(());
             }
-            let command = Command::ForgetStoppedTasks {
+            let command = Command::ForgetStoppedTasksByTime {
                 cluster: cluster.name.clone(),
                 before_ms,
                 limit: PER_PASS,

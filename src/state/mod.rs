@@ -139,6 +139,15 @@ pub enum Command {
         before_ms: u64,
         limit: usize,
     },
+    /// The same, the oldest stopped first, through the index of stop times: it reads only the
+    /// tasks it forgets (the variant above decodes every task of the cluster, gigabytes with a
+    /// million). Each one also indexes up to a bounded number of tasks stopped before the index
+    /// existed, until it has been through them all.
+    ForgetStoppedTasksByTime {
+        cluster: String,
+        before_ms: u64,
+        limit: usize,
+    },
     /// An agent's progress through an update asked for by UpdateContainerAgent.
     SetAgentUpdateStatus {
         cluster: String,
@@ -481,6 +490,11 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
             before_ms,
             limit,
         } => tasks::forget_stopped(txn, cluster, *before_ms, *limit),
+        Command::ForgetStoppedTasksByTime {
+            cluster,
+            before_ms,
+            limit,
+        } => tasks::forget_stopped_by_time(txn, cluster, *before_ms, *limit),
         Command::SetAgentUpdateStatus {
             cluster,
             id,
@@ -866,19 +880,22 @@ mod tests {
         assert!(get_cluster(&kv, "stale").unwrap().is_none());
     }
 
+    /// A task row of cluster `c` as apply stores it.
+    fn stored_task(id: &str, last: &str, stopped_at: Option<u64>) -> serde_json::Value {
+        serde_json::json!({
+            "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
+            "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
+            "last_status": last, "desired_status": "Stopped", "group": "g", "overrides": {},
+            "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
+            "created_at_ms": 0, "stopped_at_ms": stopped_at, "version": 1
+        })
+    }
+
     #[test]
     fn stopped_tasks_are_forgotten_an_hour_after_they_stopped() {
         let mut kv = MemKv::default();
         kv.apply(Batch(vec![create("c", "c")]));
-        let task = |id: &str, last: &str, stopped_at: Option<u64>| {
-            serde_json::json!({
-                "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
-                "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
-                "last_status": last, "desired_status": "Stopped", "group": "g", "overrides": {},
-                "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
-                "created_at_ms": 0, "stopped_at_ms": stopped_at, "version": 1
-            })
-        };
+        let task = stored_task;
         for (id, last, at) in [
             ("old", "Stopped", Some(1_000)),
             ("recent", "Stopped", Some(9_000)),
@@ -950,6 +967,76 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn stopped_tasks_are_forgotten_oldest_first_through_the_stop_time_index() {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("c", "c")]));
+        let task = stored_task;
+        // Rows as an earlier version stored them: no stop-time index entries.
+        for (id, last, at) in [
+            ("a", "Stopped", Some(3_000)),
+            ("b", "Stopped", Some(1_000)),
+            ("c", "Stopped", Some(2_000)),
+            ("recent", "Stopped", Some(9_000)),
+            ("live", "Running", None),
+        ] {
+            kv.0.insert(
+                (Space::Data, tasks::key("c", id)),
+                serde_json::to_vec(&task(id, last, at)).unwrap(),
+            );
+        }
+        let forget = |id: &str, limit: usize| {
+            proposal(
+                id,
+                10_000,
+                Command::ForgetStoppedTasksByTime {
+                    cluster: "c".into(),
+                    before_ms: 5_000,
+                    limit,
+                },
+            )
+        };
+        let left = |kv: &MemKv| -> Vec<String> { tasks::all(kv, "c").unwrap().into_iter().map(|t| t.id).collect() };
+        // The first one indexes the earlier rows, then forgets the two that stopped first.
+        assert_eq!(kv.apply(Batch(vec![forget("gc1", 2)])), vec![Outcome::Forgotten(2)]);
+        assert_eq!(left(&kv), ["a", "live", "recent"]);
+        assert_eq!(kv.apply(Batch(vec![forget("gc2", 10)])), vec![Outcome::Forgotten(1)]);
+        assert_eq!(left(&kv), ["live", "recent"]);
+        assert_eq!(kv.apply(Batch(vec![forget("gc3", 10)])), vec![Outcome::Forgotten(0)]);
+        // Only the index entry of the task kept is left, and the sweep is done.
+        let index: Vec<Vec<u8>> =
+            kv.0.keys()
+                .filter(|(_, k)| k.starts_with(b"tstop/"))
+                .map(|(_, k)| k.clone())
+                .collect();
+        assert_eq!(index, vec![b"tstop/c\x0000000000000000009000\x00recent".to_vec()]);
+        assert_eq!(
+            kv.0.get(&(Space::Data, b"tstop-sweep/c".to_vec())),
+            Some(&b"\xff".to_vec())
+        );
+
+        // More earlier rows than one sweep looks at: the sweep resumes where it stopped.
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("c2", "c")]));
+        for i in 0..1_500 {
+            let id = format!("t{i:04}");
+            kv.0.insert(
+                (Space::Data, tasks::key("c", &id)),
+                serde_json::to_vec(&task(&id, "Stopped", Some(1_000))).unwrap(),
+            );
+        }
+        assert_eq!(kv.apply(Batch(vec![forget("s1", 0)])), vec![Outcome::Forgotten(0)]);
+        assert_ne!(
+            kv.0.get(&(Space::Data, b"tstop-sweep/c".to_vec())),
+            Some(&b"\xff".to_vec())
+        );
+        assert_eq!(
+            kv.apply(Batch(vec![forget("s2", 5_000)])),
+            vec![Outcome::Forgotten(1_500)]
+        );
+        assert!(left(&kv).is_empty());
     }
 
     #[test]

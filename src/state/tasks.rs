@@ -162,10 +162,28 @@ fn service_index_key(cluster: &str, service: &str, id: &str) -> Vec<u8> {
     format!("stask/{cluster}\0{service}\0{id}").into_bytes()
 }
 
-/// Stores `task`, keeps the instance and service indexes, and bumps its instance's change
-/// counter.
+/// Index of STOPPED tasks by the time they stopped: `tstop/<cluster>\0<ms, 20 digits>\0<task>`.
+fn stopped_index_key(cluster: &str, stopped_at_ms: u64, id: &str) -> Vec<u8> {
+    format!("tstop/{cluster}\0{stopped_at_ms:020}\0{id}").into_bytes()
+}
+
+/// How far the indexing of tasks stopped before the index existed has got in a cluster: the
+/// last task key looked at, or [`SWEPT`] once every task has been.
+fn stopped_sweep_key(cluster: &str) -> Vec<u8> {
+    format!("tstop-sweep/{cluster}").into_bytes()
+}
+
+const SWEPT: &[u8] = b"\xff";
+/// Task rows looked at per forget by the indexing of earlier stopped tasks.
+const SWEEP_PER_FORGET: usize = 1000;
+
+/// Stores `task`, keeps the instance, service and stop-time indexes, and bumps its instance's
+/// change counter.
 fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
+    if let (TaskStatus::Stopped, Some(at)) = (task.last_status, task.stopped_at_ms) {
+        txn.put(Space::Data, stopped_index_key(&task.cluster, at, &task.id), Vec::new());
+    }
     let mut indexes = vec![instance_index_key(&task.cluster, &task.container_instance_id, &task.id)];
     if let Some(service) = &task.service {
         indexes.push(service_index_key(&task.cluster, service, &task.id));
@@ -668,10 +686,67 @@ pub(super) fn forget_stopped(
         }
         if task.last_status == TaskStatus::Stopped && task.stopped_at_ms.is_some_and(|t| t < before_ms) {
             txn.delete(Space::Data, key(cluster, &task.id));
+            if let Some(at) = task.stopped_at_ms {
+                txn.delete(Space::Data, stopped_index_key(cluster, at, &task.id));
+            }
             forgotten += 1;
         }
     }
     Ok(Outcome::Forgotten(forgotten))
+}
+
+/// Forgets up to `limit` tasks of `cluster` that stopped before `before_ms`, oldest first, read
+/// through the stop-time index; first indexes up to [`SWEEP_PER_FORGET`] tasks stored before the
+/// index existed.
+pub(super) fn forget_stopped_by_time(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    before_ms: u64,
+    limit: usize,
+) -> Result<Outcome, KvError> {
+    index_earlier_stopped(txn, cluster)?;
+    let from = format!("tstop/{cluster}\0").into_bytes();
+    let to = stopped_index_key(cluster, before_ms, "");
+    let mut forgotten = 0;
+    for (index, _) in txn.scan(Space::Data, &from, &to, limit)? {
+        txn.delete(Space::Data, index.clone());
+        // Key layout: <from><20 digits>\0<task id>.
+        let Some(id) = index.get(from.len() + 21..) else {
+            continue;
+        };
+        let id = String::from_utf8_lossy(id).into_owned();
+        if get(txn, cluster, &id)?.is_some_and(|t| t.last_status == TaskStatus::Stopped) {
+            txn.delete(Space::Data, key(cluster, &id));
+            forgotten += 1;
+        }
+    }
+    Ok(Outcome::Forgotten(forgotten))
+}
+
+/// Adds the stop-time index entries of the next [`SWEEP_PER_FORGET`] task rows of `cluster`
+/// (tasks stopped before the index existed have none), until the sweep has been through them
+/// all. Tasks stored meanwhile are indexed as they are stored.
+fn index_earlier_stopped(txn: &mut Txn<'_>, cluster: &str) -> Result<(), KvError> {
+    let sweep = stopped_sweep_key(cluster);
+    let start = match txn.get(Space::Data, &sweep)? {
+        Some(done) if done == SWEPT => return Ok(()),
+        Some(last) => [last.as_slice(), b"\0"].concat(),
+        None => format!("task/{cluster}\0").into_bytes(),
+    };
+    let to = format!("task/{cluster}\u{1}").into_bytes();
+    let rows = txn.scan(Space::Data, &start, &to, SWEEP_PER_FORGET)?;
+    for (_, value) in &rows {
+        let task: Task = decode(value)?;
+        if let (TaskStatus::Stopped, Some(at)) = (task.last_status, task.stopped_at_ms) {
+            txn.put(Space::Data, stopped_index_key(cluster, at, &task.id), Vec::new());
+        }
+    }
+    let next = match rows.last() {
+        Some((last, _)) if rows.len() == SWEEP_PER_FORGET => last.clone(),
+        _ => SWEPT.to_vec(),
+    };
+    txn.put(Space::Data, sweep, next);
+    Ok(())
 }
 
 /// Applies `change` to the tags of a task (not STOPPED ones: their tags were deleted).
