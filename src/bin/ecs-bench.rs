@@ -802,7 +802,7 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
 /// snapshot's size, how long a new, empty node takes to be added and caught up (by snapshot,
 /// the log being purged behind it), and how long a restarted node takes to serve again, caught up.
 async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Value> {
-    use ecsd::bench::cluster::{dir_bytes, newest_snapshot_bytes, resident_bytes};
+    use ecsd::bench::cluster::{dir_bytes, newest_snapshot_bytes, peak_resident_bytes, resident_bytes};
     let ecs = Arc::new(Ecs::new(local.endpoints.clone())?);
     ecs.call("CreateCluster", json!({"clusterName": "bench-scale"})).await?;
     let definition = json!({"family": "bench", "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]});
@@ -874,13 +874,15 @@ async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Valu
     let mut per_node = Vec::new();
     for i in 1..=nodes {
         let rss = resident_bytes(local.pid(i)).unwrap_or(0);
+        let peak = peak_resident_bytes(local.pid(i)).unwrap_or(0);
         let disk = dir_bytes(&local.data_dir(i));
         println!(
-            "  node {i}: resident memory {:.0} MiB, data {:.0} MiB",
+            "  node {i}: resident memory {:.0} MiB (peak so far {:.0} MiB), data {:.0} MiB",
             rss as f64 / 1048576.0,
+            peak as f64 / 1048576.0,
             disk as f64 / 1048576.0
         );
-        per_node.push(json!({"node": i, "rss_bytes": rss, "data_bytes": disk}));
+        per_node.push(json!({"node": i, "rss_bytes": rss, "peak_rss_bytes": peak, "data_bytes": disk}));
     }
     let leader = local.wait_for_leader(Duration::from_secs(30)).await?;
     let snapshot = newest_snapshot_bytes(&local.data_dir(leader));
@@ -901,6 +903,17 @@ async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Valu
     println!(
         "  new node n{added}: added as a voter after {added_s:.1} s, caught up after {catch_up_s:.1} s (its snapshot: index {added_snapshot})"
     );
+    // Each node's highest resident memory since it started: the load, the snapshot builds, and
+    // the new node's install and catch-up.
+    let peaks: Vec<u64> = (1..=added)
+        .map(|i| peak_resident_bytes(local.pid(i)).unwrap_or(0))
+        .collect();
+    let shown: Vec<String> = peaks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("n{} {:.0} MiB", i + 1, *b as f64 / 1048576.0))
+        .collect();
+    println!("  peak resident memory so far: {}", shown.join(", "));
     // A restart of a follower: from the kill to serving linearizable reads, caught up.
     let follower = (1..=nodes).find(|i| *i != leader).unwrap_or(1);
     local.kill(follower);
@@ -926,7 +939,7 @@ async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<Valu
         "tasks": loaded, "services": load.services, "instances": instances,
         "load_s": load_s, "nodes": per_node, "snapshot_bytes": snapshot,
         "new_node_added_s": added_s, "new_node_caught_up_s": catch_up_s,
-        "new_node_snapshot_index": added_snapshot,
+        "new_node_snapshot_index": added_snapshot, "peak_rss_bytes": peaks,
         "restart_serving_s": serving_s, "restart_caught_up_s": restart_s,
     }))
 }
