@@ -27,6 +27,8 @@ const LAST_APPLIED: &[u8] = b"last_applied";
 /// In the Raft metadata family (which an install leaves alone): the name of the snapshot file
 /// whose install is under way. Present at startup, the install was cut short and is redone.
 const INSTALLING: &[u8] = b"sm_installing";
+/// The extension of a received snapshot file until its install is complete.
+const STAGED: &str = "installing";
 const MEMBERSHIP: &[u8] = b"membership";
 /// State-owned keys in `sm_meta` carry this prefix, apart from the adapter's own keys.
 const STATE_META_PREFIX: &[u8] = b"s/";
@@ -172,6 +174,19 @@ impl StateMachineStore {
     /// Opens the state machine over `store`, with snapshots under `dir`.
     pub fn open(store: Store, dir: &Path) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
+        let installing = store.get(Cf::RaftMeta, INSTALLING).map_err(std::io::Error::other)?;
+        let installing = installing.map(|name| dir.join(String::from_utf8_lossy(&name).as_ref()));
+        let view = StateView::new(store.clone());
+        if let Some(path) = &installing {
+            // A crash cut an install short: the state-machine families may be part old, part
+            // new. Redo it from the same file, which was made durable before the install began,
+            // and then give the file its snapshot name.
+            let meta = read_snapshot_meta(path)?;
+            tracing::warn!(snapshot = %path.display(), "redoing a snapshot install that a restart interrupted");
+            load_snapshot(&view, dir, &meta, path).map_err(std::io::Error::other)?;
+            fs::rename(path, snapshot_path(dir, &meta))?;
+            sync_dir(dir)?;
+        }
         let mut best: Option<SnapshotFile> = None;
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();
@@ -183,18 +198,10 @@ impl StateMachineStore {
                         best = Some(SnapshotFile { meta, path });
                     }
                 }
-                Some("tmp") | Some("sst") => fs::remove_file(&path)?,
+                // Left by a build, a receive, or an install that never began its swap.
+                Some("tmp") | Some("sst") | Some(STAGED) => fs::remove_file(&path)?,
                 _ => {}
             }
-        }
-        let view = StateView::new(store.clone());
-        if let Some(name) = store.get(Cf::RaftMeta, INSTALLING).map_err(std::io::Error::other)? {
-            // A crash cut an install short: the state-machine families may be part old, part
-            // new. Redo it from the same file, which was made durable before the install began.
-            let path = dir.join(String::from_utf8_lossy(&name).as_ref());
-            let meta = read_snapshot_meta(&path)?;
-            tracing::warn!(snapshot = %path.display(), "redoing a snapshot install that a restart interrupted");
-            load_snapshot(&view, dir, &meta, &path).map_err(std::io::Error::other)?;
         }
         let mut sm = StateMachineStore {
             store,
@@ -453,19 +460,23 @@ fn install_snapshot_file(
     path: &Path,
 ) -> Result<(), StorageError<NodeId>> {
     let werr = |e: &dyn std::fmt::Display| snap_err(Some(meta), ErrorVerb::Write, e);
-    // Durable under its final name first: a restart that finds the install marker redoes the
-    // install from this file.
+    // Durable under a name of its own first: a restart that finds the install marker redoes the
+    // install from this file. It becomes a `.snap` (one that openraft may be told about at the
+    // next start) only once the state holds it.
     let final_path = snapshot_path(dir, meta);
-    fs::rename(path, &final_path).map_err(|e| werr(&e))?;
+    let staged = final_path.with_extension(STAGED);
+    fs::rename(path, &staged).map_err(|e| werr(&e))?;
     sync_dir(dir).map_err(|e| werr(&e))?;
-    let loaded = load_snapshot(view, dir, meta, &final_path);
+    let loaded = load_snapshot(view, dir, meta, &staged);
     if loaded.is_err() {
         // Unless a swap began (the marker is set, and a restart needs the file), drop it.
         if view.store.get(Cf::RaftMeta, INSTALLING).is_ok_and(|m| m.is_none()) {
-            let _ = fs::remove_file(&final_path);
+            let _ = fs::remove_file(&staged);
         }
         return loaded;
     }
+    fs::rename(&staged, &final_path).map_err(|e| werr(&e))?;
+    sync_dir(dir).map_err(|e| werr(&e))?;
     replace_current(
         current,
         SnapshotFile {
@@ -760,7 +771,9 @@ mod tests {
 
         // A crash in the middle of a swap left the families half replaced, with the marker.
         put_all(&store, Cf::Data, &[("a", "torn"), ("q", "torn")]);
-        let name = current.path.file_name().unwrap().to_string_lossy().into_owned();
+        let staged = current.path.with_extension(STAGED);
+        fs::rename(&current.path, &staged).unwrap();
+        let name = staged.file_name().unwrap().to_string_lossy().into_owned();
         put_all(
             &store,
             Cf::RaftMeta,
@@ -770,6 +783,11 @@ mod tests {
         let sm = StateMachineStore::open(store.clone(), &snapshots).unwrap();
         assert_eq!(rows(&store, Cf::Data), expected);
         assert_eq!(store.get(Cf::RaftMeta, INSTALLING).unwrap(), None);
+        // The file is a snapshot again, and the current one.
+        assert_eq!(
+            sm.current.lock().unwrap().as_ref().map(|c| c.path.clone()),
+            Some(current.path.clone())
+        );
         assert_eq!(
             *sm.applied.borrow(),
             Applied {
