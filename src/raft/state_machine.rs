@@ -153,7 +153,6 @@ struct SnapshotFile {
 
 /// The state machine handed to openraft.
 pub struct StateMachineStore {
-    store: Store,
     view: StateView,
     dir: PathBuf,
     current: Arc<Mutex<Option<SnapshotFile>>>,
@@ -204,7 +203,6 @@ impl StateMachineStore {
             }
         }
         let mut sm = StateMachineStore {
-            store,
             view,
             dir: dir.to_path_buf(),
             current: Arc::new(Mutex::new(best)),
@@ -245,6 +243,7 @@ impl StateMachineStore {
 
     fn read_meta<T: for<'de> serde::Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
         let bytes = self
+            .view
             .store
             .get(Cf::SmMeta, key)
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
@@ -365,7 +364,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            store: self.store.clone(),
+            store: self.view.store.clone(),
             dir: self.dir.clone(),
             current: self.current.clone(),
         }

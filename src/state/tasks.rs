@@ -167,6 +167,13 @@ fn stopped_index_key(cluster: &str, stopped_at_ms: u64, id: &str) -> Vec<u8> {
     format!("tstop/{cluster}\0{stopped_at_ms:020}\0{id}").into_bytes()
 }
 
+/// Adds `task`'s entry in the stop-time index if it is STOPPED.
+fn index_if_stopped(txn: &mut Txn<'_>, task: &Task) {
+    if let (TaskStatus::Stopped, Some(at)) = (task.last_status, task.stopped_at_ms) {
+        txn.put(Space::Data, stopped_index_key(&task.cluster, at, &task.id), Vec::new());
+    }
+}
+
 /// How far the indexing of tasks stopped before the index existed has got in a cluster: the
 /// last task key looked at, or [`SWEPT`] once every task has been.
 fn stopped_sweep_key(cluster: &str) -> Vec<u8> {
@@ -181,9 +188,7 @@ const SWEEP_PER_FORGET: usize = 1000;
 /// change counter.
 fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
-    if let (TaskStatus::Stopped, Some(at)) = (task.last_status, task.stopped_at_ms) {
-        txn.put(Space::Data, stopped_index_key(&task.cluster, at, &task.id), Vec::new());
-    }
+    index_if_stopped(txn, task);
     let mut indexes = vec![instance_index_key(&task.cluster, &task.container_instance_id, &task.id)];
     if let Some(service) = &task.service {
         indexes.push(service_index_key(&task.cluster, service, &task.id));
@@ -736,10 +741,7 @@ fn index_earlier_stopped(txn: &mut Txn<'_>, cluster: &str) -> Result<(), KvError
     let to = format!("task/{cluster}\u{1}").into_bytes();
     let rows = txn.scan(Space::Data, &start, &to, SWEEP_PER_FORGET)?;
     for (_, value) in &rows {
-        let task: Task = decode(value)?;
-        if let (TaskStatus::Stopped, Some(at)) = (task.last_status, task.stopped_at_ms) {
-            txn.put(Space::Data, stopped_index_key(cluster, at, &task.id), Vec::new());
-        }
+        index_if_stopped(txn, &decode(value)?);
     }
     let next = match rows.last() {
         Some((last, _)) if rows.len() == SWEEP_PER_FORGET => last.clone(),
