@@ -197,7 +197,12 @@ pub fn unique_ids(rows: &[Op]) -> IdsReport {
 /// The register operations of a history (`read`, `write`, `cas` per key, values integers or
 /// null), for the linearizability checker: `info` completions stay open forever, a failed cas
 /// is a definite "did not hold the old value", and a failed read or write constrains nothing.
+/// Open writes whose value no read returned are left out ([`crate::linear::drop_unobserved_writes`]).
 pub fn register_ops(rows: &[Op]) -> crate::linear::Keyed<String, crate::linear::Register> {
+    crate::linear::drop_unobserved_writes(register_rows(rows))
+}
+
+fn register_rows(rows: &[Op]) -> crate::linear::Keyed<String, crate::linear::Register> {
     use crate::linear::{Operation, RegisterOp, RegisterOut};
     let mut out = Vec::new();
     for p in pairs(rows) {
