@@ -108,7 +108,6 @@ impl Node {
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_millis(config.api.hold_ms + 5_000))
                 .build()?,
-            instances: Default::default(),
         });
         let api_listener = listeners.api.tap_io(|stream| {
             let _ = stream.set_nodelay(true);

@@ -81,6 +81,20 @@ pub struct Request<'a> {
     pub seed: u64,
 }
 
+impl Request<'_> {
+    /// [`check`] of `instance` for one task of this request.
+    fn check(&self, instance: &ContainerInstance) -> Option<&'static str> {
+        check(
+            instance,
+            self.reservation,
+            self.requires_attributes,
+            self.group,
+            self.distinct_instance,
+            self.member_of,
+        )
+    }
+}
+
 /// The outcome: the instance ID of each placed task, in order, and `(instance ARN, reason)` for
 /// each instance that turned a task away (deduplicated).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -280,33 +294,24 @@ pub fn place<I: Borrow<ContainerInstance>>(instances: &[I], request: &Request<'_
     view.sort_by(|a, b| a.id.cmp(&b.id));
     let mut plan = Plan::default();
     let mut failed: BTreeMap<(String, String), ()> = BTreeMap::new();
+    // Every check reads only its own instance, so each instance is checked once, and again only
+    // after a task was placed on it: the same eligible set and failures as checking them all
+    // before each task.
+    let mut eligible = eligible(&view, request, &mut failed);
+    let ids: Vec<u64> = view.iter().map(|i| stable_hash(i.id.as_bytes())).collect();
     for n in 0..request.count {
-        let mut eligible = Vec::new();
-        for (i, instance) in view.iter().enumerate() {
-            if instance.status != InstanceStatus::Active {
-                continue;
-            }
-            match check(
-                instance,
-                request.reservation,
-                request.requires_attributes,
-                request.group,
-                request.distinct_instance,
-                request.member_of,
-            ) {
-                None => eligible.push(i),
-                Some(why) => {
-                    failed.insert((instance.arn.clone(), why.to_string()), ());
-                }
-            }
-        }
-        let Some(best) = choose(&view, &eligible, request, n as u64) else {
-            continue;
+        let Some(at) = choose(&view, &ids, &eligible, request, n as u64) else {
+            break;
         };
+        let best = eligible[at];
         let chosen = view[best].to_mut();
         reserve(chosen, request.reservation, request.group);
         chosen.pending_tasks += 1;
         plan.placements.push(chosen.id.clone());
+        if let Some(why) = request.check(&view[best]) {
+            failed.insert((view[best].arn.clone(), why.to_string()), ());
+            eligible.remove(at);
+        }
     }
     if plan.placements.len() < request.count {
         plan.failures = failed.into_keys().collect();
@@ -314,12 +319,44 @@ pub fn place<I: Borrow<ContainerInstance>>(instances: &[I], request: &Request<'_
     plan
 }
 
-/// The best of `eligible` by the strategies, in order, then by instance ID.
-fn choose(view: &[Cow<'_, ContainerInstance>], eligible: &[usize], request: &Request<'_>, n: u64) -> Option<usize> {
+/// The positions of the ACTIVE instances of `view` that pass [`check`]; each other ACTIVE one
+/// goes into `failed` with its reason.
+fn eligible<I: Borrow<ContainerInstance>>(
+    view: &[I],
+    request: &Request<'_>,
+    failed: &mut BTreeMap<(String, String), ()>,
+) -> Vec<usize> {
+    let mut eligible = Vec::new();
+    for (i, instance) in view.iter().map(Borrow::borrow).enumerate() {
+        if instance.status != InstanceStatus::Active {
+            continue;
+        }
+        match request.check(instance) {
+            None => eligible.push(i),
+            Some(why) => {
+                failed.insert((instance.arn.clone(), why.to_string()), ());
+            }
+        }
+    }
+    eligible
+}
+
+/// Most placement strategies a request may give (the API refuses more).
+pub const MAX_STRATEGIES: usize = 5;
+
+/// The position in `eligible` of the best instance by the strategies, in order, then by
+/// instance ID. `ids` holds each instance's ID hash (for the random order).
+fn choose(
+    view: &[Cow<'_, ContainerInstance>],
+    ids: &[u64],
+    eligible: &[usize],
+    request: &Request<'_>,
+    n: u64,
+) -> Option<usize> {
     let strategies: &[Strategy] = if request.strategies.is_empty() {
         &[Strategy::Random]
     } else {
-        request.strategies
+        &request.strategies[..request.strategies.len().min(MAX_STRATEGIES)]
     };
     // Tasks of the group in each attribute bucket, over ACTIVE instances.
     let bucket_counts = |name: &str| -> BTreeMap<Option<&str>, u64> {
@@ -337,12 +374,13 @@ fn choose(view: &[Cow<'_, ContainerInstance>], eligible: &[usize], request: &Req
             _ => None,
         })
         .collect();
-    let key = |i: usize| -> Vec<u64> {
+    let random = request.seed ^ mix(n);
+    // The strategies' keys, compared in order (unused places stay 0 for every instance).
+    let key = |i: usize| -> [u64; MAX_STRATEGIES] {
         let instance = &view[i];
-        strategies
-            .iter()
-            .zip(&counts)
-            .map(|(s, counts)| match s {
+        let mut key = [0; MAX_STRATEGIES];
+        for ((slot, s), counts) in key.iter_mut().zip(strategies).zip(&counts) {
+            *slot = match s {
                 Strategy::Binpack(BinpackField::Cpu) => integer(&instance.remaining_resources, "CPU").max(0) as u64,
                 Strategy::Binpack(BinpackField::Memory) => {
                     integer(&instance.remaining_resources, "MEMORY").max(0) as u64
@@ -354,17 +392,96 @@ fn choose(view: &[Cow<'_, ContainerInstance>], eligible: &[usize], request: &Req
                     .as_ref()
                     .and_then(|c| c.get(&attribute_value(instance, name)).copied())
                     .unwrap_or(0),
-                Strategy::Random => mix(request.seed ^ mix(n) ^ stable_hash(instance.id.as_bytes())),
-            })
-            .collect()
+                Strategy::Random => mix(random ^ ids[i]),
+            };
+        }
+        key
     };
-    // Each key once; ties go to the lowest instance ID (`view` is in ID order, so the first).
-    eligible.iter().map(|&i| (key(i), i)).min().map(|(_, i)| i)
+    // Each key once; ties go to the lowest instance ID (`eligible` is in ID order, so the first).
+    eligible
+        .iter()
+        .enumerate()
+        .map(|(at, &i)| (key(i), at))
+        .min()
+        .map(|(_, at)| at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan as the engine defines it: every instance checked again before each task.
+    fn place_by_definition(instances: &[ContainerInstance], request: &Request<'_>) -> Plan {
+        let mut view: Vec<ContainerInstance> = instances.to_vec();
+        view.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut plan = Plan::default();
+        let mut failed: BTreeMap<(String, String), ()> = BTreeMap::new();
+        for n in 0..request.count {
+            let eligible = eligible(&view, request, &mut failed);
+            let cows: Vec<Cow<'_, ContainerInstance>> = view.iter().map(Cow::Borrowed).collect();
+            let ids: Vec<u64> = view.iter().map(|i| stable_hash(i.id.as_bytes())).collect();
+            let Some(at) = choose(&cows, &ids, &eligible, request, n as u64) else {
+                continue;
+            };
+            let chosen = &mut view[eligible[at]];
+            reserve(chosen, request.reservation, request.group);
+            chosen.pending_tasks += 1;
+            plan.placements.push(chosen.id.clone());
+        }
+        if plan.placements.len() < request.count {
+            plan.failures = failed.into_keys().collect();
+        }
+        plan
+    }
+
+    #[test]
+    fn checking_only_the_chosen_instance_again_plans_as_checking_all_before_each_task() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let strategy_sets = [
+            vec![],
+            vec![Strategy::Binpack(BinpackField::Memory)],
+            vec![
+                Strategy::Spread(SpreadField::Instance),
+                Strategy::Binpack(BinpackField::Cpu),
+            ],
+            vec![Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into()))],
+        ];
+        for round in 0..300 {
+            let instances: Vec<ContainerInstance> = (0..rng.gen_range(0..12))
+                .map(|i| {
+                    let mut inst = instance(
+                        &format!("i{i:02}"),
+                        rng.gen_range(0..2048),
+                        rng.gen_range(0..2048),
+                        ["a", "b", "c"][rng.gen_range(0..3)],
+                    );
+                    if rng.gen_bool(0.3) {
+                        inst.task_groups.insert("family:web".into(), rng.gen_range(0..3));
+                    }
+                    if rng.gen_bool(0.1) {
+                        inst.status = InstanceStatus::Draining;
+                    }
+                    inst
+                })
+                .collect();
+            let reservation = Reservation {
+                cpu: rng.gen_range(0..700),
+                memory: rng.gen_range(0..700),
+                ports: if rng.gen_bool(0.3) { vec![8080] } else { vec![] },
+                ports_udp: vec![],
+            };
+            let strategies = &strategy_sets[round % strategy_sets.len()];
+            let mut req = request(&reservation, rng.gen_range(1..=10), strategies);
+            req.distinct_instance = rng.gen_bool(0.3);
+            req.seed = rng.gen();
+            assert_eq!(
+                place(&instances, &req),
+                place_by_definition(&instances, &req),
+                "round {round}"
+            );
+        }
+    }
 
     fn resource(name: &str, value: i64) -> Resource {
         Resource {

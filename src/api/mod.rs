@@ -96,8 +96,6 @@ pub struct ApiState {
     pub advertised_agent_addr: String,
     /// For requests forwarded to the leader.
     pub http: reqwest::Client,
-    /// Container instances as RunTask and StartTask last decoded them (`state::DecodeCache`).
-    pub instances: crate::state::DecodeCache<crate::model::ContainerInstance>,
 }
 
 /// How a read is served.

@@ -11,6 +11,7 @@ use super::container_instances::cluster_name;
 use super::wire::{self, Failure, TagWire};
 use super::{ApiError, Ctx};
 use crate::model::{InstanceStatus, NetworkBinding, Task, TaskDefinition, TaskStatus};
+use crate::placement::MAX_STRATEGIES;
 use crate::placement::{self, Strategy};
 use crate::state::tasks::{ContainerChange, Launch, NewTask, StateChange};
 use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
@@ -21,7 +22,6 @@ const MAX_START_INSTANCES: usize = 10;
 const MAX_DESCRIBE: usize = 100;
 const LIST_MAX: usize = 100;
 const MAX_CONSTRAINTS: usize = 10;
-const MAX_STRATEGIES: usize = 5;
 const MAX_OVERRIDES_CHARS: usize = 8192;
 const NOT_FOUND_TD: &str = "Unable to describe task definition.";
 
@@ -400,7 +400,7 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
         &req.placement_constraints.take().unwrap_or_default(),
         &taskdef::definition_constraints(&definition),
     )?;
-    let instances = cis::all_cached(view, &cluster, &ctx.state.instances)?;
+    let instances = cis::all_mirrored(view, &cluster, view.instances())?;
     if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
         return Err(invalid("No Container Instances were found in your cluster."));
     }

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 
 use super::log_store::Applied;
 use super::{NodeId, NodeInfo, TypeConfig};
-use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Row, Space, Txn};
+use crate::model::ContainerInstance;
+use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Mirror, Row, Space, Txn};
 use crate::storage::{Batch, Cf, Store};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
@@ -48,6 +49,8 @@ type Meta = SnapshotMeta<NodeId, NodeInfo>;
 pub struct StateView {
     store: Store,
     gate: Arc<RwLock<()>>,
+    /// The container instance rows, in memory for placement (kept by apply).
+    instances: Arc<Mirror<ContainerInstance>>,
 }
 
 impl StateView {
@@ -55,7 +58,14 @@ impl StateView {
         StateView {
             store,
             gate: Arc::default(),
+            instances: Arc::new(Mirror::new(crate::state::container_instances::PREFIX)),
         }
+    }
+
+    /// The container instances of every cluster, as of the last applied entry, to read with
+    /// `state::container_instances::all_mirrored` over this view.
+    pub fn instances(&self) -> &Mirror<ContainerInstance> {
+        &self.instances
     }
 
     fn shared(&self) -> RwLockReadGuard<'_, ()> {
@@ -313,9 +323,13 @@ fn write_applied(
     changes: &mut Changes,
 ) -> Result<(), StorageError<NodeId>> {
     let mut batch = Batch::default();
+    let mut mirrored: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     for ((space, key), value) in txn.into_writes() {
         if space == Space::Data && key.starts_with(crate::state::tasks::WORK_PREFIX) {
             changes.watched.push(key.clone());
+        }
+        if space == Space::Data && view.instances.covers(&key) {
+            mirrored.push((key.clone(), value.clone()));
         }
         changes.wake_services |= space == Space::Data && crate::state::wakes_services(&key);
         let (cf, key) = StateView::locate(space, &key);
@@ -332,7 +346,14 @@ fn write_applied(
         let bytes = serde_json::to_vec(&membership).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::SmMeta, MEMBERSHIP, bytes);
     }
-    view.store.write(batch, false).map_err(|e| sm_err(ErrorVerb::Write, e))
+    view.store
+        .write(batch, false)
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    if !mirrored.is_empty() {
+        view.instances
+            .note(mirrored.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+    }
+    Ok(())
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -529,6 +550,9 @@ fn load_snapshot(view: &StateView, dir: &Path, meta: &Meta, path: &Path) -> Resu
         let _exclusive = view.gate.write().unwrap_or_else(|p| p.into_inner());
         view.store.replace_with_files(&Cf::STATE_MACHINE, &files, last)
     });
+    // After the gate is released (a mirror load holds the mirror's lock, then the gate), and
+    // before the install is reported applied.
+    view.instances.reset();
     // Moved into the database on success; left over on failure.
     remove_files();
     swapped.map_err(|e| werr(&e))

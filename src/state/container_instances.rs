@@ -360,15 +360,18 @@ pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<ContainerInstance>, KvE
     super::scan_values(kv, &from, &to)
 }
 
-/// [`all`], decoding only the instances that changed since `cache` last saw them.
-pub fn all_cached(
+/// [`all`], from `mirror` (the state machine's [`PREFIX`] mirror over `kv`).
+pub fn all_mirrored(
     kv: &dyn KvRead,
     cluster: &str,
-    cache: &super::DecodeCache<ContainerInstance>,
+    mirror: &super::Mirror<ContainerInstance>,
 ) -> Result<Vec<std::sync::Arc<ContainerInstance>>, KvError> {
     let (from, to) = cluster_range(cluster);
-    cache.scan(kv, &from, &to)
+    mirror.scan(kv, &from, &to)
 }
+
+/// The key prefix of every instance row.
+pub const PREFIX: &[u8] = b"ci/";
 
 fn cluster_range(cluster: &str) -> (Vec<u8>, Vec<u8>) {
     (

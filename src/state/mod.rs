@@ -564,55 +564,92 @@ fn scan_rows(
     }
 }
 
-/// Decoded records of the data space, reused while their stored bytes are unchanged.
+/// The rows under one key prefix of the data space, held in memory and kept current by apply,
+/// each decoded on first use and again only when its bytes change.
 ///
-/// Planning a RunTask reads every instance of the cluster; between two requests only the few
-/// instances that took tasks change, and comparing bytes costs far less than decoding JSON. The
-/// cache is a pure memo of the bytes it was given: whatever it returns is what decoding the
-/// current rows would return.
-pub struct DecodeCache<T> {
-    rows: std::sync::Mutex<CachedRows<T>>,
+/// Planning a RunTask reads every instance of the cluster. From RocksDB that is an iteration
+/// over a memtable holding a version of an instance row per task placed on it, and a decode of
+/// each row; here it is a walk of a map, and between two requests only the few instances that
+/// took tasks are decoded again.
+///
+/// It is loaded from the store on first use. Apply calls [`Mirror::note`] with each batch's
+/// writes after the batch is in the store and before the batch counts as applied, so a read
+/// that waited for an applied index sees everything up to it; a snapshot install calls
+/// [`Mirror::reset`] after swapping the state, and the next use loads it again. The load and
+/// the notes take the same lock, and a note always follows its write to the store, so a load
+/// that missed a write is followed by that write's note.
+pub struct Mirror<T> {
+    prefix: &'static [u8],
+    rows: std::sync::Mutex<Option<MirroredRows<T>>>,
 }
 
-/// Key → (stored bytes, the record they decode to).
-type CachedRows<T> = BTreeMap<Vec<u8>, (Vec<u8>, Arc<T>)>;
+/// Key → (stored bytes, the record they decode to, once decoded).
+type MirroredRows<T> = BTreeMap<Vec<u8>, (Vec<u8>, Option<Arc<T>>)>;
 
-impl<T> Default for DecodeCache<T> {
-    fn default() -> Self {
-        DecodeCache {
+impl<T: for<'de> Deserialize<'de>> Mirror<T> {
+    pub fn new(prefix: &'static [u8]) -> Self {
+        Mirror {
+            prefix,
             rows: Default::default(),
         }
     }
-}
 
-impl<T: for<'de> Deserialize<'de>> DecodeCache<T> {
-    /// Every record in `[from, to)`, decoded, in key order (as [`scan_values`]).
-    pub fn scan(&self, kv: &dyn KvRead, from: &[u8], to: &[u8]) -> Result<Vec<Arc<T>>, KvError> {
-        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::new();
-        let mut seen = Vec::new();
-        scan_rows(kv, from, to, |key, value| {
-            let record = match rows.get(&key) {
-                Some((bytes, record)) if *bytes == value => record.clone(),
-                _ => {
-                    let record = Arc::new(decode::<T>(&value)?);
-                    rows.insert(key.clone(), (value, record.clone()));
-                    record
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<MirroredRows<T>>> {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `key` is one of the mirrored rows.
+    pub fn covers(&self, key: &[u8]) -> bool {
+        key.starts_with(self.prefix)
+    }
+
+    /// Takes in writes of the data space that are now in the store (`None`: a delete); keys
+    /// outside the prefix are ignored. Nothing to do until the first use has loaded the rows.
+    pub fn note<'a>(&self, writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
+        let mut guard = self.lock();
+        let Some(rows) = guard.as_mut() else { return };
+        for (key, value) in writes.into_iter().filter(|(k, _)| self.covers(k)) {
+            match value {
+                Some(v) => {
+                    if rows.get(key).is_none_or(|(bytes, _)| bytes.as_slice() != v) {
+                        rows.insert(key.to_vec(), (v.to_vec(), None));
+                    }
                 }
+                None => {
+                    rows.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Forgets everything (the state was replaced); the next use loads it again.
+    pub fn reset(&self) {
+        *self.lock() = None;
+    }
+
+    /// Every record in `[from, to)`, decoded, in key order: what [`scan_values`] over `kv`
+    /// returns, for a range that starts within the prefix (rows past it are not held).
+    pub fn scan(&self, kv: &dyn KvRead, from: &[u8], to: &[u8]) -> Result<Vec<Arc<T>>, KvError> {
+        debug_assert!(from.starts_with(self.prefix), "a range of the mirrored rows");
+        let mut guard = self.lock();
+        if guard.is_none() {
+            let mut end = self.prefix.to_vec();
+            *end.last_mut().expect("a non-empty prefix") += 1;
+            let mut rows = BTreeMap::new();
+            scan_rows(kv, self.prefix, &end, |key, value| {
+                rows.insert(key, (value, None));
+                Ok(())
+            })?;
+            *guard = Some(rows);
+        }
+        let rows = guard.as_mut().expect("loaded above");
+        let mut out = Vec::new();
+        for (_, (bytes, record)) in rows.range_mut::<[u8], _>((Bound::Included(from), Bound::Excluded(to))) {
+            let record = match record {
+                Some(r) => r.clone(),
+                None => record.insert(Arc::new(decode::<T>(bytes)?)).clone(),
             };
             out.push(record);
-            seen.push(key);
-            Ok(())
-        })?;
-        // Forget rows of this range that are gone (`seen` is in key order).
-        let gone: Vec<Vec<u8>> = rows
-            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-            .map(|(k, _)| k)
-            .filter(|k| seen.binary_search(k).is_err())
-            .cloned()
-            .collect();
-        for key in gone {
-            rows.remove(&key);
         }
         Ok(out)
     }
@@ -752,31 +789,43 @@ mod tests {
     }
 
     #[test]
-    fn the_decode_cache_reuses_only_unchanged_rows_and_forgets_deleted_ones() {
+    fn the_mirror_loads_once_follows_notes_and_decodes_only_changed_rows() {
         let mut kv = MemKv::default();
         let put = |kv: &mut MemKv, key: &str, value: u64| {
             kv.0.insert((Space::Data, key.as_bytes().to_vec()), encode(&value));
         };
-        for (key, value) in [("a/1", 1), ("a/2", 2), ("a/3", 3), ("b/1", 9)] {
+        for (key, value) in [("a/x/1", 1), ("a/x/2", 2), ("a/x/3", 3), ("a/y/1", 7), ("b/1", 9)] {
             put(&mut kv, key, value);
         }
-        let cache = DecodeCache::<u64>::default();
-        let first = cache.scan(&kv, b"a/", b"a0").unwrap();
-        assert_eq!(first.iter().map(|v| **v).collect::<Vec<_>>(), [1, 2, 3]);
-        put(&mut kv, "a/2", 20);
-        kv.0.remove(&(Space::Data, b"a/3".to_vec()));
-        let second = cache.scan(&kv, b"a/", b"a0").unwrap();
-        assert_eq!(second.iter().map(|v| **v).collect::<Vec<_>>(), [1, 20]);
+        let mirror = Mirror::<u64>::new(b"a/");
+        let values = |rows: &[Arc<u64>]| rows.iter().map(|v| **v).collect::<Vec<_>>();
+        let first = mirror.scan(&kv, b"a/x/", b"a/x0").unwrap();
+        assert_eq!(values(&first), [1, 2, 3]);
+        // After the load, the store is not read again: only notes change what it holds.
+        put(&mut kv, "a/x/2", 20);
+        kv.0.remove(&(Space::Data, b"a/x/3".to_vec()));
+        assert_eq!(values(&mirror.scan(&kv, b"a/x/", b"a/x0").unwrap()), [1, 2, 3]);
+        let twenty = encode(&20u64);
+        mirror.note([
+            (b"a/x/2".as_slice(), Some(twenty.as_slice())),
+            (b"a/x/3".as_slice(), None),
+            (b"b/2".as_slice(), Some(twenty.as_slice())),
+        ]);
+        let second = mirror.scan(&kv, b"a/x/", b"a/x0").unwrap();
+        assert_eq!(values(&second), [1, 20]);
         assert!(
             Arc::ptr_eq(&first[0], &second[0]),
             "an unchanged row is not decoded again"
         );
-        assert!(!Arc::ptr_eq(&first[1], &second[1]));
-        let rows = cache.rows.lock().unwrap();
-        assert_eq!(
-            rows.keys().cloned().collect::<Vec<_>>(),
-            [b"a/1".to_vec(), b"a/2".to_vec()]
-        );
+        assert_eq!(values(&mirror.scan(&kv, b"a/", b"a0").unwrap()), [1, 20, 7]);
+        // A reset (a snapshot was installed) loads the store again.
+        put(&mut kv, "a/y/2", 8);
+        mirror.reset();
+        assert_eq!(values(&mirror.scan(&kv, b"a/y/", b"a/y0").unwrap()), [7, 8]);
+        // Notes before the first load are not needed: the load reads the store.
+        let fresh = Mirror::<u64>::new(b"a/");
+        fresh.note([(b"a/x/1".as_slice(), Some(twenty.as_slice()))]);
+        assert_eq!(values(&fresh.scan(&kv, b"a/x/", b"a/x0").unwrap()), [1, 20]);
     }
 
     fn proposal(id: &str, ts_ms: u64, command: Command) -> Proposal {
@@ -1037,6 +1086,60 @@ mod tests {
             vec![Outcome::Forgotten(1_500)]
         );
         assert!(left(&kv).is_empty());
+    }
+
+    #[test]
+    fn an_instance_change_counter_moves_only_for_what_its_agent_acts_on() {
+        use crate::model::TaskStatus;
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![create("c", "c")]));
+        let mut row = stored_task("t", "Pending", None);
+        row["desired_status"] = "Running".into();
+        kv.0.insert((Space::Data, tasks::key("c", "t")), serde_json::to_vec(&row).unwrap());
+        let counter = |kv: &MemKv| -> Option<u64> {
+            kv.0.get(&(Space::Data, tasks::work_key("c", "i")))
+                .map(|b| decode(b).unwrap())
+        };
+        let report = |id: &str, status: TaskStatus| {
+            proposal(
+                id,
+                2_000,
+                Command::TaskStateChange(Box::new(tasks::StateChange {
+                    cluster: "c".into(),
+                    task_id: "t".into(),
+                    status: Some(status),
+                    ..Default::default()
+                })),
+            )
+        };
+        // The agent's own report and a tag change: its stream is not woken.
+        kv.apply(Batch(vec![report("r1", TaskStatus::Running)]));
+        let tag = Command::TagResource {
+            target: TagTarget::Task {
+                cluster: "c".into(),
+                id: "t".into(),
+            },
+            tags: vec![Tag {
+                key: "k".into(),
+                value: "v".into(),
+            }],
+        };
+        kv.apply(Batch(vec![proposal("tag", 2_000, tag)]));
+        assert_eq!(
+            tasks::get(&kv, "c", "t").unwrap().unwrap().last_status,
+            TaskStatus::Running
+        );
+        assert_eq!(counter(&kv), None);
+        // Told to stop, then stopped (it leaves the assignment): each wakes it.
+        let stop = Command::StopTask {
+            cluster: "c".into(),
+            id: "t".into(),
+            reason: None,
+        };
+        kv.apply(Batch(vec![proposal("stop", 3_000, stop)]));
+        assert_eq!(counter(&kv), Some(1));
+        kv.apply(Batch(vec![report("r2", TaskStatus::Stopped)]));
+        assert_eq!(counter(&kv), Some(2));
     }
 
     #[test]

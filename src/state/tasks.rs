@@ -184,9 +184,20 @@ const SWEPT: &[u8] = b"\xff";
 /// Task rows looked at per forget by the indexing of earlier stopped tasks.
 const SWEEP_PER_FORGET: usize = 1000;
 
-/// Stores `task`, keeps the instance, service and stop-time indexes, and bumps its instance's
-/// change counter.
-fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
+/// What an instance's agent acts on of a task (`agent::server::assignment`): whether it is
+/// listed (not STOPPED) and its desired status. Nothing else it is sent changes but the last
+/// status, which is the agent's own report.
+type AgentView = (bool, TaskStatus);
+
+fn agent_view(task: &Task) -> AgentView {
+    (task.last_status != TaskStatus::Stopped, task.desired_status)
+}
+
+/// Stores `task` and keeps the instance, service and stop-time indexes. `before` is the agent's
+/// view of the task as it was (`None`: a new task); when that view changes, the instance's
+/// change counter is bumped, which wakes its agent's assignment stream. An agent's own reports
+/// (PENDING to RUNNING, container details) and tag changes wake nobody.
+fn put(txn: &mut Txn<'_>, task: &Task, before: Option<AgentView>) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
     index_if_stopped(txn, task);
     let mut indexes = vec![instance_index_key(&task.cluster, &task.container_instance_id, &task.id)];
@@ -199,6 +210,9 @@ fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
         } else {
             txn.put(Space::Data, index, Vec::new());
         }
+    }
+    if before == Some(agent_view(task)) {
+        return Ok(());
     }
     touch_work(txn, &task.cluster, &task.container_instance_id)
 }
@@ -367,7 +381,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
                 StartResult::Neither,
             )?;
         }
-        put(txn, &task)?;
+        put(txn, &task, None)?;
         tasks.push(task);
     }
     if let (Some((service, _)), Some(event_id)) = (&l.service, &l.event_id) {
@@ -403,6 +417,7 @@ pub(super) fn stop(
     let Some(mut task) = get(txn, cluster, id)? else {
         return Ok(Outcome::Rejected(Rejection::TaskNotFound));
     };
+    let before = agent_view(&task);
     if task.desired_status != TaskStatus::Stopped {
         task.desired_status = TaskStatus::Stopped;
         task.stopping_at_ms = Some(now_ms);
@@ -411,7 +426,7 @@ pub(super) fn stop(
         // "Any tags associated with the task will be deleted."
         task.tags.clear();
         task.version += 1;
-        put(txn, &task)?;
+        put(txn, &task, Some(before))?;
     }
     Ok(Outcome::Task(Box::new(task)))
 }
@@ -431,6 +446,7 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
     if task.last_status == TaskStatus::Stopped {
         return Ok(Outcome::Done);
     }
+    let before = agent_view(&task);
     let mut changed = false;
     let mut essential_stopped = false;
     for c in &change.containers {
@@ -491,7 +507,7 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
     }
     if changed {
         task.version += 1;
-        put(txn, &task)?;
+        put(txn, &task, Some(before))?;
     }
     Ok(Outcome::Done)
 }
@@ -588,6 +604,7 @@ pub(super) fn stop_all_on_instance(
     reason: &str,
 ) -> Result<(), KvError> {
     for mut task in on_instance(txn, cluster, id)? {
+        let before = agent_view(&task);
         if task.desired_status != TaskStatus::Stopped {
             // Orphaned, not failed: the reason says so, and no stop code applies (2018 API).
             task.desired_status = TaskStatus::Stopped;
@@ -596,7 +613,7 @@ pub(super) fn stop_all_on_instance(
         }
         transition(txn, now_ms, &mut task, TaskStatus::Stopped, None)?;
         task.version += 1;
-        put(txn, &task)?;
+        put(txn, &task, Some(before))?;
     }
     Ok(())
 }
@@ -621,11 +638,12 @@ fn ask_to_stop(txn: &mut Txn<'_>, now_ms: u64, mut task: Task, service: &str, re
     if task.service.as_deref() != Some(service) || task.desired_status == TaskStatus::Stopped {
         return Ok(false);
     }
+    let before = agent_view(&task);
     task.desired_status = TaskStatus::Stopped;
     task.stopping_at_ms = Some(now_ms);
     task.stopped_reason = Some(reason.to_string());
     task.version += 1;
-    put(txn, &task)?;
+    put(txn, &task, Some(before))?;
     Ok(true)
 }
 
@@ -764,6 +782,7 @@ pub(super) fn update_tags(
     if !super::retag(&mut task.tags, change) {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
-    put(txn, &task)?;
+    let unchanged = agent_view(&task);
+    put(txn, &task, Some(unchanged))?;
     Ok(Outcome::Tags(task.tags))
 }
