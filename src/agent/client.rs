@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use super::process::ProcessRuntime;
-use super::protocol::{Assignment, InstanceRef, Report};
+use super::protocol::{Assignment, AssignmentsRequest, InstanceRef, Report};
 use super::sim::{SimRuntime, SimSettings};
 use super::Runtime;
 use crate::rpc::pb::agent::agent_service_client::AgentServiceClient;
@@ -284,7 +284,13 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut client = AgentServiceClient::new(channel);
-    let mut stream = client.assignments(request(instance)).await?.into_inner();
+    let ask = AssignmentsRequest {
+        instance: instance.clone(),
+        deltas: true,
+    };
+    let mut stream = client.assignments(request(&ask)).await?.into_inner();
+    // The whole assignment, rebuilt from the stream's first one and the deltas after it.
+    let mut current = Assignment::default();
     let mut beats = tokio::time::interval(heartbeat);
     // One update at a time; the assignments sent while it runs repeat its status.
     let updating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -302,12 +308,13 @@ async fn session(
             }
             message = stream.message() => {
                 let Some(reply) = message? else { return Err(anyhow!("assignment stream closed")) };
-                let assignment: Assignment = serde_json::from_slice(&reply.payload)?;
+                current.merge(serde_json::from_slice(&reply.payload)?);
+                let assignment = &current;
                 if assignment.generation < *generation {
                     continue;
                 }
                 *generation = assignment.generation;
-                runtime.apply(&assignment);
+                runtime.apply(assignment);
                 // An update asked for, or one this agent began before it restarted: go on from
                 // the step after the last one recorded.
                 let from = assignment.agent_update.as_deref().and_then(update_steps_after);

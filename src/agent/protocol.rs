@@ -11,7 +11,21 @@ pub struct InstanceRef {
     pub instance_id: String,
 }
 
-/// Everything an instance should be doing: its tasks that are not STOPPED.
+/// What an agent asks for on its assignment stream. `deltas`: after the first assignment, send
+/// only what changed (an agent that does not say gets every assignment in full).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentsRequest {
+    #[serde(flatten)]
+    pub instance: InstanceRef,
+    #[serde(default)]
+    pub deltas: bool,
+}
+
+/// Everything an instance should be doing: its tasks that are not STOPPED, in task ID order.
+///
+/// On a stream of deltas, the first assignment is whole and each later one (`delta`) holds in
+/// `tasks` only the tasks new or changed since the one before, and in `removed` the IDs no longer
+/// listed; [`Assignment::merge`] rebuilds the whole one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
     /// The instance's change counter in the replicated state when this was read: it only grows,
@@ -28,6 +42,35 @@ pub struct Assignment {
     /// The instance's agent update status (UpdateContainerAgent): PENDING asks for an update.
     #[serde(default)]
     pub agent_update: Option<String>,
+    /// `tasks` and `removed` are changes to the assignment before this one on the stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+impl Assignment {
+    /// Takes in the next assignment of the same stream: a whole one replaces this one, a delta
+    /// changes it. The tasks stay in ID order.
+    pub fn merge(&mut self, next: Assignment) {
+        if !next.delta {
+            *self = next;
+            return;
+        }
+        self.generation = next.generation;
+        self.deregistered = next.deregistered;
+        self.agent_update = next.agent_update;
+        if !next.removed.is_empty() {
+            let removed: std::collections::BTreeSet<&str> = next.removed.iter().map(String::as_str).collect();
+            self.tasks.retain(|t| !removed.contains(t.id.as_str()));
+        }
+        for task in next.tasks {
+            match self.tasks.binary_search_by(|t| t.id.cmp(&task.id)) {
+                Ok(i) => self.tasks[i] = task,
+                Err(i) => self.tasks.insert(i, task),
+            }
+        }
+    }
 }
 
 /// An agent's progress through an update.

@@ -1,6 +1,7 @@
 //! ecsd's side of the agent protocol: assignment streams served from this node's replica,
 //! heartbeats forwarded to the leader, and batched state reports.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 
 use futures::Stream;
@@ -9,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::protocol::{AssignedTask, Assignment, InstanceRef, Report, ReportReply};
+use super::protocol::{AssignedTask, Assignment, AssignmentsRequest, InstanceRef, Report, ReportReply};
 use crate::raft::RaftNode;
 use crate::rpc::pb::agent::agent_service_server::{AgentService, AgentServiceServer};
 use crate::rpc::pb::agent::{AgentReply, AgentRequest};
@@ -37,55 +38,118 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<AgentReply, Status> {
     Ok(AgentReply { payload })
 }
 
-/// The instance's current assignment, read from `view`.
-pub fn assignment(view: &dyn KvRead, instance: &InstanceRef) -> Result<Assignment, state::KvError> {
-    // The counter is read before the tasks: the tasks sent are then at least as new as the
-    // generation they are labelled with, so an agent never drops a task on a stale read.
-    let generation = match view.get(
-        state::Space::Data,
-        &tasks::work_key(&instance.cluster, &instance.instance_id),
-    )? {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(0),
-        None => 0,
-    };
-    let registered = state::container_instances::get(view, &instance.cluster, &instance.instance_id)?;
-    let mut out = Assignment {
-        generation,
-        deregistered: registered
-            .as_ref()
-            .is_none_or(|i| i.status == crate::model::InstanceStatus::Inactive),
-        agent_update: registered.and_then(|i| i.agent_update_status),
-        ..Default::default()
-    };
-    // An instance's tasks mostly share a few definitions: each is read once.
-    let mut definitions: std::collections::BTreeMap<(String, u32), serde_json::Value> = Default::default();
-    for task in tasks::on_instance(view, &instance.cluster, &instance.instance_id)? {
-        let revision = task
-            .task_definition_arn
-            .rsplit(':')
-            .next()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0);
-        let definition = match definitions.get(&(task.family.clone(), revision)) {
-            Some(d) => d.clone(),
-            None => {
-                let d = task_definitions::get(view, &task.family, revision)?
-                    .map(|d| d.body)
-                    .unwrap_or_default();
-                definitions.insert((task.family.clone(), revision), d.clone());
-                d
-            }
+/// One assignment stream's memory of what it last read: each task with the version it was read
+/// at, and the task definitions it has read (a registered revision never changes). A wake then
+/// reads the instance's index of live tasks and only the tasks whose version moved.
+#[derive(Default)]
+pub struct Tracker {
+    tasks: BTreeMap<String, (Option<u64>, AssignedTask)>,
+    definitions: BTreeMap<(String, u32), serde_json::Value>,
+    /// The last assignment sent, without its tasks (they are in `tasks`).
+    sent: Option<Assignment>,
+}
+
+impl Tracker {
+    /// The instance's assignment now, if it differs from the last one: whole the first time
+    /// (and every time when `deltas` is off), else as a delta. `None`: nothing changed.
+    pub fn next(
+        &mut self,
+        view: &dyn KvRead,
+        instance: &InstanceRef,
+        deltas: bool,
+    ) -> Result<Option<Assignment>, state::KvError> {
+        // The counter is read before the tasks: the tasks sent are then at least as new as the
+        // generation they are labelled with, so an agent never drops a task on a stale read.
+        let generation = match view.get(
+            state::Space::Data,
+            &tasks::work_key(&instance.cluster, &instance.instance_id),
+        )? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(0),
+            None => 0,
         };
-        out.tasks.push(AssignedTask {
-            id: task.id.clone(),
-            arn: task.arn.clone(),
-            desired_status: task.desired_status.as_str().to_string(),
-            last_status: task.last_status.as_str().to_string(),
-            definition,
-            overrides: task.overrides.clone(),
-        });
+        let registered = state::container_instances::get(view, &instance.cluster, &instance.instance_id)?;
+        let mut head = Assignment {
+            generation,
+            deregistered: registered
+                .as_ref()
+                .is_none_or(|i| i.status == crate::model::InstanceStatus::Inactive),
+            agent_update: registered.and_then(|i| i.agent_update_status),
+            ..Default::default()
+        };
+        let listed = tasks::versions_on_instance(view, &instance.cluster, &instance.instance_id)?;
+        let mut changed = Vec::new();
+        for (id, version) in &listed {
+            let known = self.tasks.get(id);
+            if version.is_some() && known.is_some_and(|(v, _)| v == version) {
+                continue;
+            }
+            let Some(task) = tasks::get(view, &instance.cluster, id)? else {
+                continue;
+            };
+            let assigned = assigned(view, &mut self.definitions, &task)?;
+            if known.is_none_or(|(_, t)| *t != assigned) {
+                changed.push(assigned.clone());
+            }
+            self.tasks.insert(id.clone(), (*version, assigned));
+        }
+        let live: BTreeSet<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
+        let removed: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|id| !live.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in &removed {
+            self.tasks.remove(id);
+        }
+        let same_head = self.sent.as_ref() == Some(&head);
+        let first = self.sent.is_none();
+        self.sent = Some(head.clone());
+        if !first && same_head && changed.is_empty() && removed.is_empty() {
+            return Ok(None);
+        }
+        if deltas && !first {
+            head.delta = true;
+            head.tasks = changed;
+            head.removed = removed;
+        } else {
+            head.tasks = self.tasks.values().map(|(_, t)| t.clone()).collect();
+        }
+        Ok(Some(head))
     }
-    Ok(out)
+}
+
+/// What the agent is sent of `task`, its definition read through `definitions`.
+fn assigned(
+    view: &dyn KvRead,
+    definitions: &mut BTreeMap<(String, u32), serde_json::Value>,
+    task: &crate::model::Task,
+) -> Result<AssignedTask, state::KvError> {
+    let revision = task
+        .task_definition_arn
+        .rsplit(':')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let key = (task.family.clone(), revision);
+    let definition = match definitions.get(&key) {
+        Some(d) => d.clone(),
+        None => {
+            let d = task_definitions::get(view, &task.family, revision)?
+                .map(|d| d.body)
+                .unwrap_or_default();
+            definitions.insert(key, d.clone());
+            d
+        }
+    };
+    Ok(AssignedTask {
+        id: task.id.clone(),
+        arn: task.arn.clone(),
+        desired_status: task.desired_status.as_str().to_string(),
+        last_status: task.last_status.as_str().to_string(),
+        definition,
+        overrides: task.overrides.clone(),
+    })
 }
 
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<AgentReply, Status>> + Send>>;
@@ -95,7 +159,7 @@ impl AgentService for AgentGrpc {
     type AssignmentsStream = ReplyStream;
 
     async fn assignments(&self, request: Request<AgentRequest>) -> Result<Response<Self::AssignmentsStream>, Status> {
-        let instance: InstanceRef = decode(request)?;
+        let AssignmentsRequest { instance, deltas } = decode(request)?;
         let handle = self.node.handle().clone();
         // Subscribe before the first read, so no change between the two is missed.
         let mut changed = handle
@@ -104,21 +168,20 @@ impl AgentService for AgentGrpc {
         let (tx, rx) = mpsc::channel(4);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let mut last: Option<Assignment> = None;
+            let mut tracker = Tracker::default();
             loop {
                 changed.borrow_and_update();
-                let current = match assignment(handle.view(), &instance) {
-                    Ok(a) => a,
+                match tracker.next(handle.view(), &instance, deltas) {
+                    Ok(None) => {}
+                    Ok(Some(next)) => {
+                        if tx.send(encode(&next)).await.is_err() {
+                            return;
+                        }
+                    }
                     Err(e) => {
                         let _ = tx.send(Err(Status::internal(e.to_string()))).await;
                         return;
                     }
-                };
-                if last.as_ref() != Some(&current) {
-                    if tx.send(encode(&current)).await.is_err() {
-                        return;
-                    }
-                    last = Some(current);
                 }
                 tokio::select! {
                     result = changed.changed() => if result.is_err() { return },
@@ -192,5 +255,99 @@ impl AgentService for AgentGrpc {
             acknowledged += result.map_err(|e| Status::unavailable(e.to_string()))?;
         }
         Ok(Response::new(encode(&ReportReply { acknowledged })?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::state::{KvError, Row, Space};
+
+    #[derive(Default)]
+    struct Kv(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl KvRead for Kv {
+        fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+            Ok((space == Space::Data).then(|| self.0.get(key).cloned()).flatten())
+        }
+
+        fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
+            if space != Space::Data {
+                return Ok(vec![]);
+            }
+            Ok(self
+                .0
+                .range(from.to_vec()..to.to_vec())
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+    }
+
+    impl Kv {
+        /// Stores task `id` of instance `i` at `version` (desired `desired`) and lists it in
+        /// the instance index, as apply does; `None` as version: an index entry from before
+        /// entries held versions.
+        fn task(&mut self, id: &str, desired: &str, version: Option<u64>) {
+            let row = serde_json::json!({
+                "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
+                "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
+                "last_status": "Pending", "desired_status": desired, "group": "g", "overrides": {},
+                "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
+                "created_at_ms": 0, "version": version.unwrap_or(1)
+            });
+            self.0
+                .insert(format!("task/c\0{id}").into_bytes(), serde_json::to_vec(&row).unwrap());
+            let listed = version.map(|v| serde_json::to_vec(&v).unwrap()).unwrap_or_default();
+            self.0.insert(format!("itask/c\0i\0{id}").into_bytes(), listed);
+        }
+
+        fn unlist(&mut self, id: &str) {
+            self.0.remove(format!("itask/c\0i\0{id}").as_bytes());
+        }
+    }
+
+    fn ids(a: &Assignment) -> Vec<&str> {
+        a.tasks.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_stream_sends_the_whole_assignment_then_deltas_that_rebuild_it() {
+        let instance = InstanceRef {
+            cluster: "c".into(),
+            instance_id: "i".into(),
+        };
+        let mut kv = Kv::default();
+        kv.task("t1", "Running", Some(1));
+        kv.task("t2", "Running", Some(1));
+        kv.task("t4", "Running", None);
+        let mut tracker = Tracker::default();
+        let mut agent = tracker.next(&kv, &instance, true).unwrap().expect("the first is sent");
+        assert!(!agent.delta);
+        assert_eq!(ids(&agent), ["t1", "t2", "t4"]);
+        assert_eq!(tracker.next(&kv, &instance, true).unwrap(), None, "nothing changed");
+
+        // t1 told to stop, t2 gone, t3 new; t4 (no version in its entry) read again, unchanged.
+        kv.task("t1", "Stopped", Some(2));
+        kv.unlist("t2");
+        kv.task("t3", "Running", Some(1));
+        kv.0.insert(b"iw/c\0i".to_vec(), b"5".to_vec());
+        let delta = tracker.next(&kv, &instance, true).unwrap().expect("a change is sent");
+        assert!(delta.delta);
+        assert_eq!(ids(&delta), ["t1", "t3"]);
+        assert_eq!(delta.removed, ["t2"]);
+        agent.merge(delta);
+        let whole = Tracker::default().next(&kv, &instance, false).unwrap().unwrap();
+        assert_eq!(agent.generation, 5);
+        assert_eq!(agent, whole);
+        assert_eq!(agent.tasks[0].desired_status, "STOPPED");
+
+        // Without deltas, every change sends the whole assignment.
+        let mut full = Tracker::default();
+        full.next(&kv, &instance, false).unwrap();
+        kv.unlist("t3");
+        assert_eq!(ids(&full.next(&kv, &instance, false).unwrap().unwrap()), ["t1", "t4"]);
     }
 }

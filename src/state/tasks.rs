@@ -200,15 +200,20 @@ fn agent_view(task: &Task) -> AgentView {
 fn put(txn: &mut Txn<'_>, task: &Task, before: Option<AgentView>) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
     index_if_stopped(txn, task);
-    let mut indexes = vec![instance_index_key(&task.cluster, &task.container_instance_id, &task.id)];
+    // The instance index holds the task's version, so an assignment stream reads again only
+    // the tasks whose version moved.
+    let mut indexes = vec![(
+        instance_index_key(&task.cluster, &task.container_instance_id, &task.id),
+        encode(&task.version),
+    )];
     if let Some(service) = &task.service {
-        indexes.push(service_index_key(&task.cluster, service, &task.id));
+        indexes.push((service_index_key(&task.cluster, service, &task.id), Vec::new()));
     }
-    for index in indexes {
+    for (index, value) in indexes {
         if task.last_status == TaskStatus::Stopped {
             txn.delete(Space::Data, index);
         } else {
-            txn.put(Space::Data, index, Vec::new());
+            txn.put(Space::Data, index, value);
         }
     }
     if before == Some(agent_view(task)) {
@@ -233,15 +238,40 @@ pub fn on_instance(kv: &dyn KvRead, cluster: &str, instance: &str) -> Result<Vec
     indexed(kv, cluster, "itask", instance)
 }
 
+/// The IDs of the tasks on `instance` that are not STOPPED, in ID order, each with its version
+/// as the instance index holds it (`None`: an entry written before it held versions).
+pub fn versions_on_instance(
+    kv: &dyn KvRead,
+    cluster: &str,
+    instance: &str,
+) -> Result<Vec<(String, Option<u64>)>, KvError> {
+    let (from, to) = index_range("itask", cluster, instance);
+    Ok(kv
+        .scan(Space::Data, &from, &to, usize::MAX)?
+        .into_iter()
+        .map(|(k, v)| {
+            let id = String::from_utf8_lossy(&k[from.len()..]).into_owned();
+            (id, decode::<u64>(&v).ok())
+        })
+        .collect())
+}
+
 /// The tasks of `service` that are not STOPPED, in task ID order.
 pub fn of_service(kv: &dyn KvRead, cluster: &str, service: &str) -> Result<Vec<Task>, KvError> {
     indexed(kv, cluster, "stask", service)
 }
 
+/// The key range of `<index>/<cluster>\0<owner>\0…`.
+fn index_range(index: &str, cluster: &str, owner: &str) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("{index}/{cluster}\0{owner}\0").into_bytes(),
+        format!("{index}/{cluster}\0{owner}\u{1}").into_bytes(),
+    )
+}
+
 /// The tasks listed under `<index>/<cluster>\0<owner>\0`.
 fn indexed(kv: &dyn KvRead, cluster: &str, index: &str, owner: &str) -> Result<Vec<Task>, KvError> {
-    let from = format!("{index}/{cluster}\0{owner}\0").into_bytes();
-    let to = format!("{index}/{cluster}\0{owner}\u{1}").into_bytes();
+    let (from, to) = index_range(index, cluster, owner);
     let mut out = Vec::new();
     for (k, _) in kv.scan(Space::Data, &from, &to, usize::MAX)? {
         let id = String::from_utf8_lossy(&k[from.len()..]).into_owned();
