@@ -57,7 +57,7 @@ pub fn markdown(runs: &[(String, Value)], charts: &[(&str, String)]) -> String {
     for (name, windows, r) in failovers {
         let _ = writeln!(
             out,
-            "\n{name}: {} kills of the leader, median unavailability {:.0} ms, {} errors after the kills.",
+            "\n{name}: {} kills of the leader, median unavailability {:.0} ms, {} errors within the windows.",
             windows.len(),
             r["median_ms"].as_f64().unwrap_or(f64::NAN),
             r["errors_after_kills"]
@@ -174,6 +174,24 @@ pub fn failover_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
+/// The failover timeline of every failover run that has one: writes acknowledged and failed
+/// per bin around the kills, labelled `run: ok` and `run: errors`.
+pub fn failover_timeline_series(runs: &[(String, Value)]) -> Vec<(String, Vec<f64>)> {
+    let mut out = Vec::new();
+    for (name, run) in runs {
+        let timeline = &run["ecsd"]["timeline"];
+        for field in ["ok", "errors"] {
+            if let Some(bins) = timeline[field].as_array() {
+                out.push((
+                    format!("{name}: {field}"),
+                    bins.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The per-second series of every system of every run, labelled `run: system`.
 pub fn series(runs: &[(String, Value)]) -> Vec<(String, Vec<u64>)> {
     per_system(runs, "per_second", |v| v.as_u64().unwrap_or(0))
@@ -221,12 +239,21 @@ mod tests {
     fn latency_and_failover_charts_come_from_the_runs_that_have_them() {
         let mut write = run();
         write["ecsd"]["per_second_p99_ms"] = json!([12.5, 14.0]);
-        let failover = json!({"ecsd": {"windows_ms": [900.0, 1100.0, 950.0]}});
+        let failover = json!({"ecsd": {"windows_ms": [900.0, 1100.0, 950.0],
+                                        "timeline": {"from_ms": -1000.0, "bin_ms": 100.0, "ok": [40, 0, 35],
+                                                     "errors": [0, 3, 0], "max_latency_ms": [5.0, 800.0, 9.0]}}});
         let runs = [("write".to_string(), write), ("failover".to_string(), failover)];
         let latency = latency_series(&runs);
         assert_eq!(latency, vec![("write: ecsd".to_string(), vec![12.5, 14.0])]);
         let kills = failover_series(&runs);
         assert_eq!(kills, vec![("failover".to_string(), vec![900.0, 1100.0, 950.0])]);
+        assert_eq!(
+            failover_timeline_series(&runs),
+            vec![
+                ("failover: ok".to_string(), vec![40.0, 0.0, 35.0]),
+                ("failover: errors".to_string(), vec![0.0, 3.0, 0.0])
+            ]
+        );
         let svg = line_svg("unavailability (ms)", "kill", &kills);
         assert!(svg.contains("unavailability (ms)") && svg.contains(">kill<"));
         assert_eq!(svg.matches("<polyline").count(), 1);

@@ -715,6 +715,8 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
         .to_string();
     let mut windows = Vec::new();
     let mut errors_total = 0u64;
+    // Every write answered from 1 s before each kill to 3 s after it, in 100 ms bins.
+    let mut timeline = ecsd::bench::timeline::Timeline::new(-1000.0, 3000.0, 100.0);
     for round in 1..=load.repeat {
         let leader = local.wait_for_leader(Duration::from_secs(30)).await?;
         // Each client records (sent, answered, ok) for every write.
@@ -759,15 +761,28 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
+        // Keep the clients writing until the timeline's end, then stop them.
+        tokio::time::sleep_until((killed + Duration::from_secs(3)).into()).await;
         stop.cancel();
         for c in clients {
             let _ = c.await;
         }
+        let relative = |t: Instant| {
+            t.saturating_duration_since(killed).as_secs_f64() * 1000.0
+                - killed.saturating_duration_since(t).as_secs_f64() * 1000.0
+        };
+        for (sent, answered, ok) in log.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            timeline.add(relative(*sent), relative(*answered), *ok);
+        }
+        // The errors of the window: sent after the kill, answered before writes were acknowledged
+        // again (after it, the clients aimed at the killed node fail until it is back; the
+        // timeline shows those).
+        let window_end = window.map_or(until, |w| killed + w);
         let errors = log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(sent, _, ok)| !*ok && *sent >= killed)
+            .filter(|(sent, answered, ok)| !*ok && *sent >= killed && *answered <= window_end)
             .count() as u64;
         errors_total += errors;
         match window {
@@ -793,7 +808,17 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
         sorted.last().copied().unwrap_or(f64::NAN),
         sorted.len()
     );
-    Ok(json!({"windows_ms": windows, "median_ms": median, "errors_after_kills": errors_total, "rounds": load.repeat}))
+    let worst = timeline.max_latency_ms.iter().copied().fold(0.0f64, f64::max);
+    println!(
+        "failover: over the {} kills, from 1 s before to 3 s after each: {} writes acknowledged, {} failed; slowest answer {worst:.0} ms",
+        load.repeat,
+        timeline.ok.iter().sum::<u64>(),
+        timeline.errors.iter().sum::<u64>()
+    );
+    Ok(
+        json!({"windows_ms": windows, "median_ms": median, "errors_after_kills": errors_total, "rounds": load.repeat,
+              "timeline": timeline}),
+    )
 }
 
 /// `--workload scale`: loads `--tasks` tasks (RunTask of 10 on `--instances` container instances
@@ -1024,6 +1049,7 @@ fn report(files: &[PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
     let throughput = r::series(&runs);
     let latency = r::latency_series(&runs);
     let kills = r::failover_series(&runs);
+    let around = r::failover_timeline_series(&runs);
     let drawn = [
         (
             "throughput per second",
@@ -1041,6 +1067,17 @@ fn report(files: &[PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
             "failover",
             (!kills.is_empty())
                 .then(|| r::line_svg("unavailability after each kill -9 of the leader (ms)", "kill", &kills)),
+        ),
+        (
+            "writes around the leader kills",
+            "failover-timeline",
+            (!around.is_empty()).then(|| {
+                r::line_svg(
+                    "writes answered per 100 ms around a kill -9 of the leader (sum over the kills)",
+                    "100 ms bins, from 1 s before the kill (bin 10 starts at the kill) to 3 s after",
+                    &around,
+                )
+            }),
         ),
     ];
     for (alt, suffix, svg) in drawn {
