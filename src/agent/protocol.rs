@@ -91,9 +91,8 @@ pub struct AssignedTask {
     pub arn: String,
     /// RUNNING or STOPPED.
     pub desired_status: String,
-    /// As of when the assignment was read. It is the agent's own report, so a change of it
-    /// alone sends no new assignment (the instance's change counter moves only when a task is
-    /// added, changes its desired status or stops).
+    /// As of when the task was last sent. It is the agent's own report, so a change of it alone
+    /// sends nothing on a stream (`agent::server::Tracker`).
     pub last_status: String,
     /// The task definition as registered (ECS JSON: containerDefinitions, …).
     pub definition: serde_json::Value,

@@ -40,7 +40,9 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<AgentReply, Status> {
 
 /// One assignment stream's memory of what it last read: each task with the version it was read
 /// at, and the task definitions it has read (a registered revision never changes). A wake then
-/// reads the instance's index of live tasks and only the tasks whose version moved.
+/// reads the instance's index of live tasks and only the tasks whose version moved, and sends
+/// nothing when all that moved is what the agent itself reported (a task's last status) or the
+/// change counter.
 #[derive(Default)]
 pub struct Tracker {
     tasks: BTreeMap<String, (Option<u64>, AssignedTask)>,
@@ -87,7 +89,7 @@ impl Tracker {
                 continue;
             };
             let assigned = assigned(view, &mut self.definitions, &task)?;
-            if known.is_none_or(|(_, t)| *t != assigned) {
+            if known.is_none_or(|(_, t)| !acts_alike(t, &assigned)) {
                 changed.push(assigned.clone());
             }
             self.tasks.insert(id.clone(), (*version, assigned));
@@ -102,7 +104,12 @@ impl Tracker {
         for id in &removed {
             self.tasks.remove(id);
         }
-        let same_head = self.sent.as_ref() == Some(&head);
+        // The counter moves with every write of the instance's tasks, the agent's own reports
+        // included; only what the agent acts on is worth a message.
+        let same_head = self
+            .sent
+            .as_ref()
+            .is_some_and(|s| s.deregistered == head.deregistered && s.agent_update == head.agent_update);
         let first = self.sent.is_none();
         self.sent = Some(head.clone());
         if !first && same_head && changed.is_empty() && removed.is_empty() {
@@ -117,6 +124,16 @@ impl Tracker {
         }
         Ok(Some(head))
     }
+}
+
+/// Whether the agent would do the same with `a` as with `b`: everything but the last status,
+/// which is the agent's own report.
+fn acts_alike(a: &AssignedTask, b: &AssignedTask) -> bool {
+    a.id == b.id
+        && a.arn == b.arn
+        && a.desired_status == b.desired_status
+        && a.definition == b.definition
+        && a.overrides == b.overrides
 }
 
 /// What the agent is sent of `task`, its definition read through `definitions`.
@@ -343,6 +360,15 @@ mod tests {
         assert_eq!(agent.generation, 5);
         assert_eq!(agent, whole);
         assert_eq!(agent.tasks[0].desired_status, "STOPPED");
+
+        // The agent's own report (t3 RUNNING, a new version) moves the counter: nothing is sent.
+        let mut row: serde_json::Value = serde_json::from_slice(&kv.0[b"task/c\0t3".as_slice()]).unwrap();
+        row["last_status"] = "Running".into();
+        row["version"] = 2.into();
+        kv.0.insert(b"task/c\0t3".to_vec(), serde_json::to_vec(&row).unwrap());
+        kv.0.insert(b"itask/c\0i\0t3".to_vec(), b"2".to_vec());
+        kv.0.insert(b"iw/c\0i".to_vec(), b"6".to_vec());
+        assert_eq!(tracker.next(&kv, &instance, true).unwrap(), None);
 
         // Without deltas, every change sends the whole assignment.
         let mut full = Tracker::default();

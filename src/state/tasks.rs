@@ -184,20 +184,11 @@ const SWEPT: &[u8] = b"\xff";
 /// Task rows looked at per forget by the indexing of earlier stopped tasks.
 const SWEEP_PER_FORGET: usize = 1000;
 
-/// What an instance's agent acts on of a task (`agent::server::assignment`): whether it is
-/// listed (not STOPPED) and its desired status. Nothing else it is sent changes but the last
-/// status, which is the agent's own report.
-type AgentView = (bool, TaskStatus);
-
-fn agent_view(task: &Task) -> AgentView {
-    (task.last_status != TaskStatus::Stopped, task.desired_status)
-}
-
-/// Stores `task` and keeps the instance, service and stop-time indexes. `before` is the agent's
-/// view of the task as it was (`None`: a new task); when that view changes, the instance's
-/// change counter is bumped, which wakes its agent's assignment stream. An agent's own reports
-/// (PENDING to RUNNING, container details) and tag changes wake nobody.
-fn put(txn: &mut Txn<'_>, task: &Task, before: Option<AgentView>) -> Result<(), KvError> {
+/// Stores `task`, keeps the instance, service and stop-time indexes, and bumps its instance's
+/// change counter. (The counter moves on every task write, as it always has: what apply writes
+/// for a command must not depend on the version of the node, or nodes of two versions would
+/// disagree on it during an upgrade. The assignment stream decides what is worth sending.)
+fn put(txn: &mut Txn<'_>, task: &Task) -> Result<(), KvError> {
     txn.put(Space::Data, key(&task.cluster, &task.id), encode(task));
     index_if_stopped(txn, task);
     // The instance index holds the task's version, so an assignment stream reads again only
@@ -215,9 +206,6 @@ fn put(txn: &mut Txn<'_>, task: &Task, before: Option<AgentView>) -> Result<(), 
         } else {
             txn.put(Space::Data, index, value);
         }
-    }
-    if before == Some(agent_view(task)) {
-        return Ok(());
     }
     touch_work(txn, &task.cluster, &task.container_instance_id)
 }
@@ -411,7 +399,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
                 StartResult::Neither,
             )?;
         }
-        put(txn, &task, None)?;
+        put(txn, &task)?;
         tasks.push(task);
     }
     if let (Some((service, _)), Some(event_id)) = (&l.service, &l.event_id) {
@@ -447,7 +435,6 @@ pub(super) fn stop(
     let Some(mut task) = get(txn, cluster, id)? else {
         return Ok(Outcome::Rejected(Rejection::TaskNotFound));
     };
-    let before = agent_view(&task);
     if task.desired_status != TaskStatus::Stopped {
         task.desired_status = TaskStatus::Stopped;
         task.stopping_at_ms = Some(now_ms);
@@ -456,7 +443,7 @@ pub(super) fn stop(
         // "Any tags associated with the task will be deleted."
         task.tags.clear();
         task.version += 1;
-        put(txn, &task, Some(before))?;
+        put(txn, &task)?;
     }
     Ok(Outcome::Task(Box::new(task)))
 }
@@ -476,7 +463,6 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
     if task.last_status == TaskStatus::Stopped {
         return Ok(Outcome::Done);
     }
-    let before = agent_view(&task);
     let mut changed = false;
     let mut essential_stopped = false;
     for c in &change.containers {
@@ -537,7 +523,7 @@ pub(super) fn state_change(txn: &mut Txn<'_>, now_ms: u64, change: &StateChange)
     }
     if changed {
         task.version += 1;
-        put(txn, &task, Some(before))?;
+        put(txn, &task)?;
     }
     Ok(Outcome::Done)
 }
@@ -634,7 +620,6 @@ pub(super) fn stop_all_on_instance(
     reason: &str,
 ) -> Result<(), KvError> {
     for mut task in on_instance(txn, cluster, id)? {
-        let before = agent_view(&task);
         if task.desired_status != TaskStatus::Stopped {
             // Orphaned, not failed: the reason says so, and no stop code applies (2018 API).
             task.desired_status = TaskStatus::Stopped;
@@ -643,7 +628,7 @@ pub(super) fn stop_all_on_instance(
         }
         transition(txn, now_ms, &mut task, TaskStatus::Stopped, None)?;
         task.version += 1;
-        put(txn, &task, Some(before))?;
+        put(txn, &task)?;
     }
     Ok(())
 }
@@ -668,12 +653,11 @@ fn ask_to_stop(txn: &mut Txn<'_>, now_ms: u64, mut task: Task, service: &str, re
     if task.service.as_deref() != Some(service) || task.desired_status == TaskStatus::Stopped {
         return Ok(false);
     }
-    let before = agent_view(&task);
     task.desired_status = TaskStatus::Stopped;
     task.stopping_at_ms = Some(now_ms);
     task.stopped_reason = Some(reason.to_string());
     task.version += 1;
-    put(txn, &task, Some(before))?;
+    put(txn, &task)?;
     Ok(true)
 }
 
@@ -812,7 +796,6 @@ pub(super) fn update_tags(
     if !super::retag(&mut task.tags, change) {
         return Ok(Outcome::Rejected(Rejection::TooManyTags));
     }
-    let unchanged = agent_view(&task);
-    put(txn, &task, Some(unchanged))?;
+    put(txn, &task)?;
     Ok(Outcome::Tags(task.tags))
 }
