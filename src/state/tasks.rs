@@ -136,10 +136,14 @@ pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<Task>, KvE
     kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()
 }
 
+/// The key range of every task row of `cluster`.
+fn cluster_range(cluster: &str) -> (Vec<u8>, Vec<u8>) {
+    (key(cluster, ""), format!("task/{cluster}\u{1}").into_bytes())
+}
+
 /// Every task of `cluster`, in ID order, STOPPED ones included.
 pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<Task>, KvError> {
-    let from = format!("task/{cluster}\0").into_bytes();
-    let to = format!("task/{cluster}\u{1}").into_bytes();
+    let (from, to) = cluster_range(cluster);
     super::scan_values(kv, &from, &to)
 }
 
@@ -768,9 +772,9 @@ fn index_earlier_stopped(txn: &mut Txn<'_>, cluster: &str) -> Result<(), KvError
     let start = match txn.get(Space::Data, &sweep)? {
         Some(done) if done == SWEPT => return Ok(()),
         Some(last) => [last.as_slice(), b"\0"].concat(),
-        None => format!("task/{cluster}\0").into_bytes(),
+        None => cluster_range(cluster).0,
     };
-    let to = format!("task/{cluster}\u{1}").into_bytes();
+    let to = cluster_range(cluster).1;
     let rows = txn.scan(Space::Data, &start, &to, SWEEP_PER_FORGET)?;
     for (_, value) in &rows {
         index_if_stopped(txn, &decode(value)?);
