@@ -47,8 +47,8 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<AgentReply, Status> {
 pub struct Tracker {
     tasks: BTreeMap<String, (Option<u64>, AssignedTask)>,
     definitions: BTreeMap<(String, u32), serde_json::Value>,
-    /// The last assignment sent, without its tasks (they are in `tasks`).
-    sent: Option<Assignment>,
+    /// What the last assignment sent said of the instance: deregistered, and its agent update.
+    sent: Option<(bool, Option<String>)>,
 }
 
 impl Tracker {
@@ -106,12 +106,10 @@ impl Tracker {
         }
         // The counter moves with every write of the instance's tasks, the agent's own reports
         // included; only what the agent acts on is worth a message.
-        let same_head = self
-            .sent
-            .as_ref()
-            .is_some_and(|s| s.deregistered == head.deregistered && s.agent_update == head.agent_update);
+        let said = (head.deregistered, head.agent_update.clone());
+        let same_head = self.sent.as_ref() == Some(&said);
         let first = self.sent.is_none();
-        self.sent = Some(head.clone());
+        self.sent = Some(said);
         if !first && same_head && changed.is_empty() && removed.is_empty() {
             return Ok(None);
         }
@@ -277,53 +275,26 @@ impl AgentService for AgentGrpc {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::state::{KvError, Row, Space};
+    use crate::state::testing::{task_row, MemKv};
+    use crate::state::Space;
 
-    #[derive(Default)]
-    struct Kv(BTreeMap<Vec<u8>, Vec<u8>>);
-
-    impl KvRead for Kv {
-        fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-            Ok((space == Space::Data).then(|| self.0.get(key).cloned()).flatten())
-        }
-
-        fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
-            if space != Space::Data {
-                return Ok(vec![]);
-            }
-            Ok(self
-                .0
-                .range(from.to_vec()..to.to_vec())
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect())
-        }
+    /// Stores task `id` of instance `i` at `version` (desired `desired`) and lists it in the
+    /// instance index, as apply does; `None` as version: an index entry from before entries held
+    /// versions.
+    fn put_task(kv: &mut MemKv, id: &str, desired: &str, version: Option<u64>) {
+        let row = task_row(id, "Pending", desired, None, version.unwrap_or(1));
+        put(kv, &format!("task/c\0{id}"), serde_json::to_vec(&row).unwrap());
+        let listed = version.map(|v| serde_json::to_vec(&v).unwrap()).unwrap_or_default();
+        put(kv, &format!("itask/c\0i\0{id}"), listed);
     }
 
-    impl Kv {
-        /// Stores task `id` of instance `i` at `version` (desired `desired`) and lists it in
-        /// the instance index, as apply does; `None` as version: an index entry from before
-        /// entries held versions.
-        fn task(&mut self, id: &str, desired: &str, version: Option<u64>) {
-            let row = serde_json::json!({
-                "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
-                "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
-                "last_status": "Pending", "desired_status": desired, "group": "g", "overrides": {},
-                "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
-                "created_at_ms": 0, "version": version.unwrap_or(1)
-            });
-            self.0
-                .insert(format!("task/c\0{id}").into_bytes(), serde_json::to_vec(&row).unwrap());
-            let listed = version.map(|v| serde_json::to_vec(&v).unwrap()).unwrap_or_default();
-            self.0.insert(format!("itask/c\0i\0{id}").into_bytes(), listed);
-        }
+    fn put(kv: &mut MemKv, key: &str, value: Vec<u8>) {
+        kv.0.insert((Space::Data, key.as_bytes().to_vec()), value);
+    }
 
-        fn unlist(&mut self, id: &str) {
-            self.0.remove(format!("itask/c\0i\0{id}").as_bytes());
-        }
+    fn unlist(kv: &mut MemKv, id: &str) {
+        kv.0.remove(&(Space::Data, format!("itask/c\0i\0{id}").into_bytes()));
     }
 
     fn ids(a: &Assignment) -> Vec<&str> {
@@ -336,10 +307,10 @@ mod tests {
             cluster: "c".into(),
             instance_id: "i".into(),
         };
-        let mut kv = Kv::default();
-        kv.task("t1", "Running", Some(1));
-        kv.task("t2", "Running", Some(1));
-        kv.task("t4", "Running", None);
+        let mut kv = MemKv::default();
+        put_task(&mut kv, "t1", "Running", Some(1));
+        put_task(&mut kv, "t2", "Running", Some(1));
+        put_task(&mut kv, "t4", "Running", None);
         let mut tracker = Tracker::default();
         let mut agent = tracker.next(&kv, &instance, true).unwrap().expect("the first is sent");
         assert!(!agent.delta);
@@ -347,10 +318,10 @@ mod tests {
         assert_eq!(tracker.next(&kv, &instance, true).unwrap(), None, "nothing changed");
 
         // t1 told to stop, t2 gone, t3 new; t4 (no version in its entry) read again, unchanged.
-        kv.task("t1", "Stopped", Some(2));
-        kv.unlist("t2");
-        kv.task("t3", "Running", Some(1));
-        kv.0.insert(b"iw/c\0i".to_vec(), b"5".to_vec());
+        put_task(&mut kv, "t1", "Stopped", Some(2));
+        unlist(&mut kv, "t2");
+        put_task(&mut kv, "t3", "Running", Some(1));
+        put(&mut kv, "iw/c\0i", b"5".to_vec());
         let delta = tracker.next(&kv, &instance, true).unwrap().expect("a change is sent");
         assert!(delta.delta);
         assert_eq!(ids(&delta), ["t1", "t3"]);
@@ -362,18 +333,16 @@ mod tests {
         assert_eq!(agent.tasks[0].desired_status, "STOPPED");
 
         // The agent's own report (t3 RUNNING, a new version) moves the counter: nothing is sent.
-        let mut row: serde_json::Value = serde_json::from_slice(&kv.0[b"task/c\0t3".as_slice()]).unwrap();
-        row["last_status"] = "Running".into();
-        row["version"] = 2.into();
-        kv.0.insert(b"task/c\0t3".to_vec(), serde_json::to_vec(&row).unwrap());
-        kv.0.insert(b"itask/c\0i\0t3".to_vec(), b"2".to_vec());
-        kv.0.insert(b"iw/c\0i".to_vec(), b"6".to_vec());
+        let row = task_row("t3", "Running", "Running", None, 2);
+        put(&mut kv, "task/c\0t3", serde_json::to_vec(&row).unwrap());
+        put(&mut kv, "itask/c\0i\0t3", b"2".to_vec());
+        put(&mut kv, "iw/c\0i", b"6".to_vec());
         assert_eq!(tracker.next(&kv, &instance, true).unwrap(), None);
 
         // Without deltas, every change sends the whole assignment.
         let mut full = Tracker::default();
         full.next(&kv, &instance, false).unwrap();
-        kv.unlist("t3");
+        unlist(&mut kv, "t3");
         assert_eq!(ids(&full.next(&kv, &instance, false).unwrap().unwrap()), ["t1", "t4"]);
     }
 }

@@ -10,6 +10,8 @@ pub mod container_instances;
 pub mod services;
 pub mod task_definitions;
 pub mod tasks;
+#[cfg(test)]
+pub(crate) mod testing;
 mod txn;
 
 use std::collections::BTreeMap;
@@ -751,25 +753,8 @@ pub fn list_active_clusters(
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{task_row, MemKv};
     use super::*;
-    use std::collections::BTreeMap;
-
-    #[derive(Default)]
-    struct MemKv(BTreeMap<(Space, Vec<u8>), Vec<u8>>);
-
-    impl KvRead for MemKv {
-        fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-            Ok(self.0.get(&(space, key.to_vec())).cloned())
-        }
-        fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
-            Ok(self
-                .0
-                .range((space, from.to_vec())..(space, to.to_vec()))
-                .take(limit)
-                .map(|((_, k), v)| (k.clone(), v.clone()))
-                .collect())
-        }
-    }
 
     impl MemKv {
         fn apply(&mut self, batch: Batch) -> Vec<Outcome> {
@@ -931,13 +916,7 @@ mod tests {
 
     /// A task row of cluster `c` as apply stores it.
     fn stored_task(id: &str, last: &str, stopped_at: Option<u64>) -> serde_json::Value {
-        serde_json::json!({
-            "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
-            "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
-            "last_status": last, "desired_status": "Stopped", "group": "g", "overrides": {},
-            "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
-            "created_at_ms": 0, "stopped_at_ms": stopped_at, "version": 1
-        })
+        task_row(id, last, "Stopped", stopped_at, 1)
     }
 
     #[test]
@@ -975,15 +954,7 @@ mod tests {
     #[test]
     fn a_launch_is_remembered_by_its_task_ids_and_recalled_as_the_tasks_are_now() {
         let mut kv = MemKv::default();
-        let row = |id: &str, last: &str| {
-            serde_json::json!({
-                "cluster": "c", "id": id, "arn": format!("arn:task/{id}"), "task_definition_arn": "td:1",
-                "family": "td", "container_instance_id": "i", "container_instance_arn": "arn:ci/i",
-                "last_status": last, "desired_status": "Running", "group": "g", "overrides": {},
-                "containers": [], "reservation": {"cpu": 0, "memory": 0, "ports": [], "ports_udp": []},
-                "created_at_ms": 0, "version": 1
-            })
-        };
+        let row = |id: &str, last: &str| task_row(id, last, "Running", None, 1);
         let mut launched = Vec::new();
         for id in ["t1", "t2"] {
             let bytes = serde_json::to_vec(&row(id, "Pending")).unwrap();
