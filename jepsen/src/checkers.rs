@@ -542,6 +542,82 @@ pub fn running_at_end(journal: &[JournalLine]) -> BTreeSet<String> {
     running
 }
 
+/// One fault the nemesis started, with its stop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    /// Its name (`partition`, `split`, `ring`, `kill`, `kill-all`, `pause`, `member`, `loss`,
+    /// `clock`).
+    pub fault: String,
+    pub node: u64,
+    /// Whether it was aimed at a node that confirmed it led just before.
+    pub leader: bool,
+    pub at_s: f64,
+    /// How long it held (`None`: never stopped).
+    pub held_s: Option<f64>,
+    /// For a fault on the leader: the node that led, in a newer term, while it held.
+    pub new_leader: Option<u64>,
+}
+
+/// What the nemesis did, against what the run asked of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FaultReport {
+    pub valid: bool,
+    pub faults: Vec<Fault>,
+    /// `nemesis-error` rows: faults that could not be started or healed.
+    pub errors: Vec<String>,
+    /// Packages of `--nemesis` of which no fault started.
+    pub never_started: Vec<String>,
+    /// Requirements (`--require-faults`) that no fault met. A `-leader` requirement needs a
+    /// fault of its package aimed at a confirmed leader, while which another node came to lead
+    /// in a newer term: the proof that the fault reached the leader.
+    pub unmet: Vec<String>,
+}
+
+/// Checks the nemesis's rows: each package of `packages` started, each of `required` met,
+/// and no nemesis error.
+pub fn faults(rows: &[Op], packages: &[String], required: &[crate::nemesis::Requirement]) -> FaultReport {
+    let nemesis = |r: &&Op| r.process == crate::nemesis::NEMESIS && r.kind == OpType::Info;
+    let mut report = FaultReport::default();
+    let rows: Vec<&Op> = rows.iter().filter(nemesis).collect();
+    for (i, row) in rows.iter().enumerate() {
+        if row.f == "nemesis-error" {
+            report
+                .errors
+                .push(row.value["error"].as_str().unwrap_or("an error").to_string());
+            continue;
+        }
+        let Some(name) = row.f.strip_prefix("start-") else {
+            continue;
+        };
+        let stop = rows[i + 1..].iter().find(|r| r.f == format!("stop-{name}"));
+        report.faults.push(Fault {
+            fault: name.to_string(),
+            node: row.value["node"].as_u64().unwrap_or(0),
+            leader: row.value["leader"].as_bool().unwrap_or(false),
+            at_s: row.time_ns as f64 / 1e9,
+            held_s: stop.map(|s| s.time_ns.saturating_sub(row.time_ns) as f64 / 1e9),
+            new_leader: stop.and_then(|s| s.value["new_leader"].as_u64()),
+        });
+    }
+    let package = |f: &Fault| crate::nemesis::package_of(&f.fault);
+    report.never_started = packages
+        .iter()
+        .filter(|p| !report.faults.iter().any(|f| package(f) == p.as_str()))
+        .cloned()
+        .collect();
+    report.unmet = required
+        .iter()
+        .filter(|r| {
+            !report.faults.iter().any(|f| {
+                package(f) == r.package && f.held_s.is_some() && (!r.leader || (f.leader && f.new_leader.is_some()))
+            })
+        })
+        .map(ToString::to_string)
+        .collect();
+    report.valid = report.errors.is_empty() && report.never_started.is_empty() && report.unmet.is_empty();
+    report
+}
+
 /// The median window of the faults of kind `fault` on the leader (or not).
 pub fn median_window(report: &AvailabilityReport, fault: &str, leader: bool) -> Option<f64> {
     let mut w: Vec<f64> = report
@@ -583,6 +659,63 @@ mod tests {
     }
 
     use OpType::{Fail, Info, Invoke, Ok};
+
+    fn nemesis_row(f: &str, value: Value) -> (u64, OpType, &str, Option<&str>, Value) {
+        (crate::nemesis::NEMESIS, Info, f, None, value)
+    }
+
+    #[test]
+    fn faults_prove_what_they_did_and_errors_fail_the_run() {
+        let required = crate::nemesis::parse_requirements(
+            "kill-leader,partition-leader",
+            &["kill".to_string(), "partition".to_string()],
+        )
+        .unwrap_or_default();
+        let packages = ["kill".to_string(), "partition".to_string()];
+        // A kill of the confirmed leader while which n2 came to lead; a split with the leader
+        // in the minority, but no new leader was seen: the fault did not reach the leader.
+        let h = history(&[
+            nemesis_row("start-kill", json!({"node": 1, "leader": true})),
+            nemesis_row("stop-kill", json!({"new_leader": 2, "term": 3})),
+            nemesis_row("start-split", json!({"node": 2, "leader": true})),
+            nemesis_row("stop-split", json!({})),
+        ]);
+        let r = faults(&h, &packages, &required);
+        assert!(!r.valid);
+        assert_eq!(r.unmet, vec!["partition-leader"]);
+        assert_eq!(r.faults.len(), 2);
+        assert_eq!(r.faults[0].new_leader, Some(2));
+        // A partition of a node that was not the leader does not count either.
+        let h = history(&[
+            nemesis_row("start-kill", json!({"node": 1, "leader": true})),
+            nemesis_row("stop-kill", json!({"new_leader": 2, "term": 3})),
+            nemesis_row("start-partition", json!({"node": 3, "leader": false})),
+            nemesis_row("stop-partition", json!({"new_leader": 2, "term": 3})),
+        ]);
+        assert_eq!(faults(&h, &packages, &required).unmet, vec!["partition-leader"]);
+        // Both met.
+        let h = history(&[
+            nemesis_row("start-kill", json!({"node": 1, "leader": true})),
+            nemesis_row("stop-kill", json!({"new_leader": 2, "term": 3})),
+            nemesis_row("start-partition", json!({"node": 2, "leader": true})),
+            nemesis_row("stop-partition", json!({"new_leader": 3, "term": 4})),
+        ]);
+        let r = faults(&h, &packages, &required);
+        assert!(r.valid, "{r:?}");
+        // An error fails the run; a package that never started fails it.
+        let mut h = h;
+        h.extend(history(&[nemesis_row(
+            "nemesis-error",
+            json!({"error": "iptables: no"}),
+        )]));
+        let r = faults(&h, &packages, &required);
+        assert_eq!((r.valid, r.errors.clone()), (false, vec!["iptables: no".to_string()]));
+        let r = faults(&h[..2], &packages, &[]);
+        assert_eq!(r.never_started, vec!["partition"]);
+        // Nothing at all: every package is missing.
+        assert_eq!(faults(&[], &packages, &[]).never_started, packages.to_vec());
+        assert!(faults(&[], &[], &[]).valid);
+    }
 
     #[test]
     fn a_clean_set_is_valid() {

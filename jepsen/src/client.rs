@@ -98,8 +98,22 @@ impl Client {
 
     /// The leader node id one node reports, if any.
     pub async fn leader(&self, url: &str) -> Option<u64> {
+        self.status(url).await?["leader"].as_u64()
+    }
+
+    /// One node's `/cluster/status`: the leader and term it knows, and each member's own
+    /// report.
+    pub async fn status(&self, url: &str) -> Option<Value> {
         let r = self.http.get(format!("{url}/cluster/status")).send().await.ok()?;
-        let v: Value = r.json().await.ok()?;
-        v["leader"].as_u64()
+        r.json().await.ok()
+    }
+
+    /// The term in which node `id` (serving at `url`) leads, if it says itself that it leads
+    /// in the newest term it knows of.
+    pub async fn leads(&self, url: &str, id: u64) -> Option<u64> {
+        let status = self.status(url).await?;
+        let term = status["term"].as_u64()?;
+        let me = status["members"].as_array()?.iter().find(|m| m["id"] == id)?;
+        (me["role"] == "leader" && me["term"].as_u64() == Some(term) && status["leader"] == id).then_some(term)
     }
 }

@@ -72,10 +72,36 @@ struct TestArgs {
     ecsd: Option<PathBuf>,
     #[arg(long, default_value = "results")]
     results: PathBuf,
-    /// The self-test: `stale-reads` makes every read ask for the node's local state, without
-    /// read-index; a run must then report a violation (that is how a green run means something).
+    /// Faults the run must see, comma-separated: a package of `--nemesis` (one of its faults
+    /// started), or `<package>-leader` (one aimed at a node that confirmed it led, while which
+    /// another node came to lead in a newer term). They come first; the run fails without them.
+    #[arg(long, default_value = "none")]
+    require_faults: String,
+    /// The fewest successful client operations each workload must have (a register also needs
+    /// a successful read); the run fails with fewer.
+    #[arg(long, default_value_t = 1)]
+    min_ok: usize,
+    /// The self-tests; a run must then report a violation (that is how a green run means
+    /// something). `stale-reads`: every read asks for the node's local state, without
+    /// read-index. `minority-reads`: reads are stale too, and go only to the nodes a partition
+    /// cuts off, only while it holds, and only when no write was acknowledged for 500 ms (far
+    /// longer than replication takes), so only a real partition makes them stale. Register
+    /// workload only.
     #[arg(long)]
     weaken: Option<String>,
+}
+
+/// How a run was asked for, kept beside its history (`run.json`) so that `check` judges a
+/// stored run the same way.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Default)]
+struct RunSpec {
+    workloads: Vec<String>,
+    #[serde(default)]
+    nemesis: Vec<String>,
+    #[serde(default)]
+    require_faults: Vec<nemesis::Requirement>,
+    #[serde(default)]
+    min_ok: usize,
 }
 
 fn main() -> ExitCode {
@@ -133,6 +159,11 @@ fn workloads(list: &str) -> Result<Vec<String>, String> {
 fn test(args: TestArgs) -> Result<bool, String> {
     let chosen = workloads(&args.workload)?;
     let packages = nemesis::parse(&args.nemesis)?;
+    let required = nemesis::parse_requirements(&args.require_faults, &packages)?;
+    let weaken = Weaken::parse(args.weaken.as_deref())?;
+    if weaken == Weaken::MinorityReads && (chosen != ["register"] || !packages.iter().any(|p| p == "partition")) {
+        return Err("--weaken minority-reads: needs --workload register and the partition nemesis".into());
+    }
     if !(1..=9).contains(&args.nodes) {
         return Err(format!("--nodes {}: 1 to 9", args.nodes));
     }
@@ -184,6 +215,17 @@ fn test(args: TestArgs) -> Result<bool, String> {
         }
         other => return Err(format!("--backend {other}: netns or proxy")),
     };
+    let spec = RunSpec {
+        workloads: chosen.clone(),
+        nemesis: packages.clone(),
+        require_faults: required.clone(),
+        min_ok: args.min_ok,
+    };
+    std::fs::write(
+        run_dir.join("run.json"),
+        serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     let skewable = packages.iter().any(|p| p == "clock");
     let db = Arc::new(Mutex::new(Db::start(net.as_ref(), &ecsd, &run_dir, skewable)?));
     // Ctrl-C or SIGTERM ends the run early; the topology and the nodes are still torn down.
@@ -191,6 +233,8 @@ fn test(args: TestArgs) -> Result<bool, String> {
         args: args.clone(),
         workloads: chosen.clone(),
         packages,
+        required,
+        weaken,
         seed,
         run_dir: run_dir.clone(),
         agent: ecsd.with_file_name("ecs-agent"),
@@ -211,7 +255,7 @@ fn test(args: TestArgs) -> Result<bool, String> {
     write_jsonl(&run_dir.join("history.jsonl"), &rows).map_err(|e| e.to_string())?;
     outcome?;
     std::fs::write(run_dir.join("workload"), chosen.join(",")).map_err(|e| e.to_string())?;
-    let valid = check(&rows, &chosen.join(","), &run_dir)?;
+    let valid = check(&rows, &spec, &run_dir)?;
     drop(db);
     drop(net);
     if valid {
@@ -225,8 +269,75 @@ fn test(args: TestArgs) -> Result<bool, String> {
 
 fn check_run(run: &Path) -> Result<bool, String> {
     let rows = read_jsonl(&run.join("history.jsonl"))?;
-    let workload = std::fs::read_to_string(run.join("workload")).unwrap_or_else(|_| "register,set".into());
-    check(&rows, workload.trim(), run)
+    let spec = match std::fs::read_to_string(run.join("run.json")) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", run.join("run.json").display()))?,
+        // A run stored before run.json: its workloads alone, no fault or minimum checks.
+        Err(_) => {
+            let workload = std::fs::read_to_string(run.join("workload")).unwrap_or_else(|_| "register,set".into());
+            RunSpec {
+                workloads: workloads(workload.trim())?,
+                ..RunSpec::default()
+            }
+        }
+    };
+    check(&rows, &spec, run)
+}
+
+/// The self-test a run is, if any.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Weaken {
+    None,
+    StaleReads,
+    MinorityReads,
+}
+
+impl Weaken {
+    fn parse(text: Option<&str>) -> Result<Weaken, String> {
+        match text {
+            None => Ok(Weaken::None),
+            Some("stale-reads") => Ok(Weaken::StaleReads),
+            Some("minority-reads") => Ok(Weaken::MinorityReads),
+            Some(other) => Err(format!("--weaken {other}: stale-reads or minority-reads")),
+        }
+    }
+}
+
+/// Which workload a key's rows belong to.
+fn workload_of(key: &str) -> &'static str {
+    if key == SET_KEY {
+        "set"
+    } else if key == IDEM_KEY {
+        "idempotency"
+    } else if key.starts_with("jm") {
+        "monotonic"
+    } else if key == SCHED_KEY || key.starts_with("svc") {
+        "scheduling"
+    } else if is_register(key) {
+        "register"
+    } else {
+        "other"
+    }
+}
+
+/// The first process id of the final reads and of the setup rows: client processes are below.
+const FIRST_NON_CLIENT_PROCESS: u64 = 900_000;
+
+/// Each workload's successful client operations (not setup, not final reads), and of those the
+/// reads.
+fn client_successes(rows: &[Op]) -> std::collections::BTreeMap<&'static str, (usize, usize)> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.kind == OpType::Ok && r.process < FIRST_NON_CLIENT_PROCESS)
+    {
+        let Some(key) = r.key.as_deref() else { continue };
+        let e: &mut (usize, usize) = out.entry(workload_of(key)).or_default();
+        e.0 += 1;
+        if r.f == "read" {
+            e.1 += 1;
+        }
+    }
+    out
 }
 
 /// Whether `key` is one of the registers (cluster tags `r<k>`, service desired counts
@@ -238,9 +349,62 @@ fn is_register(key: &str) -> bool {
 
 /// Checks `rows`, writes `summary.json` and `timeline.svg` into `dir`, prints a summary; true
 /// if all is valid.
-fn check(rows: &[Op], workload: &str, dir: &Path) -> Result<bool, String> {
+fn check(rows: &[Op], spec: &RunSpec, dir: &Path) -> Result<bool, String> {
+    let workload = spec.workloads.join(",");
+    let workload = workload.as_str();
     let mut summary = serde_json::Map::new();
     let mut valid = true;
+    let faults = ecs_jepsen::checkers::faults(rows, &spec.nemesis, &spec.require_faults);
+    println!("  nemesis: {} faults", faults.faults.len());
+    for f in &faults.faults {
+        let mut line = format!("    {} at {:.1} s", f.fault, f.at_s);
+        if f.node > 0 {
+            line += &format!(" on n{}{}", f.node, if f.leader { " (leader)" } else { "" });
+        }
+        match f.held_s {
+            Some(s) => line += &format!(", held {s:.1} s"),
+            None => line += ", never stopped",
+        }
+        if let Some(l) = f.new_leader {
+            line += &format!(", n{l} led in a newer term while it held");
+        }
+        println!("{line}");
+    }
+    for e in &faults.errors {
+        println!("    ERROR: {e}");
+    }
+    if !faults.never_started.is_empty() {
+        println!("    requested but never started: {}", faults.never_started.join(", "));
+    }
+    if !faults.unmet.is_empty() {
+        println!("    required but not seen: {}", faults.unmet.join(", "));
+    }
+    println!("  nemesis: {}", if faults.valid { "valid" } else { "INVALID" });
+    valid &= faults.valid;
+    summary.insert(
+        "nemesis".into(),
+        serde_json::to_value(&faults).map_err(|e| e.to_string())?,
+    );
+    let successes = client_successes(rows);
+    let mut short = Vec::new();
+    for w in &spec.workloads {
+        let (ok, reads) = successes.get(w.as_str()).copied().unwrap_or_default();
+        let mut line = format!("    {w}: {ok} ok ({reads} reads)");
+        if ok < spec.min_ok || (w == "register" && reads == 0) {
+            line += &format!(
+                ": fewer than the minimum ({} ok{})",
+                spec.min_ok,
+                if w == "register" { ", 1 read" } else { "" }
+            );
+            short.push(w.clone());
+        }
+        println!("{line}");
+    }
+    valid &= short.is_empty();
+    summary.insert(
+        "successes".into(),
+        json!({"min_ok": spec.min_ok, "too_few": short, "by_workload": successes}),
+    );
     let oks = rows.iter().filter(|r| r.kind == OpType::Ok).count();
     let infos = rows.iter().filter(|r| r.kind == OpType::Info).count();
     summary.insert(
@@ -382,6 +546,8 @@ struct Setup {
     args: TestArgs,
     workloads: Vec<String>,
     packages: Vec<String>,
+    required: Vec<nemesis::Requirement>,
+    weaken: Weaken,
     seed: u64,
     run_dir: PathBuf,
     /// The `ecs-agent` binary (the scheduling workload's sim instances).
@@ -403,15 +569,13 @@ async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>, recorder:
         args,
         workloads,
         packages,
+        required,
+        weaken,
         seed,
         run_dir,
         agent,
     } = setup;
-    let stale = match args.weaken.as_deref() {
-        None => false,
-        Some("stale-reads") => true,
-        Some(other) => return Err(format!("--weaken {other}: only stale-reads is known")),
-    };
+    let stale = weaken != Weaken::None;
     let has = |w: &str| workloads.iter().any(|x| x == w);
     // The self-test times out in 1 s, so a cut-off node's clients read (stale) several times
     // in every fault instead of once.
@@ -433,15 +597,32 @@ async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>, recorder:
     };
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let names = Arc::new(AtomicU64::new(0));
+    let nemesis = Nemesis::new(
+        packages,
+        required,
+        seed,
+        net.clone(),
+        db.clone(),
+        recorder.clone(),
+        // Its own client: a node's status asks every member, and a cut-off one takes a second
+        // to time out, longer than the self-tests' client waits.
+        Client::new(Duration::from_secs(5), false),
+    );
+    let minority = Arc::new(Minority {
+        cut_off: nemesis.cut_off.clone(),
+        last_ack: Mutex::new(None),
+        start: Instant::now(),
+    });
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (client, urls, recorder, workloads, names, arn) = (
+        let (client, urls, recorder, workloads, names, arn, minority) = (
             client.clone(),
             urls.clone(),
             recorder.clone(),
             workloads.clone(),
             names.clone(),
             cluster_arn.clone(),
+            minority.clone(),
         );
         let pause = Duration::from_secs_f64(args.concurrency as f64 / args.rate.max(0.1));
         let concurrency = args.concurrency as u64;
@@ -465,6 +646,9 @@ async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>, recorder:
                         run_once(&client, &urls, w, &recorder, process, seed, n).await
                     }
                     "scheduling" => sched_op(&client, url, &recorder, process, &mut rng).await,
+                    _ if weaken == Weaken::MinorityReads => {
+                        minority.op(&client, &urls, (&recorder, process), &arn, &mut plan).await
+                    }
                     _ => register_op(&client, url, &recorder, process, &mut rng, &arn, &mut plan).await,
                 };
                 if info {
@@ -475,23 +659,24 @@ async fn run(setup: Setup, net: Arc<dyn Topology>, db: Arc<Mutex<Db>>, recorder:
             }
         }));
     }
-    let nemesis = Nemesis::new(
-        packages,
-        seed,
-        net.clone(),
-        db.clone(),
-        recorder.clone(),
-        client.clone(),
-    );
     let status = nemesis.status.clone();
     let nemesis = tokio::spawn(nemesis.run(deadline));
     let progress = tokio::spawn(progress(recorder.clone(), status, args.time_limit));
-    for w in workers {
-        let _ = w.await;
+    // A client or the nemesis that panicked makes the run an error: its history is incomplete.
+    let mut panicked = Vec::new();
+    for (w, worker) in workers.into_iter().enumerate() {
+        if let Err(e) = worker.await {
+            panicked.push(format!("client {w}: {e}"));
+        }
     }
     // The nemesis heals everything and brings every node back when it ends.
-    let _ = nemesis.await;
+    if let Err(e) = nemesis.await {
+        panicked.push(format!("nemesis: {e}"));
+    }
     progress.abort();
+    if !panicked.is_empty() {
+        return Err(format!("tasks panicked: {}", panicked.join("; ")));
+    }
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
@@ -824,6 +1009,66 @@ async fn read_started_by(client: &Client, url: &str, recorder: &Recorder, proces
     done.value = Value::Array(started);
     recorder.record(OpType::Ok, done);
     true
+}
+
+/// The minority self-test's shared view: the nodes a partition cuts off now, and when a write
+/// was last acknowledged.
+struct Minority {
+    cut_off: Arc<Mutex<Vec<usize>>>,
+    last_ack: Mutex<Option<Instant>>,
+    start: Instant,
+}
+
+/// Writes are invoked in the first 600 ms of every 2 s, reads in the last 800 ms.
+const MINORITY_CYCLE_MS: u128 = 2_000;
+/// A read waits this long after the last acknowledged write: far longer than a connected
+/// follower takes to apply it (a heartbeat is 100 ms), far shorter than a partition holds.
+const MINORITY_QUIET: Duration = Duration::from_millis(500);
+
+impl Minority {
+    /// One operation of the minority self-test: a write of a unique value through a node that
+    /// is not cut off, or a stale read of the cut-off node. True if it was indeterminate.
+    async fn op(
+        &self,
+        client: &Client,
+        urls: &[String],
+        (recorder, process): (&Recorder, u64),
+        arn: &str,
+        plan: &mut RegisterPlan,
+    ) -> bool {
+        let phase = self.start.elapsed().as_millis() % MINORITY_CYCLE_MS;
+        let cut_off = self.cut_off.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if phase < 600 {
+            plan.turn += 1;
+            let value = (plan.turn * plan.workers + plan.worker) as i64;
+            let n = urls.len();
+            let Some(node) = (0..n)
+                .map(|k| (plan.worker as usize + k) % n + 1)
+                .find(|i| !cut_off.contains(i))
+            else {
+                return false;
+            };
+            let url = &urls[node - 1];
+            let r = row(process, "write", "r0", json!(value), url);
+            recorder.record(OpType::Invoke, r.clone());
+            let body = json!({"resourceArn": arn, "tags": [{"key": "r0", "value": value.to_string()}]});
+            let outcome = client.call(url, "TagResource", body).await;
+            if matches!(outcome, Outcome::Ok(_)) {
+                *self.last_ack.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
+            return complete_mutation(recorder, r, &outcome);
+        }
+        let quiet = self
+            .last_ack
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() >= MINORITY_QUIET);
+        if phase >= 1_200 && quiet && !cut_off.is_empty() {
+            let node = cut_off[plan.worker as usize % cut_off.len()];
+            read_register(client, &urls[node - 1], recorder, process, "r0", arn).await;
+        }
+        false
+    }
 }
 
 /// How a client chooses its register operations.

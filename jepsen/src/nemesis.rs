@@ -1,9 +1,18 @@
 //! The nemesis: faults on a seeded schedule, each a start/stop pair recorded in the history,
 //! combinable like Jepsen's nemesis packages (`--nemesis partition,kill,pause,member,loss,clock`).
 //!
-//! Every 5 to 10 seconds it picks a package and a fault in it, starts it, holds it for 5 to 10
-//! seconds, then heals everything (network, processes, clocks, membership) and records the
-//! stop. Half of the single-node faults aim at the current leader.
+//! Every 5 to 10 seconds it takes the next package (the packages take turns, in a seeded
+//! order) and a fault in it, starts it, holds it for 5 to 10 seconds, then heals everything
+//! (network, processes, clocks, membership) and records the stop. Half of the single-node
+//! faults aim at the current leader. Required faults (`--require-faults kill-leader,partition`)
+//! come first, 2 to 4 seconds apart, each aimed at the leader when it names `-leader`, and are
+//! tried again until one takes.
+//!
+//! A fault aimed at the leader is aimed at a node that said it led, in the newest term it
+//! knew, just before the fault; while such a fault holds, the nemesis watches the other nodes
+//! until one of them leads in a newer term, and records that in the stop row (`new_leader`).
+//! Every fault that could not be started, and every error of the nemesis, is recorded as a
+//! `nemesis-error` row: the checker fails the run on it (see `checkers::faults`).
 //!
 //! - `partition`: isolate one node (`partition`), split into a minority and a majority
 //!   (`split`), or, with 5 nodes or more, the majorities ring (`ring`), taking turns;
@@ -52,6 +61,73 @@ pub fn parse(list: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A fault the run must see: a package, aimed at the leader or not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Requirement {
+    pub package: String,
+    pub leader: bool,
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.package, if self.leader { "-leader" } else { "" })
+    }
+}
+
+/// The packages a leader-aimed requirement can name: the faults of one node.
+const LEADER_PACKAGES: [&str; 4] = ["partition", "kill", "pause", "loss"];
+
+/// Parses `--require-faults`: `package` or `package-leader`, comma-separated; every package
+/// must be one of `packages` (the run's `--nemesis`).
+pub fn parse_requirements(list: &str, packages: &[String]) -> Result<Vec<Requirement>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|p| !p.is_empty() && *p != "none") {
+        let (package, leader) = match item.strip_suffix("-leader") {
+            Some(p) => (p, true),
+            None => (item, false),
+        };
+        if !packages.iter().any(|p| p == package) {
+            return Err(format!(
+                "--require-faults {item}: {package} is not among --nemesis {}",
+                packages.join(",")
+            ));
+        }
+        if leader && !LEADER_PACKAGES.contains(&package) {
+            return Err(format!(
+                "--require-faults {item}: only {} can aim at the leader",
+                LEADER_PACKAGES.join(", ")
+            ));
+        }
+        out.push(Requirement {
+            package: package.to_string(),
+            leader,
+        });
+    }
+    Ok(out)
+}
+
+/// The package a fault (a `start-<fault>` row's name) belongs to.
+pub fn package_of(fault: &str) -> &'static str {
+    match fault {
+        "partition" | "split" | "ring" => "partition",
+        "kill" | "kill-all" => "kill",
+        "pause" => "pause",
+        "member" => "member",
+        "loss" => "loss",
+        "clock" => "clock",
+        _ => "unknown",
+    }
+}
+
+/// A started fault, as the nemesis keeps it while it holds.
+struct Started {
+    name: String,
+    /// The node it aimed at, if it was aimed at the leader it confirmed, and the term then.
+    leader: Option<(usize, u64)>,
+    /// The nodes it cut off, killed or stopped.
+    affected: Vec<usize>,
+}
+
 /// The nemesis of one run.
 pub struct Nemesis {
     pub packages: Vec<String>,
@@ -61,6 +137,14 @@ pub struct Nemesis {
     pub client: Client,
     /// What is going on now, for the progress line.
     pub status: Arc<Mutex<String>>,
+    /// The nodes a partition cuts off from the majority right now (the minority self-test
+    /// reads from them only).
+    pub cut_off: Arc<Mutex<Vec<usize>>>,
+    /// The faults the run must see, not yet seen.
+    required: Vec<Requirement>,
+    /// The packages in the order they take turns, and whose turn is next.
+    order: Vec<String>,
+    turn: usize,
     rng: StdRng,
     /// Nodes removed from the cluster and not yet added back.
     removed: BTreeSet<usize>,
@@ -69,14 +153,19 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         packages: Vec<String>,
+        required: Vec<Requirement>,
         seed: u64,
         net: Arc<dyn Topology>,
         db: Arc<Mutex<Db>>,
         recorder: Recorder,
         client: Client,
     ) -> Nemesis {
+        let mut rng = StdRng::seed_from_u64(seed.rotate_left(17));
+        let mut order = packages.clone();
+        order.shuffle(&mut rng);
         Nemesis {
             packages,
             net,
@@ -84,7 +173,11 @@ impl Nemesis {
             recorder,
             client,
             status: Arc::new(Mutex::new("no fault".into())),
-            rng: StdRng::seed_from_u64(seed.rotate_left(17)),
+            cut_off: Arc::new(Mutex::new(Vec::new())),
+            required,
+            order,
+            turn: 0,
+            rng,
             removed: BTreeSet::new(),
             partitions: rng_start(seed),
         }
@@ -122,28 +215,83 @@ impl Nemesis {
             return;
         }
         loop {
-            let wait = Duration::from_secs_f64(self.rng.gen_range(5.0..10.0));
+            // Required faults come first, close together, so that a short run sees them all.
+            let (package, aim_leader, wait) = match self.required.first() {
+                Some(r) => (r.package.clone(), r.leader, self.rng.gen_range(2.0..4.0)),
+                None => {
+                    let package = self.order[self.turn % self.order.len()].clone();
+                    self.turn += 1;
+                    (package, false, self.rng.gen_range(5.0..10.0))
+                }
+            };
+            let wait = Duration::from_secs_f64(wait);
             if Instant::now() + wait >= deadline {
                 break;
             }
             tokio::time::sleep(wait).await;
-            let package = self.packages[self.rng.gen_range(0..self.packages.len())].clone();
-            let Some(fault) = self.start(&package).await else {
+            let Some(started) = self.start(&package, aim_leader).await else {
                 continue;
             };
             let hold = Duration::from_secs_f64(self.rng.gen_range(5.0..10.0))
                 .min(deadline.saturating_duration_since(Instant::now()));
-            tokio::time::sleep(hold).await;
+            let new_leader = self.hold(&started, hold).await;
+            let took = match &started.leader {
+                Some(_) => new_leader.is_some(),
+                None => true,
+            };
+            if let Some(i) = self.required.iter().position(|r| {
+                r.package == package_of(&started.name) && (!r.leader || (started.leader.is_some() && took))
+            }) {
+                self.required.remove(i);
+            }
+            self.cut_off.lock().unwrap_or_else(|p| p.into_inner()).clear();
             self.heal().await;
-            self.note(&format!("stop-{fault}"), json!({}));
+            let value = match new_leader {
+                Some((node, term)) => json!({"new_leader": node, "term": term}),
+                None => json!({}),
+            };
+            self.note(&format!("stop-{}", started.name), value);
             self.set_status("no fault".into());
         }
         self.heal().await;
     }
 
-    /// The leader as some node reports it, and the node a single-node fault aims at (the
-    /// leader half the time).
-    async fn target(&mut self) -> (Option<usize>, usize) {
+    /// Holds a fault for `hold`. A fault aimed at the leader is watched: the first node not
+    /// affected that leads in a newer term is returned (`(node, term)`), as the proof that the
+    /// fault reached the leader.
+    async fn hold(&self, started: &Started, hold: Duration) -> Option<(usize, u64)> {
+        let until = Instant::now() + hold;
+        let Some((target, term)) = started.leader else {
+            tokio::time::sleep(hold).await;
+            return None;
+        };
+        let others: Vec<usize> = (1..=self.net.nodes())
+            .filter(|i| !started.affected.contains(i))
+            .collect();
+        let mut seen = None;
+        while Instant::now() < until {
+            if seen.is_none() {
+                for &i in &others {
+                    let Some(status) = self.client.status(&self.net.api_url(i)).await else {
+                        continue;
+                    };
+                    let leader = status["leader"].as_u64().map(|l| l as usize);
+                    let now = status["term"].as_u64().unwrap_or(0);
+                    if let Some(l) = leader.filter(|l| *l != target && now > term) {
+                        seen = Some((l, now));
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200).min(until.saturating_duration_since(Instant::now()))).await;
+        }
+        seen
+    }
+
+    /// The leader as some node reports it, confirmed by that node itself (it says it leads in
+    /// the newest term it knows) with that term, and the node a single-node fault aims at (the
+    /// leader if `aim_leader` or half the time, when there is one).
+    async fn target(&mut self, aim_leader: bool) -> (Option<(usize, u64)>, usize) {
         let n = self.net.nodes();
         let urls = self.urls();
         let mut leader = None;
@@ -154,18 +302,34 @@ impl Nemesis {
                 break;
             }
         }
-        let target = match leader {
-            Some(l) if self.rng.gen_bool(0.5) => l,
+        let confirmed = match leader.filter(|l| (1..=n).contains(l)) {
+            Some(l) => self.client.leads(&urls[l - 1], l as u64).await.map(|term| (l, term)),
+            None => None,
+        };
+        let target = match confirmed {
+            Some((l, _)) if aim_leader || self.rng.gen_bool(0.5) => l,
             _ => self.rng.gen_range(1..=n),
         };
-        (leader, target)
+        (confirmed.filter(|(l, _)| *l == target), target)
     }
 
-    /// Starts one fault of `package`; returns its name, or `None` if it could not start.
-    async fn start(&mut self, package: &str) -> Option<String> {
+    /// Starts one fault of `package` (aimed at the leader if `aim_leader` and one is known);
+    /// returns what it started, or `None` if it could not start (recorded as an error).
+    async fn start(&mut self, package: &str, aim_leader: bool) -> Option<Started> {
         let n = self.net.nodes();
-        let (leader, target) = self.target().await;
-        let is_leader = leader == Some(target);
+        let (mut leader, mut target) = self.target(aim_leader).await;
+        // Right after a heal the cluster may be electing: a fault that must hit the leader
+        // waits for one (a few seconds), or is tried again at its next turn.
+        let until = Instant::now() + Duration::from_secs(5);
+        while aim_leader && leader.is_none() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            (leader, target) = self.target(aim_leader).await;
+        }
+        let is_leader = leader.is_some();
+        if aim_leader && !is_leader {
+            self.note("no-leader", json!({"package": package}));
+            return None;
+        }
         let urls = self.urls();
         let one = |fault: &str, extra: Value| {
             let mut v = json!({"node": target, "leader": is_leader, "affected": [urls[target - 1]]});
@@ -185,12 +349,16 @@ impl Nemesis {
                     3 | 4 => 2,
                     _ => 3,
                 };
-                let choice = self.partitions % kinds;
+                let mut choice = self.partitions % kinds;
                 self.partitions += 1;
+                if aim_leader && choice == 2 {
+                    // The ring cuts no one node off: a fault aimed at the leader isolates it.
+                    choice = 0;
+                }
                 if choice == 2 {
                     let cuts = ring_cuts(&order);
                     for (a, b) in &cuts {
-                        self.fail_soft(self.net.cut(*a, *b));
+                        self.fail_soft(self.net.cut(*a, *b))?;
                     }
                     ("ring".to_string(), json!({"node": 0, "ring": order, "affected": []}))
                 } else if choice == 1 {
@@ -205,7 +373,8 @@ impl Nemesis {
                             .take(minority_size.saturating_sub(1)),
                     );
                     let majority: Vec<usize> = (1..=n).filter(|i| !minority.contains(i)).collect();
-                    self.fail_soft(self.net.partition(&[minority.clone(), majority.clone()]));
+                    self.fail_soft(self.net.partition(&[minority.clone(), majority.clone()]))?;
+                    *self.cut_off.lock().unwrap_or_else(|p| p.into_inner()) = minority.clone();
                     let affected: Vec<&String> = minority.iter().map(|i| &urls[i - 1]).collect();
                     (
                         "split".to_string(),
@@ -214,11 +383,12 @@ impl Nemesis {
                     )
                 } else {
                     let others: Vec<usize> = (1..=n).filter(|i| *i != target).collect();
-                    self.fail_soft(self.net.partition(&[vec![target], others]));
+                    self.fail_soft(self.net.partition(&[vec![target], others]))?;
+                    *self.cut_off.lock().unwrap_or_else(|p| p.into_inner()) = vec![target];
                     one("partition", json!({}))
                 }
             }
-            "kill" if self.rng.gen_bool(0.2) => {
+            "kill" if !aim_leader && self.rng.gen_bool(0.2) => {
                 let mut db = self.db();
                 for i in 1..=n {
                     db.kill(i);
@@ -239,7 +409,7 @@ impl Nemesis {
                     return None;
                 }
                 if let Err(e) = self.remove(target).await {
-                    self.note("member-refused", json!({"node": target, "error": e}));
+                    self.error(format!("member: node {target} could not be removed: {e}"));
                     return None;
                 }
                 self.removed.insert(target);
@@ -247,7 +417,7 @@ impl Nemesis {
             }
             "loss" => {
                 let p = self.rng.gen_range(0.2..0.5);
-                self.fail_soft(self.net.loss(target, p));
+                self.fail_soft(self.net.loss(target, p))?;
                 one("loss", json!({"probability": p}))
             }
             "clock" => {
@@ -255,40 +425,75 @@ impl Nemesis {
                 let seconds = if self.rng.gen_bool(0.5) { magnitude } else { -magnitude };
                 match self.db().skew_clock(target, seconds) {
                     Ok(true) => {}
-                    Ok(false) => return None,
+                    Ok(false) => {
+                        self.error("clock: the nodes' clocks cannot be skewed in this run".into());
+                        return None;
+                    }
                     Err(e) => {
-                        eprintln!("nemesis: {e}");
+                        self.error(format!("clock: {e}"));
                         return None;
                     }
                 }
                 one("clock", json!({"seconds": seconds, "affected": []}))
             }
             other => {
-                eprintln!("nemesis: no fault {other}");
+                self.error(format!("no fault {other}"));
                 return None;
             }
         };
+        let mut affected: Vec<usize> = value["affected"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| urls.iter().position(|x| Some(x.as_str()) == u.as_str()))
+            .map(|i| i + 1)
+            .collect();
+        if fault == "kill-all" {
+            affected = (1..=n).collect();
+        }
         self.set_status(format!("{fault} {}", describe(&value)));
         self.note(&format!("start-{fault}"), value);
-        Some(fault)
+        Some(Started {
+            name: fault,
+            leader,
+            affected,
+        })
     }
 
-    fn fail_soft(&self, result: Result<(), String>) {
-        if let Err(e) = result {
-            eprintln!("nemesis: {e}");
+    /// Records an error of the nemesis (a fault that could not be started or healed): the run
+    /// fails on it.
+    fn error(&self, message: String) {
+        eprintln!("nemesis: {message}");
+        self.note("nemesis-error", json!({"error": message}));
+    }
+
+    /// `Some(())` if `result` is fine; otherwise records the error and gives `None`.
+    fn fail_soft(&self, result: Result<(), String>) -> Option<()> {
+        match result {
+            Ok(()) => Some(()),
+            Err(e) => {
+                self.error(e);
+                // Whatever part of the fault took effect is undone at once.
+                let _ = self.net.heal();
+                self.cut_off.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                None
+            }
         }
     }
 
     /// Heals the network, resumes and restarts every node, puts clocks right, and adds back
     /// every removed node.
     pub async fn heal(&mut self) {
-        self.fail_soft(self.net.heal());
+        if let Err(e) = self.net.heal() {
+            self.error(format!("heal: {e}"));
+        }
         let recovered = self.db().recover(self.net.as_ref());
-        self.fail_soft(recovered);
+        if let Err(e) = recovered {
+            self.error(format!("heal: {e}"));
+        }
         for node in std::mem::take(&mut self.removed) {
             if let Err(e) = self.add(node).await {
-                eprintln!("nemesis: node {node} could not be added back: {e}");
-                self.note("member-add-failed", json!({"node": node, "error": e}));
+                self.error(format!("member: node {node} could not be added back: {e}"));
             }
         }
     }

@@ -32,6 +32,17 @@ impl Drop for Processes {
     }
 }
 
+/// From one node's `/cluster/status`: the leader it names, if that member's own report (each
+/// member reports its role itself) says it leads in the newest term the status knows; with that
+/// term and its API address.
+pub fn self_reported_leader(status: &serde_json::Value) -> Option<(u64, u64, String)> {
+    let term = status["term"].as_u64()?;
+    let leader = status["leader"].as_u64()?;
+    let me = status["members"].as_array()?.iter().find(|m| m["id"] == leader)?;
+    (me["role"] == "leader" && me["term"].as_u64() == Some(term))
+        .then(|| (leader, term, me["api_addr"].as_str().unwrap_or_default().to_string()))
+}
+
 /// A local cluster of `ecsd serve` processes; dropped, it stops and its data is deleted.
 pub struct LocalCluster {
     processes: Processes,
@@ -125,6 +136,30 @@ impl LocalCluster {
             }
             if tokio::time::Instant::now() > until {
                 bail!("the local cluster elected no leader within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a node says that it leads, in the newest term it knows of (its own report,
+    /// not another node's possibly stale view); returns it (1-based) and that term.
+    pub async fn wait_for_confirmed_leader(&self, within: Duration) -> anyhow::Result<(usize, u64)> {
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.leader().await {
+                let reply = http
+                    .get(format!("{}/cluster/status", self.endpoints[l - 1]))
+                    .send()
+                    .await;
+                if let Ok(v) = async { reply?.json::<serde_json::Value>().await }.await {
+                    if let Some((id, term, _)) = self_reported_leader(&v).filter(|(id, _, _)| *id == l as u64) {
+                        return Ok((id as usize, term));
+                    }
+                }
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("no node of the local cluster confirmed that it led within {within:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -346,4 +381,33 @@ pub fn fsync_latency(dir: &Path, samples: usize) -> anyhow::Result<Duration> {
     let _ = std::fs::remove_file(&path);
     times.sort();
     Ok(times[times.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::self_reported_leader;
+
+    #[test]
+    fn a_leader_counts_only_when_its_own_report_says_it_leads_in_the_newest_term() {
+        let status = |role: &str, its_term: u64| {
+            json!({"leader": 2, "term": 5, "members": [
+                {"id": 1, "role": "follower", "term": 5, "api_addr": "127.0.0.1:1"},
+                {"id": 2, "role": role, "term": its_term, "api_addr": "127.0.0.1:2"}]})
+        };
+        assert_eq!(
+            self_reported_leader(&status("leader", 5)),
+            Some((2, 5, "127.0.0.1:2".to_string()))
+        );
+        // A deposed leader that has not heard of the newer term, or a node that is no longer
+        // leading, or one that did not answer, is not confirmed.
+        assert_eq!(self_reported_leader(&status("leader", 4)), None);
+        assert_eq!(self_reported_leader(&status("follower", 5)), None);
+        assert_eq!(self_reported_leader(&status("unreachable", 5)), None);
+        assert_eq!(
+            self_reported_leader(&json!({"leader": null, "term": 5, "members": []})),
+            None
+        );
+    }
 }

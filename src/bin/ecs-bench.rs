@@ -141,6 +141,42 @@ struct LoadArgs {
     /// Writes the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// A smoke run with exit criteria: it fails (exit 1) unless operations succeeded, errors
+    /// stayed at or under `--max-error-ratio`, every failover round measured its window with a
+    /// new leader, placed tasks all reached RUNNING, and the peer (if any) was measured too.
+    #[arg(long)]
+    smoke: bool,
+    /// With `--smoke`: the largest share of requests that may fail (write, read, mixed,
+    /// placement).
+    #[arg(long, default_value_t = 0.01)]
+    max_error_ratio: f64,
+}
+
+/// `--smoke`'s criteria for a load report: some operations succeeded and few failed.
+fn smoke_check(system: &str, report: &Report, load: &LoadArgs) -> anyhow::Result<()> {
+    if !load.smoke {
+        return Ok(());
+    }
+    let total = report.ok + report.errors;
+    if report.ok == 0 {
+        bail!(
+            "smoke: {system}: no operation succeeded ({} errors; first: {})",
+            report.errors,
+            report.first_error.as_deref().unwrap_or("none")
+        );
+    }
+    let ratio = report.errors as f64 / total as f64;
+    if ratio > load.max_error_ratio {
+        bail!(
+            "smoke: {system}: {} of {total} requests failed ({:.1} %, more than {:.1} %); first: {}",
+            report.errors,
+            ratio * 100.0,
+            load.max_error_ratio * 100.0,
+            report.first_error.as_deref().unwrap_or("none")
+        );
+    }
+    println!("smoke: {system}: {} ok, {} errors: passed", report.ok, report.errors);
+    Ok(())
 }
 
 /// An ECS client over plain HTTP, round-robin over the nodes, retrying server errors.
@@ -251,6 +287,7 @@ async fn main() -> anyhow::Result<()> {
             let endpoints = aim(&endpoints, &target).await?;
             let report = workload(Ecs::new(endpoints)?, &load, "ecsd").await?;
             print_report("ecsd", &report);
+            smoke_check("ecsd", &report, &load)?;
             write_json(&load, json!({"machine": machine()?, "ecsd": report}))
         }
         Scenario::ServiceScale {
@@ -468,11 +505,13 @@ async fn aim(endpoints: &[String], target: &str) -> anyhow::Result<Vec<String>> 
         return Ok(endpoints.to_vec());
     }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    // The endpoint whose node says that it leads (its own member report), in the newest term.
     let mut leader_api = None;
     for url in endpoints {
         if let Ok(r) = http.get(format!("{url}/cluster/status")).send().await {
             if let Ok(v) = r.json::<Value>().await {
-                if v["leader"].is_u64() && v["leader"] == v["id"] {
+                let leader = ecsd::bench::cluster::self_reported_leader(&v);
+                if leader.is_some_and(|(_, _, api)| !api.is_empty() && url.ends_with(&api)) {
                     leader_api = Some(url.clone());
                 }
             }
@@ -516,6 +555,7 @@ async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load
         println!("ecs-bench: {nodes} ecsd nodes at {}", local.endpoints.join(", "));
         let report = workload(Ecs::new(local.endpoints.clone())?, &load, "ecsd").await?;
         print_report(&format!("ecsd ({nodes} nodes)"), &report);
+        smoke_check("ecsd", &report, &load)?;
         out["ecsd"] = serde_json::to_value(&report)?;
         report
         // The cluster stops here, before the peer runs on the same cores.
@@ -535,10 +575,15 @@ async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load
                     let e = e.lines().next().unwrap_or_default();
                     println!("            moto: not measured: {e}");
                     out["moto_error"] = json!(e);
-                    return write_json(&load, out);
+                    write_json(&load, out)?;
+                    if load.smoke {
+                        bail!("smoke: the peer (moto) was not measured: {e}");
+                    }
+                    return Ok(());
                 }
             };
             print_report("moto", &report);
+            smoke_check("moto", &report, &load)?;
             let ratio = ours.throughput_per_s / report.throughput_per_s.max(1e-9);
             let latency = ours.latency.p50_ms / report.latency.p50_ms.max(1e-9);
             println!("ecsd / moto: throughput {ratio:.1}x, p50 latency {latency:.2}x");
@@ -717,8 +762,9 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
     let mut errors_total = 0u64;
     // Every write answered from 1 s before each kill to 3 s after it, in 100 ms bins.
     let mut timeline = ecsd::bench::timeline::Timeline::new(-1000.0, 3000.0, 100.0);
+    let mut unmeasured = Vec::new();
     for round in 1..=load.repeat {
-        let leader = local.wait_for_leader(Duration::from_secs(30)).await?;
+        let (leader, term) = local.wait_for_confirmed_leader(Duration::from_secs(30)).await?;
         // Each client records (sent, answered, ok) for every write.
         let stop = CancellationToken::new();
         let log: Arc<std::sync::Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
@@ -785,15 +831,23 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
             .filter(|(sent, answered, ok)| !*ok && *sent >= killed && *answered <= window_end)
             .count() as u64;
         errors_total += errors;
+        // The node killed led: another one leads now, in a newer term.
+        let (successor, new_term) = local.wait_for_confirmed_leader(Duration::from_secs(30)).await?;
+        if successor == leader || new_term <= term {
+            bail!("round {round}: after the kill of n{leader} (leader in term {term}), n{successor} leads in term {new_term}");
+        }
         match window {
             Some(w) => {
                 println!(
-                    "  round {round:>2}: killed leader n{leader}; writes acknowledged again after {:.0} ms ({errors} errors)",
+                    "  round {round:>2}: killed leader n{leader} (term {term}); n{successor} leads in term {new_term}; writes acknowledged again after {:.0} ms ({errors} errors)",
                     w.as_secs_f64() * 1000.0
                 );
                 windows.push(w.as_secs_f64() * 1000.0);
             }
-            None => println!("  round {round:>2}: killed leader n{leader}; no write acknowledged within 30 s"),
+            None => {
+                println!("  round {round:>2}: killed leader n{leader}; no write acknowledged within 30 s");
+                unmeasured.push(round);
+            }
         }
         local.restart(leader)?;
         // The next kill waits until the restarted node has caught up with the leader.
@@ -815,6 +869,12 @@ async fn failover(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<V
         timeline.ok.iter().sum::<u64>(),
         timeline.errors.iter().sum::<u64>()
     );
+    if load.smoke {
+        if !unmeasured.is_empty() || windows.is_empty() {
+            bail!("smoke: failover: no write was acknowledged within 30 s after the kill in rounds {unmeasured:?}");
+        }
+        println!("smoke: failover: {} windows measured: passed", windows.len());
+    }
     Ok(
         json!({"windows_ms": windows, "median_ms": median, "errors_after_kills": errors_total, "rounds": load.repeat,
               "timeline": timeline}),
@@ -1018,6 +1078,20 @@ async fn placement(ecs: Ecs, load: &LoadArgs) -> anyhow::Result<Report> {
         Ok(c["clusters"][0]["pendingTasksCount"] == 0)
     })
     .await;
+    if load.smoke && running.is_ok() {
+        // Every task the measured requests placed (ten each; the warm-up's come on top) runs.
+        let c = ecs
+            .call("DescribeClusters", json!({"clusters": ["bench-place"]}))
+            .await?;
+        let running_tasks = c["clusters"][0]["runningTasksCount"].as_u64().unwrap_or(0);
+        if running_tasks < report.ok * 10 {
+            stop.cancel();
+            bail!(
+                "smoke: placement: {running_tasks} tasks RUNNING, fewer than the {} placed",
+                report.ok * 10
+            );
+        }
+    }
     match running {
         Ok(_) => println!(
             "ecs-bench: {:.0} tasks placed/s ({:.0} RunTask/s of 10); every task RUNNING {:.2} s after the load ended",
@@ -1025,6 +1099,10 @@ async fn placement(ecs: Ecs, load: &LoadArgs) -> anyhow::Result<Report> {
             report.throughput_per_s,
             placed_at.elapsed().as_secs_f64()
         ),
+        Err(e) if load.smoke => {
+            stop.cancel();
+            bail!("smoke: placement did not converge: {e:#}");
+        }
         Err(e) => println!("ecs-bench: {e}"),
     }
     stop.cancel();
