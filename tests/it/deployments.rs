@@ -618,12 +618,15 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
         tokio::spawn(run_with(config, Connections::default(), stop.clone()));
     }
     wait_instances(&cluster, "pr", 3).await;
+    // A duration no other process on the machine has: it marks this test's processes.
+    let marker = format!("600.{:018}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000);
+    let argv = ["sleep", marker.as_str()];
     cluster
         .ok(
             2,
             "RegisterTaskDefinition",
             json!({"family": "sleeper", "containerDefinitions": [
-                {"name": "main", "image": "busybox", "memory": 16, "command": ["sleep", "600"]}]}),
+                {"name": "main", "image": "busybox", "memory": 16, "command": argv}]}),
         )
         .await;
     cluster
@@ -636,12 +639,16 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
     wait_stable(&cluster, "pr", "s", "sleeper:1").await;
     let tasks = service_tasks(&cluster, "pr", "s").await;
     assert_eq!(tasks.len(), 3);
+    // The positive control of the check after the delete: the scan of /proc finds exactly the
+    // processes the agents report for the service's tasks.
+    let pids = task_pids(&tasks);
+    assert_eq!(
+        processes_with_argv(&argv),
+        pids,
+        "the service's processes, by pid and by argv"
+    );
     let victim = tasks[0]["taskArn"].as_str().unwrap().to_string();
-    let pid = tasks[0]["containers"][0]["runtimeId"]
-        .as_str()
-        .and_then(|r| r.strip_prefix("pid-"))
-        .expect("a process runtime id")
-        .to_string();
+    let pid = task_pids(&tasks[..1]).into_iter().next().unwrap().to_string();
 
     tracing::info!(pid, "--- kill -9 one task's process: the service replaces the task");
     let status = std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
@@ -657,11 +664,16 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
         stopped["stoppedReason"], "Essential container in task exited",
         "{stopped}"
     );
-    wait_for("a replacement RUNNING", LONG, || async {
+    let tasks = wait_for("a replacement RUNNING", LONG, || async {
         let s = describe(&cluster, 3, "pr", "s").await;
         let tasks = service_tasks(&cluster, "pr", "s").await;
         (is_stable(&s, "sleeper:1") && tasks.len() == 3 && tasks.iter().all(|t| t["taskArn"] != victim.as_str()))
-            .then_some(())
+            .then_some(tasks)
+    })
+    .await;
+    let pids = task_pids(&tasks);
+    wait_for("the processes of the current tasks, and no other", LONG, || async {
+        (processes_with_argv(&argv) == pids).then_some(())
     })
     .await;
 
@@ -677,8 +689,46 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
         (describe(&cluster, 2, "pr", "s").await["status"] == "INACTIVE").then_some(())
     })
     .await;
+    // The agents' processes are really gone, not only reported STOPPED.
+    wait_for("the service's processes to exit", LONG, || async {
+        let left = processes_with_argv(&argv);
+        tracing::debug!(?left, "processes left");
+        left.is_empty().then_some(())
+    })
+    .await;
     stop.cancel();
     cluster.shutdown().await;
+}
+
+/// The pids of the tasks' first containers, from the process runtime's ids (`pid-<pid>`).
+fn task_pids(tasks: &[Value]) -> std::collections::BTreeSet<u32> {
+    tasks
+        .iter()
+        .map(|t| {
+            t["containers"][0]["runtimeId"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("pid-"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("a process runtime id: {t}"))
+        })
+        .collect()
+}
+
+/// The live processes on this machine whose argv is exactly `argv` (from `/proc/<pid>/cmdline`;
+/// an exited process, zombie or gone, has none).
+fn processes_with_argv(argv: &[&str]) -> std::collections::BTreeSet<u32> {
+    let mut wanted = argv.join("\0").into_bytes();
+    wanted.push(0);
+    let mut found = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == wanted) {
+            found.insert(pid);
+        }
+    }
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
