@@ -733,9 +733,11 @@ fn processes_with_argv(argv: &[&str]) -> std::collections::BTreeSet<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_lost_instance_are_replaced() {
+    // Wide margins over the agents' 500 ms heartbeats (12x), so the instance that stays is never
+    // declared lost on a loaded machine; the one that goes is lost 8 s after its last heartbeat.
     let cluster = TestCluster::start(3, |c| {
-        c.agent.heartbeat_timeout_ms = 1_000;
-        c.agent.lost_instance_timeout_ms = 2_000;
+        c.agent.heartbeat_timeout_ms = 6_000;
+        c.agent.lost_instance_timeout_ms = 8_000;
     })
     .await;
     cluster.leader().await;
