@@ -13,6 +13,11 @@ use crate::harness::{strings, wait_for, TestCluster};
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// The restart back-off of `unplaceable_and_failing_tasks_wait_without_spinning` (ms), and how
+/// many launches it fails in a row (waits of 1, 2 and 4 s: the back-off doubles each round).
+const BACKOFF_MS: i64 = 1_000;
+const FAILED_ROUNDS: usize = 3;
+
 /// Starts `count` simulated instances named `i-<prefix>-<k>` in cluster `cluster`, spread over
 /// three availability zones, each with 1024 CPU units and 1024 MiB.
 fn start_sim_agents(
@@ -445,7 +450,7 @@ async fn draining_moves_service_tasks_and_daemons_follow_instances() {
 async fn unplaceable_and_failing_tasks_wait_without_spinning() {
     let cluster = TestCluster::start(3, |c| {
         c.agent.heartbeat_timeout_ms = 120_000;
-        c.services.restart_backoff_ms = 60_000;
+        c.services.restart_backoff_ms = BACKOFF_MS as u64;
     })
     .await;
     cluster.leader().await;
@@ -470,15 +475,16 @@ async fn unplaceable_and_failing_tasks_wait_without_spinning() {
             json!({"cluster": "un", "serviceName": "p", "taskDefinition": "port", "desiredCount": 2}),
         )
         .await;
-    let s = wait_for("the placement-failure event", LONG, || async {
+    // The first task starts (the agent takes a moment), the second has no port left.
+    wait_for("the placement-failure event, one task RUNNING", LONG, || async {
         let s = describe(&cluster, 2, "un", "p").await;
-        messages(&s)
-            .iter()
-            .any(|m| m.contains("is already using a port required by your task"))
-            .then_some(s)
+        (s["runningCount"] == 1
+            && messages(&s)
+                .iter()
+                .any(|m| m.contains("is already using a port required by your task")))
+        .then_some(())
     })
     .await;
-    assert_eq!(s["runningCount"], 1, "{s}");
     let before = cluster
         .ok_retrying(3, "DescribeServices", json!({"cluster": "un", "services": ["p"]}))
         .await;
@@ -502,8 +508,16 @@ async fn unplaceable_and_failing_tasks_wait_without_spinning() {
         "the log grew by {} entries while idle",
         second - first
     );
+    // The positive control of that wait: the scheduler was alive and only waiting for the
+    // instances to change. A second instance joins, and the second task is placed on it.
+    start_sim_agents(&cluster, "un", "un-more", 1, SimSettings::default(), &stop);
+    wait_instances(&cluster, "un", 2).await;
+    wait_for("the second task placed once an instance joined", LONG, || async {
+        (describe(&cluster, 2, "un", "p").await["runningCount"] == 2).then_some(())
+    })
+    .await;
 
-    tracing::info!("--- tasks that fail to start back off");
+    tracing::info!("--- tasks that fail to start are replaced, each time after a longer back-off");
     cluster
         .ok(
             1,
@@ -527,29 +541,55 @@ async fn unplaceable_and_failing_tasks_wait_without_spinning() {
             json!({"cluster": "bf", "serviceName": "bad", "taskDefinition": "bad", "desiredCount": 1}),
         )
         .await;
-    // Fail the launch by reporting it STOPPED before it ever ran.
-    let failed = wait_for("a task to fail", LONG, || async {
-        let tasks = service_tasks(&cluster, "bf", "bad").await;
-        tasks.first().map(|t| t["taskArn"].as_str().unwrap().to_string())
-    })
-    .await;
-    cluster
-        .ok(
-            2,
-            "SubmitTaskStateChange",
-            json!({"cluster": "bf", "task": failed, "status": "STOPPED", "reason": "CannotPullContainerError: no image"}),
+    // Fail each launch by reporting it STOPPED before it ever ran. The service must replace
+    // it (the positive control: a scheduler that gave up would time out here), and only once
+    // the back-off has passed since the failure: 1 s, then 2 s, then 4 s (doubling per round).
+    let created_ms = |t: &Value| (t["createdAt"].as_f64().unwrap() * 1000.0).round() as i64;
+    let mut failed: Vec<String> = Vec::new();
+    let mut last_stop_ms: Option<i64> = None;
+    for round in 0..=FAILED_ROUNDS {
+        let task = wait_for(
+            &format!("launch {} of the failing service", round + 1),
+            LONG,
+            || async {
+                let tasks = service_tasks(&cluster, "bf", "bad").await;
+                tasks
+                    .into_iter()
+                    .find(|t| !failed.iter().any(|f| t["taskArn"] == f.as_str()))
+            },
         )
         .await;
-    let t = cluster
-        .ok_retrying(1, "DescribeTasks", json!({"cluster": "bf", "tasks": [failed]}))
-        .await;
-    assert_eq!(t["tasks"][0]["stopCode"], "TaskFailedToStart", "{t}");
-    // The next launch waits for the backoff (60 s here): no replacement appears meanwhile.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(
-        service_tasks(&cluster, "bf", "bad").await.is_empty(),
-        "the throttle holds the next launch"
-    );
+        let arn = task["taskArn"].as_str().unwrap().to_string();
+        assert_eq!(task["lastStatus"], "PENDING", "{task}");
+        if let Some(stopped) = last_stop_ms {
+            let backoff = BACKOFF_MS << (round - 1);
+            let gap = created_ms(&task) - stopped;
+            tracing::info!(round, gap, backoff, "replacement launched");
+            assert!(
+                gap >= backoff,
+                "launch {} came {gap} ms after the last failure, before its back-off of {backoff} ms",
+                round + 1
+            );
+        }
+        if round == FAILED_ROUNDS {
+            break;
+        }
+        cluster
+            .ok(
+                2,
+                "SubmitTaskStateChange",
+                json!({"cluster": "bf", "task": arn, "status": "STOPPED", "reason": "CannotPullContainerError: no image"}),
+            )
+            .await;
+        let t = cluster
+            .ok_retrying(1, "DescribeTasks", json!({"cluster": "bf", "tasks": [arn]}))
+            .await;
+        assert_eq!(t["tasks"][0]["stopCode"], "TaskFailedToStart", "{t}");
+        last_stop_ms = Some((t["tasks"][0]["stoppedAt"].as_f64().unwrap() * 1000.0).round() as i64);
+        failed.push(arn);
+    }
+    let s = describe(&cluster, 3, "bf", "bad").await;
+    assert_eq!(s["pendingCount"], 1, "one replacement at a time: {s}");
     stop.cancel();
     cluster.shutdown().await;
 }
@@ -578,12 +618,15 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
         tokio::spawn(run_with(config, Connections::default(), stop.clone()));
     }
     wait_instances(&cluster, "pr", 3).await;
+    // A duration no other process on the machine has: it marks this test's processes.
+    let marker = format!("600.{:018}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000_000_000);
+    let argv = ["sleep", marker.as_str()];
     cluster
         .ok(
             2,
             "RegisterTaskDefinition",
             json!({"family": "sleeper", "containerDefinitions": [
-                {"name": "main", "image": "busybox", "memory": 16, "command": ["sleep", "600"]}]}),
+                {"name": "main", "image": "busybox", "memory": 16, "command": argv}]}),
         )
         .await;
     cluster
@@ -596,12 +639,16 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
     wait_stable(&cluster, "pr", "s", "sleeper:1").await;
     let tasks = service_tasks(&cluster, "pr", "s").await;
     assert_eq!(tasks.len(), 3);
+    // The positive control of the check after the delete: the scan of /proc finds exactly the
+    // processes the agents report for the service's tasks.
+    let pids = task_pids(&tasks);
+    assert_eq!(
+        processes_with_argv(&argv),
+        pids,
+        "the service's processes, by pid and by argv"
+    );
     let victim = tasks[0]["taskArn"].as_str().unwrap().to_string();
-    let pid = tasks[0]["containers"][0]["runtimeId"]
-        .as_str()
-        .and_then(|r| r.strip_prefix("pid-"))
-        .expect("a process runtime id")
-        .to_string();
+    let pid = task_pids(&tasks[..1]).into_iter().next().unwrap().to_string();
 
     tracing::info!(pid, "--- kill -9 one task's process: the service replaces the task");
     let status = std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
@@ -617,11 +664,16 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
         stopped["stoppedReason"], "Essential container in task exited",
         "{stopped}"
     );
-    wait_for("a replacement RUNNING", LONG, || async {
+    let tasks = wait_for("a replacement RUNNING", LONG, || async {
         let s = describe(&cluster, 3, "pr", "s").await;
         let tasks = service_tasks(&cluster, "pr", "s").await;
         (is_stable(&s, "sleeper:1") && tasks.len() == 3 && tasks.iter().all(|t| t["taskArn"] != victim.as_str()))
-            .then_some(())
+            .then_some(tasks)
+    })
+    .await;
+    let pids = task_pids(&tasks);
+    wait_for("the processes of the current tasks, and no other", LONG, || async {
+        (processes_with_argv(&argv) == pids).then_some(())
     })
     .await;
 
@@ -637,15 +689,55 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
         (describe(&cluster, 2, "pr", "s").await["status"] == "INACTIVE").then_some(())
     })
     .await;
+    // The agents' processes are really gone, not only reported STOPPED.
+    wait_for("the service's processes to exit", LONG, || async {
+        let left = processes_with_argv(&argv);
+        tracing::debug!(?left, "processes left");
+        left.is_empty().then_some(())
+    })
+    .await;
     stop.cancel();
     cluster.shutdown().await;
 }
 
+/// The pids of the tasks' first containers, from the process runtime's ids (`pid-<pid>`).
+fn task_pids(tasks: &[Value]) -> std::collections::BTreeSet<u32> {
+    tasks
+        .iter()
+        .map(|t| {
+            t["containers"][0]["runtimeId"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("pid-"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("a process runtime id: {t}"))
+        })
+        .collect()
+}
+
+/// The live processes on this machine whose argv is exactly `argv` (from `/proc/<pid>/cmdline`;
+/// an exited process, zombie or gone, has none).
+fn processes_with_argv(argv: &[&str]) -> std::collections::BTreeSet<u32> {
+    let mut wanted = argv.join("\0").into_bytes();
+    wanted.push(0);
+    let mut found = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == wanted) {
+            found.insert(pid);
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_lost_instance_are_replaced() {
+    // Wide margins over the agents' 500 ms heartbeats (12x), so the instance that stays is never
+    // declared lost on a loaded machine; the one that goes is lost 8 s after its last heartbeat.
     let cluster = TestCluster::start(3, |c| {
-        c.agent.heartbeat_timeout_ms = 1_000;
-        c.agent.lost_instance_timeout_ms = 2_000;
+        c.agent.heartbeat_timeout_ms = 6_000;
+        c.agent.lost_instance_timeout_ms = 8_000;
     })
     .await;
     cluster.leader().await;

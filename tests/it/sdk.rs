@@ -259,7 +259,30 @@ async fn aws_sdk_for_rust_drives_instances_attributes_settings_and_tags() {
         .send()
         .await
         .unwrap();
+    assert_eq!(attrs.attributes().len(), 1, "{attrs:?}");
     assert_eq!(attrs.attributes()[0].value(), Some("prod"));
+    assert_eq!(attrs.attributes()[0].target_id(), Some(arn.as_str()));
+    let names_on_instance = || async {
+        let described = ecs
+            .describe_container_instances()
+            .cluster("sdk-ci")
+            .container_instances(&arn)
+            .send()
+            .await
+            .unwrap();
+        let mut names: Vec<(String, Option<String>)> = described.container_instances()[0]
+            .attributes()
+            .iter()
+            .map(|a| (a.name().to_string(), a.value().map(str::to_string)))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names_on_instance().await;
+    assert!(
+        before.contains(&("stack".to_string(), Some("prod".to_string()))),
+        "{before:?}"
+    );
     let gone = Attribute::builder().name("stack").target_id(&arn).build().unwrap();
     ecs.delete_attributes()
         .cluster("sdk-ci")
@@ -267,6 +290,22 @@ async fn aws_sdk_for_rust_drives_instances_attributes_settings_and_tags() {
         .send()
         .await
         .unwrap();
+    let attrs = ecs
+        .list_attributes()
+        .cluster("sdk-ci")
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("stack")
+        .send()
+        .await
+        .unwrap();
+    assert!(attrs.attributes().is_empty(), "deleted, still listed: {attrs:?}");
+    let after = names_on_instance().await;
+    let expected: Vec<_> = before.into_iter().filter(|(name, _)| name != "stack").collect();
+    assert_eq!(after, expected, "the instance lost the deleted attribute, and only it");
+    assert!(
+        after.contains(&("ecs.os-type".to_string(), Some("linux".to_string()))),
+        "{after:?}"
+    );
 
     tracing::info!("--- tags");
     ecs.tag_resource()
@@ -275,14 +314,29 @@ async fn aws_sdk_for_rust_drives_instances_attributes_settings_and_tags() {
         .send()
         .await
         .unwrap();
-    let tags = ecs.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
-    assert_eq!(tags.tags().len(), 2);
+    let tag_pairs = || async {
+        let tags = ecs.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+        let mut pairs: Vec<(Option<String>, Option<String>)> = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().map(str::to_string), t.value().map(str::to_string)))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    let pair = |k: &str, v: &str| (Some(k.to_string()), Some(v.to_string()));
+    assert_eq!(tag_pairs().await, vec![pair("env", "ci"), pair("rack", "r1")]);
     ecs.untag_resource()
         .resource_arn(&arn)
         .tag_keys("env")
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        tag_pairs().await,
+        vec![pair("rack", "r1")],
+        "the untagged key is gone, the other stays"
+    );
     let err = ecs
         .list_tags_for_resource()
         .resource_arn("arn:aws:ecs:us-east-1:000000000000:cluster/none")

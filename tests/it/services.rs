@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::TestCluster;
+use std::time::Duration;
+
+use crate::harness::{strings, wait_for, TestCluster};
 
 fn definition(family: &str) -> Value {
     json!({"family": family, "containerDefinitions": [{"name": "c", "image": "busybox", "memory": 64}]})
@@ -13,6 +15,68 @@ fn definition(family: &str) -> Value {
 fn expected_id(created_at: &Value) -> String {
     let ms = (created_at.as_f64().unwrap() * 1000.0).round() as i64;
     format!("ecs-svc/{}", i64::MAX - ms)
+}
+
+/// Registers an instance (as an agent would, but through the API) in cluster `sc`.
+async fn register_instance(cluster: &TestCluster, ec2_id: &str) -> String {
+    let r = cluster
+        .ok(
+            1,
+            "RegisterContainerInstance",
+            json!({
+                "cluster": "sc",
+                "instanceIdentityDocument": format!("{{\"instanceId\": \"{ec2_id}\"}}"),
+                "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}
+                ]
+            }),
+        )
+        .await;
+    r["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until the DAEMON service `agentd` wants one task per instance of `on` and has exactly
+/// one task meant to run on each of them, and none elsewhere.
+async fn wait_daemon(cluster: &TestCluster, on: &[&str]) {
+    let mut want: Vec<String> = on.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    wait_for(
+        &format!("the daemon's desired count and tasks to follow the instances {want:?}"),
+        Duration::from_secs(60),
+        || async {
+            let d = cluster
+                .ok_retrying(3, "DescribeServices", json!({"cluster": "sc", "services": ["agentd"]}))
+                .await;
+            if d["services"][0]["desiredCount"] != want.len() {
+                return None;
+            }
+            let listed = cluster
+                .ok_retrying(2, "ListTasks", json!({"cluster": "sc", "serviceName": "agentd"}))
+                .await;
+            let arns = strings(&listed["taskArns"]);
+            if arns.len() != want.len() {
+                return None;
+            }
+            if arns.is_empty() {
+                return Some(());
+            }
+            let tasks = cluster
+                .ok_retrying(1, "DescribeTasks", json!({"cluster": "sc", "tasks": arns}))
+                .await;
+            let mut hosts: Vec<String> = tasks["tasks"]
+                .as_array()?
+                .iter()
+                .map(|t| t["containerInstanceArn"].as_str().unwrap_or_default().to_string())
+                .collect();
+            hosts.sort();
+            (hosts == want).then_some(())
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,6 +469,7 @@ async fn services_are_created_updated_and_deleted() {
         d["service"]["deploymentConfiguration"],
         json!({"maximumPercent": 100, "minimumHealthyPercent": 0})
     );
+    assert_eq!(d["service"]["desiredCount"], 0, "no instances yet");
     cluster
         .err(
             2,
@@ -414,6 +479,40 @@ async fn services_are_created_updated_and_deleted() {
             "desired count",
         )
         .await;
+    let d1 = register_instance(&cluster, "i-d1").await;
+    let d2 = register_instance(&cluster, "i-d2").await;
+    wait_daemon(&cluster, &[&d1, &d2]).await;
+    tracing::info!("--- DAEMON: a DRAINING instance no longer counts, and its task stops");
+    cluster
+        .ok(
+            1,
+            "UpdateContainerInstancesState",
+            json!({"cluster": "sc", "containerInstances": [d2], "status": "DRAINING"}),
+        )
+        .await;
+    wait_daemon(&cluster, &[&d1]).await;
+    tracing::info!("--- DAEMON: a new instance counts; a deregistered one does not");
+    let d3 = register_instance(&cluster, "i-d3").await;
+    wait_daemon(&cluster, &[&d1, &d3]).await;
+    cluster
+        .ok(
+            3,
+            "DeregisterContainerInstance",
+            json!({"cluster": "sc", "containerInstance": d1, "force": true}),
+        )
+        .await;
+    wait_daemon(&cluster, &[&d3]).await;
+    // The last ACTIVE instance goes (and the DRAINING one): nothing is left to run on.
+    for instance in [&d3, &d2] {
+        cluster
+            .ok(
+                3,
+                "DeregisterContainerInstance",
+                json!({"cluster": "sc", "containerInstance": instance, "force": true}),
+            )
+            .await;
+    }
+    wait_daemon(&cluster, &[]).await;
     cluster
         .ok(2, "DeleteService", json!({"cluster": "sc", "service": "agentd"}))
         .await;

@@ -29,21 +29,27 @@ mod purge_gate {
     use ecsd::storage::Store;
     use openraft::storage::RaftLogStorage;
     use openraft::{CommittedLeaderId, LogId};
+    use std::time::Duration;
     use tokio::sync::watch;
+    use tokio::task::JoinHandle;
 
     fn log_id(index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(1, 1), index)
     }
 
-    /// Polls `task` a few times without letting time pass: it must still be waiting.
-    async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-        !task.is_finished()
+    /// How long a purge is given to finish. The log write behind a purge runs on a blocking
+    /// thread and is synced: this is real time, not a few polls of the task.
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    /// Whether `task` finishes within [`WINDOW`] (it keeps running if not).
+    async fn finishes_within_window<T>(task: &mut JoinHandle<T>) -> Option<T> {
+        tokio::time::timeout(WINDOW, task)
+            .await
+            .ok()
+            .map(|joined| joined.unwrap())
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_purge_waits_until_the_state_machine_reaches_its_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
@@ -51,28 +57,60 @@ mod purge_gate {
             upto: Some(log_id(3)),
             failed: false,
         });
-        let mut log = LogStore::new(store).with_purge_gate(gate);
+        let log = LogStore::new(store).with_purge_gate(gate);
+        let purged = |log: &LogStore| {
+            let mut log = log.clone();
+            async move { log.get_log_state().await.unwrap().last_purged_log_id }
+        };
+        let spawn_purge = |index: u64| {
+            let mut waiting = log.clone();
+            tokio::spawn(async move { waiting.purge(log_id(index)).await })
+        };
 
-        // Behind the state machine: purges at once.
-        log.purge(log_id(2)).await.unwrap();
-        assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(2)));
+        // Behind the state machine: purges at once. The positive control of the waits below:
+        // a purge that has no reason to wait is seen to finish within the same window.
+        let mut purge = spawn_purge(2);
+        let done = finishes_within_window(&mut purge).await;
+        assert!(
+            matches!(done, Some(Ok(()))),
+            "an ungated purge did not finish within {WINDOW:?}: {done:?}"
+        );
+        assert_eq!(purged(&log).await, Some(log_id(2)));
 
-        // Ahead of it (a snapshot still being installed): waits.
-        let mut waiting = log.clone();
-        let purge = tokio::spawn(async move { waiting.purge(log_id(10)).await });
-        assert!(still_waiting(&purge).await, "purge ran ahead of the state machine");
+        // Ahead of it (a snapshot still being installed): waits, and purges nothing meanwhile.
+        let mut purge = spawn_purge(10);
+        assert!(
+            finishes_within_window(&mut purge).await.is_none(),
+            "purge ran ahead of the state machine (applied up to 3)"
+        );
+        assert_eq!(purged(&log).await, Some(log_id(2)));
         applied.send_modify(|a| a.upto = Some(log_id(9)));
-        assert!(still_waiting(&purge).await, "purge ran ahead of the state machine");
+        assert!(
+            finishes_within_window(&mut purge).await.is_none(),
+            "purge ran ahead of the state machine (applied up to 9)"
+        );
+        assert_eq!(purged(&log).await, Some(log_id(2)));
+        // Reaching the index releases it: the same wait sees it finish.
         applied.send_modify(|a| a.upto = Some(log_id(10)));
-        purge.await.unwrap().unwrap();
-        assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(10)));
+        let done = finishes_within_window(&mut purge).await;
+        assert!(
+            matches!(done, Some(Ok(()))),
+            "the purge did not finish within {WINDOW:?} of the state machine reaching its index: {done:?}"
+        );
+        assert_eq!(purged(&log).await, Some(log_id(10)));
 
         // A state machine that fails releases the waiter with an error, and purges nothing.
-        let mut waiting = log.clone();
-        let purge = tokio::spawn(async move { waiting.purge(log_id(20)).await });
-        assert!(still_waiting(&purge).await);
+        let mut purge = spawn_purge(20);
+        assert!(
+            finishes_within_window(&mut purge).await.is_none(),
+            "purge ran ahead of the state machine (applied up to 10)"
+        );
         applied.send_modify(|a| a.failed = true);
-        assert!(purge.await.unwrap().is_err());
-        assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(10)));
+        let done = finishes_within_window(&mut purge).await;
+        assert!(
+            matches!(done, Some(Err(_))),
+            "a failed state machine did not release the purge with an error within {WINDOW:?}: {done:?}"
+        );
+        assert_eq!(purged(&log).await, Some(log_id(10)));
     }
 }

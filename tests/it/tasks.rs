@@ -551,20 +551,49 @@ async fn tasks_are_placed_reported_and_stopped() {
     let body = json!({"cluster": "tc", "taskDefinition": "big", "clientToken": "token-1"});
     let first = cluster.ok(1, "RunTask", body.clone()).await;
     let retry = cluster.ok(3, "RunTask", body).await;
+    assert_eq!(first["failures"], json!([]), "{first}");
+    assert_eq!(first["tasks"].as_array().unwrap().len(), 1, "{first}");
     assert_eq!(first["tasks"][0]["taskArn"], retry["tasks"][0]["taskArn"]);
 
     tracing::info!("--- a forwarded RunTask keeps the id it got where it arrived: replays apply once");
     let leader = cluster.leader().await;
     let id = uuid::Uuid::new_v4().to_string();
-    let body = json!({"cluster": "tc", "taskDefinition": "big"});
+    // A startedBy no other task has, so the tasks of this request alone can be listed.
+    let body = json!({"cluster": "tc", "taskDefinition": "big", "count": 2, "startedBy": "replayed"});
     let headers = [("x-ecsd-forwarded", id.as_str())];
     let url = cluster.url(leader);
-    let (_, first) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body.clone(), &headers).await;
-    let (_, again) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body, &headers).await;
+    let (status, first) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body.clone(), &headers).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["failures"], json!([]), "{first}");
+    let mut placed: Vec<String> = first["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
+    placed.sort();
+    assert_eq!(placed.len(), 2, "{first}");
+    let (status, again) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body, &headers).await;
+    assert_eq!(status, 200, "{again}");
+    let mut replayed: Vec<String> = again["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
+    replayed.sort();
     assert_eq!(
-        first["tasks"][0]["taskArn"], again["tasks"][0]["taskArn"],
-        "{first} / {again}"
+        placed, replayed,
+        "the replay returns the first call's tasks: {first} / {again}"
     );
+    for node in [1, 2, 3] {
+        let listed = cluster
+            .ok(node, "ListTasks", json!({"cluster": "tc", "startedBy": "replayed"}))
+            .await;
+        let mut listed = strings(&listed["taskArns"]);
+        listed.sort();
+        assert_eq!(listed, placed, "node {node}: the replay started no other task");
+    }
 
     tracing::info!("--- forced deregistration stops the instance's tasks and releases them");
     let on_b = cluster
