@@ -4,12 +4,17 @@ cluster started from the real binary, each call sent to a different node, and as
 JSON it prints.
 
 Usage: scripts/cli_smoke.py [path/to/ecsd]   (default: $CARGO_TARGET_DIR/debug/ecsd)
-Only loopback; every node is stopped on exit.
+Only loopback, on ports the OS picks. Before the tour and after it, every port must be answered
+by the node this script started for it (its own id and addresses, its own process), and every
+process it started is stopped on every way out (a failure, an exception, SIGINT or SIGTERM, and
+on Linux even SIGKILL of this script, through the children's parent-death signal).
 """
+import atexit
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +24,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "ecsd")
-ENDPOINTS = ["http://127.0.0.1:8101", "http://127.0.0.1:8102", "http://127.0.0.1:8103"]
+# Filled in by start_cluster with the ports the OS gave.
+ENDPOINTS = []
 ENV = dict(os.environ, AWS_ACCESS_KEY_ID="smoke", AWS_SECRET_ACCESS_KEY="smoke", AWS_DEFAULT_REGION="us-east-1",
            AWS_PAGER="", AWS_EC2_METADATA_DISABLED="true")
 
@@ -27,7 +33,58 @@ AGENT = os.path.join(os.path.dirname(BINARY), "ecs-agent")
 passed = 0
 failed = 0
 turn = 0
+# Every process this script started, nodes and agent alike: stopped by stop_all on every exit.
+node_procs = []
 extra_procs = []
+
+
+def die_with_parent():
+    """In the child, before exec: on Linux, be killed when this script dies, however it dies."""
+    try:
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:  # noqa: BLE001 - not Linux: the other exit paths still stop the children
+        pass
+
+
+def spawn(args, log, env=None):
+    return subprocess.Popen(args, stdout=log, stderr=log, env=env, preexec_fn=die_with_parent)
+
+
+def stop_all():
+    """Stops every process this script started: SIGTERM, then SIGKILL after 20 s. Idempotent."""
+    procs = extra_procs + node_procs
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    extra_procs.clear()
+    node_procs.clear()
+
+
+def on_signal(signum, _frame):
+    # Unwinds through main's finally (and atexit) like any other exit.
+    raise SystemExit(f"smoke: stopped by signal {signum}")
+
+
+def free_ports(n):
+    """n distinct ports the OS picks on loopback (held open together so they differ, then closed)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def aws(*args, expect_error=None):
@@ -58,18 +115,111 @@ def check(name, fn):
         print(f"FAIL {name}: {e}")
 
 
-def wait_ready():
+def get_json(url, body=None, headers=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r)
+
+
+def listening_inodes(port):
+    """Socket inodes listening on 127.0.0.1:port (or any address), from /proc/net/tcp*."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def socket_inodes(pid):
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def check_own_cluster(nodes):
+    """Fails unless every process is alive and each port is answered by the node started for it."""
+    expected_members = {n["id"]: (n["api"], n["raft"]) for n in nodes}
+    for n, proc in zip(nodes, node_procs):
+        if proc.poll() is not None:
+            raise AssertionError(f"node {n['id']} (pid {proc.pid}) exited with {proc.returncode}")
+        url = f"http://{n['api']}"
+        # The cluster it belongs to is ours: the members and addresses this script chose.
+        status = get_json(url + "/cluster/status")
+        members = {m["id"]: (m["api_addr"], m["raft_addr"]) for m in status["members"]}
+        if members != expected_members:
+            raise AssertionError(f"{url} reports members {members}, not ours {expected_members}")
+        # The node answering is the one configured for this port: it advertises its own addresses.
+        poll = get_json(url + "/", {}, {"x-amz-target": "AmazonEC2ContainerServiceV20141113.DiscoverPollEndpoint",
+                                        "content-type": "application/x-amz-json-1.1"})
+        mine = {"endpoint": f"http://{n['raft']}", "telemetryEndpoint": f"http://{n['api']}"}
+        if poll != mine:
+            raise AssertionError(f"{url} answers DiscoverPollEndpoint with {poll}, node {n['id']} would say {mine}")
+        # And the socket listening on the port is our child's (Linux: another process, even an
+        # ecsd with the same configuration, would answer the same).
+        if os.path.exists("/proc/net/tcp"):
+            port = int(n["api"].rsplit(":", 1)[1])
+            if not listening_inodes(port) & socket_inodes(proc.pid):
+                raise AssertionError(f"port {port} is not listened on by node {n['id']}'s process {proc.pid}")
+    for p in extra_procs:
+        if p.poll() is not None:
+            raise AssertionError(f"{p.args[0]} (pid {p.pid}) exited with {p.returncode}")
+
+
+class StartFailed(Exception):
+    pass
+
+
+def start_cluster(data):
+    """Starts three nodes on ports the OS picked; returns their configs once a leader is known."""
+    os.makedirs(data)
+    ports = free_ports(6)
+    nodes = [{"id": i, "api": f"127.0.0.1:{ports[2 * i - 2]}", "raft": f"127.0.0.1:{ports[2 * i - 1]}"}
+             for i in (1, 2, 3)]
+    members = "".join(f'\n[[initial_members]]\nid = {m["id"]}\napi_addr = "{m["api"]}"\nraft_addr = "{m["raft"]}"\n'
+                      for m in nodes)
+    # The config alone decides: no ECSD_* override from the caller's environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECSD_")}
+    env["RUST_LOG"] = "ecsd=info,openraft=error"
+    for n in nodes:
+        config = os.path.join(data, f"node-{n['id']}.toml")
+        with open(config, "w") as f:
+            f.write(f'node_id = {n["id"]}\ndata_dir = "{os.path.join(data, "node-%d" % n["id"])}"\n'
+                    f'api_addr = "{n["api"]}"\nraft_addr = "{n["raft"]}"\nbootstrap = true\n{members}')
+        log = open(os.path.join(data, f"node-{n['id']}.log"), "w")
+        node_procs.append(spawn([BINARY, "serve", "--config", config], log, env))
     deadline = time.time() + 60
     while time.time() < deadline:
+        for n, p in zip(nodes, node_procs):
+            if p.poll() is not None:
+                with open(os.path.join(data, f"node-{n['id']}.log")) as f:
+                    tail = f.read()[-2000:]
+                raise StartFailed(f"node {n['id']} exited with {p.returncode} while starting:\n{tail}")
         try:
-            with urllib.request.urlopen(ENDPOINTS[0] + "/cluster/status", timeout=2) as r:
-                status = json.load(r)
+            status = get_json(f"http://{nodes[0]['api']}/cluster/status")
             if status.get("leader") and all(m.get("applied_index") is not None for m in status["members"]):
-                return
-        except Exception:  # noqa: BLE001 - not up yet
+                check_own_cluster(nodes)
+                return nodes
+        except Exception:  # noqa: BLE001 - not up yet (or not ours yet: checked again below)
             pass
         time.sleep(0.2)
-    raise SystemExit("cluster did not come up")
+    check_own_cluster(nodes)  # says why, if it is not ours
+    raise StartFailed("the cluster did not elect a leader within 60 s")
 
 
 def tour():
@@ -206,10 +356,9 @@ def tour():
         # waiter (services-stable) returns each time.
         aws("create-cluster", "--cluster-name", "rollout")
         log = open(os.path.join(tempfile.gettempdir(), "ecsd-smoke-agent.log"), "w")
-        extra_procs.append(subprocess.Popen(
+        extra_procs.append(spawn(
             [AGENT, "--runtime", "sim", "--instances", "3", "--cluster", "rollout", "--cpu", "1024",
-             "--memory", "1024", "--sim-start-ms", "100", "--endpoint", ",".join(ENDPOINTS)],
-            stdout=log, stderr=log))
+             "--memory", "1024", "--sim-start-ms", "100", "--endpoint", ",".join(ENDPOINTS)], log))
         deadline = time.time() + 60
         while len(aws("list-container-instances", "--cluster", "rollout")["containerInstanceArns"]) < 3:
             assert time.time() < deadline, "the simulated instances did not register"
@@ -251,27 +400,32 @@ def tour():
 
 
 def main():
+    global ENDPOINTS
     if not shutil.which("aws"):
         raise SystemExit("the aws CLI is not installed (pip install awscli)")
+    atexit.register(stop_all)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     data = tempfile.mkdtemp(prefix="ecsd-smoke-")
-    procs = []
     try:
-        for i in (1, 2, 3):
-            log = open(os.path.join(data, f"node-{i}.log"), "w")
-            procs.append(subprocess.Popen(
-                [BINARY, "serve", "--config", os.path.join(ROOT, f"cluster-config/local/node-{i}.toml"),
-                 "--data-dir", os.path.join(data, f"node-{i}")],
-                stdout=log, stderr=log, env=dict(os.environ, RUST_LOG="ecsd=info,openraft=error")))
-        wait_ready()
-        tour()
-    finally:
-        for p in extra_procs + procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
+        # A port the OS gave may be taken by someone else before the node binds it: then the
+        # node exits, and the cluster starts again on other ports.
+        for attempt in (1, 2, 3):
             try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+                nodes = start_cluster(os.path.join(data, f"try-{attempt}"))
+                break
+            except StartFailed as e:
+                stop_all()
+                if attempt == 3:
+                    raise SystemExit(f"smoke: the cluster did not start: {e}")
+                print(f"smoke: start attempt {attempt} failed, retrying on other ports: {e}")
+        ENDPOINTS = [f"http://{n['api']}" for n in nodes]
+        print(f"smoke: nodes on {', '.join(ENDPOINTS)}")
+        check("the nodes answering are ours", lambda: check_own_cluster(nodes))
+        tour()
+        check("the nodes answering are still ours", lambda: check_own_cluster(nodes))
+    finally:
+        stop_all()
         shutil.rmtree(data, ignore_errors=True)
     print(f"smoke: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -92,6 +92,23 @@ impl Batch {
     }
 }
 
+/// Tests only: the environment variable that names the crash point at which the process aborts
+/// (a test re-runs itself in a child process with it set, to crash at each step of a protocol).
+#[cfg(test)]
+pub(crate) const CRASH_AT_ENV: &str = "ECSD_TEST_CRASH_AT";
+
+/// A step of a multi-step write that a crash may follow. In tests, the process aborts here when
+/// [`CRASH_AT_ENV`] names `step`; otherwise this does nothing.
+#[inline]
+pub(crate) fn crash_point(step: &str) {
+    #[cfg(test)]
+    if std::env::var(CRASH_AT_ENV).is_ok_and(|at| at == step) {
+        std::process::abort();
+    }
+    #[cfg(not(test))]
+    let _ = step;
+}
+
 /// Upper bound for "every key" in a family: all keys the project writes are shorter ASCII or
 /// 8-byte big-endian integers below `u64::MAX`.
 pub const KEY_MAX: [u8; 16] = [0xff; 16];
@@ -250,6 +267,7 @@ impl Store {
             }
         }
         self.write(wipe, false)?;
+        crash_point("replace:wiped");
         let mut options = rocksdb::IngestExternalFileOptions::default();
         // The files are ours and on the same file system: link them in, copy nothing.
         options.set_move_files(true);
@@ -257,6 +275,7 @@ impl Store {
             // Ingested keys get a sequence number above the range deletion just written.
             self.db
                 .ingest_external_file_cf_opts(self.handle(*cf), &options, vec![path])?;
+            crash_point(&format!("replace:ingested:{}", cf.name()));
         }
         self.write(last, true)
     }

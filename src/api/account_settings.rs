@@ -122,11 +122,13 @@ pub async fn list_account_settings(ctx: &Ctx<'_>, req: AccountSettingRequest) ->
             "value: can be given only together with name".into(),
         ));
     }
+    let principal = principal(ctx, req.principal_arn.as_deref())?;
+    let effective_settings = req.effective_settings.unwrap_or(false);
+    let params = format!("{:?}", (&principal, &name, &value, effective_settings));
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Some(wire::decode_token("settings", token)?),
+        Some(token) => Some(wire::decode_token("settings", &params, token)?),
         None => None,
     };
-    let principal = principal(ctx, req.principal_arn.as_deref())?;
     let root = ctx.state.scope.root_principal();
     let view = ctx.read_view().await?;
     let mut settings = Vec::new();
@@ -134,7 +136,7 @@ pub async fn list_account_settings(ctx: &Ctx<'_>, req: AccountSettingRequest) ->
         if name.as_deref().is_some_and(|n| n != candidate) {
             continue;
         }
-        let found = if req.effective_settings.unwrap_or(false) {
+        let found = if effective_settings {
             Some(account_settings::effective(view, &principal, &root, candidate)?)
         } else {
             account_settings::explicit(view, &principal, candidate)?
@@ -152,7 +154,7 @@ pub async fn list_account_settings(ctx: &Ctx<'_>, req: AccountSettingRequest) ->
     let mut out = json!({ "settings": page.iter().map(|s| setting_to_wire(s)).collect::<Vec<_>>() });
     if settings.len() > page.len() {
         if let Some(last) = page.last() {
-            out["nextToken"] = json!(wire::encode_token("settings", &last.name));
+            out["nextToken"] = json!(wire::encode_token("settings", &params, &last.name));
         }
     }
     Ok(out)

@@ -129,8 +129,12 @@ pub async fn list_attributes(ctx: &Ctx<'_>, req: AttributesRequest) -> Result<Va
         return Err(invalid("attributeValue: can be given only together with attributeName"));
     }
     let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
+    let params = format!(
+        "{:?}",
+        (&cluster, &req.target_type, &req.attribute_name, &req.attribute_value)
+    );
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Some(wire::decode_token("attributes", token)?),
+        Some(token) => Some(wire::decode_token("attributes", &params, token)?),
         None => None,
     };
     let view = ctx.read_view().await?;
@@ -164,7 +168,7 @@ pub async fn list_attributes(ctx: &Ctx<'_>, req: AttributesRequest) -> Result<Va
     let mut out = json!({ "attributes": page.iter().map(|(_, row)| row).collect::<Vec<_>>() });
     if rows.len() > page.len() {
         if let Some((position, _)) = page.last() {
-            out["nextToken"] = json!(wire::encode_token("attributes", position));
+            out["nextToken"] = json!(wire::encode_token("attributes", &params, position));
         }
     }
     Ok(out)

@@ -209,7 +209,7 @@ pub async fn describe_clusters(ctx: &Ctx<'_>, req: DescribeClustersRequest) -> R
 pub async fn list_clusters(ctx: &Ctx<'_>, req: ListClustersRequest) -> Result<Value, ApiError> {
     let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
     let after = match req.next_token.as_deref() {
-        Some(token) if !token.is_empty() => Some(wire::decode_token("clusters", token)?),
+        Some(token) if !token.is_empty() => Some(wire::decode_token("clusters", "", token)?),
         _ => None,
     };
     let view = ctx.read_view().await?;
@@ -218,7 +218,7 @@ pub async fn list_clusters(ctx: &Ctx<'_>, req: ListClustersRequest) -> Result<Va
     let mut body = serde_json::json!({ "clusterArns": arns });
     if more {
         if let Some(last) = page.last() {
-            body["nextToken"] = Value::String(wire::encode_token("clusters", &last.name));
+            body["nextToken"] = Value::String(wire::encode_token("clusters", "", &last.name));
         }
     }
     Ok(body)

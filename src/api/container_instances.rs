@@ -408,8 +408,16 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
         Some(text) => Some(crate::cql::parse(text).map_err(|e| invalid(format!("filter: {e}")))?),
         None => None,
     };
+    let params = format!(
+        "{:?}",
+        (
+            &cluster,
+            &req.status,
+            req.filter.as_deref().map(str::trim).unwrap_or_default()
+        )
+    );
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Some(wire::decode_token("instances", token)?),
+        Some(token) => Some(wire::decode_token("instances", &params, token)?),
         None => None,
     };
     let view = ctx.cluster_view(&cluster).await?;
@@ -430,7 +438,7 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
         &matching,
         limit,
         "containerInstanceArns",
-        "instances",
+        ("instances", &params),
         |i| &i.arn,
         |i| &i.id,
     ))

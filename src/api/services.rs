@@ -534,8 +534,9 @@ pub async fn list_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, 
             )))
         }
     }
+    let params = format!("{:?}", (&cluster, &req.launch_type, &req.scheduling_strategy));
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Some(wire::decode_token("services", token)?),
+        Some(token) => Some(wire::decode_token("services", &params, token)?),
         None => None,
     };
     let view = ctx.cluster_view(&cluster).await?;
@@ -554,7 +555,7 @@ pub async fn list_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, 
         &matching,
         limit,
         "serviceArns",
-        "services",
+        ("services", &params),
         |s| &s.arn,
         |s| &s.name,
     ))

@@ -480,9 +480,10 @@ pub async fn list_task_definitions(ctx: &Ctx<'_>, req: ListTaskDefinitionsReques
         "DESC" => true,
         other => return Err(invalid(format!("sort: {other} is not one of ASC, DESC"))),
     };
+    let params = format!("{:?}", (&req.family_prefix, &status, descending));
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => {
-            let position = wire::decode_token("taskdefs", token)?;
+            let position = wire::decode_token("taskdefs", &params, token)?;
             let (family, revision) = position.rsplit_once(':').ok_or_else(|| invalid("nextToken: invalid"))?;
             let revision: u32 = revision.parse().map_err(|_| invalid("nextToken: invalid"))?;
             Some((family.to_string(), revision))
@@ -519,6 +520,7 @@ pub async fn list_task_definitions(ctx: &Ctx<'_>, req: ListTaskDefinitionsReques
         if let Some(last) = page.last() {
             out["nextToken"] = json!(wire::encode_token(
                 "taskdefs",
+                &params,
                 &format!("{}:{}", last.family, last.revision)
             ));
         }
@@ -529,8 +531,9 @@ pub async fn list_task_definitions(ctx: &Ctx<'_>, req: ListTaskDefinitionsReques
 pub async fn list_task_definition_families(ctx: &Ctx<'_>, req: ListTaskDefinitionsRequest) -> Result<Value, ApiError> {
     let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
     let status = parse_status(req.status.as_deref(), &["ACTIVE", "INACTIVE", "ALL"], "ALL")?;
+    let params = format!("{:?}", (&req.family_prefix, &status));
     let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Some(wire::decode_token("families", token)?),
+        Some(token) => Some(wire::decode_token("families", &params, token)?),
         None => None,
     };
     let view = ctx.read_view().await?;
@@ -561,7 +564,7 @@ pub async fn list_task_definition_families(ctx: &Ctx<'_>, req: ListTaskDefinitio
     let mut out = json!({ "families": page });
     if matching.len() > page.len() {
         if let Some(last) = page.last() {
-            out["nextToken"] = json!(wire::encode_token("families", last));
+            out["nextToken"] = json!(wire::encode_token("families", &params, last));
         }
     }
     Ok(out)

@@ -569,10 +569,6 @@ pub async fn list_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiEr
             )))
         }
     }
-    let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Some(wire::decode_token("tasks", token)?),
-        None => None,
-    };
     let instance = match req.container_instance.as_deref().filter(|c| !c.is_empty()) {
         Some(given) => Some(
             ctx.state
@@ -581,6 +577,24 @@ pub async fn list_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiEr
                 .map(str::to_string)
                 .ok_or_else(|| invalid("containerInstance: is not an instance of this cluster"))?,
         ),
+        None => None,
+    };
+    // What the list is of, for its pages' tokens: names and IDs as resolved, not as given.
+    let service_given = req.service_name.as_deref().filter(|s| !s.is_empty());
+    let params = format!(
+        "{:?}",
+        (
+            &cluster,
+            desired.as_str(),
+            &req.family,
+            &req.started_by,
+            &instance,
+            service_given.map(|s| ctx.state.scope.service_name(&cluster, s).unwrap_or(s)),
+            &req.launch_type,
+        )
+    );
+    let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Some(wire::decode_token("tasks", &params, token)?),
         None => None,
     };
     let view = ctx.cluster_view(&cluster).await?;
@@ -614,7 +628,14 @@ pub async fn list_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiEr
             .filter(|t| after.as_ref().is_none_or(|a| t.id > *a))
             .collect()
     };
-    Ok(wire::page(&matching, limit, "taskArns", "tasks", |t| &t.arn, |t| &t.id))
+    Ok(wire::page(
+        &matching,
+        limit,
+        "taskArns",
+        ("tasks", &params),
+        |t| &t.arn,
+        |t| &t.id,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

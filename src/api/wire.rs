@@ -111,16 +111,20 @@ pub fn max_results(value: Option<i64>, max: usize, default: usize) -> Result<usi
     }
 }
 
-/// Encodes a pagination position as an opaque token.
-pub fn encode_token(kind: &str, position: &str) -> String {
-    format!("{kind}.{position}")
+/// Encodes a pagination position as an opaque token of list `kind`, bound to `params`: the
+/// request's parameters that choose the list's items (a canonical rendering, the same on every
+/// node), so that it is refused with other parameters, by another list, or altered.
+pub fn encode_token(kind: &str, params: &str, position: &str) -> String {
+    let check = token_check(kind, params, position);
+    format!("{kind}.{check:016x}.{position}")
         .bytes()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-/// Decodes a token made by [`encode_token`] for `kind`.
-pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
+/// Decodes a token made by [`encode_token`] for `kind` and `params`. Any other token, whatever it
+/// decodes to, is an `InvalidParameterException` that names `nextToken`.
+pub fn decode_token(kind: &str, params: &str, token: &str) -> Result<String, ApiError> {
     let invalid = || ApiError::InvalidParameter("nextToken: invalid or expired pagination token".to_string());
     if token.len() % 2 != 0 || !token.is_ascii() {
         return Err(invalid());
@@ -131,10 +135,29 @@ pub fn decode_token(kind: &str, token: &str) -> Result<String, ApiError> {
         .collect::<Result<_, _>>()
         .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix(kind)
+    let rest = text
+        .strip_prefix(kind)
         .and_then(|rest| rest.strip_prefix('.'))
-        .map(str::to_string)
-        .ok_or_else(invalid)
+        .ok_or_else(invalid)?;
+    let (check, position) = rest.split_at_checked(16).ok_or_else(invalid)?;
+    let position = position.strip_prefix('.').ok_or_else(invalid)?;
+    let check = u64::from_str_radix(check, 16).map_err(|_| invalid())?;
+    if check != token_check(kind, params, position) {
+        return Err(invalid());
+    }
+    Ok(position.to_string())
+}
+
+/// What a token carries to show it was made here, for this list and these parameters. Not a
+/// secret: it keeps out tokens of other lists, parameters or services and altered ones; a
+/// client that computes one on purpose gets no more than a page of the same list.
+fn token_check(kind: &str, params: &str, position: &str) -> u64 {
+    let mut bytes = b"ecsd-page-token\0".to_vec();
+    for part in [kind, params, position] {
+        bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(part.as_bytes());
+    }
+    crate::model::stable_hash(&bytes)
 }
 
 /// One page of `matching` (items after the token's position, in key order): `{field: [ARN…]}`
@@ -143,7 +166,7 @@ pub fn page<T>(
     matching: &[T],
     limit: usize,
     field: &str,
-    kind: &str,
+    (kind, params): (&str, &str),
     arn: impl Fn(&T) -> &str,
     position: impl Fn(&T) -> &str,
 ) -> serde_json::Value {
@@ -151,7 +174,7 @@ pub fn page<T>(
     let mut out = serde_json::json!({ field: page.iter().map(&arn).collect::<Vec<_>>() });
     if matching.len() > page.len() {
         if let Some(last) = page.last() {
-            out["nextToken"] = serde_json::json!(encode_token(kind, position(last)));
+            out["nextToken"] = serde_json::json!(encode_token(kind, params, position(last)));
         }
     }
     out
@@ -213,11 +236,28 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
-        let t = encode_token("clusters", "web-1");
-        assert_eq!(decode_token("clusters", &t).unwrap(), "web-1");
-        assert!(decode_token("tasks", &t).is_err());
-        assert!(decode_token("clusters", "zz").is_err());
-        assert!(decode_token("clusters", "abc").is_err());
+        let t = encode_token("clusters", "", "web-1");
+        assert_eq!(decode_token("clusters", "", &t).unwrap(), "web-1");
+        assert!(decode_token("tasks", "", &t).is_err());
+        assert!(decode_token("clusters", "x", &t).is_err());
+        assert!(decode_token("clusters", "", "zz").is_err());
+        assert!(decode_token("clusters", "", "abc").is_err());
+        // A position that holds the separator, and one that is empty.
+        let t = encode_token("tasks", "p", "a.b");
+        assert_eq!(decode_token("tasks", "p", &t).unwrap(), "a.b");
+        let t = encode_token("tasks", "p", "");
+        assert_eq!(decode_token("tasks", "p", &t).unwrap(), "");
+        // Well-formed but not made here: the earlier format, and an altered position.
+        let hex = |text: &str| text.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        assert!(decode_token("clusters", "", &hex("clusters.web-1")).is_err());
+        let genuine = String::from_utf8(
+            (0..t.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap())
+                .collect(),
+        )
+        .unwrap();
+        assert!(decode_token("tasks", "p", &hex(&format!("{genuine}x"))).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::log_store::Applied;
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::model::ContainerInstance;
 use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Mirror, Row, Space, Txn};
-use crate::storage::{Batch, Cf, Store};
+use crate::storage::{crash_point, Batch, Cf, Store};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
 /// In the Raft metadata family (which an install leaves alone): the name of the snapshot file
@@ -196,36 +196,58 @@ impl StateMachineStore {
             fs::rename(path, snapshot_path(dir, &meta))?;
             sync_dir(dir)?;
         }
-        let mut best: Option<SnapshotFile> = None;
-        for entry in fs::read_dir(dir)? {
-            let path = entry?.path();
+        let applied = store.get(Cf::SmMeta, LAST_APPLIED).map_err(std::io::Error::other)?;
+        let applied: Option<LogId<NodeId>> = match applied {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            None => None,
+        };
+        // Listed first: the loop renames files in the directory.
+        let paths = fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut found: Vec<SnapshotFile> = Vec::new();
+        for path in paths {
             match path.extension().and_then(|e| e.to_str()) {
-                Some("snap") => {
-                    let meta = read_snapshot_meta(&path)?;
-                    let newer = best.as_ref().is_none_or(|b| b.meta.last_log_id < meta.last_log_id);
-                    if newer {
-                        best = Some(SnapshotFile { meta, path });
+                Some("snap") => found.push(SnapshotFile {
+                    meta: read_snapshot_meta(&path)?,
+                    path,
+                }),
+                // With no marker, an install either never began its swap (the file goes) or
+                // finished it, and a crash came before the file got its snapshot name: then it
+                // is the snapshot of the state, which openraft must find (the log may already be
+                // purged up to it), so the install is finished here.
+                Some(STAGED) => match read_snapshot_meta(&path) {
+                    Ok(meta) if applied.is_some() && meta.last_log_id == applied => {
+                        let named = snapshot_path(dir, &meta);
+                        fs::rename(&path, &named)?;
+                        sync_dir(dir)?;
+                        found.push(SnapshotFile { meta, path: named });
                     }
-                }
+                    _ => fs::remove_file(&path)?,
+                },
                 // Left by a build, a receive, or an install that never began its swap.
-                Some("tmp") | Some("sst") | Some(STAGED) => fs::remove_file(&path)?,
+                Some("tmp") | Some("sst") => fs::remove_file(&path)?,
                 _ => {}
             }
         }
-        let mut sm = StateMachineStore {
+        // The newest is current. Older ones are left when a crash came between an install or a
+        // build and the removal of the snapshot it replaced: nothing would ever remove them.
+        found.sort_by_key(|f| f.meta.last_log_id);
+        let best = found.pop();
+        for stale in found {
+            fs::remove_file(&stale.path)?;
+        }
+        Ok(StateMachineStore {
             view,
             dir: dir.to_path_buf(),
             current: Arc::new(Mutex::new(best)),
             receiving: None,
-            applied: watch::Sender::new(Applied::default()),
+            applied: watch::Sender::new(Applied {
+                upto: applied,
+                failed: false,
+            }),
             feed: ChangeFeed::default(),
-        };
-        let upto = sm
-            .read_meta::<Option<LogId<NodeId>>>(LAST_APPLIED)
-            .map_err(std::io::Error::other)?
-            .flatten();
-        sm.applied = watch::Sender::new(Applied { upto, failed: false });
-        Ok(sm)
+        })
     }
 
     /// The view of the state that reads through the install gate.
@@ -462,6 +484,7 @@ impl StateMachineStore {
             path
         };
         drop(source);
+        crash_point("install:received");
         let view = self.view.clone();
         let dir = self.dir.clone();
         let current = self.current.clone();
@@ -487,6 +510,7 @@ fn install_snapshot_file(
     let staged = final_path.with_extension(STAGED);
     fs::rename(path, &staged).map_err(|e| werr(&e))?;
     sync_dir(dir).map_err(|e| werr(&e))?;
+    crash_point("install:staged");
     let loaded = load_snapshot(view, dir, meta, &staged);
     if loaded.is_err() {
         // Unless a swap began (the marker is set, and a restart needs the file), drop it.
@@ -497,6 +521,7 @@ fn install_snapshot_file(
     }
     fs::rename(&staged, &final_path).map_err(|e| werr(&e))?;
     sync_dir(dir).map_err(|e| werr(&e))?;
+    crash_point("install:renamed");
     replace_current(
         current,
         SnapshotFile {
@@ -516,6 +541,7 @@ fn load_snapshot(view: &StateView, dir: &Path, meta: &Meta, path: &Path) -> Resu
     let prefix = format!("load-{}", uuid::Uuid::new_v4().simple());
     let (file_meta, files) =
         crate::storage::write_sst_files(dir, &prefix, |sink| read_snapshot_file(path, sink)).map_err(|e| werr(&e))?;
+    crash_point("install:sst-written");
     let remove_files = || {
         for (_, file) in &files {
             let _ = fs::remove_file(file);
@@ -547,9 +573,11 @@ fn load_snapshot(view: &StateView, dir: &Path, meta: &Meta, path: &Path) -> Resu
     );
     last.delete(Cf::RaftMeta, INSTALLING);
     let swapped = view.store.write(marker, true).and_then(|()| {
+        crash_point("install:marker-written");
         let _exclusive = view.gate.write().unwrap_or_else(|p| p.into_inner());
         view.store.replace_with_files(&Cf::STATE_MACHINE, &files, last)
     });
+    crash_point("install:swapped");
     // After the gate is released (a mirror load holds the mirror's lock, then the gate), and
     // before the install is reported applied.
     view.instances.reset();
@@ -747,6 +775,224 @@ mod tests {
             batch.put(cf, k.as_bytes().to_vec(), v.as_bytes().to_vec());
         }
         store.write(batch, false).unwrap();
+    }
+
+    /// Where a crash test's child process finds its node (set only in the child).
+    const CRASH_DIR_ENV: &str = "ECSD_TEST_CRASH_DIR";
+    const SIGABRT: i32 = 6;
+
+    /// The steps of an install, in order, at whose ends the child dies, and whether the state
+    /// after a restart is the snapshot's (the swap had begun: the marker was written) or the old one.
+    const INSTALL_STEPS: [(&str, bool); 10] = [
+        ("install:received", false),
+        ("install:staged", false),
+        ("install:sst-written", false),
+        ("install:marker-written", true),
+        ("replace:wiped", true),
+        ("replace:ingested:sm_meta", true),
+        ("replace:ingested:sm_dedupe", true),
+        ("replace:ingested:ecs_data", true),
+        ("install:swapped", true),
+        ("install:renamed", true),
+    ];
+
+    /// A whole state: the rows of every state-machine family, and what `applied_state` reports.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Side {
+        rows: [Vec<(String, String)>; 3],
+        applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, NodeInfo>,
+    }
+
+    /// The rows of the state-machine families, as text (for readable failures).
+    fn state_rows(store: &Store) -> [Vec<(String, String)>; 3] {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Cf::STATE_MACHINE.map(|cf| rows(store, cf).iter().map(|(k, v)| (text(k), text(v))).collect())
+    }
+
+    fn membership_at(applied: LogId<NodeId>, ids: &[NodeId]) -> StoredMembership<NodeId, NodeInfo> {
+        let nodes: std::collections::BTreeMap<NodeId, NodeInfo> = ids
+            .iter()
+            .map(|id| {
+                let info = NodeInfo {
+                    rpc_addr: format!("10.0.0.{id}:7000"),
+                    api_addr: format!("10.0.0.{id}:8000"),
+                };
+                (*id, info)
+            })
+            .collect();
+        let voters = ids.iter().copied().collect();
+        StoredMembership::new(Some(applied), openraft::Membership::new(vec![voters], nodes))
+    }
+
+    /// Writes a whole state-machine state into `store`, as apply would have left it.
+    fn write_side(store: &Store, tag: &str, data: &[&str], applied: LogId<NodeId>, ids: &[NodeId]) -> Side {
+        let membership = membership_at(applied, ids);
+        let mut batch = Batch::default();
+        for key in data {
+            batch.put(Cf::Data, key.as_bytes().to_vec(), format!("{tag}-{key}").into_bytes());
+        }
+        batch.put(Cf::SmDedupe, format!("r/{tag}"), tag);
+        batch.put(Cf::SmDedupe, format!("t/{tag}"), "");
+        batch.put(Cf::SmMeta, [STATE_META_PREFIX, b"applied_ts"].concat(), tag);
+        batch.put(Cf::SmMeta, LAST_APPLIED, serde_json::to_vec(&Some(applied)).unwrap());
+        batch.put(Cf::SmMeta, MEMBERSHIP, serde_json::to_vec(&membership).unwrap());
+        store.write(batch, false).unwrap();
+        Side {
+            rows: state_rows(store),
+            applied: Some(applied),
+            membership,
+        }
+    }
+
+    /// Receives the snapshot file `source` the way openraft hands one over, and installs it.
+    fn receive_and_install(sm: &mut StateMachineStore, source: &Path, meta: &Meta) {
+        use tokio::io::AsyncWriteExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut file = sm.begin_receiving_snapshot().await.unwrap();
+            file.write_all(&fs::read(source).unwrap()).await.unwrap();
+            file.flush().await.unwrap();
+            sm.install_snapshot(meta, file).await.unwrap();
+        });
+    }
+
+    /// Checks that the node holds exactly `side`, with no install marker, no leftover file and
+    /// the side's snapshot as its current one.
+    fn assert_holds(store: &Store, sm: &mut StateMachineStore, snapshots: &Path, side: &Side, when: &str) {
+        assert_eq!(
+            state_rows(store),
+            side.rows,
+            "{when}: the state-machine families hold another state (or a mix)"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (applied, membership) = runtime.block_on(sm.applied_state()).unwrap();
+        assert_eq!(
+            (applied, membership),
+            (side.applied, side.membership.clone()),
+            "{when}: last_applied and membership"
+        );
+        assert_eq!(
+            *sm.applied.borrow(),
+            Applied {
+                upto: side.applied,
+                failed: false
+            },
+            "{when}: the purge gate"
+        );
+        assert_eq!(store.get(Cf::RaftMeta, INSTALLING).unwrap(), None, "{when}: marker");
+        assert_eq!(
+            rows(store, Cf::RaftLog),
+            vec![(b"log".to_vec(), b"kept".to_vec())],
+            "{when}: the log is not the state machine's"
+        );
+        let current = sm.current.lock().unwrap().clone();
+        let current = current.unwrap_or_else(|| panic!("{when}: no current snapshot"));
+        assert_eq!(
+            current.meta.last_log_id, side.applied,
+            "{when}: the current snapshot is not the state's"
+        );
+        let mut files: Vec<PathBuf> = fs::read_dir(snapshots).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        assert_eq!(
+            files,
+            vec![current.path],
+            "{when}: files left in the snapshot directory"
+        );
+    }
+
+    /// The child's side of the crash test: installs the prepared snapshot, and is expected to
+    /// abort at the step named by `CRASH_AT_ENV`.
+    fn install_in_crashing_child(dir: &Path) {
+        let store = Store::open(&dir.join("db")).unwrap();
+        let mut sm = StateMachineStore::open(store, &dir.join("snapshots")).unwrap();
+        let meta: Meta = serde_json::from_slice(&fs::read(dir.join("meta.json")).unwrap()).unwrap();
+        receive_and_install(&mut sm, &dir.join("source.snap"), &meta);
+    }
+
+    #[test]
+    fn a_crash_at_each_step_of_an_install_leaves_the_old_or_the_new_state_and_the_install_completes() {
+        if let Some(dir) = std::env::var_os(CRASH_DIR_ENV) {
+            install_in_crashing_child(Path::new(&dir));
+            return;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let log_id = |term, index| LogId::new(openraft::CommittedLeaderId::new(term, 1), index);
+        // The snapshot: another state, further on, with another membership. Key `a` is in both
+        // states with different values, so any mix of the two shows.
+        let source_dir = tempfile::tempdir().unwrap();
+        let source = Store::open(&source_dir.path().join("db")).unwrap();
+        let new_side = write_side(&source, "new", &["a", "b", "d"], log_id(3, 42), &[1, 2, 3, 4]);
+        let built = build_snapshot_file(&source, source_dir.path(), &Mutex::new(None)).unwrap();
+        let test_name = format!(
+            "{}::a_crash_at_each_step_of_an_install_leaves_the_old_or_the_new_state_and_the_install_completes",
+            module_path!().split_once("::").unwrap().1
+        );
+        for (step, swap_began) in INSTALL_STEPS {
+            // A node with its own state and a snapshot of it.
+            let dir = tempfile::tempdir().unwrap();
+            let snapshots = dir.path().join("snapshots");
+            let store = Store::open(&dir.path().join("db")).unwrap();
+            let old_side = write_side(&store, "old", &["a", "c", "z"], log_id(1, 10), &[1, 2, 3]);
+            put_all(&store, Cf::RaftLog, &[("log", "kept")]);
+            let sm = StateMachineStore::open(store.clone(), &snapshots).unwrap();
+            build_snapshot_file(&store, &snapshots, &sm.current).unwrap();
+            drop(sm);
+            drop(store);
+            fs::copy(&built.path, dir.path().join("source.snap")).unwrap();
+            fs::write(dir.path().join("meta.json"), serde_json::to_vec(&built.meta).unwrap()).unwrap();
+
+            // The child process installs it and dies (SIGABRT, no unwinding, no cleanup) at the step.
+            let child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([test_name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+                .env(CRASH_DIR_ENV, dir.path())
+                .env(crate::storage::CRASH_AT_ENV, step)
+                .output()
+                .unwrap();
+            assert_eq!(
+                child.status.signal(),
+                Some(SIGABRT),
+                "{step}: the child did not die at the step: {:?}\n{}{}",
+                child.status,
+                String::from_utf8_lossy(&child.stdout),
+                String::from_utf8_lossy(&child.stderr)
+            );
+
+            // The restart finds the old state whole or the new one whole (redoing the swap).
+            let store = Store::open(&dir.path().join("db")).unwrap();
+            let mut sm = StateMachineStore::open(store.clone(), &snapshots).unwrap();
+            let expected = if swap_began { &new_side } else { &old_side };
+            assert_holds(
+                &store,
+                &mut sm,
+                &snapshots,
+                expected,
+                &format!("{step}: after the restart"),
+            );
+            if !swap_began {
+                // The leader sends the snapshot again: this time the install completes.
+                receive_and_install(&mut sm, &dir.path().join("source.snap"), &built.meta);
+                assert_holds(
+                    &store,
+                    &mut sm,
+                    &snapshots,
+                    &new_side,
+                    &format!("{step}: after a new install"),
+                );
+            }
+            drop(sm);
+            let mut sm = StateMachineStore::open(store.clone(), &snapshots).unwrap();
+            assert_holds(
+                &store,
+                &mut sm,
+                &snapshots,
+                &new_side,
+                &format!("{step}: after another restart"),
+            );
+        }
     }
 
     #[test]

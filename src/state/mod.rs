@@ -897,6 +897,70 @@ mod tests {
     }
 
     #[test]
+    fn a_dedupe_backlog_larger_than_one_purge_batch_is_purged_over_several_batches() {
+        let backlog = 2 * DEDUPE_PURGE_PER_BATCH + 50;
+        let mut kv = MemKv::default();
+        // A backlog of records from one busy millisecond long ago, then some from a day later.
+        let old: Vec<Proposal> = (0..backlog)
+            .map(|i| proposal(&format!("old-{i:04}"), 1000, Command::Noop))
+            .collect();
+        kv.apply(Batch(old));
+        let recent_ts = 1000 + DEDUPE_TTL_MS;
+        let recent: Vec<Proposal> = (0..10)
+            .map(|i| proposal(&format!("recent-{i}"), recent_ts, Command::Noop))
+            .collect();
+        kv.apply(Batch(recent));
+        let count = |kv: &MemKv, prefix: &str| {
+            let (records, index) = (format!("r/{prefix}"), format!("/{prefix}"));
+            let rows = kv.scan(Space::Dedupe, b"", b"~", usize::MAX).unwrap();
+            let records = rows.iter().filter(|(k, _)| k.starts_with(records.as_bytes())).count();
+            let index = rows
+                .iter()
+                .filter(|(k, _)| k.starts_with(b"t/") && k.windows(index.len()).any(|w| w == index.as_bytes()))
+                .count();
+            (records, index)
+        };
+        assert_eq!(count(&kv, "old-"), (backlog, backlog));
+        assert_eq!(count(&kv, "recent-"), (10, 10));
+
+        // Now the old records are past the TTL and the recent ones are not. One batch purges at
+        // most one purge batch of them, oldest (then smallest request id) first.
+        let now = recent_ts + 1;
+        kv.apply(Batch(vec![proposal("tick-0", now, Command::Noop)]));
+        let left = backlog - DEDUPE_PURGE_PER_BATCH;
+        assert_eq!(count(&kv, "old-"), (left, left));
+        assert!(kv.get(Space::Dedupe, b"r/old-0000").unwrap().is_none());
+        let first_left = format!("r/old-{DEDUPE_PURGE_PER_BATCH:04}");
+        assert!(kv.get(Space::Dedupe, first_left.as_bytes()).unwrap().is_some());
+
+        // Several entries applied in one transaction (as a follower catching up applies them)
+        // each purge a batch more: the second sees the first's deletions.
+        let writes = {
+            let mut txn = Txn::new(&kv);
+            for i in 1..=2 {
+                let tick = Batch(vec![proposal(&format!("tick-{i}"), now, Command::Noop)]);
+                apply_batch(&mut txn, &tick, 1).unwrap();
+            }
+            txn.into_writes()
+        };
+        for ((space, key), value) in writes {
+            match value {
+                Some(v) => kv.0.insert((space, key), v),
+                None => kv.0.remove(&(space, key)),
+            };
+        }
+        // Every expired record is gone, with its index entry; none of the unexpired ones is.
+        assert_eq!(count(&kv, "old-"), (0, 0));
+        assert_eq!(count(&kv, "recent-"), (10, 10));
+        assert_eq!(count(&kv, "tick-"), (3, 3));
+        // A purged request id applies again; a recent one is still deduplicated.
+        let again = kv.apply(Batch(vec![create("old-0001", "purged"), create("recent-0", "kept")]));
+        assert!(matches!(&again[0], Outcome::Cluster(c) if c.name == "purged"));
+        assert_eq!(again[1], Outcome::Done);
+        assert!(get_cluster(&kv, "kept").unwrap().is_none());
+    }
+
+    #[test]
     fn a_leader_decision_applies_only_in_its_own_term() {
         let mut kv = MemKv::default();
         let decision = |id: &str, term: u64, name: &str| {

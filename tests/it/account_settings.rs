@@ -123,3 +123,206 @@ async fn account_settings_inherit_from_the_root_user() {
     }
     cluster.shutdown().await;
 }
+
+const BOB: &str = "arn:aws:iam::000000000000:role/bob";
+
+/// `{name: value}` of a ListAccountSettings reply, checking that every setting is `principal`'s.
+fn settings_of(body: &serde_json::Value, principal: &str) -> std::collections::BTreeMap<String, String> {
+    body["settings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no settings: {body}"))
+        .iter()
+        .map(|s| {
+            assert_eq!(s["principalArn"], principal, "{body}");
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_elses_default() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "acct"})).await;
+    let containers = json!([{"name": "web", "image": "nginx", "memory": 64}]);
+    cluster
+        .ok(
+            2,
+            "RegisterTaskDefinition",
+            json!({"family": "web", "containerDefinitions": containers}),
+        )
+        .await;
+    // Requests are the root user's: its effective serviceLongArnFormat decides a new service's ARN.
+    let service_arn = |name: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let body = json!({"cluster": "acct", "serviceName": name, "taskDefinition": "web", "desiredCount": 0});
+            let reply = cluster.ok(3, "CreateService", body).await;
+            reply["service"]["serviceArn"].as_str().unwrap().to_string()
+        }
+    };
+    let explicit = |principal: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let body = cluster
+                .ok(1, "ListAccountSettings", json!({"principalArn": principal}))
+                .await;
+            settings_of(&body, principal)
+        }
+    };
+    let effective = |principal: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let body = cluster
+                .ok(
+                    2,
+                    "ListAccountSettings",
+                    json!({"principalArn": principal, "effectiveSettings": true}),
+                )
+                .await;
+            settings_of(&body, principal)
+        }
+    };
+    let all = |service: &str, task: &str| {
+        map(&[
+            ("containerInstanceLongArnFormat", "DISABLED"),
+            ("serviceLongArnFormat", service),
+            ("taskLongArnFormat", task),
+        ])
+    };
+
+    tracing::info!("--- a user's own setting is stored for that user");
+    let reply = cluster
+        .ok(
+            2,
+            "PutAccountSetting",
+            json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER}),
+        )
+        .await;
+    assert_eq!(
+        reply["setting"],
+        json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER})
+    );
+    assert_eq!(explicit(USER).await, map(&[("serviceLongArnFormat", "ENABLED")]));
+    assert_eq!(effective(USER).await, all("ENABLED", "DISABLED"));
+
+    tracing::info!("--- it is not the root user's, nor anyone else's");
+    assert_eq!(explicit(ROOT).await, map(&[]));
+    let (_, body) = cluster.ecs(3, "ListAccountSettings", json!({})).await;
+    assert_eq!(settings_of(&body, ROOT), map(&[]));
+    assert_eq!(effective(ROOT).await, all("DISABLED", "DISABLED"));
+    assert_eq!(effective(BOB).await, all("DISABLED", "DISABLED"));
+    // The caller is the root user: its services keep the short ARN format.
+    let before = service_arn("before").await;
+    assert!(before.ends_with(":service/before"), "{before}");
+
+    tracing::info!("--- the root user's value is the default of every principal without its own");
+    let reply = cluster
+        .ok(
+            3,
+            "PutAccountSetting",
+            json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": ROOT}),
+        )
+        .await;
+    assert_eq!(reply["setting"]["principalArn"], ROOT);
+    cluster
+        .ok(
+            1,
+            "PutAccountSetting",
+            json!({"name": "taskLongArnFormat", "value": "ENABLED"}),
+        )
+        .await;
+    assert_eq!(
+        explicit(ROOT).await,
+        map(&[("serviceLongArnFormat", "ENABLED"), ("taskLongArnFormat", "ENABLED")])
+    );
+    assert_eq!(effective(ROOT).await, all("ENABLED", "ENABLED"));
+    assert_eq!(effective(BOB).await, all("ENABLED", "ENABLED"));
+    assert_eq!(effective(USER).await, all("ENABLED", "ENABLED"));
+    // The user still has only its own value explicitly.
+    assert_eq!(explicit(USER).await, map(&[("serviceLongArnFormat", "ENABLED")]));
+    let after = service_arn("after").await;
+    assert!(after.ends_with(":service/acct/after"), "{after}");
+
+    tracing::info!("--- a principal's own value wins over the default, for it alone");
+    cluster
+        .ok(
+            2,
+            "PutAccountSetting",
+            json!({"name": "serviceLongArnFormat", "value": "DISABLED", "principalArn": USER}),
+        )
+        .await;
+    cluster
+        .ok(
+            3,
+            "PutAccountSetting",
+            json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": BOB}),
+        )
+        .await;
+    assert_eq!(effective(USER).await, all("DISABLED", "ENABLED"));
+    assert_eq!(effective(BOB).await, all("ENABLED", "DISABLED"));
+    assert_eq!(effective(ROOT).await, all("ENABLED", "ENABLED"));
+    let (_, body) = cluster
+        .ecs(
+            1,
+            "ListAccountSettings",
+            json!({"principalArn": USER, "effectiveSettings": true, "name": "serviceLongArnFormat", "value": "DISABLED"}),
+        )
+        .await;
+    assert_eq!(settings_of(&body, USER), map(&[("serviceLongArnFormat", "DISABLED")]));
+    let third = service_arn("third").await;
+    assert!(third.ends_with(":service/acct/third"), "{third}");
+
+    tracing::info!("--- deleting a principal's value returns it to the default, and only it");
+    let reply = cluster
+        .ok(
+            1,
+            "DeleteAccountSetting",
+            json!({"name": "serviceLongArnFormat", "principalArn": USER}),
+        )
+        .await;
+    assert_eq!(
+        reply["setting"],
+        json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER})
+    );
+    assert_eq!(explicit(USER).await, map(&[]));
+    assert_eq!(effective(USER).await, all("ENABLED", "ENABLED"));
+    assert_eq!(effective(BOB).await, all("ENABLED", "DISABLED"));
+    assert_eq!(explicit(BOB).await, map(&[("taskLongArnFormat", "DISABLED")]));
+
+    tracing::info!("--- a default changed later reaches the principals without their own value");
+    let reply = cluster
+        .ok(2, "DeleteAccountSetting", json!({"name": "serviceLongArnFormat"}))
+        .await;
+    assert_eq!(
+        reply["setting"],
+        json!({"name": "serviceLongArnFormat", "value": "DISABLED", "principalArn": ROOT})
+    );
+    cluster
+        .ok(
+            3,
+            "PutAccountSetting",
+            json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": ROOT}),
+        )
+        .await;
+    cluster
+        .ok(
+            1,
+            "PutAccountSetting",
+            json!({"name": "taskLongArnFormat", "value": "ENABLED", "principalArn": BOB}),
+        )
+        .await;
+    assert_eq!(effective(USER).await, all("DISABLED", "DISABLED"));
+    assert_eq!(effective(BOB).await, all("DISABLED", "ENABLED"));
+    assert_eq!(effective(ROOT).await, all("DISABLED", "DISABLED"));
+    let last = service_arn("last").await;
+    assert!(last.ends_with(":service/last"), "{last}");
+    cluster.shutdown().await;
+}

@@ -12,6 +12,7 @@ mod harness;
 mod leadership;
 mod malformed;
 mod membership;
+mod page_tokens;
 mod processes;
 mod racing;
 mod replication;
