@@ -297,7 +297,8 @@ async fn docker_agent_runs_real_containers() {
     let docker = match ecsd::agent::docker::connect().await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("SKIPPED docker_agent_runs_real_containers: no Docker Engine reachable ({e})");
+            let reason = format!("no Docker Engine reachable ({e})");
+            crate::harness::skip("docker_agent_runs_real_containers", "ECSD_REQUIRE_DOCKER", &reason);
             return;
         }
     };

@@ -292,3 +292,14 @@ pub fn strings(value: &Value) -> Vec<String> {
         .map(|a| a.as_str().expect("a string").to_string())
         .collect()
 }
+
+/// Skips the calling test `test` because of `reason`, visibly: libtest captures `eprintln!`, so
+/// the line is written to the process's stderr directly. With `require_var=1` in the
+/// environment the skip is a failure instead (for machines where the test must run).
+pub fn skip(test: &str, require_var: &str, reason: &str) {
+    if std::env::var(require_var).is_ok_and(|v| v == "1") {
+        panic!("{test} cannot run: {reason}; {require_var}=1 requires it to run");
+    }
+    let line = format!("SKIPPED {test}: {reason} (set {require_var}=1 to fail instead)\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
