@@ -339,8 +339,8 @@ async fn a_deployment_completes_under_a_new_leader() {
         .then_some(())
     })
     .await;
-    tracing::info!(leader, "--- killing the leader mid-deployment");
-    cluster.stop(leader).await;
+    tracing::info!("--- killing the leader mid-deployment");
+    let leader = cluster.stop_leader().await;
     let survivor = cluster.other_than(leader);
     let s = wait_for("the deployment to complete under the new leader", LONG, || async {
         let s = describe(&cluster, survivor, "dp", "api").await;

@@ -169,6 +169,40 @@ impl TestCluster {
         .await
     }
 
+    /// The leader and its term, confirmed: every running node names it in the same term, and it
+    /// reports itself that it leads that term.
+    pub async fn leader_and_term(&self) -> (u64, u64) {
+        wait_for("an agreed leader and term", Duration::from_secs(30), || async {
+            let reports: Vec<_> = self.nodes.values().map(|n| n.raft.handle().local_report()).collect();
+            let (leader, term) = (reports.first()?.leader?, reports.first()?.term);
+            let agreed = reports.iter().all(|r| r.leader == Some(leader) && r.term == term);
+            let own = self.nodes.get(&leader)?.raft.handle().local_report();
+            (agreed && own.state == "leader" && own.term == term).then_some((leader, term))
+        })
+        .await
+    }
+
+    /// Stops the leader, confirmed as [`TestCluster::leader_and_term`] does and once more by its
+    /// own report just before the stop, then waits until the others elect a new leader in a
+    /// higher term. Returns the stopped node.
+    pub async fn stop_leader(&mut self) -> u64 {
+        let (old, term) = loop {
+            let (leader, term) = self.leader_and_term().await;
+            let own = self.nodes[&leader].raft.handle().local_report();
+            if own.state == "leader" && own.term == term {
+                break (leader, term);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.stop(old).await;
+        let (new, new_term) = self.leader_and_term().await;
+        assert!(
+            new != old && new_term > term,
+            "after stopping leader {old} of term {term}: leader {new} in term {new_term}"
+        );
+        old
+    }
+
     /// Some running node other than `not`.
     pub fn other_than(&self, not: u64) -> u64 {
         *self.nodes.keys().find(|id| **id != not).expect("another node")

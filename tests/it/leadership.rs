@@ -66,7 +66,7 @@ async fn leader_loops_run_on_one_node_at_a_time() {
         }
 
         tracing::info!(round, "--- stop the leader; its loops stop before a successor's start");
-        cluster.stop(leader).await;
+        let leader = cluster.stop_leader().await;
         let (status, _) = cluster
             .ecs(cluster.other_than(leader), "CreateCluster", json!({"clusterName": "x"}))
             .await;
@@ -88,7 +88,7 @@ async fn leader_loops_run_on_one_node_at_a_time() {
 }
 
 async fn wait_for_loops(cluster: &TestCluster, leader: u64) {
-    wait_for("the leader's loops to start", Duration::from_secs(10), || async {
+    wait_for("the leader's loops to start", Duration::from_secs(30), || async {
         cluster.nodes[&leader]
             .raft
             .handle()

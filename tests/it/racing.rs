@@ -153,7 +153,7 @@ async fn racing_run_tasks_through_a_leader_change_never_over_commit() {
     tracing::info!("--- phase 1: 8 RunTasks under a stable leader");
     gate.add_permits(8);
     wait_for("phase 1 answered", Duration::from_secs(60), finished_at_least(8)).await;
-    let old_leader = cluster.leader().await;
+    let (old_leader, old_term) = cluster.leader_and_term().await;
 
     tracing::info!(
         old_leader,
@@ -173,9 +173,12 @@ async fn racing_run_tasks_through_a_leader_change_never_over_commit() {
 
     tracing::info!("--- phase 3: 6 RunTasks sent while the old leader goes away, through the election");
     gate.add_permits(6);
-    let new_leader = cluster.leader().await;
+    let (new_leader, new_term) = cluster.leader_and_term().await;
     let elected = Instant::now();
-    assert_ne!(new_leader, old_leader);
+    assert!(
+        new_leader != old_leader && new_term > old_term,
+        "after leader {old_leader} of term {old_term}: leader {new_leader} in term {new_term}"
+    );
     shutdown.await.unwrap();
 
     tracing::info!(

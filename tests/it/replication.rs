@@ -49,8 +49,8 @@ async fn writes_survive_leader_loss_and_restarts() {
     }
 
     tracing::info!("--- stop the leader; a new leader takes writes through every surviving node");
+    let leader = cluster.stop_leader().await;
     {
-        cluster.stop(leader).await;
         let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
         for (i, id) in survivors.iter().enumerate() {
             let (status, body) = cluster
