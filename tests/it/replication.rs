@@ -151,17 +151,25 @@ async fn a_node_that_missed_purged_log_catches_up_by_snapshot() {
     cluster.shutdown().await;
 }
 
+/// The ARN of the only task of a RunTask reply.
+fn only_task(reply: &serde_json::Value) -> String {
+    assert_eq!(reply["failures"], json!([]), "{reply}");
+    let tasks = reply["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{reply}");
+    tasks[0]["taskArn"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_forwarded_request_applies_once() {
-    let cluster = TestCluster::start(3, |_| {}).await;
-    let leader = cluster.leader().await;
-    let follower = cluster.other_than(leader);
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let (old, old_term) = cluster.leader_and_term().await;
+    let follower = cluster.other_than(old);
     let handle = cluster.nodes[&follower].raft.handle().clone();
-    let (status, _) = cluster
-        .ecs(follower, "CreateCluster", json!({"clusterName": "svc"}))
+    cluster
+        .ok(follower, "CreateCluster", json!({"clusterName": "svc"}))
         .await;
-    assert_eq!(status, 200);
 
+    tracing::info!("--- a write forwarded by a follower applies under the leader");
     let delete = Batch(vec![Proposal {
         request_id: "retry-me".into(),
         ts_ms: ecsd::api::now_ms(),
@@ -173,17 +181,79 @@ async fn a_retried_forwarded_request_applies_once() {
         .unwrap();
     assert!(matches!(&first.0[0], Outcome::Cluster(c) if c.status == ecsd::model::ClusterStatus::Inactive));
 
-    // The cluster is created again; a retry of the old delete must not delete it a second time.
-    let (status, _) = cluster
-        .ecs(follower, "CreateCluster", json!({"clusterName": "svc"}))
+    tracing::info!("--- the cluster is created again; a retry of the old delete must not delete it again");
+    cluster
+        .ok(follower, "CreateCluster", json!({"clusterName": "svc"}))
         .await;
-    assert_eq!(status, 200);
-    let retried = handle.submit_batch(delete, tokio::time::Instant::now()).await.unwrap();
+    let retried = handle
+        .submit_batch(delete.clone(), tokio::time::Instant::now())
+        .await
+        .unwrap();
     assert_eq!(first, retried);
-    let (_, body) = cluster
-        .ecs(leader, "DescribeClusters", json!({"clusters": ["svc"]}))
-        .await;
+    let body = cluster.ok(old, "DescribeClusters", json!({"clusters": ["svc"]})).await;
     assert_eq!(body["clusters"][0]["status"], "ACTIVE");
+
+    tracing::info!("--- RunTask with a clientToken through a follower: forwarded to the leader's API");
+    cluster
+        .ok(
+            follower,
+            "RegisterContainerInstance",
+            json!({"cluster": "svc", "instanceIdentityDocument": "{\"instanceId\": \"i-once\"}",
+                   "totalResources": [{"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                                      {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]}),
+        )
+        .await;
+    cluster
+        .ok(
+            follower,
+            "RegisterTaskDefinition",
+            json!({"family": "once", "containerDefinitions": [{"name": "c", "image": "x", "memory": 64}]}),
+        )
+        .await;
+    let run = json!({"cluster": "svc", "taskDefinition": "once", "clientToken": "once-token"});
+    let first_task = only_task(&cluster.ok(follower, "RunTask", run.clone()).await);
+    // And one as a follower forwards it: the follower's request id in `x-ecsd-forwarded`.
+    let forwarded_id = uuid::Uuid::new_v4().to_string();
+    let forwarded = [("x-ecsd-forwarded", forwarded_id.as_str())];
+    let plain = json!({"cluster": "svc", "taskDefinition": "once"});
+    let (status, reply) = ecs_call(&cluster.http, &cluster.url(old), "RunTask", plain.clone(), &forwarded).await;
+    assert_eq!(status, 200, "{reply}");
+    let forwarded_task = only_task(&reply);
+
+    tracing::info!(old, "--- the leader goes away; a new one is elected");
+    cluster.stop(old).await;
+    let (new, new_term) = cluster.leader_and_term().await;
+    assert!(new != old && new_term > old_term, "{new} in term {new_term}");
+    let via = cluster.other_than(new);
+    assert_eq!(cluster.nodes[&via].raft.handle().current_leader(), Some(new));
+    let via_handle = cluster.nodes[&via].raft.handle().clone();
+
+    tracing::info!(
+        new,
+        via,
+        "--- the same retries, through a follower, reach the new leader and apply once"
+    );
+    let retried = via_handle
+        .submit_batch(delete, tokio::time::Instant::now())
+        .await
+        .unwrap();
+    assert_eq!(first, retried, "the retry at the new leader returns the first outcome");
+    let body = cluster.ok(new, "DescribeClusters", json!({"clusters": ["svc"]})).await;
+    assert_eq!(body["clusters"][0]["status"], "ACTIVE", "the delete applied twice");
+    let again = only_task(&cluster.ok(via, "RunTask", run).await);
+    assert_eq!(
+        again, first_task,
+        "the RunTask retry at the new leader launched another task"
+    );
+    let (status, reply) = ecs_call(&cluster.http, &cluster.url(new), "RunTask", plain, &forwarded).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(only_task(&reply), forwarded_task, "the forwarded RunTask applied twice");
+    let tasks = cluster.ok(via, "ListTasks", json!({"cluster": "svc"})).await;
+    let mut listed = crate::harness::strings(&tasks["taskArns"]);
+    listed.sort();
+    let mut expected = vec![first_task, forwarded_task];
+    expected.sort();
+    assert_eq!(listed, expected, "exactly the two tasks, once each");
     cluster.shutdown().await;
 }
 
