@@ -2,8 +2,9 @@
 //! of writes loses no acknowledged write.
 
 use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,29 @@ use serde_json::{json, Value};
 
 use crate::harness::{list_cluster_names, wait_for};
 
+/// A child process that is killed and reaped when dropped, also when the test panics, so a
+/// failed test leaves no `ecsd` or `ecs-agent` running into the rest of the run.
+struct Guarded(Child);
+
+impl Guarded {
+    /// `kill -9`, asserting that the process was still running (it dies of SIGKILL), and reaps it.
+    fn kill_9(&mut self) -> ExitStatus {
+        self.0.kill().expect("kill -9");
+        let status = self.0.wait().expect("reap the killed process");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "it had already exited: {status}");
+        status
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Proc {
-    child: Child,
+    child: Guarded,
     config: PathBuf,
 }
 
@@ -24,16 +46,17 @@ fn write_config(path: &Path, id: u64, data_dir: &Path, api: &str, raft: &str, bo
     std::fs::write(path, text).unwrap();
 }
 
-fn spawn(config: &Path, log: &Path) -> Child {
+fn spawn(config: &Path, log: &Path) -> Guarded {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ecsd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ecsd"))
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "ecsd=info,openraft=error")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("spawn ecsd")
+        .expect("spawn ecsd");
+    Guarded(child)
 }
 
 /// The addresses a node bound (it writes them once listening).
@@ -53,6 +76,62 @@ async fn addresses(data_dir: &Path) -> (String, String) {
 async fn cluster_status(http: &reqwest::Client, api: &str) -> Option<Value> {
     let response = http.get(format!("http://{api}/cluster/status")).send().await.ok()?;
     response.json().await.ok()
+}
+
+/// The leader of the three nodes (node `i + 1` serves `apis[i]`) and its term, confirmed rather
+/// than read from one node's possibly stale view: the node itself reports that it leads in term
+/// T, no node reports a term above T, and a majority of the three (each asked directly, about
+/// its own view) name it as the leader of T. Nodes in `dead` are not asked.
+async fn confirmed_leader(http: &reqwest::Client, apis: &[String], dead: &[u64]) -> Option<(u64, u64)> {
+    let mut views = Vec::new(); // (node, its term, the leader it names in that term)
+    let mut top_term = 0;
+    let mut leading = None; // (node, term) of a node that reports itself leader
+    for (i, api) in apis.iter().enumerate() {
+        let id = i as u64 + 1;
+        if dead.contains(&id) {
+            continue;
+        }
+        let Some(status) = cluster_status(http, api).await else {
+            continue;
+        };
+        for m in status["members"].as_array()? {
+            top_term = top_term.max(m["term"].as_u64().unwrap_or(0));
+        }
+        let own = status["members"].as_array()?.iter().find(|m| m["id"] == id)?.clone();
+        let term = own["term"].as_u64()?;
+        if own["role"] == "leader" {
+            leading = Some((id, term));
+        }
+        if status["term"].as_u64() == Some(term) {
+            views.push((id, term, status["leader"].as_u64()));
+        }
+    }
+    let (leader, term) = leading?;
+    let naming = views.iter().filter(|v| v.1 == term && v.2 == Some(leader)).count();
+    (term == top_term && naming > apis.len() / 2).then_some((leader, term))
+}
+
+/// `kill -9` of the leader, confirmed just before (see [`confirmed_leader`]). Returns the
+/// killed node's id and the term it led.
+async fn kill_9_the_leader(http: &reqwest::Client, apis: &[String], procs: &mut [Proc]) -> (u64, u64) {
+    let (leader, term) = wait_for("a confirmed leader", Duration::from_secs(30), || {
+        confirmed_leader(http, apis, &[])
+    })
+    .await;
+    tracing::info!(leader, term, "--- kill -9 the leader");
+    procs[(leader - 1) as usize].child.kill_9();
+    (leader, term)
+}
+
+/// Waits until the nodes other than `killed` confirm a new leader in a term above `term`.
+async fn wait_new_leader(http: &reqwest::Client, apis: &[String], killed: u64, term: u64) {
+    let (new, new_term) = wait_for("a new leader in a higher term", Duration::from_secs(60), || async {
+        confirmed_leader(http, apis, &[killed])
+            .await
+            .filter(|(l, t)| *l != killed && *t > term)
+    })
+    .await;
+    tracing::info!(new, new_term, "a new leader");
 }
 
 /// Three `ecsd serve` processes on OS-chosen ports: node 1 bootstraps, 2 and 3 join.
@@ -139,15 +218,10 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     })
     .await;
 
-    tracing::info!("--- kill -9 the leader");
-    let leader = wait_for("a leader", Duration::from_secs(10), || async {
-        cluster_status(&http, &apis[0]).await?["leader"].as_u64()
-    })
-    .await;
+    let (leader, term) = kill_9_the_leader(&http, &apis, &mut procs).await;
     let victim = (leader - 1) as usize;
-    procs[victim].child.kill().unwrap();
-    procs[victim].child.wait().unwrap();
     *killed_at.lock().unwrap() = Some(Instant::now());
+    wait_new_leader(&http, &apis, leader, term).await;
     let acked_before_kill = acked.lock().unwrap().len();
     wait_for("writes to resume after the kill", Duration::from_secs(30), || async {
         (acked.lock().unwrap().len() >= acked_before_kill + 50).then_some(())
@@ -197,11 +271,6 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
         .map(|m| m["applied_index"].as_u64())
         .collect();
     assert!(applied.iter().all(Option::is_some), "{status}");
-
-    for p in &mut procs {
-        let _ = p.child.kill();
-        let _ = p.child.wait();
-    }
 }
 
 async fn ecs(http: &reqwest::Client, api: &str, action: &str, body: Value) -> Option<Value> {
@@ -309,13 +378,9 @@ async fn kill_9_of_the_leader_during_run_task_load_never_over_commits() {
     wait_for("RunTasks answered", Duration::from_secs(30), answered_at_least(20)).await;
 
     tracing::info!("--- kill -9 the leader under load, then restart it");
-    let leader = wait_for("a leader", Duration::from_secs(10), || async {
-        cluster_status(&http, &apis[0]).await?["leader"].as_u64()
-    })
-    .await;
+    let (leader, term) = kill_9_the_leader(&http, &apis, &mut procs).await;
     let victim = (leader - 1) as usize;
-    procs[victim].child.kill().unwrap();
-    procs[victim].child.wait().unwrap();
+    wait_new_leader(&http, &apis, leader, term).await;
     let before = answered.load(std::sync::atomic::Ordering::SeqCst);
     wait_for(
         "RunTasks answered after the kill",
@@ -383,10 +448,6 @@ async fn kill_9_of_the_leader_during_run_task_load_never_over_commits() {
         );
         assert!(ports <= 1, "{arn}: host port 1 held by {ports} tasks");
     }
-    for p in &mut procs {
-        let _ = p.child.kill();
-        let _ = p.child.wait();
-    }
 }
 
 /// The service of `name` in cluster `dp`, read from `api`.
@@ -414,7 +475,7 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
     tracing::info!("--- four simulated instances in one ecs-agent process");
     let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
     let endpoints: Vec<String> = apis.iter().map(|a| format!("http://{a}")).collect();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
+    let _agent = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
         .args([
             "--runtime",
             "sim",
@@ -433,6 +494,7 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Guarded)
         .expect("spawn ecs-agent");
     wait_for("four instances", Duration::from_secs(30), || async {
         let l = ecs(&http, &apis[0], "ListContainerInstances", json!({"cluster": "dp"})).await?;
@@ -497,13 +559,9 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
         (d.len() == 2 && d[0]["pendingCount"].as_i64()? + d[0]["runningCount"].as_i64()? > 0).then_some(())
     })
     .await;
-    let leader = wait_for("a leader", Duration::from_secs(10), || async {
-        cluster_status(&http, &apis[0]).await?["leader"].as_u64()
-    })
-    .await;
+    let (leader, term) = kill_9_the_leader(&http, &apis, &mut procs).await;
     let victim = (leader - 1) as usize;
-    procs[victim].child.kill().unwrap();
-    procs[victim].child.wait().unwrap();
+    wait_new_leader(&http, &apis, leader, term).await;
     let survivors: Vec<String> = apis
         .iter()
         .enumerate()
@@ -537,11 +595,5 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
     for t in d["tasks"].as_array().unwrap() {
         assert_eq!(t["lastStatus"], "RUNNING", "{t}");
         assert!(t["taskDefinitionArn"].as_str().unwrap().ends_with("roll:2"), "{t}");
-    }
-    let _ = agent.kill();
-    let _ = agent.wait();
-    for p in &mut procs {
-        let _ = p.child.kill();
-        let _ = p.child.wait();
     }
 }
