@@ -1,5 +1,6 @@
 //! Nodes as separate OS processes of the real binary: `kill -9` of the leader during a stream
-//! of writes loses no acknowledged write.
+//! of writes loses no acknowledged write. And the real `ecs-agent` with the process runtime,
+//! killed and restarted.
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{list_cluster_names, wait_for};
+use crate::harness::{list_cluster_names, wait_for, TestCluster};
 
 /// A child process that is killed and reaped when dropped, also when the test panics, so a
 /// failed test leaves no `ecsd` or `ecs-agent` running into the rest of the run.
@@ -23,6 +24,10 @@ impl Guarded {
         let status = self.0.wait().expect("reap the killed process");
         assert_eq!(status.signal(), Some(libc::SIGKILL), "it had already exited: {status}");
         status
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
     }
 }
 
@@ -596,4 +601,181 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
         assert_eq!(t["lastStatus"], "RUNNING", "{t}");
         assert!(t["taskDefinitionArn"].as_str().unwrap().ends_with("roll:2"), "{t}");
     }
+}
+
+/// A real `ecs-agent` with the process runtime: instance `i-restart` of cluster `pa`, which
+/// keeps its container instance ARN in `state` (so a restart is the same instance).
+fn spawn_process_agent(cluster: &TestCluster, state: &Path, logs: &Path, log: &Path) -> Guarded {
+    let endpoints: Vec<String> = (1..=3).map(|id| cluster.url(id)).collect();
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
+        .args(["--runtime", "process", "--cluster", "pa", "--instance-id", "i-restart"])
+        .args(["--cpu", "1024", "--memory", "1024", "--heartbeat-ms", "200"])
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--log-dir")
+        .arg(logs)
+        .arg("--endpoint")
+        .arg(endpoints.join(","))
+        .env("RUST_LOG", "ecsd=info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Guarded)
+        .expect("spawn ecs-agent")
+}
+
+/// (parent pid, command line) of a live process; `None` once it is gone or a zombie.
+fn process(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();
+    Some((ppid, cmdline))
+}
+
+/// The live children of `parent`, with their command lines.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((ppid, cmdline)) = process(pid) {
+            if ppid == parent {
+                found.push((pid, cmdline));
+            }
+        }
+    }
+    found
+}
+
+/// The pid of a process-runtime task's container, from its `runtimeId` (`pid-<n>`).
+fn task_pid(task: &Value) -> u32 {
+    task["containers"][0]["runtimeId"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("pid-"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no process runtime id: {task}"))
+}
+
+/// The process runtime does not adopt processes across an agent restart: its containers die
+/// with the agent (parent-death signal), and the restarted agent, the same container instance,
+/// starts the tasks still meant to run afresh and reports STOPPED those stopped meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_process_agent_runs_its_tasks_afresh_and_stops_those_stopped_meanwhile() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.leader().await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "pa"})).await;
+    cluster
+        .ok(
+            2,
+            "RegisterTaskDefinition",
+            json!({"family": "sleeper", "containerDefinitions": [{
+                "name": "main", "image": "busybox", "memory": 64, "command": ["sleep", "300"], "stopTimeout": 2
+            }]}),
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, logs) = (dir.path().join("state"), dir.path().join("logs"));
+    let mut agent = spawn_process_agent(&cluster, &state, &logs, &dir.path().join("agent-1.log"));
+    let instance = wait_for("the agent registered", Duration::from_secs(30), || async {
+        let l = cluster.ok(3, "ListContainerInstances", json!({"cluster": "pa"})).await;
+        l["containerInstanceArns"].as_array()?.first().cloned()
+    })
+    .await;
+    let describe = |arn: String| {
+        let cluster = &cluster;
+        async move {
+            let d = cluster
+                .ok(2, "DescribeTasks", json!({"cluster": "pa", "tasks": [arn]}))
+                .await;
+            d["tasks"][0].clone()
+        }
+    };
+    let wait_status = |arn: String, status: &'static str| async move {
+        wait_for(&format!("task {arn} {status}"), Duration::from_secs(30), || async {
+            Some(describe(arn.clone()).await).filter(|t| t["lastStatus"] == status)
+        })
+        .await
+    };
+
+    tracing::info!("--- two tasks run as children of the agent");
+    let run = cluster
+        .ok(
+            1,
+            "RunTask",
+            json!({"cluster": "pa", "taskDefinition": "sleeper", "count": 2}),
+        )
+        .await;
+    assert_eq!(run["failures"], json!([]), "{run}");
+    let arns: Vec<String> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
+    let (kept, stopped) = (arns[0].clone(), arns[1].clone());
+    let mut old_pids = Vec::new();
+    for arn in &arns {
+        let pid = task_pid(&wait_status(arn.clone(), "RUNNING").await);
+        let (ppid, cmdline) = process(pid).expect("the task's process runs");
+        assert_eq!((ppid, cmdline.as_str()), (agent.pid(), "sleep 300"), "pid {pid}");
+        old_pids.push(pid);
+    }
+
+    tracing::info!("--- kill -9 the agent: its task processes die with it, no orphan is left");
+    agent.kill_9();
+    wait_for("the tasks' processes gone", Duration::from_secs(30), || async {
+        old_pids.iter().all(|pid| process(*pid).is_none()).then_some(())
+    })
+    .await;
+
+    tracing::info!("--- a task is stopped while the agent is away");
+    cluster
+        .ok(3, "StopTask", json!({"cluster": "pa", "task": stopped}))
+        .await;
+    let away = describe(stopped.clone()).await;
+    assert_eq!(
+        (away["desiredStatus"].as_str(), away["lastStatus"].as_str()),
+        (Some("STOPPED"), Some("RUNNING")),
+        "nobody can report it stopped yet: {away}"
+    );
+
+    tracing::info!("--- the agent restarts: the same instance; the stopped task is reported STOPPED");
+    let agent = spawn_process_agent(&cluster, &state, &logs, &dir.path().join("agent-2.log"));
+    let gone = wait_status(stopped.clone(), "STOPPED").await;
+    assert_eq!(gone["stopCode"], "UserInitiated", "{gone}");
+    let listed = cluster.ok(1, "ListContainerInstances", json!({"cluster": "pa"})).await;
+    assert_eq!(listed["containerInstanceArns"], json!([instance]), "the same instance");
+
+    tracing::info!("--- the task still meant to run is started afresh: one new process, nothing else");
+    let fresh = wait_for("the kept task started again", Duration::from_secs(30), || async {
+        let now = children(agent.pid());
+        (now.len() == 1 && now[0].1 == "sleep 300" && !old_pids.contains(&now[0].0)).then(|| now[0].0)
+    })
+    .await;
+    assert_eq!(describe(kept.clone()).await["lastStatus"], "RUNNING");
+    assert!(old_pids.iter().all(|pid| process(*pid).is_none()));
+    let on_instance = cluster
+        .ok(2, "ListTasks", json!({"cluster": "pa", "containerInstance": instance}))
+        .await;
+    assert_eq!(on_instance["taskArns"], json!([kept]), "{on_instance}");
+
+    tracing::info!("--- and the restarted agent controls it: StopTask ends the new process");
+    cluster.ok(1, "StopTask", json!({"cluster": "pa", "task": kept})).await;
+    wait_status(kept.clone(), "STOPPED").await;
+    wait_for("the new process gone", Duration::from_secs(30), || async {
+        process(fresh).is_none().then_some(())
+    })
+    .await;
+    assert!(children(agent.pid()).is_empty(), "{:?}", children(agent.pid()));
+    drop(agent);
+    cluster.shutdown().await;
 }
