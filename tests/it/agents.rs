@@ -210,7 +210,14 @@ async fn process_agents_run_tasks_and_liveness_follows_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_simulated_instances_register_and_run_tasks() {
     const INSTANCES: usize = 1000;
-    let cluster = TestCluster::start(3, |c| c.agent.heartbeat_timeout_ms = 120_000).await;
+    // A thousand agents in this process load the 2 cores: a write may wait longer than the
+    // default 5 s hold (seen when other tests ran beside it), which is not what this test is
+    // about, so writes are held for up to 30 s.
+    let cluster = TestCluster::start(3, |c| {
+        c.agent.heartbeat_timeout_ms = 120_000;
+        c.api.hold_ms = 30_000;
+    })
+    .await;
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "sim"})).await;
     let connections = ecsd::agent::client::Connections::default();
