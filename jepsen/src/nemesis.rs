@@ -561,4 +561,29 @@ mod tests {
         assert!(parse("none").is_ok_and(|p| p.is_empty()));
         assert!(parse("partition,bogus").is_err_and(|e| e.contains("bogus")));
     }
+
+    #[test]
+    fn requirements_name_packages_of_the_run_and_only_single_node_faults_aim_at_the_leader() {
+        let packages = parse("partition,kill,clock").unwrap_or_default();
+        let r = parse_requirements("kill-leader, partition", &packages).unwrap_or_default();
+        assert_eq!(
+            r,
+            [
+                Requirement {
+                    package: "kill".into(),
+                    leader: true
+                },
+                Requirement {
+                    package: "partition".into(),
+                    leader: false
+                }
+            ]
+        );
+        assert_eq!(r[0].to_string(), "kill-leader");
+        assert!(parse_requirements("none", &packages).is_ok_and(|r| r.is_empty()));
+        assert!(parse_requirements("pause-leader", &packages).is_err_and(|e| e.contains("not among")));
+        assert!(parse_requirements("clock-leader", &packages).is_err_and(|e| e.contains("aim at the leader")));
+        assert_eq!(package_of("split"), "partition");
+        assert_eq!(package_of("kill-all"), "kill");
+    }
 }
