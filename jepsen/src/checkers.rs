@@ -599,18 +599,23 @@ pub fn faults(rows: &[Op], packages: &[String], required: &[crate::nemesis::Requ
             new_leader: stop.and_then(|s| s.value["new_leader"].as_u64()),
         });
     }
-    let package = |f: &Fault| crate::nemesis::package_of(&f.fault);
     report.never_started = packages
         .iter()
-        .filter(|p| !report.faults.iter().any(|f| package(f) == p.as_str()))
+        .filter(|p| {
+            !report
+                .faults
+                .iter()
+                .any(|f| crate::nemesis::package_of(&f.fault) == p.as_str())
+        })
         .cloned()
         .collect();
     report.unmet = required
         .iter()
         .filter(|r| {
-            !report.faults.iter().any(|f| {
-                package(f) == r.package && f.held_s.is_some() && (!r.leader || (f.leader && f.new_leader.is_some()))
-            })
+            !report
+                .faults
+                .iter()
+                .any(|f| f.held_s.is_some() && r.met_by(&f.fault, f.leader, f.new_leader.is_some()))
         })
         .map(ToString::to_string)
         .collect();

@@ -254,7 +254,6 @@ fn test(args: TestArgs) -> Result<bool, String> {
     let rows = recorder.rows();
     write_jsonl(&run_dir.join("history.jsonl"), &rows).map_err(|e| e.to_string())?;
     outcome?;
-    std::fs::write(run_dir.join("workload"), chosen.join(",")).map_err(|e| e.to_string())?;
     let valid = check(&rows, &spec, &run_dir)?;
     drop(db);
     drop(net);
@@ -271,7 +270,8 @@ fn check_run(run: &Path) -> Result<bool, String> {
     let rows = read_jsonl(&run.join("history.jsonl"))?;
     let spec = match std::fs::read_to_string(run.join("run.json")) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", run.join("run.json").display()))?,
-        // A run stored before run.json: its workloads alone, no fault or minimum checks.
+        // A run stored before run.json (it kept its workloads in `workload`): no fault or
+        // minimum checks.
         Err(_) => {
             let workload = std::fs::read_to_string(run.join("workload")).unwrap_or_else(|_| "register,set".into());
             RunSpec {
@@ -1048,15 +1048,11 @@ impl Minority {
             else {
                 return false;
             };
-            let url = &urls[node - 1];
-            let r = row(process, "write", "r0", json!(value), url);
-            recorder.record(OpType::Invoke, r.clone());
-            let body = json!({"resourceArn": arn, "tags": [{"key": "r0", "value": value.to_string()}]});
-            let outcome = client.call(url, "TagResource", body).await;
+            let outcome = write_register(client, &urls[node - 1], (recorder, process), "r0", value, arn).await;
             if matches!(outcome, Outcome::Ok(_)) {
                 *self.last_ack.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             }
-            return complete_mutation(recorder, r, &outcome);
+            return matches!(outcome, Outcome::Unknown(_));
         }
         let quiet = self
             .last_ack
@@ -1105,15 +1101,29 @@ async fn register_op(
         } else {
             rng.gen_range(0..5i64)
         };
-        let r = row(process, "write", &key, json!(value), url);
-        recorder.record(OpType::Invoke, r.clone());
-        let body = json!({"resourceArn": arn, "tags": [{"key": key, "value": value.to_string()}]});
-        let outcome = client.call(url, "TagResource", body).await;
-        complete_mutation(recorder, r, &outcome)
+        let outcome = write_register(client, url, (recorder, process), &key, value, arn).await;
+        matches!(outcome, Outcome::Unknown(_))
     } else {
         read_register(client, url, recorder, process, &key, arn).await;
         false
     }
+}
+
+/// Writes `value` to register `key` (a tag of the cluster `arn`), recorded; returns the outcome.
+async fn write_register(
+    client: &Client,
+    url: &str,
+    (recorder, process): (&Recorder, u64),
+    key: &str,
+    value: i64,
+    arn: &str,
+) -> Outcome {
+    let r = row(process, "write", key, json!(value), url);
+    recorder.record(OpType::Invoke, r.clone());
+    let body = json!({"resourceArn": arn, "tags": [{"key": key, "value": value.to_string()}]});
+    let outcome = client.call(url, "TagResource", body).await;
+    complete_mutation(recorder, r, &outcome);
+    outcome
 }
 
 async fn read_register(client: &Client, url: &str, recorder: &Recorder, process: u64, key: &str, arn: &str) {

@@ -68,6 +68,15 @@ pub struct Requirement {
     pub leader: bool,
 }
 
+impl Requirement {
+    /// Whether a fault (its name in the history) meets this requirement: one of its package,
+    /// and, for a `-leader` requirement, aimed at the confirmed leader while which another node
+    /// came to lead in a newer term.
+    pub fn met_by(&self, fault: &str, aimed_at_leader: bool, new_leader_seen: bool) -> bool {
+        package_of(fault) == self.package && (!self.leader || (aimed_at_leader && new_leader_seen))
+    }
+}
+
 impl std::fmt::Display for Requirement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}{}", self.package, if self.leader { "-leader" } else { "" })
@@ -235,13 +244,8 @@ impl Nemesis {
             let hold = Duration::from_secs_f64(self.rng.gen_range(5.0..10.0))
                 .min(deadline.saturating_duration_since(Instant::now()));
             let new_leader = self.hold(&started, hold).await;
-            let took = match &started.leader {
-                Some(_) => new_leader.is_some(),
-                None => true,
-            };
-            if let Some(i) = self.required.iter().position(|r| {
-                r.package == package_of(&started.name) && (!r.leader || (started.leader.is_some() && took))
-            }) {
+            let met = |r: &Requirement| r.met_by(&started.name, started.leader.is_some(), new_leader.is_some());
+            if let Some(i) = self.required.iter().position(met) {
                 self.required.remove(i);
             }
             self.cut_off.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -314,7 +318,9 @@ impl Nemesis {
     }
 
     /// Starts one fault of `package` (aimed at the leader if `aim_leader` and one is known);
-    /// returns what it started, or `None` if it could not start (recorded as an error).
+    /// returns what it started, or `None` if it could not start: recorded as an error, or, when
+    /// no leader could be confirmed for a fault that must hit it, as a `no-leader` note (the
+    /// fault is tried again at its next turn).
     async fn start(&mut self, package: &str, aim_leader: bool) -> Option<Started> {
         let n = self.net.nodes();
         let (mut leader, mut target) = self.target(aim_leader).await;
@@ -441,16 +447,13 @@ impl Nemesis {
                 return None;
             }
         };
-        let mut affected: Vec<usize> = value["affected"]
+        let affected: Vec<usize> = value["affected"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|u| urls.iter().position(|x| Some(x.as_str()) == u.as_str()))
             .map(|i| i + 1)
             .collect();
-        if fault == "kill-all" {
-            affected = (1..=n).collect();
-        }
         self.set_status(format!("{fault} {}", describe(&value)));
         self.note(&format!("start-{fault}"), value);
         Some(Started {

@@ -198,6 +198,17 @@ impl LeaderTask for Decider {
 }
 
 /// (state, term, leader) as node `id` reports itself.
+/// Waits until the first decision of `leader`'s loops in `term` has applied (on `leader`).
+async fn wait_first_decision(cluster: &TestCluster, leader: u64, term: u64) {
+    let first = format!("d-{leader}-t{term}-0");
+    wait_for(
+        &format!("the first decision of leader {leader} in term {term} applied"),
+        Duration::from_secs(30),
+        || async { cluster.list_cluster_names(leader).await.contains(&first).then_some(()) },
+    )
+    .await;
+}
+
 fn report(cluster: &TestCluster, id: u64) -> (String, u64, Option<u64>) {
     let r = cluster.nodes[&id].raft.handle().local_report();
     (r.state, r.term, r.leader)
@@ -243,16 +254,7 @@ async fn a_cut_off_leader_stops_its_loops_and_its_decisions_never_apply() {
     wait_for_loops(&cluster, old).await;
     let (_, old_term, _) = report(&cluster, old);
     tracing::info!(old, old_term, "--- the leader's loops run and their decisions apply");
-    wait_for(
-        "a decision of the old leader applied",
-        Duration::from_secs(30),
-        || async {
-            let first = format!("d-{old}-t{old_term}-0");
-            let names = cluster.list_cluster_names(old).await;
-            names.contains(&first).then_some(())
-        },
-    )
-    .await;
+    wait_first_decision(&cluster, old, old_term).await;
 
     tracing::info!(old, "--- cut the leader off from the others; its process keeps running");
     set_links(&links, old, false);
@@ -313,16 +315,7 @@ async fn a_cut_off_leader_stops_its_loops_and_its_decisions_never_apply() {
         },
     )
     .await;
-    wait_for(
-        "a decision of the new leader applied",
-        Duration::from_secs(30),
-        || async {
-            let first = format!("d-{new}-t{new_term}-0");
-            let names = cluster.list_cluster_names(new).await;
-            names.contains(&first).then_some(())
-        },
-    )
-    .await;
+    wait_first_decision(&cluster, new, new_term).await;
     assert!(
         !cluster.nodes[&old].raft.handle().leader_loops_running(),
         "the cut-off leader restarted its loops"

@@ -64,6 +64,21 @@ fn spawn(config: &Path, log: &Path) -> Guarded {
     Guarded(child)
 }
 
+/// The real `ecs-agent` with `args`, talking to `endpoints`, its log in `log`.
+fn spawn_agent(args: &[&str], endpoints: &[String], log: &Path) -> Guarded {
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
+        .args(args)
+        .arg("--endpoint")
+        .arg(endpoints.join(","))
+        .env("RUST_LOG", "ecsd=info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ecs-agent");
+    Guarded(child)
+}
+
 /// The addresses a node bound (it writes them once listening).
 async fn addresses(data_dir: &Path) -> (String, String) {
     let file = data_dir.join("addresses.json");
@@ -478,10 +493,9 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
     ecs_any(&http, &apis, "CreateCluster", json!({"clusterName": "dp"})).await;
 
     tracing::info!("--- four simulated instances in one ecs-agent process");
-    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
     let endpoints: Vec<String> = apis.iter().map(|a| format!("http://{a}")).collect();
-    let _agent = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
-        .args([
+    let _agent = spawn_agent(
+        &[
             "--runtime",
             "sim",
             "--instances",
@@ -492,15 +506,14 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
             "1024",
             "--memory",
             "1024",
-        ])
-        .args(["--sim-start-ms", "300", "--heartbeat-ms", "500", "--endpoint"])
-        .arg(endpoints.join(","))
-        .env("RUST_LOG", "ecsd=info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Guarded)
-        .expect("spawn ecs-agent");
+            "--sim-start-ms",
+            "300",
+            "--heartbeat-ms",
+            "500",
+        ],
+        &endpoints,
+        &dir.path().join("agent.log"),
+    );
     wait_for("four instances", Duration::from_secs(30), || async {
         let l = ecs(&http, &apis[0], "ListContainerInstances", json!({"cluster": "dp"})).await?;
         (l["containerInstanceArns"].as_array()?.len() == 4).then_some(())
@@ -607,22 +620,29 @@ async fn kill_9_of_the_leader_during_a_rolling_deployment_completes_it() {
 /// keeps its container instance ARN in `state` (so a restart is the same instance).
 fn spawn_process_agent(cluster: &TestCluster, state: &Path, logs: &Path, log: &Path) -> Guarded {
     let endpoints: Vec<String> = (1..=3).map(|id| cluster.url(id)).collect();
-    let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
-        .args(["--runtime", "process", "--cluster", "pa", "--instance-id", "i-restart"])
-        .args(["--cpu", "1024", "--memory", "1024", "--heartbeat-ms", "200"])
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--log-dir")
-        .arg(logs)
-        .arg("--endpoint")
-        .arg(endpoints.join(","))
-        .env("RUST_LOG", "ecsd=info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Guarded)
-        .expect("spawn ecs-agent")
+    let (state, logs) = (state.to_string_lossy(), logs.to_string_lossy());
+    spawn_agent(
+        &[
+            "--runtime",
+            "process",
+            "--cluster",
+            "pa",
+            "--instance-id",
+            "i-restart",
+            "--cpu",
+            "1024",
+            "--memory",
+            "1024",
+            "--heartbeat-ms",
+            "200",
+            "--state-dir",
+            &state,
+            "--log-dir",
+            &logs,
+        ],
+        &endpoints,
+        log,
+    )
 }
 
 /// (parent pid, command line) of a live process; `None` once it is gone or a zombie.
