@@ -16,9 +16,8 @@
 //! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
 //! - [`bench`]: the `ecs-bench` tool's testable logic (histograms, load drivers, local clusters).
 
-pub mod agent;
+pub mod agents;
 pub mod api;
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod cql;

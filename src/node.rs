@@ -80,7 +80,7 @@ impl Node {
             // Every agent session holds a stream: allow many per connection.
             .max_concurrent_streams(Some(65_536))
             .add_service(RaftGrpc::server(raft.handle().clone()))
-            .add_service(crate::agent::server::AgentGrpc::server(raft.clone(), shutdown.clone()))
+            .add_service(crate::agents::AgentGrpc::server(raft.clone(), shutdown.clone()))
             .serve_with_incoming_shutdown(
                 // Small RPCs must not wait for Nagle's algorithm (a 40 ms stall per forward).
                 tokio_stream::wrappers::TcpListenerStream::new(listeners.raft).map(|conn| {

@@ -388,36 +388,9 @@ pub fn availability(rows: &[Op]) -> AvailabilityReport {
     report
 }
 
-/// One line of the sim agents' journal (`ecs-agent --sim-journal`): a task started or
-/// stopped on an instance, with what it holds.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct JournalLine {
-    #[serde(default)]
-    pub t_ms: u64,
-    pub instance: String,
-    pub task: String,
-    /// `start` or `stop`.
-    pub event: String,
-    #[serde(default)]
-    pub cpu: i64,
-    #[serde(default)]
-    pub memory: i64,
-}
-
-/// Reads a journal; a torn last line (the agent was killed mid-write) is ignored.
-pub fn read_journal(path: &std::path::Path) -> Result<Vec<JournalLine>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(l) => out.push(l),
-            Err(_) if n + 1 == lines.len() => {}
-            Err(e) => return Err(format!("{}:{}: {e}", path.display(), n + 1)),
-        }
-    }
-    Ok(out)
-}
+/// One line of the sim agents' journal (`ecs-agent --sim-journal`), and its reader (a torn last
+/// line, from an agent killed mid-write, is ignored): the agents' own types.
+pub use ecsd_protocol::journal::{read as read_journal, JournalLine};
 
 /// The scheduling-safety checker's verdict.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

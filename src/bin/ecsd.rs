@@ -124,17 +124,17 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
     // Three local agents in the default cluster, one per availability zone: the docker runtime
     // when an engine answers, else the process runtime.
     let agents = tokio_util::sync::CancellationToken::new();
-    let runtime = match ecsd::agent::docker::connect().await {
-        Ok(docker) => ecsd::agent::client::RuntimeKind::Docker(docker),
+    let runtime = match ecs_agent::docker::connect().await {
+        Ok(docker) => ecs_agent::client::RuntimeKind::Docker(docker),
         Err(e) => {
             tracing::info!(error = %e, "no Docker Engine reachable; local agents use the process runtime");
-            ecsd::agent::client::RuntimeKind::Process
+            ecs_agent::client::RuntimeKind::Process
         }
     };
     if !no_agents {
         let endpoints: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.api_addr)).collect();
         for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
-            let config = ecsd::agent::client::AgentConfig {
+            let config = ecs_agent::client::AgentConfig {
                 endpoints: endpoints
                     .iter()
                     .cycle()
@@ -153,13 +153,13 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
                 heartbeat: std::time::Duration::from_secs(1),
                 ec2_instance_id: format!("i-dev{}", i + 1),
                 runtime: runtime.clone(),
-                agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+                agent_version: ecs_agent::client::AGENT_VERSION.to_string(),
                 // Restarting `ecsd dev` on the same data keeps the same three instances.
                 state_dir: Some(data_dir.join("agent-state")),
             };
             let token = agents.clone();
             tokio::spawn(async move {
-                if let Err(e) = ecsd::agent::client::run(config, token).await {
+                if let Err(e) = ecs_agent::client::run(config, token).await {
                     tracing::warn!(error = %e, "local agent stopped");
                 }
             });

@@ -11,6 +11,9 @@ pub mod service;
 pub mod state_machine;
 mod writer;
 
+#[cfg(test)]
+mod format_tests;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,10 +1,6 @@
-//! The code generated from `proto/raft.proto` and `proto/agent.proto`, and nothing else.
+//! The code generated from `proto/raft.proto`, and nothing else (the agent protocol's is in
+//! `ecsd_protocol::pb`).
 
 #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
 
 tonic::include_proto!("ecsd.raft.v1");
-
-/// The agent protocol (`proto/agent.proto`).
-pub mod agent {
-    tonic::include_proto!("ecsd.agent.v1");
-}

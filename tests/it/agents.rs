@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use ecsd::agent::client::{run, AgentConfig};
+use ecs_agent::client::{run, AgentConfig};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{wait_for, TestCluster};
 
 /// An agent of cluster `ag` on every node of `cluster`, with 1024 CPU units and 1024 MiB.
-fn agent_config(cluster: &TestCluster, name: &str, runtime: ecsd::agent::client::RuntimeKind) -> AgentConfig {
+fn agent_config(cluster: &TestCluster, name: &str, runtime: ecs_agent::client::RuntimeKind) -> AgentConfig {
     AgentConfig {
         endpoints: (1..=3).map(|id| cluster.url(id)).collect(),
         cluster: "ag".into(),
@@ -22,13 +22,13 @@ fn agent_config(cluster: &TestCluster, name: &str, runtime: ecsd::agent::client:
         heartbeat: Duration::from_millis(200),
         ec2_instance_id: name.into(),
         runtime,
-        agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+        agent_version: ecs_agent::client::AGENT_VERSION.to_string(),
         state_dir: None,
     }
 }
 
 fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path::Path) -> CancellationToken {
-    let mut config = agent_config(cluster, name, ecsd::agent::client::RuntimeKind::Process);
+    let mut config = agent_config(cluster, name, ecs_agent::client::RuntimeKind::Process);
     config.attributes = vec![("ecs.availability-zone".into(), Some(az.into()))];
     config.log_dir = log_dir.to_path_buf();
     let stop = CancellationToken::new();
@@ -220,7 +220,7 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
     .await;
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "sim"})).await;
-    let connections = ecsd::agent::client::Connections::default();
+    let connections = ecs_agent::client::Connections::default();
     let stop = CancellationToken::new();
     let endpoints: Vec<String> = (1..=3).map(|id| cluster.url(id)).collect();
     for k in 0..INSTANCES {
@@ -235,11 +235,11 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
             log_dir: std::env::temp_dir(),
             heartbeat: Duration::from_secs(10),
             ec2_instance_id: format!("i-sim-{k}"),
-            runtime: ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
-            agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+            runtime: ecs_agent::client::RuntimeKind::Sim(ecs_agent::sim::SimSettings::default()),
+            agent_version: ecs_agent::client::AGENT_VERSION.to_string(),
             state_dir: None,
         };
-        tokio::spawn(ecsd::agent::client::run_with(config, connections.clone(), stop.clone()));
+        tokio::spawn(ecs_agent::client::run_with(config, connections.clone(), stop.clone()));
     }
     wait_for("1000 instances registered", Duration::from_secs(120), || async {
         let c = cluster
@@ -301,7 +301,7 @@ async fn a_thousand_simulated_instances_register_and_run_tasks() {
 /// exits 3, and a dynamic host port is reachable where `networkBindings` says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_agent_runs_real_containers() {
-    let docker = match ecsd::agent::docker::connect().await {
+    let docker = match ecs_agent::docker::connect().await {
         Ok(d) => d,
         Err(e) => {
             let reason = format!("no Docker Engine reachable ({e})");
@@ -321,7 +321,7 @@ async fn docker_agent_runs_real_containers() {
     let mut config = agent_config(
         &cluster,
         "i-docker",
-        ecsd::agent::client::RuntimeKind::Docker(docker.clone()),
+        ecs_agent::client::RuntimeKind::Docker(docker.clone()),
     );
     config.state_dir = Some(state.path().to_path_buf());
     let token = stop.clone();
@@ -450,7 +450,7 @@ async fn update_container_agent_drives_the_agent_through_an_update() {
     let mut config = agent_config(
         &cluster,
         "i-old",
-        ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+        ecs_agent::client::RuntimeKind::Sim(ecs_agent::sim::SimSettings::default()),
     );
     config.agent_version = "0.0.1".into();
     tokio::spawn(run(config, stop.clone()));
@@ -475,10 +475,7 @@ async fn update_container_agent_drives_the_agent_through_an_update() {
             .find(|i| i["agentUpdateStatus"] == "UPDATED")
     })
     .await;
-    assert_eq!(
-        updated["versionInfo"]["agentVersion"],
-        ecsd::agent::client::AGENT_VERSION
-    );
+    assert_eq!(updated["versionInfo"]["agentVersion"], ecs_agent::client::AGENT_VERSION);
     cluster
         .err(
             3,
@@ -504,7 +501,7 @@ async fn an_agent_moves_to_another_node_when_its_node_dies() {
     let config = agent_config(
         &cluster,
         "i-mover",
-        ecsd::agent::client::RuntimeKind::Sim(ecsd::agent::sim::SimSettings::default()),
+        ecs_agent::client::RuntimeKind::Sim(ecs_agent::sim::SimSettings::default()),
     );
     tokio::spawn(run(config, stop.clone()));
     wait_for("the agent registered", Duration::from_secs(30), || async {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use ecsd::agent::client::{run_with, AgentConfig, Connections, RuntimeKind};
-use ecsd::agent::sim::SimSettings;
+use ecs_agent::client::{run_with, AgentConfig, Connections, RuntimeKind};
+use ecs_agent::sim::SimSettings;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ fn start_sim_agents(
             heartbeat: Duration::from_millis(500),
             ec2_instance_id: format!("i-{prefix}-{k}"),
             runtime: RuntimeKind::Sim(settings.clone()),
-            agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+            agent_version: ecs_agent::client::AGENT_VERSION.to_string(),
             state_dir: None,
         };
         tokio::spawn(run_with(config, connections.clone(), stop.clone()));
@@ -612,7 +612,7 @@ async fn a_service_of_real_processes_replaces_one_that_is_killed() {
             heartbeat: Duration::from_millis(500),
             ec2_instance_id: format!("i-proc-{k}"),
             runtime: RuntimeKind::Process,
-            agent_version: ecsd::agent::client::AGENT_VERSION.to_string(),
+            agent_version: ecs_agent::client::AGENT_VERSION.to_string(),
             state_dir: None,
         };
         tokio::spawn(run_with(config, Connections::default(), stop.clone()));

@@ -64,14 +64,26 @@ fn spawn(config: &Path, log: &Path) -> Guarded {
     Guarded(child)
 }
 
+/// The `ecs-agent` binary of the workspace's `agent/` package, built beside `ecsd` (the agent
+/// package's own tests make `cargo test --workspace` build it).
+fn agent_binary() -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_ecsd")).with_file_name("ecs-agent");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p ecs-agent` first",
+        path.display()
+    );
+    path
+}
+
 /// The real `ecs-agent` with `args`, talking to `endpoints`, its log in `log`.
 fn spawn_agent(args: &[&str], endpoints: &[String], log: &Path) -> Guarded {
     let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ecs-agent"))
+    let child = Command::new(agent_binary())
         .args(args)
         .arg("--endpoint")
         .arg(endpoints.join(","))
-        .env("RUST_LOG", "ecsd=info")
+        .env("RUST_LOG", "ecs_agent=info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::protocol::{AssignedTask, Assignment};
-use super::Runtime;
-use crate::model::TaskStatus;
-use crate::state::tasks::{ContainerChange, StateChange};
+use ecsd_protocol::journal::JournalLine;
+use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, StateChange, TaskStatus};
+use ecsd_protocol::now_ms;
+
+use crate::Runtime;
 
 /// How simulated tasks behave.
 #[derive(Debug, Clone, Default)]
@@ -30,11 +31,8 @@ pub struct SimSettings {
     pub journal: Option<Journal>,
 }
 
-/// A JSON-lines record of simulated starts and stops, shared by every instance of an agent
-/// process, so its order is the order in which they happened:
-/// `{"t_ms", "instance", "task", "event": "start"|"stop", "cpu", "memory"}`. A task holds its
-/// resources from its start (the assignment reached the instance) to its stop (the instance
-/// stopped it, and reports STOPPED after writing the line).
+/// A JSON-lines record of simulated starts and stops ([`JournalLine`]), shared by every instance
+/// of an agent process, so its order is the order in which they happened.
 #[derive(Debug, Clone)]
 pub struct Journal(Arc<Mutex<std::fs::File>>);
 
@@ -46,10 +44,16 @@ impl Journal {
     }
 
     fn write(&self, instance: &str, task: &str, event: &str, (cpu, memory): (i64, i64)) {
-        let line = serde_json::json!({"t_ms": crate::api::now_ms(), "instance": instance, "task": task,
-                                      "event": event, "cpu": cpu, "memory": memory});
+        let line = JournalLine {
+            t_ms: now_ms(),
+            instance: instance.to_string(),
+            task: task.to_string(),
+            event: event.to_string(),
+            cpu,
+            memory,
+        };
         // One write per line, so lines of processes sharing the file never interleave.
-        let mut bytes = line.to_string().into_bytes();
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
         let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = file.write_all(&bytes) {
@@ -160,7 +164,7 @@ impl SimRuntime {
                     ..Default::default()
                 })
                 .collect(),
-            execution_stopped_at_ms: (status == TaskStatus::Stopped).then(crate::api::now_ms),
+            execution_stopped_at_ms: (status == TaskStatus::Stopped).then(now_ms),
             ..Default::default()
         }
     }

@@ -19,10 +19,10 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{AssignedTask, Assignment};
-use super::runner::{container_specs, ContainerSpec, Tracker};
-use crate::model::TaskStatus;
-use crate::state::tasks::{ContainerChange, StateChange};
+use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, StateChange, TaskStatus};
+use ecsd_protocol::now_ms;
+
+use crate::runner::{container_specs, ContainerSpec, Tracker};
 
 /// Runs tasks as local processes and reports their state changes.
 #[derive(Clone)]
@@ -51,7 +51,7 @@ impl ProcessRuntime {
     }
 }
 
-impl super::Runtime for ProcessRuntime {
+impl crate::Runtime for ProcessRuntime {
     /// Brings the local processes in line with `assignment`.
     fn apply(&self, assignment: &Assignment) {
         self.tracker.apply(assignment, |task, stop| {
@@ -101,8 +101,8 @@ impl ProcessRuntime {
                     ..Default::default()
                 })
                 .collect(),
-            pull_started_at_ms: Some(crate::api::now_ms()),
-            pull_stopped_at_ms: Some(crate::api::now_ms()),
+            pull_started_at_ms: Some(now_ms()),
+            pull_stopped_at_ms: Some(now_ms()),
             ..Default::default()
         });
         self.supervise(&task, &specs, children, stop).await;

@@ -1,8 +1,10 @@
 //! The agent protocol's message bodies (JSON inside `proto/agent.proto`'s envelopes).
+//!
+//! These are wire types: ecsd converts them to and from its replicated commands at one boundary
+//! (`src/agents/boundary.rs` in the server), so the agent protocol and the Raft log evolve apart.
+//! Their JSON is the protocol: fields are only ever added, with `#[serde(default)]`.
 
 use serde::{Deserialize, Serialize};
-
-use crate::state::tasks::StateChange;
 
 /// Names one container instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,12 +94,53 @@ pub struct AssignedTask {
     /// RUNNING or STOPPED.
     pub desired_status: String,
     /// As of when the task was last sent. It is the agent's own report, so a change of it alone
-    /// sends nothing on a stream (`agent::server::Tracker`).
+    /// sends nothing on a stream (the server's assignment tracker).
     pub last_status: String,
     /// The task definition as registered (ECS JSON: containerDefinitions, …).
     pub definition: serde_json::Value,
     /// The task's overrides (ECS JSON: containerOverrides, …).
     pub overrides: serde_json::Value,
+}
+
+/// A task's (or container's) status as an agent reports it. Ordered: status only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Stopped,
+}
+
+/// A port a container is reachable on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBinding {
+    pub bind_ip: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: String,
+}
+
+/// A container's change, as the agent reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerChange {
+    pub name: String,
+    pub status: Option<TaskStatus>,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub network_bindings: Option<Vec<NetworkBinding>>,
+    pub runtime_id: Option<String>,
+}
+
+/// A change of one task and its containers, with SubmitTaskStateChange's meaning.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub cluster: String,
+    pub task_id: String,
+    pub status: Option<TaskStatus>,
+    pub reason: Option<String>,
+    pub containers: Vec<ContainerChange>,
+    pub pull_started_at_ms: Option<u64>,
+    pub pull_stopped_at_ms: Option<u64>,
+    pub execution_stopped_at_ms: Option<u64>,
 }
 
 /// State changes of one instance's tasks, applied like SubmitTaskStateChange.

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ecsd::agent::client::{run, run_with, AgentConfig, RuntimeKind};
-use ecsd::agent::sim::SimSettings;
+use ecs_agent::client::{run, run_with, AgentConfig, RuntimeKind};
+use ecs_agent::sim::SimSettings;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -59,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
     /// The agentVersion to register (UpdateContainerAgent updates agents older than ecsd's).
-    #[arg(long, default_value = ecsd::agent::client::AGENT_VERSION)]
+    #[arg(long, default_value = ecs_agent::client::AGENT_VERSION)]
     agent_version: String,
     /// The instance id reported as ec2InstanceId (default: made up once, and kept in
     /// --state-dir when one is given).
@@ -106,7 +106,7 @@ fn host_memory_mib() -> i64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    ecsd::telemetry::init();
+    ecs_agent::init_logging();
     let args = Args::parse();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     let mut attributes = vec![("ecs.os-type".to_string(), Some("linux".to_string()))];
@@ -124,11 +124,11 @@ async fn main() -> anyhow::Result<()> {
             journal: args
                 .sim_journal
                 .as_deref()
-                .map(ecsd::agent::sim::Journal::open)
+                .map(ecs_agent::sim::Journal::open)
                 .transpose()?,
         }),
         "docker" => RuntimeKind::Docker(
-            ecsd::agent::docker::connect()
+            ecs_agent::docker::connect()
                 .await
                 .map_err(|e| anyhow::anyhow!("the docker runtime needs a reachable Docker Engine: {e}"))?,
         ),
@@ -159,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
     if args.instances == 1 {
         return run(config, shutdown).await;
     }
-    let connections = ecsd::agent::client::Connections::default();
+    let connections = ecs_agent::client::Connections::default();
     let mut agents = Vec::new();
     for k in 0..args.instances {
         let mut one = config.clone();

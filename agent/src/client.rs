@@ -11,13 +11,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use super::process::ProcessRuntime;
-use super::protocol::{Assignment, AssignmentsRequest, InstanceRef, Report};
-use super::sim::{SimRuntime, SimSettings};
-use super::Runtime;
-use crate::rpc::pb::agent::agent_service_client::AgentServiceClient;
-use crate::rpc::pb::agent::AgentRequest;
-use crate::state::tasks::StateChange;
+use ecsd_protocol::ecs;
+use ecsd_protocol::messages::{Assignment, AssignmentsRequest, InstanceRef, Report, StateChange};
+use ecsd_protocol::pb::agent_service_client::AgentServiceClient;
+use ecsd_protocol::pb::AgentRequest;
+
+use crate::process::ProcessRuntime;
+use crate::sim::{SimRuntime, SimSettings};
+use crate::Runtime;
 
 /// What one agent runs as.
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ pub struct AgentConfig {
 }
 
 /// The agent version this build is.
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use ecsd_protocol::AGENT_VERSION;
 
 /// Which runtime runs the containers.
 #[derive(Clone)]
@@ -61,22 +62,14 @@ impl std::fmt::Debug for RuntimeKind {
     }
 }
 
-/// An ECS API call over HTTP; returns the JSON body or the ECS error.
+/// An ECS API call over HTTP, with a deadline; returns the JSON body or the ECS error.
 pub async fn ecs_call(http: &reqwest::Client, url: &str, action: &str, body: Value) -> anyhow::Result<Value> {
-    let response = http
-        .post(url)
-        .header("x-amz-target", format!("{}{action}", crate::api::TARGET_PREFIX))
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(body.to_string())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(value)
+    let request = ecs::request(http, url, action).timeout(Duration::from_secs(10));
+    let reply = ecs::send(request, &body).await?;
+    if reply.is_success() {
+        Ok(reply.body)
     } else {
-        Err(anyhow!("{action} at {url}: {status} {value}"))
+        Err(anyhow!("{action} at {url}: {} {}", reply.status, reply.body))
     }
 }
 
@@ -219,7 +212,7 @@ pub async fn run_with(
             config.log_dir.clone(),
             reports_tx,
         )),
-        RuntimeKind::Docker(docker) => Box::new(super::docker::DockerRuntime::new(
+        RuntimeKind::Docker(docker) => Box::new(crate::docker::DockerRuntime::new(
             docker.clone(),
             config.cluster.clone(),
             instance.instance_id.clone(),
@@ -348,7 +341,7 @@ fn update_steps_after(status: &str) -> Option<usize> {
 async fn update(client: &mut AgentServiceClient<Channel>, instance: &InstanceRef, from: usize) -> anyhow::Result<()> {
     for status in &UPDATE_STEPS[from..] {
         let status = *status;
-        let progress = super::protocol::UpdateProgress {
+        let progress = ecsd_protocol::messages::UpdateProgress {
             instance: instance.clone(),
             status: status.to_string(),
             version_info: (status == "UPDATED").then(|| json!({"agentVersion": AGENT_VERSION, "agentHash": "ecsd"})),

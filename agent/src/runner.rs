@@ -9,9 +9,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{AssignedTask, Assignment};
-use crate::model::TaskStatus;
-use crate::state::tasks::StateChange;
+use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, StateChange, TaskStatus};
 
 /// Default time between the stop signal and SIGKILL (ECS_CONTAINER_STOP_TIMEOUT).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,7 +151,7 @@ impl Tracker {
             cluster: self.cluster.clone(),
             task_id: task_id.to_string(),
             status: Some(TaskStatus::Stopped),
-            execution_stopped_at_ms: Some(crate::api::now_ms()),
+            execution_stopped_at_ms: Some(ecsd_protocol::now_ms()),
             ..Default::default()
         }
     }
@@ -165,7 +163,7 @@ impl Tracker {
         change.reason = Some(reason.to_string());
         change.containers = specs
             .iter()
-            .map(|s| crate::state::tasks::ContainerChange {
+            .map(|s| ContainerChange {
                 name: s.name.clone(),
                 status: Some(TaskStatus::Stopped),
                 reason: Some(reason.to_string()),
@@ -181,7 +179,7 @@ impl Tracker {
         self.report(StateChange {
             cluster: self.cluster.clone(),
             task_id: task_id.to_string(),
-            containers: vec![crate::state::tasks::ContainerChange {
+            containers: vec![ContainerChange {
                 name: container.to_string(),
                 status: Some(TaskStatus::Stopped),
                 exit_code,

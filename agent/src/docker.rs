@@ -21,10 +21,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{AssignedTask, Assignment};
-use super::runner::{container_specs, ContainerSpec, Tracker};
-use crate::model::{NetworkBinding, TaskStatus};
-use crate::state::tasks::{ContainerChange, StateChange};
+use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, NetworkBinding, StateChange, TaskStatus};
+
+use crate::runner::{container_specs, ContainerSpec, Tracker};
 
 /// How long stopped containers are kept (for `docker logs`) before they are removed.
 const KEEP_STOPPED: Duration = Duration::from_secs(600);
@@ -402,7 +401,7 @@ impl DockerRuntime {
     }
 }
 
-impl super::Runtime for DockerRuntime {
+impl crate::Runtime for DockerRuntime {
     fn apply(&self, assignment: &Assignment) {
         if !assignment.deregistered && !self.swept.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let wanted = assignment

@@ -1,0 +1,24 @@
+//! What ecsd shares with the programs around it, and nothing of the server:
+//! - [`pb`] and [`messages`]: the agent protocol (gRPC envelopes from `proto/agent.proto`, JSON
+//!   bodies), spoken by `ecs-agent` and served by every ecsd node;
+//! - [`ecs`]: one small client of the ECS HTTP API (AWS JSON 1.1), used by the agent, the bench
+//!   and the tests;
+//! - [`journal`]: the line the simulated agents write for every start and stop, which the
+//!   Jepsen scheduling checker reads.
+
+pub mod ecs;
+pub mod journal;
+pub mod messages;
+pub mod pb;
+
+/// The agent version of this build: what `ecs-agent` registers as, and what UpdateContainerAgent
+/// updates an older agent to.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Milliseconds since the Unix epoch, by this host's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

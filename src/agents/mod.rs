@@ -1,0 +1,152 @@
+//! ecsd's side of the agent protocol (`proto/agent.proto`, bodies in `ecsd_protocol::messages`):
+//! assignment streams served from this node's replica (`assignments.rs`), heartbeats sent to
+//! the leader's liveness loop, and batched state reports. Wire types become commands only in
+//! `boundary.rs`.
+
+mod assignments;
+pub mod boundary;
+
+use std::pin::Pin;
+
+use ecsd_protocol::messages::{AssignmentsRequest, InstanceRef, Report, ReportReply, StateChange, UpdateProgress};
+use ecsd_protocol::pb::agent_service_server::{AgentService, AgentServiceServer};
+use ecsd_protocol::pb::{AgentReply, AgentRequest};
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::raft::{NodeError, RaftNode};
+use crate::state::{tasks, Outcome, Proposal};
+pub use assignments::Tracker;
+
+pub struct AgentGrpc {
+    node: RaftNode,
+    /// Ends the assignment streams when the node shuts down (they never end on their own).
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AgentGrpc {
+    pub fn server(node: RaftNode, shutdown: tokio_util::sync::CancellationToken) -> AgentServiceServer<AgentGrpc> {
+        AgentServiceServer::new(AgentGrpc { node, shutdown })
+    }
+}
+
+fn decode<T: DeserializeOwned>(request: Request<AgentRequest>) -> Result<T, Status> {
+    serde_json::from_slice(&request.into_inner().payload)
+        .map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))
+}
+
+/// A write's failure as the agent sees it: "unavailable" is worth a retry (elsewhere, later),
+/// "rejected" is not.
+fn status_of(e: NodeError) -> Status {
+    match e {
+        NodeError::Unavailable(m) => Status::unavailable(m),
+        NodeError::Rejected(m) => Status::invalid_argument(m),
+        NodeError::Internal(m) => Status::internal(m),
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<AgentReply, Status> {
+    let payload = serde_json::to_vec(value).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
+    Ok(AgentReply { payload })
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<AgentReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentGrpc {
+    type AssignmentsStream = ReplyStream;
+
+    async fn assignments(&self, request: Request<AgentRequest>) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let AssignmentsRequest { instance, deltas } = decode(request)?;
+        let handle = self.node.handle().clone();
+        // Subscribe before the first read, so no change between the two is missed.
+        let mut changed = handle
+            .feed()
+            .subscribe(tasks::work_key(&instance.cluster, &instance.instance_id));
+        let (tx, rx) = mpsc::channel(4);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tracker = Tracker::default();
+            loop {
+                changed.borrow_and_update();
+                match tracker.next(handle.view(), &instance, deltas) {
+                    Ok(None) => {}
+                    Ok(Some(next)) => {
+                        if tx.send(encode(&next)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    result = changed.changed() => if result.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update_status(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
+        let progress: UpdateProgress = decode(request)?;
+        let proposal = Proposal {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ts_ms: crate::api::now_ms(),
+            command: boundary::update_status(progress),
+        };
+        self.node.write(proposal).await.map_err(status_of)?;
+        Ok(Response::new(encode(&())?))
+    }
+
+    async fn heartbeat(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
+        let instance: InstanceRef = decode(request)?;
+        self.node
+            .handle()
+            .heartbeat(instance.cluster, instance.instance_id)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(encode(&())?))
+    }
+
+    async fn report(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
+        let report: Report = decode(request)?;
+        // Changes of one task apply in order; different tasks' changes go together (and share
+        // log entries through the write batcher).
+        let mut by_task: Vec<(String, Vec<StateChange>)> = Vec::new();
+        for change in report.changes {
+            match by_task.iter_mut().find(|(id, _)| *id == change.task_id) {
+                Some((_, changes)) => changes.push(change),
+                None => by_task.push((change.task_id.clone(), vec![change])),
+            }
+        }
+        let writes = by_task.into_iter().map(|(_, changes)| {
+            let node = self.node.clone();
+            async move {
+                let mut acknowledged = 0;
+                for change in changes {
+                    let proposal = Proposal {
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        ts_ms: crate::api::now_ms(),
+                        command: boundary::task_state_change(change),
+                    };
+                    if let Outcome::Done = node.write(proposal).await? {
+                        acknowledged += 1;
+                    }
+                }
+                Ok::<usize, NodeError>(acknowledged)
+            }
+        });
+        let mut acknowledged = 0;
+        for result in futures::future::join_all(writes).await {
+            acknowledged += result.map_err(status_of)?;
+        }
+        Ok(Response::new(encode(&ReportReply { acknowledged })?))
+    }
+}
