@@ -462,7 +462,7 @@ fn eval_node(node: &Node, facts: &InstanceFacts<'_>) -> bool {
             Subject::Ec2InstanceId => test_one(facts.ec2_instance_id, *op, arg),
             Subject::AgentVersion => match (facts.agent_version, arg) {
                 (Some(have), Arg::One(want)) => {
-                    let less = crate::state::container_instances::version_less;
+                    let less = crate::model::version_less;
                     let ord = if less(have, want) {
                         std::cmp::Ordering::Less
                     } else if less(want, have) {

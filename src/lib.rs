@@ -29,6 +29,7 @@ pub mod placement;
 pub mod raft;
 pub mod reconcile;
 pub mod rpc;
+pub mod stamp;
 pub mod state;
 pub mod storage;
 pub mod taskdef;

@@ -536,9 +536,39 @@ pub fn valid_cluster_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Compares dotted version numbers (`1.24.0` < `1.25`); non-numeric parts compare as 0.
+pub fn version_less(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.trim_start_matches('v')
+            .split('.')
+            .map(|p| {
+                p.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let (mut a, mut b) = (parse(a), parse(b));
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    a < b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_less("1.9.0", "1.24.0"));
+        assert!(version_less("0.0.9", "0.1.0"));
+        assert!(version_less("1.24", "1.24.1"));
+        assert!(!version_less("1.24.0", "1.24"));
+        assert!(!version_less("v2.0.0", "1.99.99"));
+        assert!(version_less("1.2.3-beta", "1.2.4"));
+    }
 
     fn scope() -> ArnScope {
         ArnScope {

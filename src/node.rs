@@ -72,6 +72,9 @@ impl Node {
         let store_watch = store.watch();
         let raft = RaftNode::start(&config, store).await?;
         tracing::info!(node_id = config.node_id, %raft_addr, "started raft");
+        // Agents' heartbeats reach the leader's liveness loop through its inbox.
+        let heartbeats = Arc::new(control::liveness::Heartbeats::default());
+        raft.handle().set_leader_inbox(heartbeats.inbox());
 
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -121,7 +124,7 @@ impl Node {
         }));
         tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
 
-        let mut loops = control::builtin_tasks(&config);
+        let mut loops = control::builtin_tasks(&config, heartbeats);
         loops.extend(leader_tasks);
         tasks.push(control::spawn_supervisor(raft.clone(), loops, shutdown.clone()));
         Ok(Node {

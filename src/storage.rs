@@ -279,12 +279,6 @@ impl Store {
         }
         self.write(last, true)
     }
-
-    /// Syncs the WAL, making every earlier unsynced write durable.
-    pub fn sync_wal(&self) -> Result<(), StorageError> {
-        self.db.flush_wal(true)?;
-        Ok(())
-    }
 }
 
 /// Writes records, grouped by family and in key order within each, into one SST file per family

@@ -46,16 +46,11 @@ impl Client {
     }
 
     async fn send(&self, url: &str, action: &str, body: Value, stale: bool) -> Outcome {
-        let mut request = self.http.post(format!("{url}/"));
+        let mut request = ecsd_protocol::ecs::request(&self.http, &format!("{url}/"), action);
         if stale {
             request = request.header("x-ecsd-consistency", "stale");
         }
-        let reply = request
-            .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(body.to_string())
-            .send()
-            .await;
+        let reply = request.body(body.to_string()).send().await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => return Outcome::Unknown(e.to_string()),

@@ -18,7 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::raft::{NodeError, RaftNode};
-use crate::state::{tasks, Outcome, Proposal};
+use crate::stamp;
+use crate::state::{tasks, Outcome};
 pub use assignments::Tracker;
 
 pub struct AgentGrpc {
@@ -96,20 +97,14 @@ impl AgentService for AgentGrpc {
 
     async fn update_status(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
         let progress: UpdateProgress = decode(request)?;
-        let proposal = Proposal {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            ts_ms: crate::api::now_ms(),
-            command: boundary::update_status(progress),
-        };
+        let proposal = stamp::proposal(boundary::update_status(progress));
         self.node.write(proposal).await.map_err(status_of)?;
         Ok(Response::new(encode(&())?))
     }
 
     async fn heartbeat(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
         let instance: InstanceRef = decode(request)?;
-        self.node
-            .handle()
-            .heartbeat(instance.cluster, instance.instance_id)
+        crate::control::liveness::heartbeat(self.node.handle(), instance.cluster, instance.instance_id)
             .await
             .map_err(status_of)?;
         Ok(Response::new(encode(&())?))
@@ -131,11 +126,7 @@ impl AgentService for AgentGrpc {
             async move {
                 let mut acknowledged = 0;
                 for change in changes {
-                    let proposal = Proposal {
-                        request_id: uuid::Uuid::new_v4().to_string(),
-                        ts_ms: crate::api::now_ms(),
-                        command: boundary::task_state_change(change),
-                    };
+                    let proposal = stamp::proposal(boundary::task_state_change(change));
                     if let Outcome::Done = node.write(proposal).await? {
                         acknowledged += 1;
                     }

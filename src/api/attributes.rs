@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::container_instances::{attributes_from_wire, cluster_name, AttributeWire};
 use super::wire;
-use super::{ApiError, Ctx};
+use super::{invalid, ApiError, Ctx};
 use crate::model::{Attribute, InstanceStatus};
 use crate::state::{self, container_instances as cis, Command, Outcome};
 
@@ -15,10 +15,6 @@ const TARGET_TYPE: &str = "container-instance";
 
 /// An attribute and the ID of the instance it goes on.
 type InstanceAttribute = (String, Attribute);
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter(message.into())
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,7 +135,7 @@ pub async fn list_attributes(ctx: &Ctx<'_>, req: AttributesRequest) -> Result<Va
     };
     let view = ctx.read_view().await?;
     if state::get_cluster(view, &cluster)?.is_none() {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        return Err(ApiError::cluster_not_found());
     }
     // (position, wire) in (instance ID, attribute name) order.
     let mut rows: Vec<(String, Value)> = Vec::new();

@@ -135,10 +135,10 @@ pub async fn delete_cluster(ctx: &Ctx<'_>, req: DeleteClusterRequest) -> Result<
         return Err(ApiError::InvalidParameter("cluster: is required".into()));
     };
     let Some(name) = ctx.state.scope.cluster_name(&id) else {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        return Err(ApiError::cluster_not_found());
     };
     if !valid_cluster_name(name) {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        return Err(ApiError::cluster_not_found());
     }
     let outcome = ctx.propose(Command::DeleteCluster { name: name.to_string() }).await?;
     cluster_outcome(

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::wire::{self, Failure, TagWire};
-use super::{ApiError, Ctx};
+use super::{invalid, ApiError, Ctx};
 use crate::model::{valid_cluster_name, Attribute, ContainerInstance, InstanceStatus, Resource};
 use crate::state::container_instances::{self as cis, Registration};
 use crate::state::{Command, Outcome};
@@ -13,10 +13,6 @@ use crate::state::{Command, Outcome};
 const MAX_DESCRIBE: usize = 100;
 const LIST_MAX: usize = 100;
 const MAX_STATE_UPDATE: usize = 10;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter(message.into())
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,7 +93,7 @@ pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
     let id = cluster.unwrap_or("default");
     match ctx.state.scope.cluster_name(id) {
         Some(name) if valid_cluster_name(name) => Ok(name.to_string()),
-        _ => Err(ApiError::ClusterNotFound("Cluster not found.".into())),
+        _ => Err(ApiError::cluster_not_found()),
     }
 }
 
@@ -445,7 +441,7 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
 }
 
 /// The agent version this release ships; older agents can be updated to it.
-pub const LATEST_AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use ecsd_protocol::AGENT_VERSION as LATEST_AGENT_VERSION;
 
 pub async fn update_container_agent(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
     let (cluster, id) = one_instance(ctx, &req)?;

@@ -67,7 +67,17 @@ pub enum ApiError {
     Relayed { status: u16, kind: String, message: String },
 }
 
+/// An `InvalidParameterException`; the message names the field.
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter(message.into())
+}
+
 impl ApiError {
+    /// The `ClusterNotFoundException` of a cluster that does not exist, in ECS's words.
+    pub fn cluster_not_found() -> ApiError {
+        ApiError::ClusterNotFound("Cluster not found.".into())
+    }
+
     /// The `__type` of the error body.
     pub fn ecs_type(&self) -> &str {
         match self {
@@ -132,7 +142,7 @@ impl From<crate::state::KvError> for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         match r {
-            Rejection::ClusterNotFound => ApiError::ClusterNotFound("Cluster not found.".into()),
+            Rejection::ClusterNotFound => ApiError::cluster_not_found(),
             Rejection::ClusterContainsContainerInstances => ApiError::ClusterContainsContainerInstances(
                 "The Cluster cannot be deleted while Container Instances are active or draining.".into(),
             ),

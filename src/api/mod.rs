@@ -17,7 +17,6 @@ mod tasks;
 mod wire;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -31,20 +30,21 @@ use serde_json::Value;
 use crate::model::ArnScope;
 use crate::raft::state_machine::StateView;
 use crate::raft::RaftNode;
-use crate::state::{Command, Outcome, Proposal};
-pub use error::ApiError;
+use crate::stamp;
+use crate::state::{Command, Outcome};
+pub use error::{invalid, ApiError};
 
 /// The JSON 1.1 target prefix of the 2014-11-13 ECS API.
-pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+pub use ecsd_protocol::ecs::TARGET_PREFIX;
 /// Marks a request one node forwarded to the leader (its value is the request id there); it is
 /// never forwarded again.
 const FORWARDED_HEADER: &str = "x-ecsd-forwarded";
 /// Header that opts a read into stale (local, non-linearizable) consistency.
 pub const CONSISTENCY_HEADER: &str = "x-ecsd-consistency";
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+use ecsd_protocol::ecs::CONTENT_TYPE;
 
-/// Every action of the 2014-11-13 reference. Those without a handler yet answer
-/// `UnsupportedFeatureException`.
+/// Every action of the 2014-11-13 reference, each with its handler in `dispatch`
+/// (`tests/it/api.rs` checks that none answers `UnsupportedFeatureException`).
 pub const ACTIONS: [&str; 37] = [
     "CreateCluster",
     "CreateService",
@@ -180,39 +180,24 @@ impl Ctx<'_> {
     pub async fn cluster_view(&self, name: &str) -> Result<&StateView, ApiError> {
         let view = self.read_view().await?;
         if crate::state::get_cluster(view, name)?.is_none() {
-            return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+            return Err(ApiError::cluster_not_found());
         }
         Ok(view)
     }
 
     /// Stamps `command` with this request's id and time and commits it.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
-        let proposal = Proposal {
-            request_id: self.request_id.to_string(),
-            ts_ms: now_ms(),
-            command,
-        };
+        let proposal = stamp::proposal_as(self.request_id.to_string(), command);
         Ok(self.state.node.write(proposal).await?)
     }
 
     /// Like [`Ctx::propose`], but keyed by the client's token and the request body: a retry of
     /// the same request (to any node, within a day) applies once and gets the first outcome.
     pub async fn propose_idempotent(&self, action: &str, token: &str, command: Command) -> Result<Outcome, ApiError> {
-        let proposal = Proposal {
-            request_id: format!("{action}/{token}/{:016x}", self.body_digest),
-            ts_ms: now_ms(),
-            command,
-        };
+        let request_id = format!("{action}/{token}/{:016x}", self.body_digest);
+        let proposal = stamp::proposal_as(request_id, command);
         Ok(self.state.node.write(proposal).await?)
     }
-}
-
-/// Wall-clock milliseconds since the epoch, read only by the proposing node.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
@@ -375,6 +360,7 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "DeleteService" => services::delete_service(ctx, parse(body)?).await,
         "DescribeServices" => services::describe_services(ctx, parse(body)?).await,
         "ListServices" => services::list_services(ctx, parse(body)?).await,
+        // `ecs` admits only ACTIONS, so this answers only an action listed without a handler.
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"
         ))),

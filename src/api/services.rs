@@ -12,7 +12,7 @@ use super::tasks::{
     PlacementStrategyWire,
 };
 use super::wire::{self, TagWire};
-use super::{ApiError, Ctx};
+use super::{invalid, ApiError, Ctx};
 use crate::model::{valid_ecs_name, Service, ServiceStatus};
 use crate::state::services::{self as svcs, Creation, Update};
 use crate::state::{self, Command, Outcome};
@@ -21,10 +21,6 @@ const MAX_DESCRIBE: usize = 10;
 const LIST_MAX: usize = 100;
 const LIST_DEFAULT: usize = 10;
 const MAX_GRACE_SECONDS: i64 = 7200;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter(message.into())
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -302,7 +298,7 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         .filter(|c| c.status == crate::model::ClusterStatus::Active)
         .is_none()
     {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        return Err(ApiError::cluster_not_found());
     }
     let definition = resolve_task_definition(ctx, view, &td)?;
     let from_definition: Vec<Value> = definition
@@ -421,7 +417,7 @@ pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         .filter(|c| c.status == crate::model::ClusterStatus::Active)
         .is_none()
     {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        return Err(ApiError::cluster_not_found());
     }
     let current =
         svcs::get(view, &cluster, &name)?.ok_or_else(|| ApiError::ServiceNotFound("Service not found.".into()))?;

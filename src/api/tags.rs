@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::wire::{self, TagWire};
-use super::{ApiError, Ctx};
+use super::{invalid, ApiError, Ctx};
 use crate::model::valid_ecs_name;
 use crate::state::{self, Command, Outcome, TagTarget};
 
@@ -17,10 +17,6 @@ pub struct TagRequest {
     tags: Option<Vec<TagWire>>,
     #[serde(default)]
     tag_keys: Option<Vec<String>>,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter(message.into())
 }
 
 fn not_found() -> ApiError {
@@ -114,7 +110,7 @@ pub async fn list_tags_for_resource(ctx: &Ctx<'_>, req: TagRequest) -> Result<Va
     // The reference lists no ResourceNotFoundException for this action: a missing cluster is
     // ClusterNotFoundException, any other missing resource an invalid parameter.
     let tags = state::resource_tags(view, &target)?.ok_or_else(|| match target {
-        TagTarget::Cluster { .. } => ApiError::ClusterNotFound("Cluster not found.".into()),
+        TagTarget::Cluster { .. } => ApiError::cluster_not_found(),
         _ => invalid("resourceArn: The specified resource could not be found."),
     })?;
     Ok(json!({ "tags": wire::tags_to_wire(&tags) }))

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::wire::{self, TagWire};
-use super::{ApiError, Ctx};
+use super::{invalid, ApiError, Ctx};
 use crate::model::{valid_ecs_name, TaskDefinition, TaskDefinitionStatus};
 use crate::state::{task_definitions as tds, Command, Outcome};
 
@@ -19,10 +19,6 @@ const MAX_CONTAINERS: usize = 10;
 const MAX_DEFINITION_BYTES: usize = 32 * 1024;
 const LIST_MAX: usize = 100;
 const NOT_FOUND: &str = "Unable to describe task definition.";
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter(message.into())
-}
 
 fn client(message: impl Into<String>) -> ApiError {
     ApiError::Client(message.into())

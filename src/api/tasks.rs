@@ -9,11 +9,11 @@ use serde_json::{json, Map, Value};
 
 use super::container_instances::cluster_name;
 use super::wire::{self, Failure, TagWire};
-use super::{ApiError, Ctx};
+use super::{invalid, ApiError, Ctx};
 use crate::model::{InstanceStatus, NetworkBinding, Task, TaskDefinition, TaskStatus};
 use crate::placement::MAX_STRATEGIES;
 use crate::placement::{self, Strategy};
-use crate::state::tasks::{ContainerChange, Launch, NewTask, StateChange};
+use crate::state::tasks::{ContainerChange, Launch, StateChange};
 use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
 use crate::taskdef::{self, OverrideError};
 
@@ -24,10 +24,6 @@ const LIST_MAX: usize = 100;
 const MAX_CONSTRAINTS: usize = 10;
 const MAX_OVERRIDES_CHARS: usize = 8192;
 const NOT_FOUND_TD: &str = "Unable to describe task definition.";
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidParameter(message.into())
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -326,7 +322,7 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         .filter(|c| c.status == crate::model::ClusterStatus::Active)
         .is_none()
     {
-        return Err(ApiError::ClusterNotFound("Cluster not found.".into()));
+        return Err(ApiError::cluster_not_found());
     }
     let definition = resolve_task_definition(ctx, view, &id)?;
     let (containers, reservation, overrides) = taskdef::containers_and_reservation(&definition, req.overrides.take())
@@ -400,7 +396,7 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
         &req.placement_constraints.take().unwrap_or_default(),
         &taskdef::definition_constraints(&definition),
     )?;
-    let instances = cis::all_mirrored(view, &cluster, view.instances())?;
+    let instances = cis::all_mirrored(view, &cluster, &view.mirrors().instances)?;
     if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
         return Err(invalid("No Container Instances were found in your cluster."));
     }
@@ -423,7 +419,7 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
     launch.tasks = plan
         .placements
         .iter()
-        .map(|id| NewTask::fresh(id, launch.containers.len()))
+        .map(|id| crate::stamp::new_task(id, launch.containers.len()))
         .collect();
     launch.failures = plan.failures;
     propose_launch(ctx, launch, req.client_token.as_deref()).await
@@ -457,7 +453,9 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
         match found {
             None => launch.failures.push((g, "MISSING".into())),
             Some(i) if i.status == InstanceStatus::Inactive => launch.failures.push((i.arn, "INACTIVE".into())),
-            Some(i) => launch.tasks.push(NewTask::fresh(&i.id, launch.containers.len())),
+            Some(i) => launch
+                .tasks
+                .push(crate::stamp::new_task(&i.id, launch.containers.len())),
         }
     }
     propose_launch(ctx, launch, None).await

@@ -1,9 +1,12 @@
-//! Agent liveness, on the leader: heartbeat deadlines are kept in memory and only the
+//! Agent liveness, on the leader: agents' heartbeats reach the leader's inbox (from any node,
+//! through `RaftHandle::tell_leader`), their deadlines are kept in memory, and only the
 //! transitions of `agentConnected` are committed (as term-stamped leader decisions).
 //!
 //! After a leader change every instance gets a full timeout of grace, since the new leader has
 //! not yet heard from anyone.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -11,12 +14,48 @@ use tokio::time::Instant;
 
 use super::{LeaderContext, LeaderTask};
 use crate::model::InstanceStatus;
+use crate::raft::{LeaderInbox, NodeError, RaftHandle};
 use crate::state::{self, container_instances, Command};
 
 /// How often the leader compares heartbeats with the state.
 const SWEEP: Duration = Duration::from_millis(500);
 
+/// When each agent was last heard from, as the leader saw it (in memory only: after a leader
+/// change every instance starts with a grace period).
+#[derive(Default)]
+pub struct Heartbeats(std::sync::Mutex<BTreeMap<(String, String), Instant>>);
+
+impl Heartbeats {
+    fn record(&self, cluster: String, instance: String) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((cluster, instance), Instant::now());
+    }
+
+    /// When the agent of `instance` was last heard from by this node, if at all.
+    pub fn last_seen(&self, cluster: &str, instance: &str) -> Option<Instant> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(cluster.to_string(), instance.to_string())).copied()
+    }
+
+    /// The leader's inbox for heartbeats: each message is `[cluster, instance id]`.
+    pub fn inbox(self: &Arc<Self>) -> LeaderInbox {
+        let heartbeats = self.clone();
+        Arc::new(move |message| {
+            let (cluster, instance): (String, String) =
+                serde_json::from_value(message).map_err(|e| format!("not a heartbeat: {e}"))?;
+            heartbeats.record(cluster, instance);
+            Ok(())
+        })
+    }
+}
+
+/// An agent's heartbeat, taken to the leader from this node.
+pub async fn heartbeat(handle: &RaftHandle, cluster: String, instance: String) -> Result<(), NodeError> {
+    handle.tell_leader(serde_json::json!([cluster, instance])).await
+}
+
 pub struct Liveness {
+    pub heartbeats: Arc<Heartbeats>,
     pub timeout: Duration,
     /// The lost-instance policy: stop the tasks of instances silent this long (`None`: off).
     pub lost_after: Option<Duration>,
@@ -30,6 +69,7 @@ impl LeaderTask for Liveness {
     fn run(&self, ctx: LeaderContext) -> BoxFuture<'static, ()> {
         let timeout = self.timeout;
         let lost_after = self.lost_after;
+        let heartbeats = self.heartbeats.clone();
         Box::pin(async move {
             let since = Instant::now();
             loop {
@@ -37,7 +77,7 @@ impl LeaderTask for Liveness {
                     _ = ctx.cancel.cancelled() => return,
                     _ = tokio::time::sleep(SWEEP) => {}
                 }
-                if let Err(e) = sweep(&ctx, since, timeout, lost_after).await {
+                if let Err(e) = sweep(&ctx, &heartbeats, since, timeout, lost_after).await {
                     tracing::debug!(error = %e, "liveness sweep failed; retrying");
                 }
             }
@@ -47,6 +87,7 @@ impl LeaderTask for Liveness {
 
 async fn sweep(
     ctx: &LeaderContext,
+    heartbeats: &Heartbeats,
     since: Instant,
     timeout: Duration,
     lost_after: Option<Duration>,
@@ -63,7 +104,7 @@ async fn sweep(
                 if instance.status == InstanceStatus::Inactive {
                     continue;
                 }
-                let heard = handle.heartbeats().last_seen(&cluster.name, &instance.id);
+                let heard = heartbeats.last_seen(&cluster.name, &instance.id);
                 let silent_since = heard.map_or(since, |t| t.max(since));
                 let alive = heard.is_some_and(|t| t.elapsed() < timeout);
                 if instance.agent_heartbeats && instance.agent_connected && silent_since.elapsed() >= timeout {

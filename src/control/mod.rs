@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::raft::{NodeError, RaftNode};
-use crate::state::{Command, Outcome, Proposal};
+use crate::state::{Command, Outcome};
 
 /// What a leader-only loop is given when it starts.
 #[derive(Clone)]
@@ -52,11 +52,7 @@ struct Running {
 /// retried until it has an outcome or the term's loops are cancelled; a loop's next pass
 /// therefore never plans around a decision whose fate is unknown. Any other error is returned.
 pub async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, NodeError> {
-    let proposal = Proposal {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        ts_ms: crate::api::now_ms(),
-        command,
-    };
+    let proposal = crate::stamp::proposal(command);
     let mut backoff = Duration::from_millis(50);
     loop {
         match ctx.node.write_as_leader(ctx.term, proposal.clone()).await {
@@ -77,7 +73,10 @@ pub async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, No
 
 /// The leader loops every node runs: the service scheduler, agent liveness, and forgetting
 /// STOPPED tasks after an hour.
-pub fn builtin_tasks(config: &crate::config::NodeConfig) -> Vec<Arc<dyn LeaderTask>> {
+pub fn builtin_tasks(
+    config: &crate::config::NodeConfig,
+    heartbeats: Arc<liveness::Heartbeats>,
+) -> Vec<Arc<dyn LeaderTask>> {
     vec![
         Arc::new(services::ServiceScheduler {
             scope: crate::model::ArnScope {
@@ -91,6 +90,7 @@ pub fn builtin_tasks(config: &crate::config::NodeConfig) -> Vec<Arc<dyn LeaderTa
             every: Duration::from_secs(60),
         }),
         Arc::new(liveness::Liveness {
+            heartbeats,
             timeout: Duration::from_millis(config.agent.heartbeat_timeout_ms),
             lost_after: (config.agent.lost_instance_timeout_ms > 0)
                 .then(|| Duration::from_millis(config.agent.lost_instance_timeout_ms)),

@@ -24,8 +24,9 @@ use crate::model::{
 };
 use crate::placement::{self, reason, SpreadField, Strategy};
 use crate::reconcile::{self, Instances};
+use crate::stamp;
 use crate::state::services::repeats_newest;
-use crate::state::tasks::{Launch, NewTask};
+use crate::state::tasks::Launch;
 use crate::state::{self, container_instances, services, task_definitions, tasks, Command, Outcome};
 use crate::taskdef;
 
@@ -179,7 +180,7 @@ impl Scheduler {
                 return Ok(false);
             }
         }
-        let now = crate::api::now_ms();
+        let now = crate::stamp::now_ms();
         let mut events = Vec::new();
         let (start_on, count, steady) = if let Some(template) = &template {
             let eligible: BTreeSet<String> = instances
@@ -245,9 +246,9 @@ impl Scheduler {
                         launch.tasks = plan
                             .placements
                             .iter()
-                            .map(|id| NewTask::fresh(id, launch.containers.len()))
+                            .map(|id| stamp::new_task(id, launch.containers.len()))
                             .collect();
-                        launch.event_id = Some(uuid::Uuid::new_v4().to_string());
+                        launch.event_id = Some(stamp::fresh_id());
                         if let Outcome::Tasks { tasks, failures: found } =
                             decide(ctx, Command::LaunchTasks(Box::new(launch))).await?
                         {
@@ -279,7 +280,7 @@ impl Scheduler {
                 Command::ServiceEvent {
                     cluster: service.cluster.clone(),
                     name: service.name.clone(),
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: stamp::fresh_id(),
                     message,
                 },
             )
@@ -314,7 +315,7 @@ impl Scheduler {
                 name: service.name.clone(),
                 ids: stop.into_iter().map(|(id, _)| id).collect(),
                 reason,
-                event_id: uuid::Uuid::new_v4().to_string(),
+                event_id: stamp::fresh_id(),
                 planned: service.deployments.first().map(|d| (d.id.clone(), desired)),
             },
         )

@@ -8,6 +8,7 @@ pub mod log_store;
 pub mod network;
 mod read_index;
 pub mod service;
+mod snapshot_file;
 pub mod state_machine;
 mod writer;
 
@@ -223,7 +224,8 @@ pub struct RaftHandle {
     attempt_timeout: Duration,
     leader_loops_running: Arc<AtomicBool>,
     feed: ChangeFeed,
-    heartbeats: Arc<Heartbeats>,
+    /// Takes the messages other nodes pass to this one as leader ([`RaftHandle::tell_leader`]).
+    leader_inbox: Arc<std::sync::OnceLock<LeaderInbox>>,
     /// Leadership checks of this node as leader, shared by concurrent reads (its own and
     /// followers' `ReadIndex` calls).
     local_reads: Arc<read_index::Coalescer<ReadIndex>>,
@@ -244,23 +246,10 @@ enum ReadIndex {
     Stopped(String),
 }
 
-/// When each agent was last heard from, as the leader saw it (in memory only: after a leader
-/// change every instance starts with a grace period).
-#[derive(Default)]
-pub struct Heartbeats(std::sync::Mutex<BTreeMap<(String, String), Instant>>);
-
-impl Heartbeats {
-    fn record(&self, cluster: String, instance: String) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert((cluster, instance), Instant::now());
-    }
-
-    /// When the agent of `instance` was last heard from by this node, if at all.
-    pub fn last_seen(&self, cluster: &str, instance: &str) -> Option<Instant> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(cluster.to_string(), instance.to_string())).copied()
-    }
-}
+/// Where a leader takes the messages that nodes pass to it with [`RaftHandle::tell_leader`]
+/// (agents' heartbeats, for the liveness loop). The Raft layer carries them and does not read
+/// them; `Err` refuses one.
+pub type LeaderInbox = Arc<dyn Fn(serde_json::Value) -> Result<(), String> + Send + Sync>;
 
 /// A running Raft node and its write batcher.
 #[derive(Clone)]
@@ -303,7 +292,7 @@ impl RaftNode {
             attempt_timeout: Duration::from_millis((2 * config.raft.election_timeout_max_ms).max(1000)),
             leader_loops_running: Arc::new(AtomicBool::new(false)),
             feed,
-            heartbeats: Arc::new(Heartbeats::default()),
+            leader_inbox: Arc::default(),
             local_reads: Arc::default(),
             remote_reads: Arc::default(),
             writer: writer::WeakWriter::default(),
@@ -349,18 +338,26 @@ impl RaftHandle {
         &self.feed
     }
 
-    /// Agents' heartbeats as this node (when leader) received them.
-    pub fn heartbeats(&self) -> &Heartbeats {
-        &self.heartbeats
+    /// Sets where this node, as leader, takes the messages passed with [`RaftHandle::tell_leader`]
+    /// (set once, before the node serves).
+    pub fn set_leader_inbox(&self, inbox: LeaderInbox) {
+        let _ = self.leader_inbox.set(inbox);
     }
 
-    /// Records an agent's heartbeat at the leader: here if this node leads, else forwarded in
-    /// one attempt. Fails when no leader is known or it cannot be reached.
-    pub async fn heartbeat(&self, cluster: String, instance: String) -> Result<(), NodeError> {
+    fn deliver(&self, message: serde_json::Value) -> Result<(), NodeError> {
+        let inbox = self
+            .leader_inbox
+            .get()
+            .ok_or_else(|| NodeError::Unavailable("this node takes no leader messages yet".into()))?;
+        inbox(message).map_err(NodeError::Rejected)
+    }
+
+    /// Passes `message` to the leader's inbox: here if this node leads, else over gRPC in one
+    /// attempt. Fails when no leader is known or it cannot be reached.
+    pub async fn tell_leader(&self, message: serde_json::Value) -> Result<(), NodeError> {
         let leader = self.current_leader();
         if leader == Some(self.id) {
-            self.heartbeats.record(cluster, instance);
-            return Ok(());
+            return self.deliver(message);
         }
         let leader = leader.ok_or_else(|| NodeError::Unavailable("no leader is known".into()))?;
         let addr = self
@@ -368,13 +365,7 @@ impl RaftHandle {
             .ok_or_else(|| NodeError::Unavailable("the leader's address is unknown".into()))?;
         let reply: LeaderReply<()> = self
             .pool
-            .call(
-                &addr,
-                leader,
-                Method::Heartbeat,
-                &(cluster, instance),
-                self.attempt_timeout,
-            )
+            .call(&addr, leader, Method::Heartbeat, &message, self.attempt_timeout)
             .await
             .map_err(|e| NodeError::Unavailable(e.to_string()))?;
         match reply {
@@ -384,11 +375,13 @@ impl RaftHandle {
         }
     }
 
-    /// Serves a heartbeat forwarded by a follower.
-    pub fn serve_heartbeat(&self, cluster: String, instance: String) -> LeaderReply<()> {
+    /// Serves a message another node passed to the leader.
+    pub fn serve_leader_message(&self, message: serde_json::Value) -> LeaderReply<()> {
         if self.current_leader() == Some(self.id) {
-            self.heartbeats.record(cluster, instance);
-            LeaderReply::Ok(())
+            match self.deliver(message) {
+                Ok(()) => LeaderReply::Ok(()),
+                Err(e) => LeaderReply::Failed(e),
+            }
         } else {
             LeaderReply::NotLeader {
                 leader: self.current_leader(),

@@ -174,6 +174,7 @@ pub enum Method {
     ReadIndex,
     Admin,
     NodeStatus,
+    /// A message for the leader's inbox (`RaftHandle::tell_leader`).
     Heartbeat,
 }
 

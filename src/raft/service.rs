@@ -92,7 +92,8 @@ impl RaftService for RaftGrpc {
     }
 
     async fn heartbeat(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
-        let (cluster, instance): (String, String) = self.decode(request)?;
-        reply(&self.handle.serve_heartbeat(cluster, instance))
+        // Named for what it first carried: any message for the leader's inbox.
+        let message: serde_json::Value = self.decode(request)?;
+        reply(&self.handle.serve_leader_message(message))
     }
 }

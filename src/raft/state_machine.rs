@@ -6,22 +6,21 @@
 //! view of the state-machine column families; openraft streams them to followers in chunks.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, StorageError, StorageIOError,
+    StoredMembership,
 };
 
 use tokio::sync::watch;
 
 use super::log_store::Applied;
 use super::{NodeId, NodeInfo, TypeConfig};
-use crate::model::ContainerInstance;
-use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Mirror, Row, Space, Txn};
+use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Mirrors, Row, Signals, Space, Txn};
 use crate::storage::{crash_point, Batch, Cf, Store};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
@@ -33,13 +32,7 @@ const STAGED: &str = "installing";
 const MEMBERSHIP: &[u8] = b"membership";
 /// State-owned keys in `sm_meta` carry this prefix, apart from the adapter's own keys.
 const STATE_META_PREFIX: &[u8] = b"s/";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ECSDSNP1";
-/// The file's last 16 bytes: the trailer record's offset (big-endian `u64`), then this. Files
-/// without it (from earlier versions) are read to the end to find the trailer.
-const FOOTER_MAGIC: &[u8; 8] = b"ECSDEND1";
-const TRAILER_TAG: u8 = 0xff;
-
-type Meta = SnapshotMeta<NodeId, NodeInfo>;
+use super::snapshot_file::{self, Meta};
 
 /// Read access to the replicated state as the API and `apply` see it.
 ///
@@ -49,8 +42,8 @@ type Meta = SnapshotMeta<NodeId, NodeInfo>;
 pub struct StateView {
     store: Store,
     gate: Arc<RwLock<()>>,
-    /// The container instance rows, in memory for placement (kept by apply).
-    instances: Arc<Mirror<ContainerInstance>>,
+    /// The rows the state keeps in memory (kept by apply).
+    mirrors: Arc<Mirrors>,
 }
 
 impl StateView {
@@ -58,14 +51,14 @@ impl StateView {
         StateView {
             store,
             gate: Arc::default(),
-            instances: Arc::new(Mirror::new(crate::state::container_instances::PREFIX)),
+            mirrors: Arc::default(),
         }
     }
 
-    /// The container instances of every cluster, as of the last applied entry, to read with
-    /// `state::container_instances::all_mirrored` over this view.
-    pub fn instances(&self) -> &Mirror<ContainerInstance> {
-        &self.instances
+    /// The rows the state mirrors in memory, as of the last applied entry (the container
+    /// instances, read with `state::container_instances::all_mirrored` over this view).
+    pub fn mirrors(&self) -> &Mirrors {
+        &self.mirrors
     }
 
     fn shared(&self) -> RwLockReadGuard<'_, ()> {
@@ -190,7 +183,7 @@ impl StateMachineStore {
             // A crash cut an install short: the state-machine families may be part old, part
             // new. Redo it from the same file, which was made durable before the install began,
             // and then give the file its snapshot name.
-            let meta = read_snapshot_meta(path)?;
+            let meta = snapshot_file::read_meta(path)?;
             tracing::warn!(snapshot = %path.display(), "redoing a snapshot install that a restart interrupted");
             load_snapshot(&view, dir, &meta, path).map_err(std::io::Error::other)?;
             fs::rename(path, snapshot_path(dir, &meta))?;
@@ -209,14 +202,14 @@ impl StateMachineStore {
         for path in paths {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("snap") => found.push(SnapshotFile {
-                    meta: read_snapshot_meta(&path)?,
+                    meta: snapshot_file::read_meta(&path)?,
                     path,
                 }),
                 // With no marker, an install either never began its swap (the file goes) or
                 // finished it, and a crash came before the file got its snapshot name: then it
                 // is the snapshot of the state, which openraft must find (the log may already be
                 // purged up to it), so the install is finished here.
-                Some(STAGED) => match read_snapshot_meta(&path) {
+                Some(STAGED) => match snapshot_file::read_meta(&path) {
                     Ok(meta) if applied.is_some() && meta.last_log_id == applied => {
                         let named = snapshot_path(dir, &meta);
                         fs::rename(&path, &named)?;
@@ -296,7 +289,7 @@ fn apply_entries(
     entries: Vec<openraft::Entry<TypeConfig>>,
 ) -> Result<Vec<BatchOutcome>, StorageError<NodeId>> {
     let mut replies = Vec::with_capacity(entries.len());
-    let mut changes = Changes::default();
+    let mut signals = Signals::default();
     let mut txn = Txn::new(view);
     let mut last_applied = None;
     let mut membership = None;
@@ -315,45 +308,34 @@ fn apply_entries(
         }
         if txn.written_bytes() >= APPLY_BATCH_BYTES {
             let full = std::mem::replace(&mut txn, Txn::new(view));
-            write_applied(view, full, last_applied.take(), membership.take(), &mut changes)?;
+            write_applied(view, full, last_applied.take(), membership.take(), &mut signals)?;
         }
     }
     if last_applied.is_some() {
-        write_applied(view, txn, last_applied, membership, &mut changes)?;
+        write_applied(view, txn, last_applied, membership, &mut signals)?;
     }
-    if changes.wake_services {
-        changes.watched.push(crate::state::SERVICE_WAKE.to_vec());
-    }
-    feed.notify(changes.watched.iter().map(Vec::as_slice));
+    feed.notify(signals.into_keys().iter().map(Vec::as_slice));
     Ok(replies)
 }
 
-/// What applied writes touched that local watchers follow.
-#[derive(Default)]
-struct Changes {
-    watched: Vec<Vec<u8>>,
-    wake_services: bool,
-}
-
 /// Writes `txn`'s writes with `last_applied` (and the membership, if one was applied) in one
-/// batch, and notes the watched keys among them.
+/// batch, and notes which watchers they wake.
 fn write_applied(
     view: &StateView,
     txn: Txn<'_>,
     last_applied: Option<LogId<NodeId>>,
     membership: Option<StoredMembership<NodeId, NodeInfo>>,
-    changes: &mut Changes,
+    signals: &mut Signals,
 ) -> Result<(), StorageError<NodeId>> {
     let mut batch = Batch::default();
     let mut mirrored: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     for ((space, key), value) in txn.into_writes() {
-        if space == Space::Data && key.starts_with(crate::state::tasks::WORK_PREFIX) {
-            changes.watched.push(key.clone());
+        if space == Space::Data {
+            signals.note(&key);
+            if view.mirrors.covers(&key) {
+                mirrored.push((key.clone(), value.clone()));
+            }
         }
-        if space == Space::Data && view.instances.covers(&key) {
-            mirrored.push((key.clone(), value.clone()));
-        }
-        changes.wake_services |= space == Space::Data && crate::state::wakes_services(&key);
         let (cf, key) = StateView::locate(space, &key);
         match value {
             Some(v) => batch.put(cf, key, v),
@@ -372,7 +354,7 @@ fn write_applied(
         .write(batch, false)
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
     if !mirrored.is_empty() {
-        view.instances
+        view.mirrors
             .note(mirrored.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
     }
     Ok(())
@@ -540,7 +522,7 @@ fn load_snapshot(view: &StateView, dir: &Path, meta: &Meta, path: &Path) -> Resu
     let werr = |e: &dyn std::fmt::Display| snap_err(Some(meta), ErrorVerb::Write, e);
     let prefix = format!("load-{}", uuid::Uuid::new_v4().simple());
     let (file_meta, files) =
-        crate::storage::write_sst_files(dir, &prefix, |sink| read_snapshot_file(path, sink)).map_err(|e| werr(&e))?;
+        crate::storage::write_sst_files(dir, &prefix, |sink| snapshot_file::read(path, sink)).map_err(|e| werr(&e))?;
     crash_point("install:sst-written");
     let remove_files = || {
         for (_, file) in &files {
@@ -580,7 +562,7 @@ fn load_snapshot(view: &StateView, dir: &Path, meta: &Meta, path: &Path) -> Resu
     crash_point("install:swapped");
     // After the gate is released (a mirror load holds the mirror's lock, then the gate), and
     // before the install is reported applied.
-    view.instances.reset();
+    view.mirrors.reset();
     // Moved into the database on success; left over on failure.
     remove_files();
     swapped.map_err(|e| werr(&e))
@@ -638,8 +620,8 @@ fn build_snapshot_file(
 ) -> Result<SnapshotFile, StorageError<NodeId>> {
     let werr = |e: &dyn std::fmt::Display| snap_err(None, ErrorVerb::Write, e);
     let tmp = dir.join(format!("build-{}.tmp", uuid::Uuid::new_v4().simple()));
-    let mut out = BufWriter::new(File::create(&tmp).map_err(|e| werr(&e))?);
-    out.write_all(SNAPSHOT_MAGIC).map_err(|e| werr(&e))?;
+    let out = BufWriter::new(File::create(&tmp).map_err(|e| werr(&e))?);
+    let mut out = snapshot_file::Writer::new(out).map_err(|e| werr(&e))?;
     let mut last_applied: Option<LogId<NodeId>> = None;
     let mut membership = StoredMembership::<NodeId, NodeInfo>::default();
     // Meta and data come from the same point-in-time view.
@@ -651,7 +633,7 @@ fn build_snapshot_file(
             if cf == Cf::SmMeta && k == MEMBERSHIP {
                 membership = serde_json::from_slice(v).map_err(std::io::Error::other)?;
             }
-            write_record(&mut out, cf.tag(), k, v)
+            out.record(cf, k, v)
         })
         .map_err(|e| werr(&e))?;
     dumped.map_err(|e| werr(&e))?;
@@ -665,11 +647,7 @@ fn build_snapshot_file(
             uuid::Uuid::new_v4().simple()
         ),
     };
-    let meta_json = serde_json::to_vec(&meta).map_err(|e| werr(&e))?;
-    let trailer_at = out.stream_position().map_err(|e| werr(&e))?;
-    write_record(&mut out, TRAILER_TAG, b"meta", &meta_json).map_err(|e| werr(&e))?;
-    out.write_all(&trailer_at.to_be_bytes()).map_err(|e| werr(&e))?;
-    out.write_all(FOOTER_MAGIC).map_err(|e| werr(&e))?;
+    let out = out.finish(&meta).map_err(|e| werr(&e))?;
     let file = out.into_inner().map_err(|e| werr(&e))?;
     file.sync_all().map_err(|e| werr(&e))?;
     drop(file);
@@ -679,85 +657,6 @@ fn build_snapshot_file(
     let built = SnapshotFile { meta, path };
     replace_current(current, built.clone());
     Ok(built)
-}
-
-fn write_record(out: &mut impl Write, tag: u8, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-    out.write_all(&[tag])?;
-    out.write_all(&(key.len() as u32).to_be_bytes())?;
-    out.write_all(key)?;
-    out.write_all(&(value.len() as u32).to_be_bytes())?;
-    out.write_all(value)
-}
-
-/// Reads only a snapshot file's metadata: through its footer when it has one, so a node's start
-/// does not read gigabytes.
-fn read_snapshot_meta(path: &Path) -> std::io::Result<Meta> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len >= 16 {
-        let mut footer = [0u8; 16];
-        file.seek(SeekFrom::Start(len - 16))?;
-        file.read_exact(&mut footer)?;
-        if &footer[8..] == FOOTER_MAGIC {
-            let at = u64::from_be_bytes(footer[..8].try_into().expect("8 bytes"));
-            if at < len - 16 {
-                file.seek(SeekFrom::Start(at))?;
-                let mut input = BufReader::new(file);
-                let mut tag = [0u8; 1];
-                input.read_exact(&mut tag)?;
-                let _key = read_chunk(&mut input)?;
-                let value = read_chunk(&mut input)?;
-                if tag[0] == TRAILER_TAG {
-                    return serde_json::from_slice(&value)
-                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
-                }
-            }
-        }
-    }
-    read_snapshot_file(path, |_, _, _| Ok(()))
-}
-
-/// A length-prefixed field of a snapshot record.
-fn read_chunk(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    input.read_exact(&mut len)?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    input.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
-/// Reads a snapshot file, calling `visit` for each record, and returns its metadata trailer.
-fn read_snapshot_file(
-    path: &Path,
-    mut visit: impl FnMut(Cf, &[u8], &[u8]) -> std::io::Result<()>,
-) -> std::io::Result<Meta> {
-    let bad = |what: &str| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("snapshot {}: {what}", path.display()),
-        )
-    };
-    let mut input = BufReader::new(File::open(path)?);
-    let mut magic = [0u8; 8];
-    input.read_exact(&mut magic)?;
-    if &magic != SNAPSHOT_MAGIC {
-        return Err(bad("not an ecsd snapshot"));
-    }
-    loop {
-        let mut tag = [0u8; 1];
-        input
-            .read_exact(&mut tag)
-            .map_err(|_| bad("truncated: no metadata trailer"))?;
-        let key = read_chunk(&mut input)?;
-        let value = read_chunk(&mut input)?;
-        if tag[0] == TRAILER_TAG {
-            return serde_json::from_slice(&value).map_err(|e| bad(&e.to_string()));
-        }
-        let cf = Cf::from_tag(tag[0])
-            .filter(|cf| Cf::STATE_MACHINE.contains(cf))
-            .ok_or_else(|| bad("unknown record"))?;
-        visit(cf, &key, &value)?;
-    }
 }
 
 #[cfg(test)]
@@ -1008,11 +907,11 @@ mod tests {
         let built = build_snapshot_file(&source, source_dir.path(), &Mutex::new(None)).unwrap();
         assert_eq!(built.meta.last_log_id, applied);
         // The footer finds the metadata; a file without one (an earlier version's) is read whole.
-        assert_eq!(read_snapshot_meta(&built.path).unwrap(), built.meta);
+        assert_eq!(snapshot_file::read_meta(&built.path).unwrap(), built.meta);
         let bytes = fs::read(&built.path).unwrap();
         let unfooted = source_dir.path().join("old.snap");
         fs::write(&unfooted, &bytes[..bytes.len() - 16]).unwrap();
-        assert_eq!(read_snapshot_meta(&unfooted).unwrap(), built.meta);
+        assert_eq!(snapshot_file::read_meta(&unfooted).unwrap(), built.meta);
 
         // A node with other state receives it.
         let dir = tempfile::tempdir().unwrap();

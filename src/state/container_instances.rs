@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     account_settings, decode, encode, get_cluster, put_cluster, KvError, KvRead, Outcome, Rejection, Space, Txn,
 };
-use crate::model::{Attribute, ClusterStatus, ContainerInstance, InstanceStatus, Resource, Tag};
+use crate::model::{version_less, Attribute, ClusterStatus, ContainerInstance, InstanceStatus, Resource, Tag};
 
 fn key(cluster: &str, id: &str) -> Vec<u8> {
     format!("ci/{cluster}\0{id}").into_bytes()
@@ -46,7 +46,7 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         instance.registered_resources = r.total_resources.clone();
         instance.task_groups.clear();
         for task in super::tasks::on_instance(txn, &r.cluster, id)? {
-            crate::placement::reserve(&mut instance, &task.reservation, &task.group);
+            super::resources::reserve(&mut instance, &task.reservation, &task.group);
         }
         instance.attributes = r.attributes.clone();
         instance.version_info = r.version_info.clone();
@@ -306,26 +306,6 @@ pub(super) fn set_agent_update_status(
     Ok(Outcome::ContainerInstance(Box::new(instance)))
 }
 
-/// Compares dotted version numbers (`1.24.0` < `1.25`); non-numeric parts compare as 0.
-pub fn version_less(a: &str, b: &str) -> bool {
-    let parse = |v: &str| -> Vec<u64> {
-        v.trim_start_matches('v')
-            .split('.')
-            .map(|p| {
-                p.split(|c: char| !c.is_ascii_digit())
-                    .next()
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(0)
-            })
-            .collect()
-    };
-    let (mut a, mut b) = (parse(a), parse(b));
-    let len = a.len().max(b.len());
-    a.resize(len, 0);
-    b.resize(len, 0);
-    a < b
-}
-
 /// Sets `agentConnected`; a no-op if it already has that value or the instance is INACTIVE.
 pub(super) fn set_agent_connected(
     txn: &mut Txn<'_>,
@@ -378,19 +358,4 @@ fn cluster_range(cluster: &str) -> (Vec<u8>, Vec<u8>) {
         format!("ci/{cluster}\0").into_bytes(),
         format!("ci/{cluster}\u{1}").into_bytes(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::version_less;
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(version_less("1.9.0", "1.24.0"));
-        assert!(version_less("0.0.9", "0.1.0"));
-        assert!(version_less("1.24", "1.24.1"));
-        assert!(!version_less("1.24.0", "1.24"));
-        assert!(!version_less("v2.0.0", "1.99.99"));
-        assert!(version_less("1.2.3-beta", "1.2.4"));
-    }
 }

@@ -7,6 +7,8 @@
 
 pub mod account_settings;
 pub mod container_instances;
+mod local;
+pub mod resources;
 pub mod services;
 pub mod task_definitions;
 pub mod tasks;
@@ -14,29 +16,17 @@ pub mod tasks;
 pub(crate) mod testing;
 mod txn;
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
     AccountSetting, Cluster, ClusterStatus, ContainerInstance, InstanceStatus, Service, ServiceStatus, Tag, Task,
     TaskDefinition,
 };
+pub use local::{Mirror, Mirrors, Signals, SERVICE_WAKE};
 pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
 pub const DEDUPE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
-/// The change-feed key that wakes the service scheduler: apply "writes" it (a node-local signal,
-/// never stored) whenever it writes a task, a service or a container instance.
-pub const SERVICE_WAKE: &[u8] = b"!services";
-
-/// Whether writing data key `key` should wake the service scheduler.
-pub fn wakes_services(key: &[u8]) -> bool {
-    key.starts_with(b"task/") || key.starts_with(b"svc/") || key.starts_with(b"ci/")
-}
-
 /// Most expired dedupe records dropped per applied batch, so apply stays cheap.
 const DEDUPE_PURGE_PER_BATCH: usize = 256;
 
@@ -566,97 +556,6 @@ fn scan_rows(
     }
 }
 
-/// The rows under one key prefix of the data space, held in memory and kept current by apply,
-/// each decoded on first use and again only when its bytes change.
-///
-/// Planning a RunTask reads every instance of the cluster. From RocksDB that is an iteration
-/// over a memtable holding a version of an instance row per task placed on it, and a decode of
-/// each row; here it is a walk of a map, and between two requests only the few instances that
-/// took tasks are decoded again.
-///
-/// It is loaded from the store on first use. Apply calls [`Mirror::note`] with each batch's
-/// writes after the batch is in the store and before the batch counts as applied, so a read
-/// that waited for an applied index sees everything up to it; a snapshot install calls
-/// [`Mirror::reset`] after swapping the state, and the next use loads it again. The load and
-/// the notes take the same lock, and a note always follows its write to the store, so a load
-/// that missed a write is followed by that write's note.
-pub struct Mirror<T> {
-    prefix: &'static [u8],
-    rows: std::sync::Mutex<Option<MirroredRows<T>>>,
-}
-
-/// Key → (stored bytes, the record they decode to, once decoded).
-type MirroredRows<T> = BTreeMap<Vec<u8>, (Vec<u8>, Option<Arc<T>>)>;
-
-impl<T: for<'de> Deserialize<'de>> Mirror<T> {
-    pub fn new(prefix: &'static [u8]) -> Self {
-        Mirror {
-            prefix,
-            rows: Default::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<MirroredRows<T>>> {
-        self.rows.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether `key` is one of the mirrored rows.
-    pub fn covers(&self, key: &[u8]) -> bool {
-        key.starts_with(self.prefix)
-    }
-
-    /// Takes in writes of the data space that are now in the store (`None`: a delete); keys
-    /// outside the prefix are ignored. Nothing to do until the first use has loaded the rows.
-    pub fn note<'a>(&self, writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
-        let mut guard = self.lock();
-        let Some(rows) = guard.as_mut() else { return };
-        for (key, value) in writes.into_iter().filter(|(k, _)| self.covers(k)) {
-            match value {
-                Some(v) => {
-                    if rows.get(key).is_none_or(|(bytes, _)| bytes.as_slice() != v) {
-                        rows.insert(key.to_vec(), (v.to_vec(), None));
-                    }
-                }
-                None => {
-                    rows.remove(key);
-                }
-            }
-        }
-    }
-
-    /// Forgets everything (the state was replaced); the next use loads it again.
-    pub fn reset(&self) {
-        *self.lock() = None;
-    }
-
-    /// Every record in `[from, to)`, decoded, in key order: what [`scan_values`] over `kv`
-    /// returns, for a range that starts within the prefix (rows past it are not held).
-    pub fn scan(&self, kv: &dyn KvRead, from: &[u8], to: &[u8]) -> Result<Vec<Arc<T>>, KvError> {
-        debug_assert!(from.starts_with(self.prefix), "a range of the mirrored rows");
-        let mut guard = self.lock();
-        if guard.is_none() {
-            let mut end = self.prefix.to_vec();
-            *end.last_mut().expect("a non-empty prefix") += 1;
-            let mut rows = BTreeMap::new();
-            scan_rows(kv, self.prefix, &end, |key, value| {
-                rows.insert(key, (value, None));
-                Ok(())
-            })?;
-            *guard = Some(rows);
-        }
-        let rows = guard.as_mut().expect("loaded above");
-        let mut out = Vec::new();
-        for (_, (bytes, record)) in rows.range_mut::<[u8], _>((Bound::Included(from), Bound::Excluded(to))) {
-            let record = match record {
-                Some(r) => r.clone(),
-                None => record.insert(Arc::new(decode::<T>(bytes)?)).clone(),
-            };
-            out.push(record);
-        }
-        Ok(out)
-    }
-}
-
 fn put_cluster(txn: &mut Txn<'_>, cluster: &Cluster) {
     txn.put(Space::Data, cluster_key(&cluster.name), encode(cluster));
 }
@@ -771,46 +670,6 @@ mod tests {
             }
             outcomes.0
         }
-    }
-
-    #[test]
-    fn the_mirror_loads_once_follows_notes_and_decodes_only_changed_rows() {
-        let mut kv = MemKv::default();
-        let put = |kv: &mut MemKv, key: &str, value: u64| {
-            kv.0.insert((Space::Data, key.as_bytes().to_vec()), encode(&value));
-        };
-        for (key, value) in [("a/x/1", 1), ("a/x/2", 2), ("a/x/3", 3), ("a/y/1", 7), ("b/1", 9)] {
-            put(&mut kv, key, value);
-        }
-        let mirror = Mirror::<u64>::new(b"a/");
-        let values = |rows: &[Arc<u64>]| rows.iter().map(|v| **v).collect::<Vec<_>>();
-        let first = mirror.scan(&kv, b"a/x/", b"a/x0").unwrap();
-        assert_eq!(values(&first), [1, 2, 3]);
-        // After the load, the store is not read again: only notes change what it holds.
-        put(&mut kv, "a/x/2", 20);
-        kv.0.remove(&(Space::Data, b"a/x/3".to_vec()));
-        assert_eq!(values(&mirror.scan(&kv, b"a/x/", b"a/x0").unwrap()), [1, 2, 3]);
-        let twenty = encode(&20u64);
-        mirror.note([
-            (b"a/x/2".as_slice(), Some(twenty.as_slice())),
-            (b"a/x/3".as_slice(), None),
-            (b"b/2".as_slice(), Some(twenty.as_slice())),
-        ]);
-        let second = mirror.scan(&kv, b"a/x/", b"a/x0").unwrap();
-        assert_eq!(values(&second), [1, 20]);
-        assert!(
-            Arc::ptr_eq(&first[0], &second[0]),
-            "an unchanged row is not decoded again"
-        );
-        assert_eq!(values(&mirror.scan(&kv, b"a/", b"a0").unwrap()), [1, 20, 7]);
-        // A reset (a snapshot was installed) loads the store again.
-        put(&mut kv, "a/y/2", 8);
-        mirror.reset();
-        assert_eq!(values(&mirror.scan(&kv, b"a/y/", b"a/y0").unwrap()), [7, 8]);
-        // Notes before the first load are not needed: the load reads the store.
-        let fresh = Mirror::<u64>::new(b"a/");
-        fresh.note([(b"a/x/1".as_slice(), Some(twenty.as_slice()))]);
-        assert_eq!(values(&fresh.scan(&kv, b"a/x/", b"a/x0").unwrap()), [1, 20]);
     }
 
     fn proposal(id: &str, ts_ms: u64, command: Command) -> Proposal {

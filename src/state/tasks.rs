@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::resources;
 use super::{
     account_settings, container_instances, decode, encode, get_cluster, put_cluster,
     services::{self, StartResult},
@@ -15,7 +16,6 @@ use crate::model::{
     Attribute, ClusterStatus, NetworkBinding, Reservation, ServiceStatus, Tag, Task, TaskContainer,
     TaskDefinitionStatus, TaskStatus,
 };
-use crate::placement;
 
 pub(super) fn key(cluster: &str, id: &str) -> Vec<u8> {
     format!("task/{cluster}\0{id}").into_bytes()
@@ -58,19 +58,6 @@ pub struct NewTask {
     pub uuid: String,
     /// One fresh UUID per container, for container ARNs.
     pub container_uuids: Vec<String>,
-}
-
-impl NewTask {
-    /// A task for `instance_id` with fresh identifiers (for proposers; apply never calls this).
-    pub fn fresh(instance_id: &str, containers: usize) -> NewTask {
-        NewTask {
-            instance_id: instance_id.to_string(),
-            uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
-            container_uuids: (0..containers)
-                .map(|_| uuid::Uuid::new_v4().hyphenated().to_string())
-                .collect(),
-        }
-    }
 }
 
 /// What RunTask and StartTask ask for, with the placements the proposer chose.
@@ -314,7 +301,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
             ));
             continue;
         };
-        if let Some(why) = placement::check(
+        if let Some(why) = resources::check(
             &instance,
             &l.reservation,
             &l.requires_attributes,
@@ -325,7 +312,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
             failures.push((instance.arn.clone(), why.to_string()));
             continue;
         }
-        placement::reserve(&mut instance, &l.reservation, &l.group);
+        resources::reserve(&mut instance, &l.reservation, &l.group);
         instance.pending_tasks += 1;
         container_instances::put(txn, &instance);
         cluster.pending_tasks += 1;
@@ -576,7 +563,7 @@ fn transition(
         }
         match status {
             TaskStatus::Running => instance.running_tasks += 1,
-            TaskStatus::Stopped => placement::release(&mut instance, &task.reservation, &task.group),
+            TaskStatus::Stopped => resources::release(&mut instance, &task.reservation, &task.group),
             TaskStatus::Pending => {}
         }
         instance.version += 1;

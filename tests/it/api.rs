@@ -203,9 +203,7 @@ async fn protocol_errors_have_aws_shapes() {
     let http = &cluster.http;
 
     tracing::info!("--- every response carries a request id and the JSON 1.1 content type");
-    let response = http
-        .post(format!("{url}/"))
-        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.ListClusters")
+    let response = ecsd_protocol::ecs::request(http, &format!("{url}/"), "ListClusters")
         .body("{}")
         .send()
         .await
@@ -224,9 +222,7 @@ async fn protocol_errors_have_aws_shapes() {
         "MissingAction"
     );
     for bad in ["{\"clusterName\": ", "[1,2]", "{} trailing"] {
-        let response = http
-            .post(format!("{url}/"))
-            .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.CreateCluster")
+        let response = ecsd_protocol::ecs::request(http, &format!("{url}/"), "CreateCluster")
             .body(bad)
             .send()
             .await

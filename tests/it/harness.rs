@@ -282,18 +282,17 @@ pub async fn ecs_call(
     body: Value,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    let mut request = http
-        .post(format!("{url}/"))
-        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(body.to_string());
+    let mut request = ecsd_protocol::ecs::request(http, &format!("{url}/"), action);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let response = request.send().await.expect("http call");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.expect("json body");
-    (status, body)
+    let reply = ecsd_protocol::ecs::send(request, &body).await.expect("http call");
+    assert!(
+        !reply.body.is_null(),
+        "{action}: HTTP {} without a JSON body",
+        reply.status
+    );
+    (reply.status, reply.body)
 }
 
 /// Every ACTIVE cluster name at `url`, following ListClusters pages.

@@ -22,3 +22,4 @@ mod storage_suite;
 mod tags;
 mod task_definitions;
 mod tasks;
+mod tidy;

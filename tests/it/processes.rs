@@ -221,9 +221,7 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
                 let name = format!("k{i:05}");
                 let url = format!("http://{}", apis[i % apis.len()]);
                 i += 1;
-                let request = http
-                    .post(format!("{url}/"))
-                    .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.CreateCluster")
+                let request = ecsd_protocol::ecs::request(&http, &format!("{url}/"), "CreateCluster")
                     .body(json!({"clusterName": name}).to_string())
                     .send()
                     .await;
@@ -275,9 +273,7 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     let acked: Vec<String> = acked.lock().unwrap().clone();
     let victim_api = apis[victim].clone();
     wait_for("the restarted node to serve", Duration::from_secs(30), || async {
-        let response = http
-            .post(format!("http://{victim_api}/"))
-            .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.ListClusters")
+        let response = ecsd_protocol::ecs::request(&http, &format!("http://{victim_api}/"), "ListClusters")
             .body("{}")
             .send()
             .await
@@ -306,17 +302,9 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
 }
 
 async fn ecs(http: &reqwest::Client, api: &str, action: &str, body: Value) -> Option<Value> {
-    let response = http
-        .post(format!("http://{api}/"))
-        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
-        .body(body.to_string())
-        .send()
+    ecsd_protocol::ecs::call(http, &format!("http://{api}/"), action, &body)
         .await
-        .ok()?;
-    if response.status() != 200 {
-        return None;
-    }
-    response.json().await.ok()
+        .ok()
 }
 
 /// Retries `action` over the nodes until one answers 200.

@@ -25,16 +25,10 @@ const MEM_TASK: (i64, i64, bool) = (100, 100, false);
 const PORT_TASK: (i64, i64, bool) = (0, 100, true);
 
 async fn call(http: &reqwest::Client, url: &str, action: &str, body: Value) -> Option<(u16, Value)> {
-    let response = http
-        .post(format!("{url}/"))
-        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{action}"))
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(body.to_string())
-        .send()
+    let reply = ecsd_protocol::ecs::send(ecsd_protocol::ecs::request(http, &format!("{url}/"), action), &body)
         .await
         .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.json().await.ok()?))
+    (!reply.body.is_null()).then_some((reply.status, reply.body))
 }
 
 /// One RunTask as a client saw it.

@@ -172,7 +172,7 @@ async fn a_retried_forwarded_request_applies_once() {
     tracing::info!("--- a write forwarded by a follower applies under the leader");
     let delete = Batch(vec![Proposal {
         request_id: "retry-me".into(),
-        ts_ms: ecsd::api::now_ms(),
+        ts_ms: ecsd::stamp::now_ms(),
         command: Command::DeleteCluster { name: "svc".into() },
     }]);
     let first = handle

@@ -1,0 +1,46 @@
+//! The one clock and the one place proposals are stamped. The node that receives a request
+//! stamps its command with a request id and its wall-clock time, and makes the fresh ids a
+//! command carries (task and container UUIDs, event ids), so `apply` stays deterministic: it
+//! never reads the clock or draws an id. Only proposers call this module; `state` never does.
+
+use crate::state::tasks::NewTask;
+use crate::state::{Command, Proposal};
+
+/// Wall-clock milliseconds since the epoch, read only by the proposing node.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A fresh, unique id (a UUID): request ids, event ids.
+pub fn fresh_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `command` under `request_id` (kept across forwards and retries, so it applies at most once),
+/// stamped now.
+pub fn proposal_as(request_id: String, command: Command) -> Proposal {
+    Proposal {
+        request_id,
+        ts_ms: now_ms(),
+        command,
+    }
+}
+
+/// `command` under a fresh request id, stamped now.
+pub fn proposal(command: Command) -> Proposal {
+    proposal_as(fresh_id(), command)
+}
+
+/// A task for `instance_id` with fresh identifiers (one UUID per container, for its ARN).
+pub fn new_task(instance_id: &str, containers: usize) -> NewTask {
+    NewTask {
+        instance_id: instance_id.to_string(),
+        uuid: uuid::Uuid::new_v4().hyphenated().to_string(),
+        container_uuids: (0..containers)
+            .map(|_| uuid::Uuid::new_v4().hyphenated().to_string())
+            .collect(),
+    }
+}

@@ -1,0 +1,232 @@
+//! The layering that ARCHITECTURE.md states, checked against the code: every path a module of
+//! the server names (`crate::…`, `super::…` that leaves the module, an outside crate) is read
+//! from its source, and an arrow the rules forbid fails this test with the file and the path.
+//! Unit-test modules (`#[cfg(test)] mod …`) and comments are not read.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The server's top-level modules and outside crates, by what each module may name. A module
+/// listed here may name only the crate modules given; `*` is any.
+const MAY_NAME: &[(&str, &[&str])] = &[
+    // The domain: pure, deterministic, no I/O.
+    ("model", &[]),
+    ("cql", &["model"]),
+    ("state", &["model", "cql"]),
+    ("taskdef", &["model", "state"]),
+    ("placement", &["model", "cql", "state"]),
+    ("reconcile", &["model", "state"]),
+    // The adapters.
+    ("storage", &[]),
+    ("rpc", &[]),
+    ("raft", &["state", "storage", "rpc", "config"]),
+    // What runs on them.
+    ("stamp", &["model", "state"]),
+    ("control", &["*"]),
+    ("agents", &["model", "state", "raft", "stamp", "control"]),
+    ("api", &["*"]),
+    ("config", &[]),
+    ("telemetry", &[]),
+    ("node", &["*"]),
+    ("lib", &["*"]),
+    ("bin", &["*"]),
+];
+
+/// Outside crates, and the only modules that may name them.
+const ONLY_IN: &[(&str, &[&str])] = &[
+    ("openraft", &["raft"]),
+    ("rocksdb", &["storage"]),
+    ("axum", &["api", "node"]),
+    ("tonic", &["raft", "rpc", "agents", "node"]),
+    // The agent protocol's wire types become commands at one boundary.
+    ("ecsd_protocol::messages", &["agents"]),
+    ("ecsd_protocol::pb", &["agents"]),
+    // `ecsd dev` starts local agents; nothing else of the server runs one.
+    ("ecs_agent", &["bin"]),
+    // Only the API layer knows ECS wire types.
+    ("crate::api", &["api", "node", "bin", "lib"]),
+    // Generated node-to-node code stays behind the Raft adapter.
+    ("crate::rpc", &["rpc", "raft", "node", "lib"]),
+];
+
+/// What the domain modules never name: the runtime, I/O, the clock's and randomness's crates.
+const DOMAIN: &[&str] = &["model", "cql", "state", "taskdef", "placement", "reconcile"];
+const NOT_IN_DOMAIN: &[&str] = &[
+    "tokio",
+    "rocksdb",
+    "tonic",
+    "axum",
+    "openraft",
+    "reqwest",
+    "uuid",
+    "ecsd_protocol",
+];
+
+/// A file's code without its comments and its unit-test modules (`#[cfg(test)] mod … { … }`).
+fn code_of(text: &str) -> String {
+    let mut text = text.to_string();
+    while let Some(start) = text.find("#[cfg(test)]\nmod ") {
+        let Some(open) = text[start..].find('{').map(|i| start + i) else {
+            break;
+        };
+        let mut depth = 0;
+        let mut end = text.len();
+        for (i, c) in text[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                end = open + i + 1;
+                break;
+            }
+        }
+        text.replace_range(start..end, "");
+    }
+    text.lines()
+        .map(|l| match l.find("//") {
+            Some(i) if !l[..i].contains('"') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ident_before(bytes: &[u8], end: usize) -> &str {
+    let mut start = end;
+    while start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+        start -= 1;
+    }
+    std::str::from_utf8(&bytes[start..end]).unwrap_or("")
+}
+
+fn ident_at(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The paths `code` names, as `root` and `root::first` (`crate::state`, `tokio`,
+/// `ecsd_protocol::messages`), groups (`crate::{a, b}`) expanded one level.
+fn named_paths(code: &str) -> BTreeSet<String> {
+    let bytes = code.as_bytes();
+    let mut out = BTreeSet::new();
+    let mut at = 0;
+    while let Some(i) = code[at..].find("::") {
+        let i = at + i;
+        at = i + 2;
+        let root = ident_before(bytes, i);
+        if root.is_empty() {
+            continue;
+        }
+        let before = i - root.len();
+        if before >= 2 && &code[before - 2..before] == "::" {
+            continue;
+        }
+        let rest = &code[i + 2..];
+        let firsts: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            group[..end].split(',').map(|s| ident_at(s.trim())).collect()
+        } else {
+            vec![ident_at(rest)]
+        };
+        out.insert(root.to_string());
+        for first in firsts.into_iter().filter(|f| !f.is_empty()) {
+            out.insert(format!("{root}::{first}"));
+        }
+    }
+    out
+}
+
+/// The top-level module a file of `src/` belongs to.
+fn module_of(relative: &Path) -> String {
+    let first = relative.components().next().unwrap().as_os_str().to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// Every broken rule in one file of module `module`, as lines naming it.
+fn violations(module: &str, file: &str, code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let named = named_paths(code);
+    for path in &named {
+        let Some(target) = path.strip_prefix("crate::") else {
+            continue;
+        };
+        if target == module {
+            continue;
+        }
+        if let Some((_, allowed)) = MAY_NAME.iter().find(|(m, _)| *m == module) {
+            if !allowed.contains(&"*") && !allowed.contains(&target) {
+                out.push(format!("{file}: `{module}` names `crate::{target}`"));
+            }
+        } else {
+            out.push(format!("{file}: `{module}` is not in tidy.rs's MAY_NAME"));
+        }
+    }
+    for (name, allowed) in ONLY_IN {
+        if named.contains(*name) && !allowed.contains(&module) {
+            out.push(format!("{file}: `{module}` names `{name}` (only {allowed:?} may)"));
+        }
+    }
+    if DOMAIN.contains(&module) {
+        for name in NOT_IN_DOMAIN {
+            if named.contains(*name) {
+                out.push(format!("{file}: the domain module `{module}` names `{name}`"));
+            }
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_server_s_modules_name_only_what_architecture_md_allows() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    assert!(files.len() > 30, "the source tree was not found at {}", src.display());
+    let mut broken = Vec::new();
+    for path in &files {
+        let relative = path.strip_prefix(&src).unwrap();
+        let code = code_of(&std::fs::read_to_string(path).unwrap());
+        broken.extend(violations(&module_of(relative), &relative.display().to_string(), &code));
+    }
+    assert!(broken.is_empty(), "layering rules broken:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn a_forbidden_arrow_is_found() {
+    let code = code_of(
+        "use crate::model::Task;\nuse crate::{cql, raft::NodeId};\n// use crate::api;\nfn f() { tokio::spawn(async {}); }\n#[cfg(test)]\nmod tests {\n    use crate::api;\n}\n",
+    );
+    let found = violations("state", "state/x.rs", &code);
+    assert!(
+        code_of("#[cfg(test)]\nmod tests {\n    fn f() { if x { y } }\n}\nuse crate::raft;\n").contains("crate::raft"),
+        "code after a test module is still read"
+    );
+    assert_eq!(
+        found,
+        [
+            "state/x.rs: `state` names `crate::raft`",
+            "state/x.rs: the domain module `state` names `tokio`",
+        ],
+        "{found:?}"
+    );
+    assert!(violations("model", "model.rs", "fn f() -> openraft::LogId {}")
+        .contains(&"model.rs: `model` names `openraft` (only [\"raft\"] may)".to_string()));
+    assert!(violations("api", "api/x.rs", "use ecsd_protocol::messages::Report;").len() == 1);
+    assert!(violations("raft", "raft/x.rs", "use crate::state::Command; use openraft::Raft;").is_empty());
+}
