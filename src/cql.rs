@@ -1,7 +1,7 @@
 //! The cluster query language: parse an expression once, evaluate it against container instances.
 //!
-//! Pure: no I/O, no clock. Used by `ListContainerInstances.filter` and, later, by `memberOf`
-//! placement constraints. Grammar (precedence not > and > or; keywords case-insensitive):
+//! Pure: no I/O, no clock. Used by `ListContainerInstances.filter` and by `memberOf` placement
+//! constraints (RunTask, StartTask, services and task definitions). Grammar (precedence not > and > or; keywords case-insensitive):
 //!
 //! ```text
 //! expr    := and ( ("or" | "||") and )*

@@ -1,26 +1,28 @@
 //! ecsd: a highly available control plane that speaks the Amazon ECS API.
 //!
-//! Code map, in reading order (dependencies point up this list, never down):
-//! - [`model`]: ECS nouns and identifiers; pure data.
-//! - [`state`]: the replicated state machine; pure and deterministic.
+//! The modules, domain first (ARCHITECTURE.md has the rules between them, which
+//! `tests/it/tidy.rs` checks):
+//! - [`model`]: ECS nouns, identifiers and ARNs; pure data.
 //! - [`cql`]: the cluster query language (parse and evaluate); pure.
-//! - [`storage`]: RocksDB; the only module that imports `rocksdb`.
-//! - [`rpc`]: generated protobuf code; nothing else.
-//! - [`raft`]: the openraft adapter; the only module that calls openraft.
-//! - [`control`]: leader-only loops, started after a barrier, cancelled on leadership loss.
-//! - [`placement`]: the placement engine; pure.
-//! - [`reconcile`]: the service reconciler (rolling arithmetic); pure.
-//! - [`taskdef`]: what a task definition asks of a task (containers, reservation); pure.
-//! - [`api`]: the ECS HTTP front end; it translates and holds no state.
-//! - [`agent`]: the agent protocol, ecsd's side of it, and the `ecs-agent` runtimes.
-//! - [`config`], [`node`], [`telemetry`]: configuration, composition root, logging.
-//! - [`bench`]: the `ecs-bench` tool's testable logic (histograms, load drivers, local clusters).
+//! - [`state`]: the replicated state machine and its queries; pure and deterministic.
+//! - [`taskdef`], [`placement`], [`reconcile`]: what a task definition asks of a task, the
+//!   placement engine, the service reconciler; pure.
+//! - [`storage`]: RocksDB, the only module that imports `rocksdb`.
+//! - [`rpc`]: code generated from `proto/raft.proto`.
+//! - [`raft`]: the openraft adapter, the only module that names openraft.
+//! - [`stamp`]: the clock and the stamping of proposals.
+//! - [`launch`]: the one launch path (template and plan) of RunTask, StartTask and services.
+//! - [`control`]: the leader-only loops.
+//! - [`agents`]: the agent service (the protocol itself is the `ecsd-protocol` crate).
+//! - [`api`]: the ECS HTTP front end.
+//! - [`config`], [`node`], [`telemetry`]: configuration, the composition root, logging.
 
 pub mod agents;
 pub mod api;
 pub mod config;
 pub mod control;
 pub mod cql;
+pub mod launch;
 pub mod model;
 pub mod node;
 pub mod placement;

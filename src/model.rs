@@ -12,9 +12,60 @@ pub struct ArnScope {
     pub account_id: String,
 }
 
+/// ARNs under a prefix `arn:aws:ecs:REGION:ACCOUNT:` ([`ArnScope::arn_prefix`]), in the long
+/// format (`kind/CLUSTER/ID`) or the short one (`kind/ID`). The state formats a new resource's
+/// ARN when it applies its creation, with the format the principal's account settings choose.
+pub mod arn {
+    fn member(prefix: &str, kind: &str, cluster: &str, id: &str, long: bool) -> String {
+        if long {
+            format!("{prefix}{kind}/{cluster}/{id}")
+        } else {
+            format!("{prefix}{kind}/{id}")
+        }
+    }
+
+    pub fn task(prefix: &str, cluster: &str, id: &str, long: bool) -> String {
+        member(prefix, "task", cluster, id, long)
+    }
+
+    pub fn service(prefix: &str, cluster: &str, name: &str, long: bool) -> String {
+        member(prefix, "service", cluster, name, long)
+    }
+
+    pub fn container_instance(prefix: &str, cluster: &str, id: &str, long: bool) -> String {
+        member(prefix, "container-instance", cluster, id, long)
+    }
+
+    pub fn container(prefix: &str, uuid: &str) -> String {
+        format!("{prefix}container/{uuid}")
+    }
+
+    /// The cluster ARN beside a task's ARN (`…:task/…` → `…:cluster/NAME`).
+    pub fn cluster_of_task(task_arn: &str, cluster: &str) -> Option<String> {
+        task_arn
+            .split_once(":task/")
+            .map(|(prefix, _)| format!("{prefix}:cluster/{cluster}"))
+    }
+
+    /// The revision of a task definition ARN (`…:family:REVISION`).
+    pub fn task_definition_revision(arn: &str) -> Option<u32> {
+        arn.rsplit(':').next().and_then(|r| r.parse().ok())
+    }
+}
+
 impl ArnScope {
     fn prefix(&self) -> String {
+        self.arn_prefix()
+    }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:`, the prefix of every ECS ARN of this deployment.
+    pub fn arn_prefix(&self) -> String {
         format!("arn:aws:ecs:{}:{}:", self.region, self.account_id)
+    }
+
+    /// `arn:aws:iam::ACCOUNT:`, the prefix of the account's IAM principals.
+    pub fn iam_prefix(&self) -> String {
+        format!("arn:aws:iam::{}:", self.account_id)
     }
 
     /// `arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`.
@@ -46,11 +97,7 @@ impl ArnScope {
 
     /// A container instance ARN: `container-instance/CLUSTER/ID` (long) or `container-instance/ID`.
     pub fn container_instance_arn(&self, cluster: &str, id: &str, long: bool) -> String {
-        if long {
-            format!("{}container-instance/{}/{}", self.prefix(), cluster, id)
-        } else {
-            format!("{}container-instance/{}", self.prefix(), id)
-        }
+        arn::container_instance(&self.prefix(), cluster, id, long)
     }
 
     /// Resolves a container instance ID or ARN (either format) to its ID. An ARN naming another
@@ -84,7 +131,7 @@ impl ArnScope {
 
     /// The account root user: the principal of unauthenticated requests, and the account default.
     pub fn root_principal(&self) -> String {
-        format!("arn:aws:iam::{}:root", self.account_id)
+        format!("{}root", self.iam_prefix())
     }
 
     /// Resolves "short name or full ARN" to a cluster name.

@@ -5,7 +5,7 @@
 //! it is given. `apply` re-checks each placement with [`check`] (`state::resources`, beside the state it guards), so a placement computed from a
 //! stale view can never over-commit an instance.
 //!
-//! Order of work (`../shared/docs/ecs-semantics.md` §2.3): eligibility and resources, then
+//! Order of work, as ECS documents it: eligibility and resources, then
 //! constraints, then strategies; tasks of one call are placed one at a time, each seeing the
 //! resources and group counts the earlier ones took.
 

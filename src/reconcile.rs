@@ -1,6 +1,5 @@
 //! The service reconciler: pure functions from a service's intent and its observed tasks and
-//! instances to what to do next, following the rolling arithmetic of
-//! `../shared/docs/ecs-semantics.md` §3.4 exactly:
+//! instances to what to do next, following ECS's rolling-deployment arithmetic exactly:
 //!
 //! - `minHealthy = ceil(D × minimumHealthyPercent / 100)` tasks must stay RUNNING;
 //! - `maxTotal = floor(D × maximumPercent / 100)` tasks may be PENDING or RUNNING, counting tasks

@@ -14,6 +14,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A fresh seed for the placement engine's random choices.
+pub fn seed() -> u64 {
+    rand::random()
+}
+
 /// A fresh, unique id (a UUID): request ids, event ids.
 pub fn fresh_id() -> String {
     uuid::Uuid::new_v4().to_string()

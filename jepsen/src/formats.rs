@@ -1,6 +1,6 @@
 //! Readers for histories written by other tools: Jepsen's text logs of one register (the etcd
 //! tests) and Jepsen's EDN maps of key-value operations, as in the Porcupine checker's test
-//! data (`../shared/testdata/linearizability/README.md`).
+//! data (`jepsen/testdata/linearizability/`).
 
 use std::collections::BTreeMap;
 

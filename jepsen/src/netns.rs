@@ -1,7 +1,7 @@
 //! The `netns` topology: one network namespace per node, all on one bridge in a "switch"
 //! namespace, with the test hosts at 10.77.0.11 and up and a control namespace at 10.77.0.100
 //! for the clients and the nemesis (Jepsen's control node). Faults are iptables rules inside
-//! the node namespaces (`../shared/docs/jepsen-and-performance.md` §3 and §6).
+//! the node namespaces, as Jepsen's own nemeses do.
 //!
 //! Every name carries a per-run prefix (`ej<pid>`), so runs never collide; namespaces left by
 //! a run whose process is gone are swept at the next start, and everything is torn down on

@@ -69,12 +69,7 @@ pub fn assigned_task(
     definitions: &mut BTreeMap<(String, u32), serde_json::Value>,
     task: &Task,
 ) -> Result<AssignedTask, KvError> {
-    let revision = task
-        .task_definition_arn
-        .rsplit(':')
-        .next()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0);
+    let revision = crate::model::arn::task_definition_revision(&task.task_definition_arn).unwrap_or(0);
     let key = (task.family.clone(), revision);
     let definition = match definitions.get(&key) {
         Some(d) => d.clone(),

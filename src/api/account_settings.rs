@@ -64,7 +64,7 @@ fn principal(ctx: &Ctx<'_>, principal_arn: Option<&str>) -> Result<String, ApiEr
     match principal_arn {
         None | Some("") => Ok(ctx.state.scope.root_principal()),
         Some(arn) => {
-            let prefix = format!("arn:aws:iam::{}:", ctx.state.scope.account_id);
+            let prefix = ctx.state.scope.iam_prefix();
             let valid = arn
                 .strip_prefix(&prefix)
                 .is_some_and(|rest| rest == "root" || rest.starts_with("user/") || rest.starts_with("role/"));

@@ -285,7 +285,7 @@ pub async fn register_container_instance(ctx: &Ctx<'_>, req: RegisterRequest) ->
         tags,
         principal: ctx.state.scope.root_principal(),
         root: ctx.state.scope.root_principal(),
-        arn_prefix: format!("arn:aws:ecs:{}:{}:", ctx.state.scope.region, ctx.state.scope.account_id),
+        arn_prefix: ctx.state.scope.arn_prefix(),
     };
     instance_outcome(
         ctx.propose(Command::RegisterContainerInstance(Box::new(registration)))

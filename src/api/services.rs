@@ -350,7 +350,7 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         tags,
         principal: scope.root_principal(),
         root: scope.root_principal(),
-        arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
+        arn_prefix: scope.arn_prefix(),
     };
     let command = Command::CreateService(Box::new(creation));
     let outcome = match req.client_token.as_deref() {
@@ -499,10 +499,7 @@ pub async fn describe_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Val
                 let arn = if g.starts_with("arn:") {
                     g
                 } else {
-                    format!(
-                        "arn:aws:ecs:{}:{}:service/{g}",
-                        ctx.state.scope.region, ctx.state.scope.account_id
-                    )
+                    crate::model::arn::service(&ctx.state.scope.arn_prefix(), &cluster, &g, false)
                 };
                 failures.push(wire::missing(arn))
             }

@@ -10,9 +10,10 @@ use serde_json::{json, Map, Value};
 use super::container_instances::cluster_name;
 use super::wire::{self, Failure, TagWire};
 use super::{invalid, ApiError, Ctx};
+use crate::launch;
 use crate::model::{InstanceStatus, NetworkBinding, Task, TaskDefinition, TaskStatus};
+use crate::placement::Strategy;
 use crate::placement::MAX_STRATEGIES;
-use crate::placement::{self, Strategy};
 use crate::state::tasks::{ContainerChange, Launch, StateChange};
 use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
 use crate::taskdef::{self, OverrideError};
@@ -217,11 +218,7 @@ pub fn task_to_wire(t: &Task, with_tags: bool) -> Value {
             v
         })
         .collect();
-    let cluster_arn = t
-        .arn
-        .split_once(":task/")
-        .map(|(prefix, _)| format!("{prefix}:cluster/{}", t.cluster))
-        .unwrap_or_default();
+    let cluster_arn = crate::model::arn::cluster_of_task(&t.arn, &t.cluster).unwrap_or_default();
     let mut v = json!({
         "taskArn": t.arn,
         "clusterArn": cluster_arn,
@@ -325,40 +322,19 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         return Err(ApiError::cluster_not_found());
     }
     let definition = resolve_task_definition(ctx, view, &id)?;
-    let (containers, reservation, overrides) = taskdef::containers_and_reservation(&definition, req.overrides.take())
-        .map_err(|e| match e {
-        OverrideError::Shape(m) => ApiError::Serialization(m),
-        OverrideError::Invalid(m) => invalid(m),
-    })?;
     let scope = &ctx.state.scope;
-    let (cpu, memory) = taskdef::task_size(&definition);
-    let launch = Launch {
+    let origin = launch::Origin {
         cluster: cluster.clone(),
-        task_definition_family: definition.family.clone(),
-        task_definition_revision: definition.revision,
-        task_definition_arn: definition.arn.clone(),
-        reservation,
-        requires_attributes: taskdef::required_attributes(&definition),
-        group: req
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", definition.family)),
-        distinct_instance: false,
-        member_of: Vec::new(),
+        group: req.group.clone(),
         started_by: req.started_by.clone(),
-        overrides,
-        containers,
-        cpu,
-        memory,
         tags,
         service: None,
         principal: scope.root_principal(),
-        root: scope.root_principal(),
-        arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
-        tasks: Vec::new(),
-        failures: Vec::new(),
-        event_id: None,
     };
+    let launch = launch::template(scope, &definition, req.overrides.take(), origin).map_err(|e| match e {
+        OverrideError::Shape(m) => ApiError::Serialization(m),
+        OverrideError::Invalid(m) => invalid(m),
+    })?;
     Ok(Common { cluster, launch })
 }
 
@@ -400,27 +376,10 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
     if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
         return Err(invalid("No Container Instances were found in your cluster."));
     }
-    let parsed: Vec<crate::cql::Expr> = member_of.iter().filter_map(|e| crate::cql::parse(e).ok()).collect();
-    let plan = placement::place(
-        &instances,
-        &placement::Request {
-            reservation: &launch.reservation,
-            count: count as usize,
-            group: &launch.group,
-            distinct_instance: distinct,
-            member_of: &parsed,
-            requires_attributes: &launch.requires_attributes,
-            strategies: &strategies,
-            seed: rand::random(),
-        },
-    );
-    launch.distinct_instance = distinct;
-    launch.member_of = member_of;
-    launch.tasks = plan
-        .placements
-        .iter()
-        .map(|id| crate::stamp::new_task(id, launch.containers.len()))
-        .collect();
+    let placement = launch::Placement::new(strategies, distinct, member_of);
+    placement.constrain(&mut launch);
+    let plan = launch::plan(&launch, &placement, &instances, count as usize);
+    launch::add_tasks(&mut launch, &plan.placements);
     launch.failures = plan.failures;
     propose_launch(ctx, launch, req.client_token.as_deref()).await
 }
@@ -453,9 +412,7 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
         match found {
             None => launch.failures.push((g, "MISSING".into())),
             Some(i) if i.status == InstanceStatus::Inactive => launch.failures.push((i.arn, "INACTIVE".into())),
-            Some(i) => launch
-                .tasks
-                .push(crate::stamp::new_task(&i.id, launch.containers.len())),
+            Some(i) => launch::add_tasks(&mut launch, [&i.id]),
         }
     }
     propose_launch(ctx, launch, None).await

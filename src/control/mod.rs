@@ -33,7 +33,7 @@ pub struct LeaderContext {
     pub cancel: CancellationToken,
 }
 
-/// A loop that runs only on the leader (the scheduler and reconciler in later work).
+/// A loop that runs only on the leader: the service scheduler, stopped-task GC and liveness.
 pub trait LeaderTask: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Runs until `ctx.cancel` fires.

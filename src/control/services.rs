@@ -18,11 +18,11 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::{LeaderContext, LeaderTask};
-use crate::cql;
+use crate::launch;
 use crate::model::{
-    stable_hash, ArnScope, Attribute, ContainerInstance, InstanceStatus, Service, ServiceStatus, Task, TaskDefinition,
+    stable_hash, ArnScope, ContainerInstance, InstanceStatus, Service, ServiceStatus, Task, TaskDefinition,
 };
-use crate::placement::{self, reason, SpreadField, Strategy};
+use crate::placement::{self, reason, Strategy};
 use crate::reconcile::{self, Instances};
 use crate::stamp;
 use crate::state::services::repeats_newest;
@@ -243,11 +243,7 @@ impl Scheduler {
                     let mut placed = 0;
                     if !plan.placements.is_empty() {
                         let mut launch = template.launch.clone();
-                        launch.tasks = plan
-                            .placements
-                            .iter()
-                            .map(|id| stamp::new_task(id, launch.containers.len()))
-                            .collect();
+                        launch::add_tasks(&mut launch, &plan.placements);
                         launch.event_id = Some(stamp::fresh_id());
                         if let Outcome::Tasks { tasks, failures: found } =
                             decide(ctx, Command::LaunchTasks(Box::new(launch))).await?
@@ -347,14 +343,11 @@ async fn decide(ctx: &LeaderContext, command: Command) -> Result<Outcome, String
 /// The launch of one of the service's tasks, and where such a task may go.
 struct Template {
     launch: Launch,
-    strategies: Vec<Strategy>,
-    member_of: Vec<cql::Expr>,
+    placement: launch::Placement,
 }
 
 impl Template {
     fn new(scope: &ArnScope, service: &Service, definition: &TaskDefinition) -> Result<Template, String> {
-        let (containers, reservation, overrides) =
-            taskdef::containers_and_reservation(definition, None).map_err(|e| format!("{e:?}"))?;
         let spec = &service.spec;
         let given = |key: &str| spec.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
         let mut strategies: Vec<Strategy> = given("placementStrategy")
@@ -368,11 +361,7 @@ impl Template {
             })
             .collect();
         if strategies.is_empty() && !service.is_daemon() {
-            // The service default: balance across availability zones, then instances.
-            strategies = vec![
-                Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
-                Strategy::Spread(SpreadField::Instance),
-            ];
+            strategies = launch::service_default_strategies();
         }
         let constraints: Vec<Value> = given("placementConstraints")
             .into_iter()
@@ -386,95 +375,39 @@ impl Template {
             .filter(|c| c.get("type").and_then(Value::as_str) == Some("memberOf"))
             .filter_map(|c| c.get("expression").and_then(Value::as_str).map(str::to_string))
             .collect();
-        let member_of = expressions.iter().filter_map(|e| cql::parse(e).ok()).collect();
         let tags = match spec.get("propagateTags").and_then(Value::as_str) {
             Some("SERVICE") => service.tags.clone(),
             Some("TASK_DEFINITION") => definition.tags.clone(),
             _ => Vec::new(),
         };
         let primary = service.deployments.first().map(|d| d.id.clone()).unwrap_or_default();
-        let (cpu, memory) = taskdef::task_size(definition);
-        let launch = Launch {
+        let origin = launch::Origin {
             cluster: service.cluster.clone(),
-            task_definition_family: definition.family.clone(),
-            task_definition_revision: definition.revision,
-            task_definition_arn: definition.arn.clone(),
-            reservation,
-            requires_attributes: taskdef::required_attributes(definition),
-            group: format!("service:{}", service.name),
-            // A DAEMON service's task goes where no task of the service is.
-            distinct_instance: distinct || service.is_daemon(),
-            member_of: expressions,
+            group: Some(format!("service:{}", service.name)),
             started_by: Some(primary.clone()),
-            overrides,
-            containers,
-            cpu,
-            memory,
             tags,
             service: Some((service.name.clone(), primary)),
             principal: service.created_by.clone(),
-            root: scope.root_principal(),
-            arn_prefix: format!("arn:aws:ecs:{}:{}:", scope.region, scope.account_id),
-            tasks: Vec::new(),
-            failures: Vec::new(),
-            event_id: None,
         };
-        Ok(Template {
-            launch,
-            strategies,
-            member_of,
-        })
+        let mut launch = launch::template(scope, definition, None, origin).map_err(|e| format!("{e:?}"))?;
+        // A DAEMON service's task goes where no task of the service is.
+        let placement = launch::Placement::new(strategies, distinct || service.is_daemon(), expressions);
+        placement.constrain(&mut launch);
+        Ok(Template { launch, placement })
     }
 
     /// Whether a DAEMON task belongs on `instance`: it meets the constraints and attributes.
     fn admits(&self, instance: &ContainerInstance) -> bool {
-        let has = |want: &Attribute| {
-            instance
-                .attributes
-                .iter()
-                .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
-        };
-        let facts = placement::facts(instance);
-        self.launch.requires_attributes.iter().all(has) && self.member_of.iter().all(|e| cql::eval(e, &facts))
-    }
-
-    fn request(&self, count: usize) -> placement::Request<'_> {
-        placement::Request {
-            reservation: &self.launch.reservation,
-            count,
-            group: &self.launch.group,
-            distinct_instance: self.launch.distinct_instance,
-            member_of: &self.member_of,
-            requires_attributes: &self.launch.requires_attributes,
-            strategies: &self.strategies,
-            seed: rand::random(),
-        }
+        self.placement.admits(&self.launch, instance)
     }
 
     fn place(&self, instances: &[ContainerInstance], count: usize) -> placement::Plan {
-        placement::place(instances, &self.request(count))
+        launch::plan(&self.launch, &self.placement, instances, count)
     }
 
     /// One task on each of `on` (a DAEMON service's instances), each checked as apply will.
     fn place_on(&self, instances: &[ContainerInstance], on: &[String]) -> placement::Plan {
-        let mut plan = placement::Plan::default();
-        for id in on {
-            let Some(instance) = instances.iter().find(|i| i.id == *id) else {
-                continue;
-            };
-            match placement::check(
-                instance,
-                &self.launch.reservation,
-                &self.launch.requires_attributes,
-                &self.launch.group,
-                true,
-                &self.member_of,
-            ) {
-                None => plan.placements.push(id.clone()),
-                Some(why) => plan.failures.push((instance.arn.clone(), why.to_string())),
-            }
-        }
-        plan
+        launch::plan_on(&self.launch, &self.placement, instances, on)
     }
 }
 
@@ -533,6 +466,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::placement::SpreadField;
 
     fn service(strategy: &str, spec: Value) -> Service {
         serde_json::from_value(json!({
@@ -571,7 +505,7 @@ mod tests {
     fn service_tasks_are_launched_as_the_service_and_its_definition_say() {
         let t = Template::new(&scope(), &service("REPLICA", json!({})), &definition()).unwrap();
         assert_eq!(
-            t.strategies,
+            t.placement.strategies,
             vec![
                 Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
                 Strategy::Spread(SpreadField::Instance)
@@ -595,7 +529,10 @@ mod tests {
             "propagateTags": "SERVICE"
         });
         let t = Template::new(&scope(), &service("REPLICA", spec), &definition()).unwrap();
-        assert_eq!(t.strategies, vec![Strategy::Binpack(placement::BinpackField::Memory)]);
+        assert_eq!(
+            t.placement.strategies,
+            vec![Strategy::Binpack(placement::BinpackField::Memory)]
+        );
         assert!(t.launch.distinct_instance);
         assert_eq!(t.launch.member_of.len(), 2);
         assert_eq!(t.launch.tags[0].key, "team");
@@ -607,7 +544,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            t.strategies.is_empty() && t.launch.distinct_instance,
+            t.placement.strategies.is_empty() && t.launch.distinct_instance,
             "one task per instance"
         );
         assert_eq!(t.launch.tags[0].key, "from");

@@ -2,8 +2,29 @@
 //!
 //! Apply writes the data, `last_applied` and membership in one RocksDB batch. It is not synced on
 //! its own: it shares the WAL with the log, whose synced writes make it durable, and after a crash
-//! the log is re-applied from `last_applied`. Snapshots are files dumped from one point-in-time
-//! view of the state-machine column families; openraft streams them to followers in chunks.
+//! the log is re-applied from `last_applied`. A long run of entries handed over at once (after a
+//! stall, or while catching up) is cut into batches of about 64 MiB of writes, each with its own
+//! `last_applied`.
+//!
+//! Snapshots. Every `raft.snapshot_every` applied entries openraft asks for one. The builder
+//! dumps the state-machine families from one RocksDB snapshot (so `last_applied` and the data
+//! agree), through a fresh iterator every 4,096 keys (an iterator pins every memtable alive when
+//! it was made), into a file in the format of `snapshot_file.rs`, then fsyncs it and its
+//! directory. openraft streams it to a lagging follower in 1 MiB chunks over gRPC
+//! `InstallSnapshot`, the bytes raw beside the JSON of the request.
+//!
+//! The follower keeps the file it received (durable, named `<index>-<id>.installing` until the
+//! install completes), writes its records into one SST file per family (memory stays bounded
+//! whatever the snapshot's size), then, under the exclusive side of [`StateView`]'s gate (every
+//! read holds the shared side, so none sees a mix of old and new families), deletes the
+//! families' contents, ingests the files and writes `last_applied` and the membership. A marker
+//! in `raft_meta` (`sm_installing`, naming the file) is written before the swap and removed in
+//! its last, synced batch: a node that starts with the marker set redoes the install from that
+//! file. Without the marker, a `.installing` file is dropped (the swap never began) unless it is
+//! the snapshot of the state's `last_applied` (the swap finished, the rename did not): then it
+//! gets its `.snap` name. Only the newest `.snap` is kept at start. The log store does not purge
+//! past what the state machine has reached (a watch fed by apply and install), so a crash in
+//! between never leaves a node with neither the entries nor the state they built.
 
 use std::fs::{self, File};
 use std::io::BufWriter;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     account_settings, decode, encode, get_cluster, put_cluster, KvError, KvRead, Outcome, Rejection, Space, Txn,
 };
-use crate::model::{version_less, Attribute, ClusterStatus, ContainerInstance, InstanceStatus, Resource, Tag};
+use crate::model::{arn, version_less, Attribute, ClusterStatus, ContainerInstance, InstanceStatus, Resource, Tag};
 
 fn key(cluster: &str, id: &str) -> Vec<u8> {
     format!("ci/{cluster}\0{id}").into_bytes()
@@ -56,11 +56,7 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
     }
     let long = account_settings::long_arns(txn, &r.principal, &r.root, "containerInstanceLongArnFormat")?;
     let id = if long { r.uuid.replace('-', "") } else { r.uuid.clone() };
-    let arn = if long {
-        format!("{}container-instance/{}/{}", r.arn_prefix, r.cluster, id)
-    } else {
-        format!("{}container-instance/{}", r.arn_prefix, id)
-    };
+    let arn = arn::container_instance(&r.arn_prefix, &r.cluster, &id, long);
     let instance = ContainerInstance {
         cluster: r.cluster.clone(),
         id: id.clone(),

@@ -134,11 +134,7 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
         return Ok(Outcome::Rejected(Rejection::TaskDefinitionInactive));
     }
     let long = account_settings::long_arns(txn, &c.principal, &c.root, "serviceLongArnFormat")?;
-    let arn = if long {
-        format!("{}service/{}/{}", c.arn_prefix, c.cluster, c.name)
-    } else {
-        format!("{}service/{}", c.arn_prefix, c.name)
-    };
+    let arn = crate::model::arn::service(&c.arn_prefix, &c.cluster, &c.name, long);
     let desired = if c.daemon {
         active_instances(txn, &c.cluster)?
     } else {

@@ -13,7 +13,7 @@ use super::{
     KvError, KvRead, Outcome, Rejection, Space, Txn,
 };
 use crate::model::{
-    Attribute, ClusterStatus, NetworkBinding, Reservation, ServiceStatus, Tag, Task, TaskContainer,
+    arn, Attribute, ClusterStatus, NetworkBinding, Reservation, ServiceStatus, Tag, Task, TaskContainer,
     TaskDefinitionStatus, TaskStatus,
 };
 
@@ -296,7 +296,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
         }
         let Some(mut instance) = container_instances::get(txn, &l.cluster, &new.instance_id)? else {
             failures.push((
-                format!("{}container-instance/{}", l.arn_prefix, new.instance_id),
+                arn::container_instance(&l.arn_prefix, &l.cluster, &new.instance_id, false),
                 "MISSING".into(),
             ));
             continue;
@@ -321,18 +321,14 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
         } else {
             new.uuid.clone()
         };
-        let arn = if long {
-            format!("{}task/{}/{}", l.arn_prefix, l.cluster, id)
-        } else {
-            format!("{}task/{}", l.arn_prefix, id)
-        };
+        let arn = arn::task(&l.arn_prefix, &l.cluster, &id, long);
         let containers = l
             .containers
             .iter()
             .zip(&new.container_uuids)
             .map(|(c, uuid)| TaskContainer {
                 name: c.name.clone(),
-                arn: format!("{}container/{}", l.arn_prefix, uuid),
+                arn: arn::container(&l.arn_prefix, uuid),
                 last_status: TaskStatus::Pending,
                 exit_code: None,
                 reason: None,

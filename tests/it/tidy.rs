@@ -22,6 +22,7 @@ const MAY_NAME: &[(&str, &[&str])] = &[
     ("raft", &["state", "storage", "rpc", "config"]),
     // What runs on them.
     ("stamp", &["model", "state"]),
+    ("launch", &["model", "state", "cql", "placement", "taskdef", "stamp"]),
     ("control", &["*"]),
     ("agents", &["model", "state", "raft", "stamp", "control"]),
     ("api", &["*"]),

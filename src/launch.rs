@@ -1,0 +1,176 @@
+//! One launch path. RunTask, StartTask and the service scheduler build a task definition's
+//! launch here ([`template`]) and plan where its tasks go ([`Placement`], [`plan`], [`plan_on`]);
+//! `apply` then re-checks every placement (`state::resources::check`). The API validates and
+//! translates; the policy defaults live here: a task's group is `family:<family>` unless one is
+//! given, and a REPLICA service without strategies spreads over zones, then instances.
+//!
+//! It runs on the proposer (the leader, for placement): it stamps fresh task ids and draws the
+//! placement seed ([`stamp`]); `apply` never calls it.
+
+use std::borrow::Borrow;
+
+use serde_json::{Map, Value};
+
+use crate::cql;
+use crate::model::{ArnScope, Attribute, ContainerInstance, Tag, TaskDefinition};
+use crate::placement::{self, SpreadField, Strategy};
+use crate::stamp;
+use crate::state::tasks::Launch;
+use crate::taskdef::{self, OverrideError};
+
+/// Who launches, and what the launch carries beyond its task definition.
+pub struct Origin {
+    pub cluster: String,
+    /// The task group; `None`: `family:<family>`, as ECS.
+    pub group: Option<String>,
+    pub started_by: Option<String>,
+    pub tags: Vec<Tag>,
+    /// Service name and PRIMARY deployment ID, for a service's tasks.
+    pub service: Option<(String, String)>,
+    /// The principal whose account settings choose the ARN format.
+    pub principal: String,
+}
+
+/// The launch of `definition` with `overrides` applied: containers, reservation, sizes and
+/// where its ARNs come from. No task is in it yet.
+pub fn template(
+    scope: &ArnScope,
+    definition: &TaskDefinition,
+    overrides: Option<Map<String, Value>>,
+    origin: Origin,
+) -> Result<Launch, OverrideError> {
+    let (containers, reservation, overrides) = taskdef::containers_and_reservation(definition, overrides)?;
+    let (cpu, memory) = taskdef::task_size(definition);
+    Ok(Launch {
+        cluster: origin.cluster,
+        task_definition_family: definition.family.clone(),
+        task_definition_revision: definition.revision,
+        task_definition_arn: definition.arn.clone(),
+        reservation,
+        requires_attributes: taskdef::required_attributes(definition),
+        group: origin.group.unwrap_or_else(|| format!("family:{}", definition.family)),
+        distinct_instance: false,
+        member_of: Vec::new(),
+        started_by: origin.started_by,
+        overrides,
+        containers,
+        cpu,
+        memory,
+        tags: origin.tags,
+        service: origin.service,
+        principal: origin.principal,
+        root: scope.root_principal(),
+        arn_prefix: scope.arn_prefix(),
+        tasks: Vec::new(),
+        failures: Vec::new(),
+        event_id: None,
+    })
+}
+
+/// ECS's default strategies for a REPLICA service: balance across availability zones, then
+/// instances.
+pub fn service_default_strategies() -> Vec<Strategy> {
+    vec![
+        Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+        Strategy::Spread(SpreadField::Instance),
+    ]
+}
+
+/// Where a launch's tasks may go: its strategies in order, `distinctInstance`, and the
+/// `memberOf` expressions (the request's and the task definition's), parsed once.
+pub struct Placement {
+    pub strategies: Vec<Strategy>,
+    pub distinct_instance: bool,
+    pub member_of: Vec<String>,
+    parsed: Vec<cql::Expr>,
+}
+
+impl Placement {
+    /// The expressions were validated where they were given; one that does not parse is left
+    /// out of planning here, and `apply` re-parses the same text.
+    pub fn new(strategies: Vec<Strategy>, distinct_instance: bool, member_of: Vec<String>) -> Placement {
+        let parsed = member_of.iter().filter_map(|e| cql::parse(e).ok()).collect();
+        Placement {
+            strategies,
+            distinct_instance,
+            member_of,
+            parsed,
+        }
+    }
+
+    /// Whether `instance` meets the launch's required attributes and constraints (where a
+    /// DAEMON service's task belongs).
+    pub fn admits(&self, launch: &Launch, instance: &ContainerInstance) -> bool {
+        let has = |want: &Attribute| {
+            instance
+                .attributes
+                .iter()
+                .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
+        };
+        let facts = placement::facts(instance);
+        launch.requires_attributes.iter().all(has) && self.parsed.iter().all(|e| cql::eval(e, &facts))
+    }
+
+    /// Records the constraints in `launch`, for `apply` to re-check.
+    pub fn constrain(&self, launch: &mut Launch) {
+        launch.distinct_instance = self.distinct_instance;
+        launch.member_of = self.member_of.clone();
+    }
+}
+
+/// Plans up to `count` tasks of `launch` over `instances` with the placement engine.
+pub fn plan<I: Borrow<ContainerInstance>>(
+    launch: &Launch,
+    placement: &Placement,
+    instances: &[I],
+    count: usize,
+) -> placement::Plan {
+    placement::place(
+        instances,
+        &placement::Request {
+            reservation: &launch.reservation,
+            count,
+            group: &launch.group,
+            distinct_instance: launch.distinct_instance,
+            member_of: &placement.parsed,
+            requires_attributes: &launch.requires_attributes,
+            strategies: &placement.strategies,
+            seed: stamp::seed(),
+        },
+    )
+}
+
+/// One task on each instance of `on` (a DAEMON service's), each checked as `apply` will.
+pub fn plan_on(
+    launch: &Launch,
+    placement: &Placement,
+    instances: &[ContainerInstance],
+    on: &[String],
+) -> placement::Plan {
+    let mut plan = placement::Plan::default();
+    for id in on {
+        let Some(instance) = instances.iter().find(|i| i.id == *id) else {
+            continue;
+        };
+        match placement::check(
+            instance,
+            &launch.reservation,
+            &launch.requires_attributes,
+            &launch.group,
+            true,
+            &placement.parsed,
+        ) {
+            None => plan.placements.push(id.clone()),
+            Some(why) => plan.failures.push((instance.arn.clone(), why.to_string())),
+        }
+    }
+    plan
+}
+
+/// A task of `launch` on each instance ID of `on`, with fresh identifiers.
+pub fn add_tasks<'a>(launch: &mut Launch, on: impl IntoIterator<Item = &'a String>) {
+    let containers = launch.containers.len();
+    launch
+        .tasks
+        .extend(on.into_iter().map(|id| stamp::new_task(id, containers)));
+}
