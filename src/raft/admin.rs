@@ -1,0 +1,188 @@
+//! Membership changes (on the leader, forwarded from any member) and status reports.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use tokio::time::Instant;
+
+use super::network::Method;
+use super::*;
+
+impl RaftHandle {
+    /// Applies a membership change on the leader, forwarding from a follower.
+    pub async fn admin(&self, op: AdminOp) -> Result<(), NodeError> {
+        let deadline = Instant::now() + Duration::from_secs(60).max(self.hold);
+        loop {
+            match self.serve_admin(op.clone()).await {
+                LeaderReply::Ok(()) => return Ok(()),
+                LeaderReply::Failed(e) => return Err(e),
+                LeaderReply::NotLeader { leader } => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if let Some(leader) = leader.filter(|l| *l != self.id) {
+                        if let Some(addr) = self.leader_addr(leader) {
+                            let reply = self
+                                .pool
+                                .call::<AdminOp, LeaderReply<()>>(&addr, leader, Method::Admin, &op, remaining)
+                                .await;
+                            match reply {
+                                Ok(LeaderReply::Ok(())) => return Ok(()),
+                                Ok(LeaderReply::Failed(e)) => return Err(e),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Unavailable(
+                    "no leader accepted the membership change in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs a membership change if this node leads.
+    pub async fn serve_admin(&self, op: AdminOp) -> LeaderReply<()> {
+        // Only the leader may try: on a follower openraft may report a stale membership state
+        // instead of a redirect.
+        let leader = self.current_leader();
+        if leader != Some(self.id) {
+            return LeaderReply::NotLeader { leader };
+        }
+        // A new leader commits its first entry (and with it the current membership) before it
+        // can change membership; wait for that.
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return LeaderReply::NotLeader {
+                leader: e.forward_to_leader().and_then(|f| f.leader_id),
+            };
+        }
+        let not_leader = |e: &RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>| {
+            e.forward_to_leader()
+                .map(|f| LeaderReply::NotLeader { leader: f.leader_id })
+        };
+        let result = match op {
+            AdminOp::AddNode { id, info } => {
+                if id == 0 {
+                    return LeaderReply::Failed(NodeError::Rejected("node id must be at least 1".into()));
+                }
+                tracing::info!(node_id = id, %info, "adding learner");
+                match self.raft.add_learner(id, info, true).await {
+                    Err(e) => Err(e),
+                    Ok(_) => {
+                        tracing::info!(node_id = id, "promoting learner to voter");
+                        self.raft
+                            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                            .await
+                    }
+                }
+            }
+            AdminOp::RemoveNode { id } => {
+                let is_voter = {
+                    let metrics = self.raft.metrics();
+                    let metrics = metrics.borrow();
+                    let membership = metrics.membership_config.membership();
+                    if membership.get_node(&id).is_none() {
+                        return LeaderReply::Failed(NodeError::Rejected(format!("node {id} is not a member")));
+                    }
+                    membership.voter_ids().any(|v| v == id)
+                };
+                tracing::info!(node_id = id, is_voter, "removing node");
+                let change = if is_voter {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft.change_membership(change, false).await
+            }
+        };
+        match result {
+            Ok(_) => LeaderReply::Ok(()),
+            // Another change is still being committed: retry shortly, like a redirect to self.
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_)))) => {
+                LeaderReply::NotLeader { leader: Some(self.id) }
+            }
+            Err(e) => match not_leader(&e) {
+                Some(reply) => reply,
+                None => LeaderReply::Failed(NodeError::Rejected(e.to_string())),
+            },
+        }
+    }
+
+    /// This node's own report.
+    pub fn local_report(&self) -> NodeReport {
+        let metrics = self.raft.metrics().borrow().clone();
+        NodeReport {
+            id: self.id,
+            state: format!("{:?}", metrics.state).to_lowercase(),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            committed_index: self.committed.get(),
+            applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
+            leader_loops_running: self.leader_loops_running(),
+        }
+    }
+
+    /// Every member's report, gathered over gRPC; members that do not answer are "unreachable".
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let calls = membership.nodes().map(|(id, info)| {
+            let (id, info) = (*id, info.clone());
+            async move {
+                let report = if id == self.id {
+                    Some(self.local_report())
+                } else {
+                    self.pool
+                        .call::<(), NodeReport>(&info.rpc_addr, id, Method::NodeStatus, &(), Duration::from_secs(1))
+                        .await
+                        .ok()
+                };
+                (id, info, report)
+            }
+        });
+        let mut members = Vec::new();
+        let mut leader = metrics.current_leader;
+        let mut term = metrics.current_term;
+        for (id, info, report) in futures::future::join_all(calls).await {
+            let voter = voters.contains(&id);
+            let role = match &report {
+                None => "unreachable".to_string(),
+                Some(r) if r.state == "leader" => "leader".to_string(),
+                Some(_) if !voter => "learner".to_string(),
+                Some(r) => r.state.clone(),
+            };
+            if let Some(r) = &report {
+                if r.term > term || (r.term == term && r.leader.is_some() && leader.is_none()) {
+                    term = r.term;
+                    leader = r.leader;
+                }
+            }
+            members.push(MemberStatus {
+                id,
+                api_addr: info.api_addr,
+                raft_addr: info.rpc_addr,
+                role,
+                voter,
+                term: report.as_ref().map(|r| r.term),
+                committed_index: report.as_ref().and_then(|r| r.committed_index),
+                applied_index: report.as_ref().and_then(|r| r.applied_index),
+                last_log_index: report.as_ref().and_then(|r| r.last_log_index),
+                snapshot_index: report.as_ref().and_then(|r| r.snapshot_index),
+                purged_index: report.as_ref().and_then(|r| r.purged_index),
+            });
+        }
+        ClusterStatus { leader, term, members }
+    }
+
+    /// Access for the gRPC service.
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+}
