@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Only ecsd serves the agent protocol (feature `server`).
+        .server_mod_attribute("ecsd.agent.v1", "#[cfg(feature = \"server\")]")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -30,12 +30,7 @@ pub struct RemoveNodeRequest {
 type Reply = (StatusCode, Json<Value>);
 
 fn error_reply(e: NodeError) -> Reply {
-    let status = match e {
-        NodeError::Rejected(_) => StatusCode::BAD_REQUEST,
-        NodeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, Json(json!({ "error": e.to_string() })))
+    (super::error::admin_status(&e), Json(json!({ "error": e.to_string() })))
 }
 
 pub async fn status(State(state): State<Arc<ApiState>>) -> Reply {

@@ -1,4 +1,5 @@
-//! ECS errors on the wire: the one place that maps failures to `__type` and HTTP status.
+//! Errors on the wire: the one place that maps failures to an ECS `__type` and an HTTP status
+//! (and, for the `/cluster/*` admin endpoints, to their status).
 
 use axum::http::StatusCode;
 
@@ -65,6 +66,15 @@ pub enum ApiError {
     /// An error the leader answered to a forwarded request, relayed as it was.
     #[error("{message}")]
     Relayed { status: u16, kind: String, message: String },
+}
+
+/// The HTTP status of an admin endpoint's failure.
+pub fn admin_status(e: &NodeError) -> StatusCode {
+    match e {
+        NodeError::Rejected(_) => StatusCode::BAD_REQUEST,
+        NodeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 /// An `InvalidParameterException`; the message names the field.

@@ -171,6 +171,16 @@ fn violations(module: &str, file: &str, code: &str) -> Vec<String> {
             out.push(format!("{file}: `{module}` names `{name}` (only {allowed:?} may)"));
         }
     }
+    // Failures map to HTTP statuses in one place.
+    for path in &named {
+        if let Some(status) = path.strip_prefix("StatusCode::") {
+            if status != "OK" && file != "api/error.rs" {
+                out.push(format!(
+                    "{file}: maps a failure to HTTP `{path}` (only api/error.rs does)"
+                ));
+            }
+        }
+    }
     if DOMAIN.contains(&module) {
         for name in NOT_IN_DOMAIN {
             if named.contains(*name) {
@@ -230,4 +240,14 @@ fn a_forbidden_arrow_is_found() {
         .contains(&"model.rs: `model` names `openraft` (only [\"raft\"] may)".to_string()));
     assert!(violations("api", "api/x.rs", "use ecsd_protocol::messages::Report;").len() == 1);
     assert!(violations("raft", "raft/x.rs", "use crate::state::Command; use openraft::Raft;").is_empty());
+    assert_eq!(
+        violations(
+            "api",
+            "api/admin.rs",
+            "fn f() { (StatusCode::BAD_REQUEST, StatusCode::OK) }"
+        )
+        .len(),
+        1
+    );
+    assert!(violations("api", "api/error.rs", "fn f() { StatusCode::BAD_REQUEST }").is_empty());
 }
