@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::container_instances::{attributes_from_wire, cluster_name, AttributeWire};
+use super::container_instances::{attributes_from_wire, AttributeWire};
 use super::wire;
-use super::{invalid, ApiError, Ctx};
+use super::{cluster_name, invalid, ApiError, Ctx};
 use crate::model::{Attribute, InstanceStatus};
 use crate::state::{self, container_instances as cis, Command, Outcome};
 

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::wire::{self, Failure, TagWire};
-use super::{invalid, ApiError, Ctx};
-use crate::model::{valid_cluster_name, Attribute, ContainerInstance, InstanceStatus, Resource};
+use super::{cluster_name, invalid, ApiError, Ctx};
+use crate::model::{Attribute, ContainerInstance, InstanceStatus, Resource};
 use crate::state::container_instances::{self as cis, Registration};
 use crate::state::{Command, Outcome};
 
@@ -86,15 +86,6 @@ pub struct InstancesRequest {
     max_results: Option<i64>,
     #[serde(default)]
     next_token: Option<String>,
-}
-
-/// The cluster a request names (default `default`), if it can exist here.
-pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, ApiError> {
-    let id = cluster.unwrap_or("default");
-    match ctx.state.scope.cluster_name(id) {
-        Some(name) if valid_cluster_name(name) => Ok(name.to_string()),
-        _ => Err(ApiError::cluster_not_found()),
-    }
 }
 
 fn resource_to_wire(r: &Resource) -> Value {

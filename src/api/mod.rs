@@ -200,6 +200,15 @@ impl Ctx<'_> {
     }
 }
 
+/// The cluster a request names (default `default`), if it can exist here.
+pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, ApiError> {
+    let id = cluster.unwrap_or("default");
+    match ctx.state.scope.cluster_name(id) {
+        Some(name) if crate::model::valid_cluster_name(name) => Ok(name.to_string()),
+        _ => Err(ApiError::cluster_not_found()),
+    }
+}
+
 /// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()

@@ -6,13 +6,12 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::container_instances::cluster_name;
 use super::tasks::{
     check_launch_type, parse_constraints, parse_strategies, resolve_task_definition, PlacementConstraintWire,
     PlacementStrategyWire,
 };
 use super::wire::{self, TagWire};
-use super::{invalid, ApiError, Ctx};
+use super::{cluster_name, invalid, ApiError, Ctx};
 use crate::model::{valid_ecs_name, Service, ServiceStatus};
 use crate::state::services::{self as svcs, Creation, Update};
 use crate::state::{self, Command, Outcome};

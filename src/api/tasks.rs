@@ -7,9 +7,8 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::container_instances::cluster_name;
 use super::wire::{self, Failure, TagWire};
-use super::{invalid, ApiError, Ctx};
+use super::{cluster_name, invalid, ApiError, Ctx};
 use crate::launch;
 use crate::model::{InstanceStatus, NetworkBinding, Task, TaskDefinition, TaskStatus};
 use crate::placement::Strategy;

@@ -6,10 +6,13 @@
 //! [`Outcome::Rejected`], never an `Err`; `Err` means the storage failed, which is fatal.
 
 pub mod account_settings;
+mod clusters;
+mod command;
 pub mod container_instances;
 mod local;
 pub mod resources;
 pub mod services;
+mod tags;
 pub mod task_definitions;
 pub mod tasks;
 #[cfg(test)]
@@ -18,246 +21,18 @@ mod txn;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    AccountSetting, Cluster, ClusterStatus, ContainerInstance, InstanceStatus, Service, ServiceStatus, Tag, Task,
-    TaskDefinition,
-};
+use crate::model::{Cluster, ClusterStatus};
+pub use clusters::{get_cluster, list_active_clusters};
+pub use command::{Batch, BatchOutcome, Command, Outcome, Proposal, Rejection};
 pub use local::{Mirror, Mirrors, Signals, SERVICE_WAKE};
+pub use tags::{resource_tags, TagTarget, MAX_TAGS};
+use tags::{retag, update_tags};
 pub use txn::{KvError, KvRead, Row, Space, Txn};
 
 /// How long a request id is remembered for deduplication.
 pub const DEDUPE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// Most expired dedupe records dropped per applied batch, so apply stays cheap.
 const DEDUPE_PURGE_PER_BATCH: usize = 256;
-
-/// One client request, stamped by the node that received it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Proposal {
-    /// Unique per client request; a retried or forwarded request keeps its id and applies once.
-    pub request_id: String,
-    /// Wall-clock time at the receiving node, epoch milliseconds.
-    pub ts_ms: u64,
-    pub command: Command,
-}
-
-/// Every mutation that goes through Raft. Variants are only ever added, never changed, so old log
-/// entries keep decoding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Command {
-    /// Does nothing; used as a write barrier and in tests.
-    Noop,
-    /// Creates a cluster, or returns the existing ACTIVE one of that name.
-    CreateCluster { name: String, arn: String, tags: Vec<Tag> },
-    /// Marks an empty cluster INACTIVE.
-    DeleteCluster { name: String },
-    /// Registers the next revision of `family`; its ARN is `arn_base:<revision>`.
-    RegisterTaskDefinition {
-        family: String,
-        arn_base: String,
-        body: serde_json::Value,
-        tags: Vec<Tag>,
-    },
-    /// Marks one revision INACTIVE (idempotent).
-    DeregisterTaskDefinition { family: String, revision: u32 },
-    /// Sets a principal's account setting.
-    PutAccountSetting {
-        principal: String,
-        name: String,
-        value: String,
-    },
-    /// Removes a principal's own value; `root` is the account default it falls back to.
-    DeleteAccountSetting {
-        principal: String,
-        root: String,
-        name: String,
-    },
-    /// Adds tags to a resource, replacing the values of keys it already has.
-    TagResource { target: TagTarget, tags: Vec<Tag> },
-    /// Removes the tags with these keys from a resource.
-    UntagResource { target: TagTarget, keys: Vec<String> },
-    /// Registers a container instance, or refreshes an existing one.
-    RegisterContainerInstance(Box<container_instances::Registration>),
-    /// Deregisters an instance (INACTIVE); with `force` even if it has tasks.
-    DeregisterContainerInstance { cluster: String, id: String, force: bool },
-    /// Sets ACTIVE or DRAINING on instances of a cluster.
-    UpdateContainerInstancesState {
-        cluster: String,
-        ids: Vec<String>,
-        status: InstanceStatus,
-    },
-    /// Sets attributes on container instances (instance ID, attribute), all or nothing.
-    PutAttributes {
-        cluster: String,
-        items: Vec<(String, crate::model::Attribute)>,
-    },
-    /// Removes attributes by name from container instances, all or nothing.
-    DeleteAttributes {
-        cluster: String,
-        items: Vec<(String, crate::model::Attribute)>,
-    },
-    /// Asks for an agent update on an instance whose agent is older than `latest`.
-    UpdateContainerAgent {
-        cluster: String,
-        id: String,
-        latest: String,
-    },
-    /// Starts tasks where the proposer placed them; each placement is re-checked.
-    LaunchTasks(Box<tasks::Launch>),
-    /// Sets a task's desired status to STOPPED.
-    StopTask {
-        cluster: String,
-        id: String,
-        reason: Option<String>,
-    },
-    /// An agent's report of task and container status.
-    TaskStateChange(Box<tasks::StateChange>),
-    /// Creates a service (or returns it, for an identical retry with the same client token).
-    CreateService(Box<services::Creation>),
-    /// Changes a service's count, task definition or deployment settings.
-    UpdateService(Box<services::Update>),
-    /// Deletes a service: DRAINING until its tasks are stopped, then INACTIVE.
-    DeleteService { cluster: String, name: String, force: bool },
-    /// The lost-instance policy: every task of an instance whose agent has been gone too long is
-    /// marked STOPPED with `reason`, releasing its resources.
-    StopInstanceTasks {
-        cluster: String,
-        id: String,
-        reason: String,
-    },
-    /// Forgets up to `limit` tasks of `cluster` that reached STOPPED before `before_ms` (ECS keeps
-    /// stopped tasks visible for at least an hour).
-    ForgetStoppedTasks {
-        cluster: String,
-        before_ms: u64,
-        limit: usize,
-    },
-    /// The same, the oldest stopped first, through the index of stop times: it reads only the
-    /// tasks it forgets (the variant above decodes every task of the cluster, gigabytes with a
-    /// million). Each one also indexes up to a bounded number of tasks stopped before the index
-    /// existed, until it has been through them all.
-    ForgetStoppedTasksByTime {
-        cluster: String,
-        before_ms: u64,
-        limit: usize,
-    },
-    /// An agent's progress through an update asked for by UpdateContainerAgent.
-    SetAgentUpdateStatus {
-        cluster: String,
-        id: String,
-        status: String,
-        version_info: Option<serde_json::Value>,
-    },
-    /// Records that an instance's agent connected or disconnected (liveness transitions only).
-    SetAgentConnected {
-        cluster: String,
-        id: String,
-        connected: bool,
-    },
-    /// The service scheduler stops these tasks of a service (each re-checked: still the service's,
-    /// still desired RUNNING) with `reason`, and records one event naming those it stopped.
-    StopServiceTasks {
-        cluster: String,
-        name: String,
-        ids: Vec<String>,
-        reason: String,
-        event_id: String,
-        /// The PRIMARY deployment and desired count the stop was planned for; apply does
-        /// nothing if the service has changed since.
-        #[serde(default)]
-        planned: Option<(String, i64)>,
-    },
-    /// Records a service event, unless the newest event says the same and is under six hours old.
-    ServiceEvent {
-        cluster: String,
-        name: String,
-        id: String,
-        message: String,
-    },
-    /// A DAEMON service's desired count follows its eligible instances.
-    SetServiceDesiredCount {
-        cluster: String,
-        name: String,
-        desired: i64,
-    },
-    /// A decision of a leader-only loop of `term`: applied only if the log entry carrying it was
-    /// appended in that same term, so a deposed leader's decisions never take effect.
-    AsLeader { term: u64, command: Box<Command> },
-}
-
-/// A resource that carries tags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TagTarget {
-    Cluster { name: String },
-    TaskDefinition { family: String, revision: u32 },
-    ContainerInstance { cluster: String, id: String },
-    Task { cluster: String, id: String },
-    Service { cluster: String, name: String },
-}
-
-/// Most tags one resource may carry.
-pub const MAX_TAGS: usize = 50;
-
-/// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Outcome {
-    Done,
-    Cluster(Cluster),
-    TaskDefinition(TaskDefinition),
-    ContainerInstance(Box<ContainerInstance>),
-    /// Instances changed by UpdateContainerInstancesState, and the IDs that were not found.
-    ContainerInstances {
-        updated: Vec<ContainerInstance>,
-        missing: Vec<String>,
-    },
-    Setting(AccountSetting),
-    Tags(Vec<Tag>),
-    /// Tasks started, and `(instance ARN, reason)` for placements that failed.
-    Tasks {
-        tasks: Vec<Task>,
-        failures: Vec<(String, String)>,
-    },
-    Task(Box<Task>),
-    Service(Box<Service>),
-    /// How many records were forgotten.
-    Forgotten(usize),
-    Rejected(Rejection),
-}
-
-/// A domain rejection: the command was valid but the state did not allow it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Rejection {
-    ClusterNotFound,
-    ClusterContainsContainerInstances,
-    ClusterContainsServices,
-    ClusterContainsTasks,
-    TaskDefinitionNotFound,
-    ResourceNotFound,
-    TooManyTags,
-    InstanceNotRegistered,
-    InstanceHasRunningTasks,
-    TargetNotFound,
-    AttributeLimitExceeded,
-    MissingVersion,
-    NoUpdateAvailable,
-    UpdateInProgress,
-    TaskDefinitionInactive,
-    TaskNotFound,
-    ServiceNotFound,
-    ServiceNotActive,
-    ServiceNotIdempotent,
-    ServiceScaledAboveZero,
-    DaemonMaximumPercent,
-    /// A leader-only decision reached the log in another term than the one it was made in.
-    StaleLeader,
-}
-
-/// The log entry payload: many proposals share one entry and one fsync.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<Proposal>);
-
-/// One outcome per proposal of a [`Batch`], in order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BatchOutcome(pub Vec<Outcome>);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DedupeRecord {
@@ -561,99 +336,11 @@ fn put_cluster(txn: &mut Txn<'_>, cluster: &Cluster) {
 }
 
 /// Applies `change` to the tags of `target`, refusing more than [`MAX_TAGS`].
-fn update_tags(txn: &mut Txn<'_>, target: &TagTarget, change: impl FnOnce(&mut Vec<Tag>)) -> Result<Outcome, KvError> {
-    match target {
-        TagTarget::Cluster { name } => {
-            let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
-                return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
-            };
-            if !retag(&mut cluster.tags, change) {
-                return Ok(Outcome::Rejected(Rejection::TooManyTags));
-            }
-            txn.put(Space::Data, cluster_key(name), encode(&cluster));
-            Ok(Outcome::Tags(cluster.tags))
-        }
-        TagTarget::TaskDefinition { family, revision } => task_definitions::update_tags(txn, family, *revision, change),
-        TagTarget::ContainerInstance { cluster, id } => container_instances::update_tags(txn, cluster, id, change),
-        TagTarget::Task { cluster, id } => tasks::update_tags(txn, cluster, id, change),
-        TagTarget::Service { cluster, name } => services::update_tags(txn, cluster, name, change),
-    }
-}
-
-/// Applies `change` to `tags`; false (and the caller rejects the command) when the result
-/// would carry more than [`MAX_TAGS`].
-fn retag(tags: &mut Vec<Tag>, change: impl FnOnce(&mut Vec<Tag>)) -> bool {
-    change(tags);
-    tags.len() <= MAX_TAGS
-}
-
-/// The tags of `target`, or `None` if it does not exist.
-pub fn resource_tags(kv: &dyn KvRead, target: &TagTarget) -> Result<Option<Vec<Tag>>, KvError> {
-    Ok(match target {
-        TagTarget::Cluster { name } => get_cluster(kv, name)?
-            .filter(|c| c.status == ClusterStatus::Active)
-            .map(|c| c.tags),
-        TagTarget::TaskDefinition { family, revision } => task_definitions::get(kv, family, *revision)?.map(|d| d.tags),
-        TagTarget::ContainerInstance { cluster, id } => container_instances::get(kv, cluster, id)?
-            .filter(|i| i.status != InstanceStatus::Inactive)
-            .map(|i| i.tags),
-        TagTarget::Task { cluster, id } => tasks::get(kv, cluster, id)?.map(|t| t.tags),
-        TagTarget::Service { cluster, name } => services::get(kv, cluster, name)?
-            .filter(|s| s.status != ServiceStatus::Inactive)
-            .map(|s| s.tags),
-    })
-}
-
-// ---- Queries: read-only views over the same keys, used by the API after a read barrier ----
-
-/// The cluster named `name`, ACTIVE or INACTIVE.
-pub fn get_cluster(kv: &dyn KvRead, name: &str) -> Result<Option<Cluster>, KvError> {
-    kv.get(Space::Data, &cluster_key(name))?
-        .map(|bytes| decode(&bytes))
-        .transpose()
-}
-
-/// Up to `limit` ACTIVE clusters whose names sort after `after`, and whether more follow.
-pub fn list_active_clusters(
-    kv: &dyn KvRead,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<(Vec<Cluster>, bool), KvError> {
-    let mut from = match after {
-        // The smallest key strictly greater than cluster/<after>.
-        Some(name) => {
-            let mut k = cluster_key(name);
-            k.push(0);
-            k
-        }
-        None => b"cluster/".to_vec(),
-    };
-    let end = b"cluster0".to_vec(); // '0' follows '/' in ASCII
-    let mut found = Vec::new();
-    loop {
-        let chunk = kv.scan(Space::Data, &from, &end, 256)?;
-        let exhausted = chunk.len() < 256;
-        for (key, value) in chunk {
-            let cluster: Cluster = decode(&value)?;
-            if cluster.status == ClusterStatus::Active {
-                if found.len() == limit {
-                    return Ok((found, true));
-                }
-                found.push(cluster);
-            }
-            from = key;
-            from.push(0);
-        }
-        if exhausted {
-            return Ok((found, false));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::testing::{task_row, MemKv};
     use super::*;
+    use crate::model::{Tag, Task};
 
     impl MemKv {
         fn apply(&mut self, batch: Batch) -> Vec<Outcome> {
