@@ -24,6 +24,16 @@ pub fn fresh_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Whether `text` has the form of a [`fresh_id`] (a request id forwarded by another node).
+pub fn is_id(text: &str) -> bool {
+    uuid::Uuid::parse_str(text).is_ok()
+}
+
+/// A fresh UUID, for a new resource's identifiers (a container instance's).
+pub fn fresh_uuid() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
+}
+
 /// `command` under `request_id` (kept across forwards and retries, so it applies at most once),
 /// stamped now.
 pub fn proposal_as(request_id: String, command: Command) -> Proposal {

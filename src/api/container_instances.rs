@@ -258,7 +258,7 @@ pub async fn register_container_instance(ctx: &Ctx<'_>, req: RegisterRequest) ->
     let total_resources = resources_from_wire(req.total_resources.unwrap_or_default())?;
     let attributes = attributes_from_wire("attributes", req.attributes.unwrap_or_default())?;
     let tags = wire::tags_from_wire("tags", req.tags)?;
-    let uuid = uuid::Uuid::new_v4();
+    let uuid = crate::stamp::fresh_uuid();
     let ec2_instance_id = req
         .instance_identity_document
         .as_deref()

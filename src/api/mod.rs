@@ -234,7 +234,7 @@ fn error_response(e: &ApiError) -> Response {
     let mut response = (e.status(), body.to_string()).into_response();
     let h = response.headers_mut();
     h.insert("content-type", HeaderValue::from_static(CONTENT_TYPE));
-    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&stamp::fresh_id()) {
         h.insert("x-amzn-requestid", v);
     }
     response
@@ -246,9 +246,9 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
     let request_id = headers
         .get(FORWARDED_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| uuid::Uuid::parse_str(v).is_ok())
+        .filter(|v| stamp::is_id(v))
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(stamp::fresh_id);
     let started = std::time::Instant::now();
     let (action, result) = serve(&state, &headers, body, &request_id).await;
     let outcome = match &result {
