@@ -12,9 +12,10 @@ use std::borrow::Borrow;
 use serde_json::{Map, Value};
 
 use crate::cql;
-use crate::model::{ArnScope, Attribute, ContainerInstance, Tag, TaskDefinition};
+use crate::model::{ArnScope, ContainerInstance, Tag, TaskDefinition};
 use crate::placement::{self, SpreadField, Strategy};
 use crate::stamp;
+use crate::state::resources::has_attributes;
 use crate::state::tasks::Launch;
 use crate::taskdef::{self, OverrideError};
 
@@ -101,14 +102,8 @@ impl Placement {
     /// Whether `instance` meets the launch's required attributes and constraints (where a
     /// DAEMON service's task belongs).
     pub fn admits(&self, launch: &Launch, instance: &ContainerInstance) -> bool {
-        let has = |want: &Attribute| {
-            instance
-                .attributes
-                .iter()
-                .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
-        };
         let facts = placement::facts(instance);
-        launch.requires_attributes.iter().all(has) && self.parsed.iter().all(|e| cql::eval(e, &facts))
+        has_attributes(instance, &launch.requires_attributes) && self.parsed.iter().all(|e| cql::eval(e, &facts))
     }
 
     /// Records the constraints in `launch`, for `apply` to re-check.

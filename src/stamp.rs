@@ -8,10 +8,7 @@ use crate::state::{Command, Proposal};
 
 /// Wall-clock milliseconds since the epoch, read only by the proposing node.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    ecsd_protocol::now_ms()
 }
 
 /// A fresh seed for the placement engine's random choices.

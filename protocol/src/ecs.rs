@@ -30,11 +30,6 @@ impl Reply {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
-
-    /// The ECS error's `__type`, if the answer is one.
-    pub fn error_type(&self) -> Option<&str> {
-        self.body.get("__type").and_then(Value::as_str)
-    }
 }
 
 /// Sends `request` with `body`. `Err` only when no answer came (connection, timeout).

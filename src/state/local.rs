@@ -30,7 +30,8 @@ impl Signals {
         if key.starts_with(tasks::WORK_PREFIX) {
             self.keys.push(key.to_vec());
         }
-        self.services |= key.starts_with(b"task/") || key.starts_with(b"svc/") || key.starts_with(b"ci/");
+        self.services |=
+            key.starts_with(b"task/") || key.starts_with(b"svc/") || key.starts_with(container_instances::PREFIX);
     }
 
     /// The change-feed keys to signal.

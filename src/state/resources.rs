@@ -70,13 +70,7 @@ pub fn check(
     if !instance.agent_connected {
         return Some(reason::AGENT);
     }
-    let has = |want: &Attribute| {
-        instance
-            .attributes
-            .iter()
-            .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
-    };
-    if !requires_attributes.iter().all(has) {
+    if !has_attributes(instance, requires_attributes) {
         return Some(reason::ATTRIBUTE);
     }
     let remaining = &instance.remaining_resources;
@@ -110,6 +104,16 @@ pub fn check(
         return Some(reason::MEMBER_OF);
     }
     None
+}
+
+/// Whether `instance` has every attribute of `required` (by name, and by value where one is given).
+pub fn has_attributes(instance: &ContainerInstance, required: &[Attribute]) -> bool {
+    required.iter().all(|want| {
+        instance
+            .attributes
+            .iter()
+            .any(|a| a.name == want.name && (want.value.is_none() || a.value == want.value))
+    })
 }
 
 /// Takes `reservation` from `instance`: CPU and MEMORY shrink, the PORTS sets grow, the group
