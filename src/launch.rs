@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 use serde_json::{Map, Value};
 
 use crate::cql;
-use crate::model::{ArnScope, ContainerInstance, Tag, TaskDefinition};
+use crate::model::{ArnScope, ConstraintKind, ContainerInstance, PlacementConstraint, Tag, TaskDefinition};
 use crate::placement::{self, SpreadField, Strategy};
 use crate::stamp;
 use crate::state::resources::has_attributes;
@@ -87,9 +87,25 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// The placement of a launch of `definition` with `strategies` in order and `constraints`
+    /// (the request's or the service's) with the task definition's own; `distinct_instance`
+    /// asks for one task per instance whatever the constraints say (a DAEMON service's).
+    ///
     /// The expressions were validated where they were given; one that does not parse is left
     /// out of planning here, and `apply` re-parses the same text.
-    pub fn new(strategies: Vec<Strategy>, distinct_instance: bool, member_of: Vec<String>) -> Placement {
+    pub fn new(
+        strategies: Vec<Strategy>,
+        constraints: &[PlacementConstraint],
+        definition: &TaskDefinition,
+        distinct_instance: bool,
+    ) -> Placement {
+        let distinct_instance =
+            distinct_instance || constraints.iter().any(|c| c.kind == ConstraintKind::DistinctInstance);
+        let member_of: Vec<String> = constraints
+            .iter()
+            .filter_map(|c| c.member_of().map(str::to_string))
+            .chain(taskdef::definition_member_of(definition))
+            .collect();
         let parsed = member_of.iter().filter_map(|e| cql::parse(e).ok()).collect();
         Placement {
             strategies,

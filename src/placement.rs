@@ -14,56 +14,8 @@ use std::collections::BTreeMap;
 
 use crate::cql;
 use crate::model::{stable_hash, Attribute, ContainerInstance, InstanceStatus, Reservation};
+pub use crate::model::{BinpackField, SpreadField, Strategy};
 pub use crate::state::resources::{check, facts, integer, port_set, reason, release, reserve, MAX_RESERVED_PORTS};
-
-/// A placement strategy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy {
-    /// Least remaining CPU (or memory) first.
-    Binpack(BinpackField),
-    /// Fewest tasks of the group in the instance's bucket first.
-    Spread(SpreadField),
-    Random,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinpackField {
-    Cpu,
-    Memory,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SpreadField {
-    /// `instanceId` or `host`: each instance is its own bucket.
-    Instance,
-    /// `attribute:<name>`: instances with the same value share a bucket.
-    Attribute(String),
-}
-
-impl Strategy {
-    /// Parses a `{type, field}` pair as the API gives it, with an error naming what is wrong.
-    pub fn parse(kind: &str, field: Option<&str>) -> Result<Strategy, String> {
-        match (kind, field) {
-            ("random", None) => Ok(Strategy::Random),
-            ("random", Some(f)) => Err(format!("the random strategy takes no field, got {f}")),
-            ("binpack", Some(f)) if f.eq_ignore_ascii_case("cpu") => Ok(Strategy::Binpack(BinpackField::Cpu)),
-            ("binpack", Some(f)) if f.eq_ignore_ascii_case("memory") => Ok(Strategy::Binpack(BinpackField::Memory)),
-            ("binpack", f) => Err(format!(
-                "the binpack strategy takes the field cpu or memory, got {}",
-                f.unwrap_or("none")
-            )),
-            ("spread", Some(f)) if f == "instanceId" || f == "host" => Ok(Strategy::Spread(SpreadField::Instance)),
-            ("spread", Some(f)) => match f.strip_prefix("attribute:") {
-                Some(name) if !name.is_empty() => Ok(Strategy::Spread(SpreadField::Attribute(name.to_string()))),
-                _ => Err(format!(
-                    "the spread strategy takes instanceId, host or attribute:<name>, got {f}"
-                )),
-            },
-            ("spread", None) => Err("the spread strategy needs a field".to_string()),
-            (other, _) => Err(format!("{other} is not one of random, spread, binpack")),
-        }
-    }
-}
 
 /// What one placement call asks for.
 #[derive(Debug, Clone)]

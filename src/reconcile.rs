@@ -307,7 +307,7 @@ mod tests {
             minimum_healthy_percent: min,
             deployments: vec![deployment("new", "PRIMARY"), deployment("old", "ACTIVE")],
             events: vec![],
-            spec: serde_json::json!({}),
+            spec: Default::default(),
             created_at_ms: 0,
             created_by: String::new(),
             client_token: None,

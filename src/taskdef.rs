@@ -6,6 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
+use ecsd_protocol::taskdef as reading;
+
 use crate::model::{Attribute, Reservation, TaskDefinition};
 use crate::state::tasks::ContainerSpec;
 
@@ -16,10 +18,6 @@ pub enum OverrideError {
     Shape(String),
     /// A value is out of range or names no container (an InvalidParameterException).
     Invalid(String),
-}
-
-fn int_field(value: Option<&Value>) -> Option<i64> {
-    value.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
 }
 
 /// The containers of `definition` with the overrides applied, what the task reserves, and the
@@ -39,11 +37,7 @@ pub fn containers_and_reservation(
         }
     };
     let body = &definition.body;
-    let defs: Vec<&Value> = body
-        .get("containerDefinitions")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+    let defs = reading::definitions(body);
     for (i, o) in given.iter().enumerate() {
         let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
         if !defs.iter().any(|d| d.get("name").and_then(Value::as_str) == Some(name)) {
@@ -61,56 +55,37 @@ pub fn containers_and_reservation(
             }
         }
     }
-    let network_mode = body.get("networkMode").and_then(Value::as_str).unwrap_or("bridge");
-    let mut reservation = Reservation::default();
-    let mut specs = Vec::new();
-    let mut echoed = Vec::new();
-    for d in defs {
-        let name = d.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let o = given
-            .iter()
-            .find(|o| o.get("name").and_then(Value::as_str) == Some(&name));
-        let pick = |key: &str| int_field(o.and_then(|o| o.get(key)).filter(|v| !v.is_null())).or(int_field(d.get(key)));
-        let (cpu, memory, memory_reservation) = (pick("cpu"), pick("memory"), pick("memoryReservation"));
-        reservation.cpu += cpu.unwrap_or(0);
-        reservation.memory += memory_reservation.or(memory).unwrap_or(0);
-        for m in d.get("portMappings").and_then(Value::as_array).into_iter().flatten() {
-            let container_port = int_field(m.get("containerPort")).unwrap_or(0);
-            let host_port = match network_mode {
-                "host" => int_field(m.get("hostPort")).unwrap_or(container_port),
-                _ => int_field(m.get("hostPort")).unwrap_or(0),
-            };
-            if let Ok(port) = u16::try_from(host_port) {
-                if port != 0 {
-                    let udp = m.get("protocol").and_then(Value::as_str) == Some("udp");
-                    let set = if udp {
-                        &mut reservation.ports_udp
-                    } else {
-                        &mut reservation.ports
-                    };
-                    if !set.contains(&port) {
-                        set.push(port);
-                    }
-                }
-            }
-        }
-        specs.push(ContainerSpec {
-            name: name.clone(),
-            cpu: cpu.map(|c| c.to_string()),
-            memory: memory.map(|m| m.to_string()),
-            memory_reservation: memory_reservation.map(|m| m.to_string()),
-            health_check: d.get("healthCheck").is_some_and(|h| !h.is_null()),
-            essential: d.get("essential").and_then(Value::as_bool).unwrap_or(true),
-        });
-        echoed.push(o.cloned().unwrap_or_else(|| json!({ "name": name })));
-    }
-    // Task-level sizes take precedence over the containers'.
-    if let Some(cpu) = int_field(body.get("cpu")) {
-        reservation.cpu = cpu;
-    }
-    if let Some(memory) = int_field(body.get("memory")) {
-        reservation.memory = memory;
-    }
+    let applied = json!({ "containerOverrides": given });
+    let containers = reading::containers(body, &applied);
+    let r = reading::reservation(body, &containers);
+    let reservation = Reservation {
+        cpu: r.cpu,
+        memory: r.memory,
+        ports: r.ports,
+        ports_udp: r.ports_udp,
+    };
+    let text = |n: Option<i64>| n.map(|n| n.to_string());
+    let specs = containers
+        .iter()
+        .map(|c| ContainerSpec {
+            name: c.name.clone(),
+            cpu: text(c.cpu),
+            memory: text(c.memory),
+            memory_reservation: text(c.memory_reservation),
+            health_check: c.health_check,
+            essential: c.essential,
+        })
+        .collect();
+    let echoed = containers
+        .iter()
+        .map(|c| {
+            given
+                .iter()
+                .find(|o| o.get("name").and_then(Value::as_str) == Some(&c.name))
+                .cloned()
+                .unwrap_or_else(|| json!({ "name": c.name }))
+        })
+        .collect();
     overrides.insert("containerOverrides".into(), Value::Array(echoed));
     overrides
         .entry("inferenceAcceleratorOverrides")
@@ -135,6 +110,7 @@ pub fn required_attributes(definition: &TaskDefinition) -> Vec<Attribute> {
         .collect()
 }
 
+/// The task definition's `placementConstraints`, as registered (only `memberOf` is allowed there).
 pub fn definition_constraints(definition: &TaskDefinition) -> Vec<Value> {
     definition
         .body
@@ -142,6 +118,15 @@ pub fn definition_constraints(definition: &TaskDefinition) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// The expressions of the task definition's `memberOf` constraints.
+pub fn definition_member_of(definition: &TaskDefinition) -> Vec<String> {
+    definition_constraints(definition)
+        .iter()
+        .filter_map(|c| c.get("expression").and_then(Value::as_str).filter(|e| !e.is_empty()))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The task-level `cpu` and `memory` strings of the definition, when it sets them.

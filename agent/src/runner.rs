@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, StateChange, TaskStatus};
+use ecsd_protocol::taskdef;
 
 /// Default time between the stop signal and SIGKILL (ECS_CONTAINER_STOP_TIMEOUT).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,87 +33,32 @@ pub struct ContainerSpec {
     pub ports: Vec<(u16, u16, String)>,
 }
 
-fn strings(value: Option<&Value>) -> Option<Vec<String>> {
-    value?
-        .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-}
-
-fn env_pairs(value: Option<&Value>) -> Vec<(String, String)> {
-    value
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                e.get("name")?.as_str()?.to_string(),
-                e.get("value").and_then(Value::as_str).unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
-}
-
-/// The containers of `task`, overrides applied (command, environment, cpu, memory).
+/// The containers of `task`, overrides applied (the one reading, `ecsd_protocol::taskdef`).
 pub fn container_specs(task: &AssignedTask) -> Vec<ContainerSpec> {
-    let overrides: Vec<Value> = task
-        .overrides
-        .get("containerOverrides")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    task.definition
-        .get("containerDefinitions")
-        .and_then(Value::as_array)
+    taskdef::containers(&task.definition, &task.overrides)
         .into_iter()
-        .flatten()
-        .map(|d| {
-            let name = d.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            let o = overrides
+        .map(|c| {
+            let ports = c
+                .port_mappings
                 .iter()
-                .find(|o| o.get("name").and_then(Value::as_str) == Some(&name));
-            let pick = |key: &str| {
-                o.and_then(|o| o.get(key))
-                    .filter(|v| !v.is_null())
-                    .or_else(|| d.get(key))
-                    .and_then(Value::as_i64)
-            };
-            let command = strings(o.and_then(|o| o.get("command"))).or_else(|| strings(d.get("command")));
-            let entry_point = strings(d.get("entryPoint"));
-            let mut argv = entry_point.clone().unwrap_or_default();
-            argv.extend(command.clone().unwrap_or_default());
-            let mut env = env_pairs(d.get("environment"));
-            env.extend(env_pairs(o.and_then(|o| o.get("environment"))));
-            let ports = d
-                .get("portMappings")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
                 .filter_map(|m| {
-                    let container = u16::try_from(m.get("containerPort")?.as_u64()?).ok()?;
-                    let host = m
-                        .get("hostPort")
-                        .and_then(Value::as_u64)
-                        .and_then(|p| u16::try_from(p).ok())
-                        .unwrap_or(0);
-                    let protocol = m.get("protocol").and_then(Value::as_str).unwrap_or("tcp").to_string();
-                    Some((container, host, protocol))
+                    let container = u16::try_from(m.container_port?).ok()?;
+                    let host = m.host_port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
+                    Some((container, host, m.protocol.clone()))
                 })
                 .collect();
             ContainerSpec {
-                name,
-                image: d.get("image").and_then(Value::as_str).unwrap_or_default().to_string(),
-                entry_point,
-                command,
-                argv,
-                env,
-                essential: d.get("essential").and_then(Value::as_bool).unwrap_or(true),
-                stop_timeout: d
-                    .get("stopTimeout")
-                    .and_then(Value::as_u64)
-                    .map_or(STOP_TIMEOUT, Duration::from_secs),
-                cpu: pick("cpu"),
-                memory: pick("memory"),
-                memory_reservation: pick("memoryReservation"),
+                argv: c.argv(),
+                stop_timeout: c.stop_timeout.map_or(STOP_TIMEOUT, Duration::from_secs),
+                name: c.name,
+                image: c.image,
+                entry_point: c.entry_point,
+                command: c.command,
+                env: c.environment,
+                essential: c.essential,
+                cpu: c.cpu,
+                memory: c.memory,
+                memory_reservation: c.memory_reservation,
                 ports,
             }
         })

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use ecsd_protocol::journal::JournalLine;
 use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, StateChange, TaskStatus};
-use ecsd_protocol::now_ms;
+use ecsd_protocol::{now_ms, taskdef};
 
 use crate::Runtime;
 
@@ -77,34 +77,17 @@ pub struct SimRuntime {
     running: Arc<Mutex<BTreeMap<String, (i64, i64)>>>,
 }
 
-/// What a task holds: its task-level cpu and memory when the definition has them, else the
-/// sum over its containers (memory, else memoryReservation).
+/// What a task holds: what the server reserved for it (`ecsd_protocol::taskdef`, the one
+/// reading), CPU and memory.
 fn resources(task: &AssignedTask) -> (i64, i64) {
-    let number =
-        |v: Option<&serde_json::Value>| v.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
-    let containers = task
-        .definition
-        .get("containerDefinitions")
-        .and_then(serde_json::Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let sum = |field: &str, fallback: &str| -> i64 {
-        containers
-            .iter()
-            .map(|c| number(c.get(field)).or_else(|| number(c.get(fallback))).unwrap_or(0))
-            .sum()
-    };
-    (
-        number(task.definition.get("cpu")).unwrap_or_else(|| sum("cpu", "cpu")),
-        number(task.definition.get("memory")).unwrap_or_else(|| sum("memory", "memoryReservation")),
-    )
+    let containers = taskdef::containers(&task.definition, &task.overrides);
+    let r = taskdef::reservation(&task.definition, &containers);
+    (r.cpu, r.memory)
 }
 
 fn container_names(task: &AssignedTask) -> Vec<String> {
-    task.definition
-        .get("containerDefinitions")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
+    taskdef::definitions(&task.definition)
+        .iter()
         .filter_map(|c| c.get("name").and_then(serde_json::Value::as_str).map(str::to_string))
         .collect()
 }

@@ -4,12 +4,15 @@
 //! - [`ecs`]: one small client of the ECS HTTP API (AWS JSON 1.1), used by the agent, the bench
 //!   and the tests;
 //! - [`journal`]: the line the simulated agents write for every start and stop, which the
-//!   Jepsen scheduling checker reads.
+//!   Jepsen scheduling checker reads;
+//! - [`taskdef`]: the one reading of a task definition's containers and of what a task
+//!   reserves, for the server's placement and the agents' runtimes alike.
 
 pub mod ecs;
 pub mod journal;
 pub mod messages;
 pub mod pb;
+pub mod taskdef;
 
 /// The agent version of this build: what `ecs-agent` registers as, and what UpdateContainerAgent
 /// updates an older agent to.

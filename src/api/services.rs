@@ -12,9 +12,10 @@ use super::tasks::{
 };
 use super::wire::{self, TagWire};
 use super::{cluster_name, invalid, ApiError, Ctx};
-use crate::model::{valid_ecs_name, Service, ServiceStatus};
+use crate::model::{valid_ecs_name, Service, ServiceSpec, ServiceStatus};
 use crate::state::services::{self as svcs, Creation, Update};
 use crate::state::{self, Command, Outcome};
+use crate::taskdef;
 
 const MAX_DESCRIBE: usize = 10;
 const LIST_MAX: usize = 100;
@@ -88,32 +89,6 @@ pub struct ServiceRequest {
 }
 
 /// The constraints and strategies as stored and echoed: `[{type, expression}]`, `[{type, field}]`.
-fn echo_constraints(given: &[PlacementConstraintWire]) -> Vec<Value> {
-    given
-        .iter()
-        .map(|c| {
-            let mut v = json!({ "type": c.kind });
-            if let Some(e) = &c.expression {
-                v["expression"] = json!(e);
-            }
-            v
-        })
-        .collect()
-}
-
-fn echo_strategies(given: &[PlacementStrategyWire]) -> Vec<Value> {
-    given
-        .iter()
-        .map(|s| {
-            let mut v = json!({ "type": s.kind });
-            if let Some(f) = &s.field {
-                v["field"] = json!(f);
-            }
-            v
-        })
-        .collect()
-}
-
 fn check_grace(value: Option<i64>, has_load_balancer: bool) -> Result<(), ApiError> {
     match value {
         Some(g) if !(0..=MAX_GRACE_SECONDS).contains(&g) => Err(invalid(format!(
@@ -201,10 +176,8 @@ pub fn service_to_wire(s: &Service, with_tags: bool) -> Value {
         "placementConstraints": [],
         "placementStrategy": [],
     });
-    if let Some(spec) = s.spec.as_object() {
-        for (key, value) in spec {
-            v[key.as_str()] = value.clone();
-        }
+    for (key, value) in s.spec.to_json() {
+        v[key.as_str()] = value;
     }
     if let Some(n) = s.deployments.first().and_then(|d| d.network_configuration.as_ref()) {
         v["networkConfiguration"] = n.clone();
@@ -270,7 +243,7 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
             "The daemon scheduling strategy does not support placement strategies. Remove the placement strategy and try again",
         ));
     }
-    parse_strategies("placementStrategy", &strategies_given)?;
+    let placement_strategy = parse_strategies("placementStrategy", &strategies_given)?;
     let config = req.deployment_configuration.unwrap_or_default();
     let (default_max, default_min) = if daemon { (100, 0) } else { (200, 100) };
     let maximum_percent = config.maximum_percent.unwrap_or(default_max);
@@ -300,24 +273,17 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         return Err(ApiError::cluster_not_found());
     }
     let definition = resolve_task_definition(ctx, view, &td)?;
-    let from_definition: Vec<Value> = definition
-        .body
-        .get("placementConstraints")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    parse_constraints("placementConstraints", &constraints_given, &from_definition)?;
+    let placement_constraints = parse_constraints(
+        "placementConstraints",
+        &constraints_given,
+        taskdef::definition_constraints(&definition).len(),
+    )?;
     let mut spec = Map::new();
     spec.insert("loadBalancers".into(), json!(load_balancers));
     spec.insert(
         "serviceRegistries".into(),
         json!(req.service_registries.unwrap_or_default()),
     );
-    spec.insert(
-        "placementConstraints".into(),
-        json!(echo_constraints(&constraints_given)),
-    );
-    spec.insert("placementStrategy".into(), json!(echo_strategies(&strategies_given)));
     if let Some(role) = req.role {
         spec.insert("roleArn".into(), json!(role));
     }
@@ -341,7 +307,11 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         daemon,
         maximum_percent,
         minimum_healthy_percent,
-        spec: Value::Object(spec),
+        spec: ServiceSpec {
+            placement_strategy,
+            placement_constraints,
+            echoed: spec,
+        },
         network_configuration: req.network_configuration.map(Value::Object),
         platform_version: req.platform_version,
         client_token: req.client_token.clone(),
@@ -441,6 +411,7 @@ pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
     if req.health_check_grace_period_seconds.is_some()
         && current
             .spec
+            .echoed
             .get("loadBalancers")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty)

@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, Failure, TagWire};
 use super::{cluster_name, invalid, ApiError, Ctx};
 use crate::launch;
-use crate::model::{InstanceStatus, NetworkBinding, Task, TaskDefinition, TaskStatus};
-use crate::placement::Strategy;
+use crate::model::{
+    InstanceStatus, NetworkBinding, PlacementConstraint, PlacementStrategy, Task, TaskDefinition, TaskStatus,
+};
 use crate::placement::MAX_STRATEGIES;
 use crate::state::tasks::{ContainerChange, Launch, StateChange};
 use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
@@ -115,57 +116,45 @@ pub(super) fn resolve_task_definition(
     Ok(definition)
 }
 
-/// Parsed placement constraints: whether `distinctInstance` is asked for, and the `memberOf`
-/// expressions (validated, as text).
+/// The request's placement constraints, parsed and validated; with the task definition's
+/// (`from_definition` of them) there may be at most [`MAX_CONSTRAINTS`].
 pub(super) fn parse_constraints(
     field: &str,
     given: &[PlacementConstraintWire],
-    from_definition: &[Value],
-) -> Result<(bool, Vec<String>), ApiError> {
-    if given.len() + from_definition.len() > MAX_CONSTRAINTS {
+    from_definition: usize,
+) -> Result<Vec<PlacementConstraint>, ApiError> {
+    if given.len() + from_definition > MAX_CONSTRAINTS {
         return Err(invalid(format!(
             "{field}: at most {MAX_CONSTRAINTS} placement constraints are allowed, counting the task definition's"
         )));
     }
-    let mut distinct = false;
-    let mut member_of = Vec::new();
-    for (i, c) in given.iter().enumerate() {
-        match (c.kind.as_deref(), c.expression.clone().filter(|e| !e.is_empty())) {
-            (Some("distinctInstance"), None) => distinct = true,
-            (Some("distinctInstance"), Some(_)) => {
-                return Err(invalid(format!(
-                    "{field}[{i}].expression: distinctInstance takes no expression"
-                )))
-            }
-            (Some("memberOf"), Some(e)) => {
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let constraint = PlacementConstraint::parse(c.kind.as_deref(), c.expression.as_deref()).map_err(
+                |(part, why)| match c.kind {
+                    None => invalid(format!(
+                        "{field}[{i}].type: none is not one of distinctInstance, memberOf"
+                    )),
+                    Some(_) => invalid(format!("{field}[{i}].{part}: {why}")),
+                },
+            )?;
+            if let Some(e) = constraint.member_of() {
                 if e.len() > 2000 {
                     return Err(invalid(format!("{field}[{i}].expression: at most 2000 characters")));
                 }
-                crate::cql::parse(&e).map_err(|err| invalid(format!("{field}[{i}].expression: {err}")))?;
-                member_of.push(e);
+                crate::cql::parse(e).map_err(|err| invalid(format!("{field}[{i}].expression: {err}")))?;
             }
-            (Some("memberOf"), None) => {
-                return Err(invalid(format!(
-                    "{field}[{i}].expression: memberOf needs an expression"
-                )))
-            }
-            (other, _) => {
-                return Err(invalid(format!(
-                    "{field}[{i}].type: {} is not one of distinctInstance, memberOf",
-                    other.unwrap_or("none")
-                )))
-            }
-        }
-    }
-    for c in from_definition {
-        if let Some(e) = c.get("expression").and_then(Value::as_str).filter(|e| !e.is_empty()) {
-            member_of.push(e.to_string());
-        }
-    }
-    Ok((distinct, member_of))
+            Ok(constraint)
+        })
+        .collect()
 }
 
-pub(super) fn parse_strategies(field: &str, given: &[PlacementStrategyWire]) -> Result<Vec<Strategy>, ApiError> {
+pub(super) fn parse_strategies(
+    field: &str,
+    given: &[PlacementStrategyWire],
+) -> Result<Vec<PlacementStrategy>, ApiError> {
     if given.len() > MAX_STRATEGIES {
         return Err(invalid(format!(
             "{field}: at most {MAX_STRATEGIES} placement strategies are allowed"
@@ -176,7 +165,7 @@ pub(super) fn parse_strategies(field: &str, given: &[PlacementStrategyWire]) -> 
         .enumerate()
         .map(|(i, s)| {
             let kind = s.kind.as_deref().unwrap_or_default();
-            Strategy::parse(kind, s.field.as_deref()).map_err(|e| invalid(format!("{field}[{i}]: {e}")))
+            PlacementStrategy::parse(kind, s.field.as_deref()).map_err(|e| invalid(format!("{field}[{i}]: {e}")))
         })
         .collect()
 }
@@ -366,16 +355,17 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
     let Common { cluster, mut launch } = common(ctx, view, &mut req)?;
     let definition = tds::get(view, &launch.task_definition_family, launch.task_definition_revision)?
         .ok_or_else(|| ApiError::Client(NOT_FOUND_TD.into()))?;
-    let (distinct, member_of) = parse_constraints(
+    let constraints = parse_constraints(
         "placementConstraints",
         &req.placement_constraints.take().unwrap_or_default(),
-        &taskdef::definition_constraints(&definition),
+        taskdef::definition_constraints(&definition).len(),
     )?;
     let instances = cis::all_mirrored(view, &cluster, &view.mirrors().instances)?;
     if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
         return Err(invalid("No Container Instances were found in your cluster."));
     }
-    let placement = launch::Placement::new(strategies, distinct, member_of);
+    let strategies = strategies.into_iter().map(|s| s.strategy).collect();
+    let placement = launch::Placement::new(strategies, &constraints, &definition, false);
     placement.constrain(&mut launch);
     let plan = launch::plan(&launch, &placement, &instances, count as usize);
     launch::add_tasks(&mut launch, &plan.placements);
@@ -397,12 +387,12 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
     let Common { cluster, mut launch } = common(ctx, view, &mut req)?;
     let definition = tds::get(view, &launch.task_definition_family, launch.task_definition_revision)?
         .ok_or_else(|| ApiError::Client(NOT_FOUND_TD.into()))?;
-    let (_, member_of) = parse_constraints(
+    parse_constraints(
         "placementConstraints",
         &[],
-        &taskdef::definition_constraints(&definition),
+        taskdef::definition_constraints(&definition).len(),
     )?;
-    launch.member_of = member_of;
+    launch::Placement::new(Vec::new(), &[], &definition, false).constrain(&mut launch);
     for g in given {
         let found = match ctx.state.scope.container_instance_id(&cluster, &g) {
             Some(id) => cis::get(view, &cluster, id)?,

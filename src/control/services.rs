@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::Value;
 
 use super::{LeaderContext, LeaderTask};
 use crate::launch;
@@ -28,7 +27,6 @@ use crate::stamp;
 use crate::state::services::repeats_newest;
 use crate::state::tasks::Launch;
 use crate::state::{self, container_instances, services, task_definitions, tasks, Command, Outcome};
-use crate::taskdef;
 
 pub use crate::state::SERVICE_WAKE;
 
@@ -348,34 +346,16 @@ struct Template {
 
 impl Template {
     fn new(scope: &ArnScope, service: &Service, definition: &TaskDefinition) -> Result<Template, String> {
-        let spec = &service.spec;
-        let given = |key: &str| spec.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        let mut strategies: Vec<Strategy> = given("placementStrategy")
+        let mut strategies: Vec<Strategy> = service
+            .spec
+            .placement_strategy
             .iter()
-            .filter_map(|s| {
-                Strategy::parse(
-                    s.get("type").and_then(Value::as_str).unwrap_or_default(),
-                    s.get("field").and_then(Value::as_str),
-                )
-                .ok()
-            })
+            .map(|s| s.strategy.clone())
             .collect();
         if strategies.is_empty() && !service.is_daemon() {
             strategies = launch::service_default_strategies();
         }
-        let constraints: Vec<Value> = given("placementConstraints")
-            .into_iter()
-            .chain(taskdef::definition_constraints(definition))
-            .collect();
-        let distinct = constraints
-            .iter()
-            .any(|c| c.get("type").and_then(Value::as_str) == Some("distinctInstance"));
-        let expressions: Vec<String> = constraints
-            .iter()
-            .filter(|c| c.get("type").and_then(Value::as_str) == Some("memberOf"))
-            .filter_map(|c| c.get("expression").and_then(Value::as_str).map(str::to_string))
-            .collect();
-        let tags = match spec.get("propagateTags").and_then(Value::as_str) {
+        let tags = match service.spec.text("propagateTags") {
             Some("SERVICE") => service.tags.clone(),
             Some("TASK_DEFINITION") => definition.tags.clone(),
             _ => Vec::new(),
@@ -391,7 +371,12 @@ impl Template {
         };
         let mut launch = launch::template(scope, definition, None, origin).map_err(|e| format!("{e:?}"))?;
         // A DAEMON service's task goes where no task of the service is.
-        let placement = launch::Placement::new(strategies, distinct || service.is_daemon(), expressions);
+        let placement = launch::Placement::new(
+            strategies,
+            &service.spec.placement_constraints,
+            definition,
+            service.is_daemon(),
+        );
         placement.constrain(&mut launch);
         Ok(Template { launch, placement })
     }
@@ -463,7 +448,7 @@ pub fn unplaceable_event(service: &str, failures: &[(String, String)]) -> String
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::placement::SpreadField;

@@ -13,8 +13,8 @@ use super::{
     Rejection, Space, Txn,
 };
 use crate::model::{
-    ClusterStatus, Deployment, InstanceStatus, Service, ServiceEvent, ServiceStatus, Tag, TaskDefinitionStatus,
-    TaskStatus, MAX_SERVICE_EVENTS,
+    ClusterStatus, Deployment, InstanceStatus, Service, ServiceEvent, ServiceSpec, ServiceStatus, Tag,
+    TaskDefinitionStatus, TaskStatus, MAX_SERVICE_EVENTS,
 };
 
 fn key(cluster: &str, name: &str) -> Vec<u8> {
@@ -38,7 +38,7 @@ pub struct Creation {
     pub daemon: bool,
     pub maximum_percent: i64,
     pub minimum_healthy_percent: i64,
-    pub spec: serde_json::Value,
+    pub spec: ServiceSpec,
     pub network_configuration: Option<serde_json::Value>,
     pub platform_version: Option<String>,
     pub client_token: Option<String>,
@@ -210,7 +210,10 @@ pub(super) fn update(txn: &mut Txn<'_>, now_ms: u64, u: &Update) -> Result<Outco
         }
     }
     if let Some(grace) = u.health_check_grace_period_seconds {
-        service.spec["healthCheckGracePeriodSeconds"] = serde_json::json!(grace);
+        service
+            .spec
+            .echoed
+            .insert("healthCheckGracePeriodSeconds".into(), serde_json::json!(grace));
     }
     if let Some(desired) = u.desired_count {
         service.desired_count = desired;

@@ -5,6 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod service_spec;
+pub use service_spec::{
+    BinpackField, ConstraintKind, PlacementConstraint, PlacementStrategy, ServiceSpec, SpreadField, Strategy,
+};
+
 /// The AWS partition, account and region that every ARN of this deployment carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArnScope {
@@ -523,9 +528,8 @@ pub struct Service {
     pub minimum_healthy_percent: i64,
     pub deployments: Vec<Deployment>,
     pub events: Vec<ServiceEvent>,
-    /// The request fields stored and echoed as given (ECS JSON): loadBalancers, serviceRegistries,
-    /// placementConstraints, placementStrategy, networkConfiguration, role, and so on.
-    pub spec: serde_json::Value,
+    /// The placement, typed, and the request fields echoed as given (loadBalancers, roleArn, …).
+    pub spec: ServiceSpec,
     pub created_at_ms: u64,
     pub created_by: String,
     #[serde(default)]
