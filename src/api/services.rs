@@ -88,7 +88,7 @@ pub struct ServiceRequest {
     next_token: Option<String>,
 }
 
-/// The constraints and strategies as stored and echoed: `[{type, expression}]`, `[{type, field}]`.
+/// `healthCheckGracePeriodSeconds`: 0 to [`MAX_GRACE_SECONDS`], and only with a load balancer.
 fn check_grace(value: Option<i64>, has_load_balancer: bool) -> Result<(), ApiError> {
     match value {
         Some(g) if !(0..=MAX_GRACE_SECONDS).contains(&g) => Err(invalid(format!(

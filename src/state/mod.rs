@@ -335,6 +335,5 @@ fn put_cluster(txn: &mut Txn<'_>, cluster: &Cluster) {
     txn.put(Space::Data, cluster_key(&cluster.name), encode(cluster));
 }
 
-/// Applies `change` to the tags of `target`, refusing more than [`MAX_TAGS`].
 #[cfg(test)]
 mod tests;
