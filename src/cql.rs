@@ -17,9 +17,18 @@
 //! `=~` / `matches` uses Rust regex syntax with whole-string matching (Java `matches()`
 //! semantics; no backreferences or lookaround). A missing attribute satisfies only `!exists`.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use crate::model::Attribute;
+
+/// The longest expression, in characters (ECS's bound for a `memberOf` expression; the same
+/// for a `filter`).
+pub const MAX_LENGTH: usize = 2000;
+/// The deepest nesting of parentheses and `not`s. Parsing and evaluation recurse once per level,
+/// so this bounds their stack.
+pub const MAX_DEPTH: usize = 32;
+/// The most memory one `matches` pattern may compile to.
+const MAX_PATTERN_BYTES: usize = 256 * 1024;
 
 /// What an expression is evaluated against.
 pub struct InstanceFacts<'a> {
@@ -172,6 +181,8 @@ struct Parser {
     toks: Vec<(usize, Tok)>,
     at: usize,
     end: usize,
+    /// Parentheses and `not`s open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -211,14 +222,28 @@ impl Parser {
         Ok(left)
     }
 
+    /// Enters one more level of nesting, refused beyond [`MAX_DEPTH`].
+    fn descend(&mut self) -> Result<(), CqlError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(err(self.pos(), format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Node, CqlError> {
         if self.keyword(&["not", "!"]) {
+            self.descend()?;
             self.at += 1;
-            return Ok(Node::Not(Box::new(self.not()?)));
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Node::Not(Box::new(inner)));
         }
         if self.peek() == Some(&Tok::Open) {
+            self.descend()?;
             self.at += 1;
             let inner = self.expr()?;
+            self.depth -= 1;
             if self.next() != Some(Tok::Close) {
                 return Err(err(
                     self.toks.get(self.at - 1).map_or(self.end, |(p, _)| *p),
@@ -270,7 +295,10 @@ impl Parser {
             Op::Matches | Op::NotMatches => {
                 let p = self.pos();
                 let pattern = self.value()?;
-                let regex = Regex::new(&format!("^(?:{pattern})$"))
+                let regex = RegexBuilder::new(&format!("^(?:{pattern})$"))
+                    .size_limit(MAX_PATTERN_BYTES)
+                    .nest_limit(MAX_DEPTH as u32)
+                    .build()
                     .map_err(|e| err(p, format!("invalid pattern {pattern}: {e}")))?;
                 Arg::Pattern(regex)
             }
@@ -392,7 +420,11 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// Parses an expression.
+/// Parses `text`: at most [`MAX_LENGTH`] characters, nested at most [`MAX_DEPTH`] deep.
 pub fn parse(text: &str) -> Result<Expr, CqlError> {
+    if let Some((position, _)) = text.char_indices().nth(MAX_LENGTH) {
+        return Err(err(position, format!("longer than {MAX_LENGTH} characters")));
+    }
     let toks = lex(text)?;
     if toks.is_empty() {
         return Err(err(0, "empty expression"));
@@ -401,6 +433,7 @@ pub fn parse(text: &str) -> Result<Expr, CqlError> {
         toks,
         at: 0,
         end: text.len(),
+        depth: 0,
     };
     let expr = parser.expr()?;
     if parser.at < parser.toks.len() {
@@ -623,6 +656,32 @@ mod tests {
         assert_eq!(parse_time("2018-06-18T23:28:28+01:00"), Some(at));
         assert_eq!(parse_time("2018-06-18"), Some(1_529_280_000_000));
         assert_eq!(parse_time("2018-13-01"), None);
+    }
+
+    #[test]
+    fn length_and_nesting_are_bounded_without_exhausting_the_stack() {
+        let nested = |depth: usize| format!("{}agentConnected == true{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(parse(&nested(MAX_DEPTH)).is_ok());
+        let e = parse(&nested(MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            (e.position, e.message.as_str()),
+            (MAX_DEPTH, "nested deeper than 32 levels")
+        );
+        let nots = format!("{}agentConnected == true", "not ".repeat(MAX_DEPTH + 1));
+        assert_eq!(parse(&nots).unwrap_err().message, "nested deeper than 32 levels");
+        assert!(parse(&format!("{}agentConnected == true", "! ".repeat(MAX_DEPTH))).is_ok());
+        // Beyond the length bound, nothing is lexed: 100,000 `(` is refused at once.
+        let e = parse(&"(".repeat(100_000)).unwrap_err();
+        assert_eq!(
+            (e.position, e.message.as_str()),
+            (MAX_LENGTH, "longer than 2000 characters")
+        );
+        // Exactly the bound in characters (not bytes) is read.
+        let value = "é".repeat(MAX_LENGTH - "attribute:a == ".len());
+        assert!(parse(&format!("attribute:a == {value}")).is_ok());
+        // A pattern that would compile to too much is an error, not a stall.
+        let e = parse("attribute:a =~ '((a{100}){100}){100}'").map(|_| ()).unwrap_err();
+        assert!(e.message.contains("invalid pattern"), "{e}");
     }
 
     proptest::proptest! {

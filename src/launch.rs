@@ -77,6 +77,14 @@ pub fn service_default_strategies() -> Vec<Strategy> {
     ]
 }
 
+/// A `memberOf` expression that does not parse (its first 100 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the placement constraint expression {expression:?} does not parse: {error}")]
+pub struct InvalidConstraint {
+    pub expression: String,
+    pub error: cql::CqlError,
+}
+
 /// Where a launch's tasks may go: its strategies in order, `distinctInstance`, and the
 /// `memberOf` expressions (the request's and the task definition's), parsed once.
 pub struct Placement {
@@ -91,14 +99,14 @@ impl Placement {
     /// (the request's or the service's) with the task definition's own; `distinct_instance`
     /// asks for one task per instance whatever the constraints say (a DAEMON service's).
     ///
-    /// The expressions were validated where they were given; one that does not parse is left
-    /// out of planning here, and `apply` re-parses the same text.
+    /// Every expression is parsed here, and one that does not parse (a task definition stored
+    /// by a version that did not check them) refuses the launch: a constraint is never dropped.
     pub fn new(
         strategies: Vec<Strategy>,
         constraints: &[PlacementConstraint],
         definition: &TaskDefinition,
         distinct_instance: bool,
-    ) -> Placement {
+    ) -> Result<Placement, InvalidConstraint> {
         let distinct_instance =
             distinct_instance || constraints.iter().any(|c| c.kind == ConstraintKind::DistinctInstance);
         let member_of: Vec<String> = constraints
@@ -106,13 +114,21 @@ impl Placement {
             .filter_map(|c| c.member_of().map(str::to_string))
             .chain(taskdef::definition_member_of(definition))
             .collect();
-        let parsed = member_of.iter().filter_map(|e| cql::parse(e).ok()).collect();
-        Placement {
+        let parsed = member_of
+            .iter()
+            .map(|e| {
+                cql::parse(e).map_err(|error| InvalidConstraint {
+                    expression: e.chars().take(100).collect(),
+                    error,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Placement {
             strategies,
             distinct_instance,
             member_of,
             parsed,
-        }
+        })
     }
 
     /// Whether `instance` meets the launch's required attributes and constraints (where a

@@ -53,6 +53,15 @@ pub fn containers_and_reservation(
                     "overrides.containerOverrides[{i}].{key}: must be a non-negative integer"
                 )));
             }
+            if o.get(key)
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n > i64::from(i32::MAX))
+            {
+                return Err(OverrideError::Invalid(format!(
+                    "overrides.containerOverrides[{i}].{key}: must be at most {}",
+                    i32::MAX
+                )));
+            }
         }
     }
     let applied = json!({ "containerOverrides": given });

@@ -151,9 +151,13 @@ pub fn containers(definition: &Value, overrides: &Value) -> Vec<Container> {
 pub fn reservation(definition: &Value, containers: &[Container]) -> Reservation {
     let host_network = text(definition, "networkMode") == Some("host");
     let mut r = Reservation::default();
+    // Saturating sums: a stored value too large to add up makes the task unplaceable, never a
+    // wrapped (negative) reservation that would give capacity back to an instance.
     for c in containers {
-        r.cpu += c.cpu.unwrap_or(0);
-        r.memory += c.memory_reservation.or(c.memory).unwrap_or(0);
+        r.cpu = r.cpu.saturating_add(c.cpu.unwrap_or(0).max(0));
+        r.memory = r
+            .memory
+            .saturating_add(c.memory_reservation.or(c.memory).unwrap_or(0).max(0));
         for m in &c.port_mappings {
             // With the host network a container's port is the host's.
             let host_port = match host_network {
@@ -175,10 +179,10 @@ pub fn reservation(definition: &Value, containers: &[Container]) -> Reservation 
     }
     // Task-level sizes take precedence over the containers'.
     if let Some(cpu) = integer(definition.get("cpu")) {
-        r.cpu = cpu;
+        r.cpu = cpu.max(0);
     }
     if let Some(memory) = integer(definition.get("memory")) {
-        r.memory = memory;
+        r.memory = memory.max(0);
     }
     r
 }
@@ -237,6 +241,19 @@ mod tests {
                 ports_udp: vec![53]
             }
         );
+    }
+
+    #[test]
+    fn huge_or_negative_values_never_wrap_into_a_negative_reservation() {
+        let d = json!({"containerDefinitions": [
+            {"name": "a", "cpu": i64::MAX, "memory": i64::MAX},
+            {"name": "b", "cpu": i64::MAX, "memory": -5, "memoryReservation": i64::MAX}
+        ]});
+        let r = reservation(&d, &containers(&d, &json!({})));
+        assert_eq!((r.cpu, r.memory), (i64::MAX, i64::MAX));
+        let d = json!({"cpu": "-1", "containerDefinitions": [{"name": "a", "cpu": -3, "memory": -3}]});
+        let r = reservation(&d, &containers(&d, &json!({})));
+        assert_eq!((r.cpu, r.memory), (0, 0));
     }
 
     #[test]

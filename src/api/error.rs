@@ -206,6 +206,9 @@ impl From<Rejection> for ApiError {
             Rejection::DaemonMaximumPercent => ApiError::InvalidParameter(
                 "deploymentConfiguration.maximumPercent: must be 100 for the DAEMON scheduling strategy".into(),
             ),
+            Rejection::InvalidPlacementConstraint => ApiError::InvalidParameter(
+                "placementConstraints: a memberOf expression of the launch does not parse".into(),
+            ),
         }
     }
 }

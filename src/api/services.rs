@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::task_definitions::MAX_INTEGER;
 use super::tasks::{
     check_launch_type, parse_constraints, parse_strategies, resolve_task_definition, PlacementConstraintWire,
     PlacementStrategyWire,
@@ -235,6 +236,7 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
             ))
         }
         (_, Some(n)) if n < 0 => return Err(invalid("desiredCount: must not be negative")),
+        (_, Some(n)) if n > MAX_INTEGER => return Err(invalid(format!("desiredCount: must be at most {MAX_INTEGER}"))),
         (_, n) => n.unwrap_or(0),
     };
     let strategies_given = req.placement_strategy.unwrap_or_default();
@@ -372,6 +374,9 @@ pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
     let (cluster, name) = one_service(ctx, &req)?;
     if req.desired_count.is_some_and(|n| n < 0) {
         return Err(invalid("desiredCount: must not be negative"));
+    }
+    if req.desired_count.is_some_and(|n| n > MAX_INTEGER) {
+        return Err(invalid(format!("desiredCount: must be at most {MAX_INTEGER}")));
     }
     check_network(req.network_configuration.as_ref())?;
     if let Some(g) = req.health_check_grace_period_seconds {

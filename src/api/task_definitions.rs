@@ -43,6 +43,104 @@ fn opt_int(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<i6
     }
 }
 
+/// The largest value of an ECS `Integer` (a signed 32-bit number in today's model).
+pub(super) const MAX_INTEGER: i64 = i32::MAX as i64;
+
+/// An optional integer that must lie in `range`.
+fn bounded_int(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, ApiError> {
+    let value = opt_int(obj, key, field)?;
+    match value {
+        Some(v) if !range.contains(&v) => Err(invalid(format!(
+            "{field}: must be between {} and {}",
+            range.start(),
+            range.end()
+        ))),
+        _ => Ok(value),
+    }
+}
+
+/// A container's `healthCheck`: a command, and ECS's ranges for its timings.
+fn check_health_check(container: &Map<String, Value>, field: &str) -> Result<(), ApiError> {
+    let field = format!("{field}.healthCheck");
+    let check = match container.get("healthCheck") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(check)) => check,
+        Some(_) => return Err(type_error(&field, "an object")),
+    };
+    match check.get("command") {
+        Some(Value::Array(words)) if !words.is_empty() && words.iter().all(Value::is_string) => {}
+        Some(Value::Array(words)) if !words.is_empty() => {
+            return Err(type_error(&format!("{field}.command"), "a list of strings"))
+        }
+        _ => return Err(invalid(format!("{field}.command: is required"))),
+    }
+    for (key, range) in [
+        ("interval", 5..=300),
+        ("timeout", 2..=60),
+        ("retries", 1..=10),
+        ("startPeriod", 0..=300),
+    ] {
+        bounded_int(check, key, &format!("{field}.{key}"), range)?;
+    }
+    Ok(())
+}
+
+const ULIMIT_NAMES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// A container's `ulimits`: each names a known limit and gives both limits as ECS integers.
+fn check_ulimits(container: &Map<String, Value>, field: &str) -> Result<(), ApiError> {
+    let items = match container.get("ulimits") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(type_error(&format!("{field}.ulimits"), "a list")),
+    };
+    if items.len() > ULIMIT_NAMES.len() {
+        return Err(invalid(format!(
+            "{field}.ulimits: at most {} ulimits are allowed",
+            ULIMIT_NAMES.len()
+        )));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("{field}.ulimits[{i}]");
+        let Value::Object(limit) = item else {
+            return Err(type_error(&field, "an object"));
+        };
+        let name = opt_str(limit, "name", &format!("{field}.name"))?;
+        one_of(name, ULIMIT_NAMES, &format!("{field}.name"))?;
+        if name.is_none() {
+            return Err(invalid(format!("{field}.name: is required")));
+        }
+        for key in ["softLimit", "hardLimit"] {
+            let value = bounded_int(limit, key, &format!("{field}.{key}"), 0..=MAX_INTEGER)?;
+            if value.is_none() {
+                return Err(invalid(format!("{field}.{key}: is required")));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn one_of(value: Option<&str>, allowed: &[&str], field: &str) -> Result<(), ApiError> {
     match value {
         Some(v) if !allowed.contains(&v) => Err(invalid(format!("{field}: {v} is not one of {}", allowed.join(", ")))),
@@ -138,11 +236,22 @@ fn normalise_container(
     if cpu.is_some_and(|c| c < 0) {
         return Err(invalid(format!("{field}.cpu: must not be negative")));
     }
+    if cpu.is_some_and(|c| c > MAX_INTEGER) {
+        return Err(invalid(format!("{field}.cpu: must be at most {MAX_INTEGER}")));
+    }
     for (key, v) in [("memory", memory), ("memoryReservation", reservation)] {
         if v.is_some_and(|m| m < 4) {
             return Err(invalid(format!("{field}.{key}: must be at least 4 MiB")));
         }
+        if v.is_some_and(|m| m > MAX_INTEGER) {
+            return Err(invalid(format!("{field}.{key}: must be at most {MAX_INTEGER} MiB")));
+        }
     }
+    for key in ["stopTimeout", "startTimeout"] {
+        bounded_int(&obj, key, &format!("{field}.{key}"), 0..=MAX_INTEGER)?;
+    }
+    check_health_check(&obj, &field)?;
+    check_ulimits(&obj, &field)?;
     if !task_memory && memory.is_none() && reservation.is_none() {
         return Err(client(format!(
             "Invalid setting for container '{name}'. At least one of 'memory' or 'memoryReservation' must be specified."
@@ -327,6 +436,16 @@ pub async fn register_task_definition(ctx: &Ctx<'_>, req: Map<String, Value>) ->
                     "placementConstraints[{i}].type: only memberOf is allowed in a task definition"
                 )));
             }
+            // Checked here, once, so a stored expression always parses when a task is placed.
+            let field = format!("placementConstraints[{i}].expression");
+            let expression = match item.get("expression") {
+                Some(Value::String(e)) if !e.is_empty() => e,
+                None | Some(Value::Null) | Some(Value::String(_)) => {
+                    return Err(invalid(format!("{field}: memberOf needs an expression")))
+                }
+                Some(_) => return Err(type_error(&field, "a string")),
+            };
+            super::tasks::check_expression(&field, expression)?;
         }
     }
     let containers = match req.get("containerDefinitions") {

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::wire::{self, Failure, TagWire};
 use super::{cluster_name, invalid, ApiError, Ctx};
+use crate::cql;
 use crate::launch;
 use crate::model::{
     InstanceStatus, NetworkBinding, PlacementConstraint, PlacementStrategy, Task, TaskDefinition, TaskStatus,
@@ -141,14 +142,21 @@ pub(super) fn parse_constraints(
                 },
             )?;
             if let Some(e) = constraint.member_of() {
-                if e.len() > 2000 {
-                    return Err(invalid(format!("{field}[{i}].expression: at most 2000 characters")));
-                }
-                crate::cql::parse(e).map_err(|err| invalid(format!("{field}[{i}].expression: {err}")))?;
+                check_expression(&format!("{field}[{i}].expression"), e)?;
             }
             Ok(constraint)
         })
         .collect()
+}
+
+/// A `memberOf` expression: at most 2,000 characters, and one the cluster query language
+/// parses (no deeper than `cql::MAX_DEPTH`).
+pub(super) fn check_expression(field: &str, expression: &str) -> Result<(), ApiError> {
+    if expression.len() > cql::MAX_LENGTH {
+        return Err(invalid(format!("{field}: at most {} characters", cql::MAX_LENGTH)));
+    }
+    cql::parse(expression).map_err(|err| invalid(format!("{field}: {err}")))?;
+    Ok(())
 }
 
 pub(super) fn parse_strategies(
@@ -365,7 +373,8 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
         return Err(invalid("No Container Instances were found in your cluster."));
     }
     let strategies = strategies.into_iter().map(|s| s.strategy).collect();
-    let placement = launch::Placement::new(strategies, &constraints, &definition, false);
+    let placement = launch::Placement::new(strategies, &constraints, &definition, false)
+        .map_err(|e| invalid(format!("taskDefinition: {e}")))?;
     placement.constrain(&mut launch);
     let plan = launch::plan(&launch, &placement, &instances, count as usize);
     launch::add_tasks(&mut launch, &plan.placements);
@@ -392,7 +401,9 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
         &[],
         taskdef::definition_constraints(&definition).len(),
     )?;
-    launch::Placement::new(Vec::new(), &[], &definition, false).constrain(&mut launch);
+    launch::Placement::new(Vec::new(), &[], &definition, false)
+        .map_err(|e| invalid(format!("taskDefinition: {e}")))?
+        .constrain(&mut launch);
     for g in given {
         let found = match ctx.state.scope.container_instance_id(&cluster, &g) {
             Some(id) => cis::get(view, &cluster, id)?,

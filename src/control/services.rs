@@ -35,6 +35,10 @@ const SAFETY_PASS: Duration = Duration::from_secs(2);
 
 /// How many rounds of failed starts make the throttle's event appear.
 const THROTTLE_EVENT_ROUNDS: u32 = 2;
+/// The most tasks one pass launches for one service (one log entry): a large scale-up takes
+/// several passes, each woken by the last one's launch, and no entry grows past what
+/// replicates quickly.
+const MAX_LAUNCH_PER_PASS: usize = 1000;
 
 pub struct ServiceScheduler {
     pub scope: ArnScope,
@@ -172,14 +176,14 @@ impl Scheduler {
         // A DAEMON service needs its template to know the eligible instances; a REPLICA service
         // only to launch, so a steady one costs no task definition read.
         let mut template = None;
+        let mut events = Vec::new();
         if service.is_daemon() {
-            template = self.template(ctx, service)?;
+            template = self.template(ctx, service, &mut events)?;
             if template.is_none() {
-                return Ok(false);
+                return self.publish(ctx, service, events).await.map(|()| false);
             }
         }
         let now = crate::stamp::now_ms();
-        let mut events = Vec::new();
         let (start_on, count, steady) = if let Some(template) = &template {
             let eligible: BTreeSet<String> = instances
                 .iter()
@@ -202,22 +206,24 @@ impl Scheduler {
             if p.stuck {
                 events.push(deadlock_event(&service.name));
             }
-            let count = p.start_on.len();
-            (Some(p.start_on), count, p.steady)
+            let mut start_on = p.start_on;
+            start_on.truncate(MAX_LAUNCH_PER_PASS);
+            let count = start_on.len();
+            (Some(start_on), count, p.steady)
         } else {
             let p = reconcile::plan(service, tasks, &Instances::of(instances));
             self.stop(ctx, service, p.stop, service.desired_count).await?;
             if p.stuck {
                 events.push(deadlock_event(&service.name));
             }
-            (None, p.start, p.steady)
+            (None, p.start.min(MAX_LAUNCH_PER_PASS), p.steady)
         };
         if steady {
             events.push(format!("(service {}) has reached a steady state.", service.name));
         }
         let mut launched = false;
         if count > 0 && template.is_none() {
-            template = self.template(ctx, service)?;
+            template = self.template(ctx, service, &mut events)?;
         }
         if let Some(template) = template.as_ref().filter(|_| count > 0) {
             let rounds = service.failed_starts.div_ceil(service.desired_count.max(1) as u32);
@@ -262,10 +268,17 @@ impl Scheduler {
                 }
             }
         }
+        self.publish(ctx, service, events).await?;
+        Ok(launched)
+    }
+
+    /// Records the first of `events` as the service's event, unless it repeats the newest.
+    async fn publish(&self, ctx: &LeaderContext, service: &Service, events: Vec<String>) -> Result<(), String> {
         // One event a pass: two alternating messages would otherwise never count as repeats.
         let Some(message) = events.into_iter().next() else {
-            return Ok(launched);
+            return Ok(());
         };
+        let now = crate::stamp::now_ms();
         let recent =
             services::events(ctx.node.handle().view(), &service.cluster, &service.name).map_err(|e| e.to_string())?;
         if !repeats_newest(&recent, now, &message) {
@@ -280,7 +293,7 @@ impl Scheduler {
             )
             .await?;
         }
-        Ok(launched)
+        Ok(())
     }
 
     fn backoff_for(&self, rounds: u32) -> u64 {
@@ -317,8 +330,15 @@ impl Scheduler {
         .map(|_| ())
     }
 
-    /// What every task of the service's PRIMARY deployment is launched with.
-    fn template(&self, ctx: &LeaderContext, service: &Service) -> Result<Option<Template>, String> {
+    /// What every task of the service's PRIMARY deployment is launched with. A task definition
+    /// that cannot be launched (a stored constraint that does not parse) gives none, and an
+    /// event that says why; the other services are scheduled as usual.
+    fn template(
+        &self,
+        ctx: &LeaderContext,
+        service: &Service,
+        events: &mut Vec<String>,
+    ) -> Result<Option<Template>, String> {
         let Some(primary) = service.deployments.first() else {
             return Ok(None);
         };
@@ -329,7 +349,14 @@ impl Scheduler {
         let Some(definition) = task_definitions::get(view, family, revision).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        Template::new(&self.scope, service, &definition).map(Some)
+        match Template::new(&self.scope, service, &definition) {
+            Ok(template) => Ok(Some(template)),
+            Err(why) => {
+                tracing::warn!(service = %service.arn, %why, "the service's tasks cannot be launched");
+                events.push(format!("(service {}) is unable to launch tasks: {why}.", service.name));
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -376,7 +403,8 @@ impl Template {
             &service.spec.placement_constraints,
             definition,
             service.is_daemon(),
-        );
+        )
+        .map_err(|e| e.to_string())?;
         placement.constrain(&mut launch);
         Ok(Template { launch, placement })
     }
@@ -533,6 +561,18 @@ mod tests {
             "one task per instance"
         );
         assert_eq!(t.launch.tags[0].key, "from");
+
+        // A task definition stored before its constraints were checked: the launch is refused
+        // with the reason, never planned without the constraint.
+        let mut bad = definition();
+        bad.body["placementConstraints"] = json!([{"type": "memberOf", "expression": "attribute:os =="}]);
+        let e = Template::new(&scope(), &service("REPLICA", json!({})), &bad)
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("the placement constraint expression \"attribute:os ==\" does not parse"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -551,12 +551,16 @@ pub struct Service {
 impl Service {
     /// The most tasks that may be PENDING or RUNNING: `floor(desired × maximumPercent / 100)`.
     pub fn max_total(&self) -> usize {
-        (self.desired_count.max(0) as usize) * (self.maximum_percent.max(0) as usize) / 100
+        let total = (self.desired_count.max(0) as u64).saturating_mul(self.maximum_percent.max(0) as u64) / 100;
+        usize::try_from(total).unwrap_or(usize::MAX)
     }
 
     /// The fewest tasks that must stay RUNNING: `ceil(desired × minimumHealthyPercent / 100)`.
     pub fn min_healthy(&self) -> usize {
-        ((self.desired_count.max(0) as usize) * (self.minimum_healthy_percent.max(0) as usize)).div_ceil(100)
+        let healthy = (self.desired_count.max(0) as u64)
+            .saturating_mul(self.minimum_healthy_percent.max(0) as u64)
+            .div_ceil(100);
+        usize::try_from(healthy).unwrap_or(usize::MAX)
     }
 
     pub fn is_daemon(&self) -> bool {

@@ -212,6 +212,9 @@ pub enum Rejection {
     DaemonMaximumPercent,
     /// A leader-only decision reached the log in another term than the one it was made in.
     StaleLeader,
+    /// A launch's `memberOf` expression does not parse (its proposer checks every one, so
+    /// only a log entry of an earlier version can hold one); the launch is refused whole.
+    InvalidPlacementConstraint,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.

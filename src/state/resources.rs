@@ -74,10 +74,11 @@ pub fn check(
         return Some(reason::ATTRIBUTE);
     }
     let remaining = &instance.remaining_resources;
-    if reservation.cpu > integer(remaining, "CPU") {
+    // A negative reservation would give capacity back: it fits nowhere.
+    if reservation.cpu < 0 || reservation.cpu > integer(remaining, "CPU") {
         return Some(reason::CPU);
     }
-    if reservation.memory > integer(remaining, "MEMORY") {
+    if reservation.memory < 0 || reservation.memory > integer(remaining, "MEMORY") {
         return Some(reason::MEMORY);
     }
     // Most tasks reserve no host ports: then no port set needs reading.
@@ -142,9 +143,10 @@ fn adjust(resources: &mut Vec<Resource>, reservation: &Reservation, take: bool) 
         }
         // Registration keeps the three numeric fields equal; they move together.
         if let Some(r) = resources.iter_mut().find(|r| r.name == name) {
-            r.integer_value += sign * amount;
-            r.long_value += sign * amount;
-            r.double_value += (sign * amount) as f64;
+            let delta = amount.saturating_mul(sign);
+            r.integer_value = r.integer_value.saturating_add(delta);
+            r.long_value = r.long_value.saturating_add(delta);
+            r.double_value += delta as f64;
         }
     }
     for (name, ports) in [("PORTS", &reservation.ports), ("PORTS_UDP", &reservation.ports_udp)] {

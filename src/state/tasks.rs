@@ -269,7 +269,15 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
     if definition.is_none_or(|d| d.status != TaskDefinitionStatus::Active) && l.service.is_none() {
         return Ok(Outcome::Rejected(Rejection::TaskDefinitionInactive));
     }
-    let member_of: Vec<crate::cql::Expr> = l.member_of.iter().filter_map(|e| crate::cql::parse(e).ok()).collect();
+    // Every expression re-parsed; one that does not parse refuses the launch (never dropped).
+    let Ok(member_of) = l
+        .member_of
+        .iter()
+        .map(|e| crate::cql::parse(e))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return Ok(Outcome::Rejected(Rejection::InvalidPlacementConstraint));
+    };
     // A service's launch: only for its PRIMARY deployment while it is ACTIVE, and never above
     // the service's maximum of PENDING and RUNNING tasks, whatever the proposer saw.
     let mut room = usize::MAX;

@@ -544,23 +544,24 @@ fn service_creation(ts: u64) -> Proposal {
     )
 }
 
+/// Revision 1 of task definition family `web`.
+fn register_web() -> Proposal {
+    proposal(
+        "td",
+        1000,
+        Command::RegisterTaskDefinition {
+            family: "web".into(),
+            arn_base: "arn/web".into(),
+            body: serde_json::json!({"family": "web", "containerDefinitions": []}),
+            tags: vec![],
+        },
+    )
+}
+
 #[test]
 fn service_events_are_capped_deduplicated_and_kept_apart() {
     let mut kv = MemKv::default();
-    kv.apply(Batch(vec![
-        create("c1", "c"),
-        proposal(
-            "td",
-            1000,
-            Command::RegisterTaskDefinition {
-                family: "web".into(),
-                arn_base: "arn/web".into(),
-                body: serde_json::json!({"family": "web", "containerDefinitions": []}),
-                tags: vec![],
-            },
-        ),
-        service_creation(1000),
-    ]));
+    kv.apply(Batch(vec![create("c1", "c"), register_web(), service_creation(1000)]));
     let event = |n: u64, message: &str| {
         proposal(
             &format!("e{n}"),
@@ -602,4 +603,54 @@ fn service_events_are_capped_deduplicated_and_kept_apart() {
     let out = kv.apply(Batch(vec![service_creation(30_000_001)]));
     assert!(matches!(&out[0], Outcome::Service(s) if s.events.is_empty()));
     assert!(services::events(&kv, "c", "web").unwrap().is_empty());
+}
+
+#[test]
+fn a_launch_whose_constraint_does_not_parse_is_refused_whole_not_placed_anywhere() {
+    let mut kv = MemKv::default();
+    kv.apply(Batch(vec![create("c", "c"), register_web()]));
+    let launch = |member_of: &str| tasks::Launch {
+        cluster: "c".into(),
+        task_definition_family: "web".into(),
+        task_definition_revision: 1,
+        task_definition_arn: "arn/web:1".into(),
+        reservation: Default::default(),
+        requires_attributes: vec![],
+        group: "family:web".into(),
+        distinct_instance: false,
+        member_of: vec![member_of.into()],
+        started_by: None,
+        overrides: serde_json::json!({}),
+        containers: vec![],
+        cpu: None,
+        memory: None,
+        tags: vec![],
+        service: None,
+        principal: "p".into(),
+        root: "p".into(),
+        arn_prefix: "arn:aws:ecs:r:1:".into(),
+        tasks: vec![],
+        failures: vec![],
+        event_id: None,
+    };
+    // Written by a proposer of an earlier version, which dropped what did not parse.
+    let deep = format!("{}agentConnected == true{}", "(".repeat(40), ")".repeat(40));
+    for (id, expression) in [("l1", "attribute:x =="), ("l2", deep.as_str())] {
+        let out = kv.apply(Batch(vec![proposal(
+            id,
+            2000,
+            Command::LaunchTasks(Box::new(launch(expression))),
+        )]));
+        assert_eq!(
+            out,
+            vec![Outcome::Rejected(Rejection::InvalidPlacementConstraint)],
+            "{expression}"
+        );
+    }
+    let out = kv.apply(Batch(vec![proposal(
+        "l3",
+        2000,
+        Command::LaunchTasks(Box::new(launch("agentConnected == true"))),
+    )]));
+    assert!(matches!(&out[0], Outcome::Tasks { .. }), "{out:?}");
 }

@@ -9,6 +9,7 @@ mod container_instances;
 mod deployments;
 mod dial;
 mod harness;
+mod hostile;
 mod leadership;
 mod malformed;
 mod membership;

@@ -1,0 +1,326 @@
+//! Hostile input against a three-node cluster over real HTTP: each request gets the exact AWS
+//! error (its `__type`, HTTP 400, a message naming the field), and every node serves afterwards.
+
+use serde_json::{json, Value};
+
+use crate::harness::TestCluster;
+
+/// Every node answers a linearizable read.
+async fn every_node_serves(cluster: &TestCluster) {
+    for id in 1..=3 {
+        let (status, reply) = cluster.ecs(id, "ListClusters", json!({})).await;
+        assert_eq!(status, 200, "node {id} after hostile input: {reply}");
+    }
+}
+
+fn nested(depth: usize) -> String {
+    format!("{}agentConnected == true{}", "(".repeat(depth), ")".repeat(depth))
+}
+
+fn definition(container: Value) -> Value {
+    let mut c = json!({"name": "app", "image": "busybox", "memory": 64});
+    for (k, v) in container.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    json!({"family": "hostile", "containerDefinitions": [c]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_language_input_is_bounded_on_every_path() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "h"})).await;
+    cluster.ok(1, "RegisterTaskDefinition", definition(json!({}))).await;
+
+    // 100,000 `(`: a 100 KB body, under the body limit. It once overflowed the parser's stack.
+    let parens = "(".repeat(100_000);
+    for id in 1..=3 {
+        cluster
+            .err(
+                id,
+                "ListContainerInstances",
+                json!({"cluster": "h", "filter": parens}),
+                "InvalidParameterException",
+                "filter: longer than 2000 characters",
+            )
+            .await;
+    }
+    let deep = format!("{}agentConnected == true", "not ".repeat(400));
+    cluster
+        .err(
+            1,
+            "ListContainerInstances",
+            json!({"cluster": "h", "filter": deep}),
+            "InvalidParameterException",
+            "filter: nested deeper than 32 levels",
+        )
+        .await;
+    cluster
+        .err(
+            2,
+            "ListContainerInstances",
+            json!({"cluster": "h", "filter": nested(33)}),
+            "InvalidParameterException",
+            "filter: nested deeper than 32 levels",
+        )
+        .await;
+    let ok = cluster
+        .ok(
+            3,
+            "ListContainerInstances",
+            json!({"cluster": "h", "filter": nested(32)}),
+        )
+        .await;
+    assert_eq!(ok["containerInstanceArns"], json!([]));
+
+    // memberOf in RunTask, StartTask and CreateService.
+    let bad = json!([{"type": "memberOf", "expression": nested(33)}]);
+    for (action, body) in [
+        (
+            "RunTask",
+            json!({"cluster": "h", "taskDefinition": "hostile", "placementConstraints": bad}),
+        ),
+        (
+            "CreateService",
+            json!({"cluster": "h", "serviceName": "s", "taskDefinition": "hostile", "desiredCount": 1, "placementConstraints": bad}),
+        ),
+    ] {
+        cluster
+            .err(
+                2,
+                action,
+                body,
+                "InvalidParameterException",
+                "placementConstraints[0].expression: nested deeper than 32 levels",
+            )
+            .await;
+    }
+    let long = json!([{"type": "memberOf", "expression": parens}]);
+    cluster
+        .err(
+            1,
+            "RunTask",
+            json!({"cluster": "h", "taskDefinition": "hostile", "placementConstraints": long}),
+            "InvalidParameterException",
+            "placementConstraints[0].expression: at most 2000 characters",
+        )
+        .await;
+
+    // A task definition's constraints are checked when it is registered, so a stored one
+    // always parses when the leader's scheduler or RunTask reads it.
+    for (constraints, text) in [
+        (
+            json!([{"type": "memberOf", "expression": parens}]),
+            "placementConstraints[0].expression: at most 2000 characters",
+        ),
+        (
+            json!([{"type": "memberOf", "expression": nested(40)}]),
+            "placementConstraints[0].expression: nested deeper than 32 levels",
+        ),
+        (
+            json!([{"type": "memberOf", "expression": "attribute:x =="}]),
+            "placementConstraints[0].expression: expected a value",
+        ),
+        (
+            json!([{"type": "memberOf"}]),
+            "placementConstraints[0].expression: memberOf needs an expression",
+        ),
+        (
+            json!([{"type": "memberOf", "expression": ""}]),
+            "placementConstraints[0].expression: memberOf needs an expression",
+        ),
+    ] {
+        let mut body = definition(json!({}));
+        body["placementConstraints"] = constraints;
+        cluster
+            .err(3, "RegisterTaskDefinition", body, "InvalidParameterException", text)
+            .await;
+    }
+    let mut body = definition(json!({}));
+    body["placementConstraints"] = json!([{"type": "memberOf", "expression": 7}]);
+    cluster
+        .err(
+            1,
+            "RegisterTaskDefinition",
+            body,
+            "SerializationException",
+            "placementConstraints[0].expression",
+        )
+        .await;
+
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_are_bounded_and_a_reservation_never_gives_capacity_back() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    cluster.ok(1, "CreateCluster", json!({"clusterName": "h"})).await;
+    let huge = json!(i64::MAX);
+    for (container, text) in [
+        (
+            json!({"cpu": huge}),
+            "containerDefinitions[0].cpu: must be at most 2147483647",
+        ),
+        (
+            json!({"memory": huge}),
+            "containerDefinitions[0].memory: must be at most 2147483647 MiB",
+        ),
+        (
+            json!({"memoryReservation": huge, "memory": null}),
+            "containerDefinitions[0].memoryReservation: must be at most 2147483647 MiB",
+        ),
+        (
+            json!({"stopTimeout": -1}),
+            "containerDefinitions[0].stopTimeout: must be between 0 and 2147483647",
+        ),
+        (
+            json!({"startTimeout": huge}),
+            "containerDefinitions[0].startTimeout: must be between 0 and 2147483647",
+        ),
+        (
+            json!({"healthCheck": {"command": ["CMD", "true"], "interval": 1}}),
+            "containerDefinitions[0].healthCheck.interval: must be between 5 and 300",
+        ),
+        (
+            json!({"healthCheck": {"command": ["CMD", "true"], "timeout": 61}}),
+            "containerDefinitions[0].healthCheck.timeout: must be between 2 and 60",
+        ),
+        (
+            json!({"healthCheck": {"command": ["CMD", "true"], "retries": 0}}),
+            "containerDefinitions[0].healthCheck.retries: must be between 1 and 10",
+        ),
+        (
+            json!({"healthCheck": {"command": ["CMD", "true"], "startPeriod": 301}}),
+            "containerDefinitions[0].healthCheck.startPeriod: must be between 0 and 300",
+        ),
+        (
+            json!({"healthCheck": {"interval": 30}}),
+            "containerDefinitions[0].healthCheck.command: is required",
+        ),
+        (
+            json!({"ulimits": [{"name": "nofile", "softLimit": -1, "hardLimit": 10}]}),
+            "containerDefinitions[0].ulimits[0].softLimit: must be between 0 and 2147483647",
+        ),
+        (
+            json!({"ulimits": [{"name": "nofile", "softLimit": 1}]}),
+            "containerDefinitions[0].ulimits[0].hardLimit: is required",
+        ),
+        (
+            json!({"ulimits": [{"name": "files", "softLimit": 1, "hardLimit": 1}]}),
+            "containerDefinitions[0].ulimits[0].name: files is not one of",
+        ),
+        (
+            json!({"portMappings": [{"containerPort": 70000}]}),
+            "containerDefinitions[0].portMappings[0].containerPort: must be between 1 and 65535",
+        ),
+    ] {
+        cluster
+            .err(
+                1,
+                "RegisterTaskDefinition",
+                definition(container),
+                "InvalidParameterException",
+                text,
+            )
+            .await;
+    }
+    // Two containers of the largest CPU ECS accepts add up without wrapping.
+    let two = json!({"family": "big", "containerDefinitions": [
+        {"name": "a", "image": "busybox", "memory": 64, "cpu": 2147483647},
+        {"name": "b", "image": "busybox", "memory": 64, "cpu": 2147483647}
+    ]});
+    cluster.ok(1, "RegisterTaskDefinition", two).await;
+    cluster
+        .ok(1, "RegisterTaskDefinition", definition(json!({"cpu": 10})))
+        .await;
+    let instance = json!({
+        "cluster": "h",
+        "instanceIdentityDocument": "{\"instanceId\": \"i-h\"}",
+        "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
+        ],
+        "versionInfo": {"agentVersion": "1.24.0"}
+    });
+    let arn = cluster.ok(2, "RegisterContainerInstance", instance).await["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = cluster
+        .ok(1, "RunTask", json!({"cluster": "h", "taskDefinition": "big"}))
+        .await;
+    assert_eq!(reply["tasks"], json!([]), "{reply}");
+    assert_eq!(reply["failures"][0]["reason"], "RESOURCE:CPU", "{reply}");
+    for (overrides, text) in [
+        (
+            json!({"containerOverrides": [{"name": "app", "cpu": huge}]}),
+            "overrides.containerOverrides[0].cpu: must be at most 2147483647",
+        ),
+        (
+            json!({"containerOverrides": [{"name": "app", "memory": -1}]}),
+            "overrides.containerOverrides[0].memory: must be a non-negative integer",
+        ),
+    ] {
+        cluster
+            .err(
+                3,
+                "RunTask",
+                json!({"cluster": "h", "taskDefinition": "hostile", "overrides": overrides}),
+                "InvalidParameterException",
+                text,
+            )
+            .await;
+    }
+    let described = cluster
+        .ok(
+            3,
+            "DescribeContainerInstances",
+            json!({"cluster": "h", "containerInstances": [arn]}),
+        )
+        .await;
+    let remaining = &described["containerInstances"][0]["remainingResources"];
+    let cpu = remaining
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "CPU")
+        .unwrap();
+    assert_eq!(
+        cpu["integerValue"], 4096,
+        "no capacity was taken or given back: {remaining}"
+    );
+
+    for (action, body, text) in [
+        (
+            "CreateService",
+            json!({"cluster": "h", "serviceName": "s", "taskDefinition": "hostile", "desiredCount": 1u64 << 40}),
+            "desiredCount: must be at most 2147483647",
+        ),
+        (
+            "RunTask",
+            json!({"cluster": "h", "taskDefinition": "hostile", "count": huge}),
+            "count: must be between 1 and 10",
+        ),
+    ] {
+        cluster.err(2, action, body, "InvalidParameterException", text).await;
+    }
+    cluster
+        .ok(
+            1,
+            "CreateService",
+            json!({"cluster": "h", "serviceName": "s", "taskDefinition": "hostile", "desiredCount": 0}),
+        )
+        .await;
+    cluster
+        .err(
+            2,
+            "UpdateService",
+            json!({"cluster": "h", "service": "s", "desiredCount": 1u64 << 40}),
+            "InvalidParameterException",
+            "desiredCount: must be at most 2147483647",
+        )
+        .await;
+
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
