@@ -37,6 +37,11 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_API_HOLD_MS", "api.hold_ms"),
     ("ECSD_API_MAX_BATCH", "api.max_batch"),
     ("ECSD_API_MAX_BATCH_BYTES", "api.max_batch_bytes"),
+    ("ECSD_API_HEADER_READ_TIMEOUT_MS", "api.header_read_timeout_ms"),
+    ("ECSD_API_BODY_TIMEOUT_MS", "api.body_timeout_ms"),
+    ("ECSD_API_REQUEST_TIMEOUT_MS", "api.request_timeout_ms"),
+    ("ECSD_API_MAX_CONNECTIONS", "api.max_connections"),
+    ("ECSD_API_MAX_IN_FLIGHT", "api.max_in_flight"),
     ("ECSD_AGENT_HEARTBEAT_TIMEOUT_MS", "agent.heartbeat_timeout_ms"),
     ("ECSD_AGENT_LOST_INSTANCE_TIMEOUT_MS", "agent.lost_instance_timeout_ms"),
     ("ECSD_SERVICES_RESTART_BACKOFF_MS", "services.restart_backoff_ms"),
@@ -216,6 +221,17 @@ pub struct ApiTuning {
     pub max_batch: usize,
     /// A batch is closed once its commands reach this many bytes (one command may exceed it).
     pub max_batch_bytes: usize,
+    /// A connection must send a request's headers within this time; an idle keep-alive
+    /// connection is closed after it.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this time (else `RequestTimeoutException`).
+    pub body_timeout_ms: u64,
+    /// A request is answered within this time (else `ServerException`); above `hold_ms`.
+    pub request_timeout_ms: u64,
+    /// Connections served at once; one more is answered `ThrottlingException` and closed.
+    pub max_connections: usize,
+    /// Requests handled at once; one more is answered `ThrottlingException`.
+    pub max_in_flight: usize,
 }
 
 /// Upper bounds that keep every log entry well under the 64 MiB node-to-node message limit:
@@ -230,6 +246,11 @@ impl Default for ApiTuning {
             hold_ms: 5_000,
             max_batch: 512,
             max_batch_bytes: 4 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_in_flight: 512,
         }
     }
 }
@@ -335,6 +356,19 @@ impl NodeConfig {
         }
         if self.api.hold_ms == 0 {
             return Err(key_error("api.hold_ms", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("api.header_read_timeout_ms", self.api.header_read_timeout_ms),
+            ("api.body_timeout_ms", self.api.body_timeout_ms),
+            ("api.max_connections", self.api.max_connections as u64),
+            ("api.max_in_flight", self.api.max_in_flight as u64),
+        ] {
+            if value == 0 {
+                return Err(key_error(key, "must be at least 1"));
+            }
+        }
+        if self.api.request_timeout_ms <= self.api.hold_ms {
+            return Err(key_error("api.request_timeout_ms", "must be greater than api.hold_ms"));
         }
         if self.agent.heartbeat_timeout_ms < 1000 {
             return Err(key_error("agent.heartbeat_timeout_ms", "must be at least 1000"));

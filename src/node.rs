@@ -5,10 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
@@ -39,6 +37,12 @@ impl Listeners {
 }
 
 /// A running node.
+/// The node-to-node port's bounds: connections at once (peers, and one per agent process),
+/// time to the first bytes of a connection, and the keep-alive ping interval and timeout.
+const GRPC_MAX_CONNECTIONS: usize = 4096;
+const GRPC_PREFACE: std::time::Duration = std::time::Duration::from_secs(10);
+const GRPC_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Node {
     pub raft: RaftNode,
     pub config: NodeConfig,
@@ -82,15 +86,14 @@ impl Node {
         let grpc = tonic::transport::Server::builder()
             // Every agent session holds a stream: allow many per connection.
             .max_concurrent_streams(Some(65_536))
+            // A peer or agent that stops answering pings is dropped.
+            .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
+            .http2_keepalive_timeout(Some(GRPC_KEEPALIVE))
+            .tcp_keepalive(Some(GRPC_KEEPALIVE))
             .add_service(RaftGrpc::server(raft.handle().clone()))
             .add_service(crate::agents::AgentGrpc::server(raft.clone(), shutdown.clone()))
             .serve_with_incoming_shutdown(
-                // Small RPCs must not wait for Nagle's algorithm (a 40 ms stall per forward).
-                tokio_stream::wrappers::TcpListenerStream::new(listeners.raft).map(|conn| {
-                    conn.inspect(|stream| {
-                        let _ = stream.set_nodelay(true);
-                    })
-                }),
+                crate::rpc::incoming::bounded(listeners.raft, GRPC_MAX_CONNECTIONS, GRPC_PREFACE),
                 shutdown.clone().cancelled_owned(),
             );
         tasks.push(tokio::spawn(async move {
@@ -111,17 +114,15 @@ impl Node {
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_millis(config.api.hold_ms + 5_000))
                 .build()?,
+            limits: api::server::Limits::of(&config.api),
         });
-        let api_listener = listeners.api.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        let http =
-            axum::serve(api_listener, api::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = http.await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        }));
+        let limits = state.limits.clone();
+        tasks.push(tokio::spawn(api::server::serve(
+            listeners.api,
+            api::router(state),
+            limits,
+            shutdown.clone(),
+        )));
         tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
 
         let mut loops = control::builtin_tasks(&config, heartbeats);
@@ -138,13 +139,24 @@ impl Node {
         })
     }
 
-    /// Stops leader loops and servers, then Raft, and waits for all of it.
+    /// Stops leader loops and servers, then Raft, and waits for all of it, for at most the
+    /// write hold plus 10 s: a task still running then is aborted, and the rest goes on.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(self.config.api.hold_ms + 10_000);
         for task in self.tasks {
-            let _ = task.await;
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!(node_id = self.config.node_id, "a task did not stop in time; aborted");
+                abort.abort();
+            }
         }
-        self.raft.handle().shutdown().await;
+        if tokio::time::timeout_at(deadline, self.raft.handle().shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node_id = self.config.node_id, "raft did not stop in time");
+        }
         let Node {
             raft,
             config,

@@ -30,7 +30,11 @@ pub struct AgentGrpc {
 
 impl AgentGrpc {
     pub fn server(node: RaftNode, shutdown: tokio_util::sync::CancellationToken) -> AgentServiceServer<AgentGrpc> {
+        // An agent's reports are small: 4 MiB bounds what one message may make the node
+        // decode. Assignments to an agent may be larger, up to the node-to-node limit.
         AgentServiceServer::new(AgentGrpc { node, shutdown })
+            .max_decoding_message_size(4 * 1024 * 1024)
+            .max_encoding_message_size(crate::raft::network::MAX_MESSAGE_BYTES)
     }
 }
 

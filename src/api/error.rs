@@ -57,6 +57,12 @@ pub enum ApiError {
     /// A valid action or value this version does not support.
     #[error("{0}")]
     Unsupported(String),
+    /// Over the node's cap on connections or requests in flight; nothing was done.
+    #[error("{0}")]
+    Throttling(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The cluster cannot serve the request right now (no leader); nothing was applied.
     #[error("{0}")]
     Unavailable(String),
@@ -113,6 +119,8 @@ impl ApiError {
             ApiError::UnknownPath(_) => "UnknownOperationException",
             ApiError::RequestTooLarge(_) => "RequestEntityTooLargeException",
             ApiError::Unsupported(_) => "UnsupportedFeatureException",
+            ApiError::Throttling(_) => "ThrottlingException",
+            ApiError::RequestTimeout(_) => "RequestTimeoutException",
             ApiError::Unavailable(_) | ApiError::Server(_) => "ServerException",
         }
     }
@@ -124,6 +132,7 @@ impl ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             ApiError::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnknownPath(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@ mod attributes;
 mod clusters;
 mod container_instances;
 pub mod error;
+pub mod server;
 mod services;
 mod tags;
 mod task_definitions;
@@ -96,6 +97,8 @@ pub struct ApiState {
     pub advertised_agent_addr: String,
     /// For requests forwarded to the leader.
     pub http: reqwest::Client,
+    /// Bounds on connections, requests and their time.
+    pub limits: server::Limits,
 }
 
 /// How a read is served.
@@ -210,7 +213,10 @@ pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
 }
 
 /// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
+/// The API's routes, each request bounded in time and in number (`server`).
 pub fn router(state: Arc<ApiState>) -> Router {
+    let request_timeout = state.limits.request_timeout;
+    let max_in_flight = state.limits.max_in_flight;
     Router::new()
         .route(
             "/",
@@ -225,6 +231,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/cluster/add-node", post(admin::add_node))
         .route("/cluster/remove-node", post(admin::remove_node))
         .fallback(|| async { error_response(&ApiError::UnknownPath("No such path".into())) })
+        .layer(axum::middleware::from_fn_with_state(request_timeout, server::deadline))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            server::throttle,
+        ))
         .with_state(state)
 }
 
@@ -300,11 +311,16 @@ async fn serve(
             );
         }
     };
-    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    let within = state.limits.body_timeout;
+    let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, state.max_body_bytes)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
             return (action, Err(ApiError::RequestTooLarge(msg)));
+        }
+        Err(_) => {
+            let msg = format!("The request body was not received within {} ms", within.as_millis());
+            return (action, Err(ApiError::RequestTimeout(msg)));
         }
     };
     let consistency = match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {

@@ -148,6 +148,16 @@ impl TestCluster {
         self.launch(id).await;
     }
 
+    /// Node `id`'s ECS API address (`host:port`).
+    pub fn api_addr(&self, id: u64) -> String {
+        self.configs[&id].api_addr.to_string()
+    }
+
+    /// Node `id`'s node-to-node (gRPC) address.
+    pub fn raft_addr(&self, id: u64) -> String {
+        self.configs[&id].raft_addr.to_string()
+    }
+
     pub fn url(&self, id: u64) -> String {
         format!("http://{}", self.configs[&id].api_addr)
     }

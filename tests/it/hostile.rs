@@ -324,3 +324,135 @@ async fn integers_are_bounded_and_a_reservation_never_gives_capacity_back() {
     every_node_serves(&cluster).await;
     cluster.shutdown().await;
 }
+
+/// Reads what `stream` answers until it closes (or `within` passes: then `None`).
+async fn answer_until_closed(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn connect(addr: &str) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(addr).await.unwrap()
+}
+
+async fn send(stream: &mut tokio::net::TcpStream, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    stream.write_all(bytes).await.unwrap();
+}
+
+/// The head of a ListClusters request whose body is `length` bytes long.
+fn request_head(length: usize) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nhost: ecsd\r\nx-amz-target: AmazonEC2ContainerServiceV20141113.ListClusters\r\n\
+         content-type: application/x-amz-json-1.1\r\ncontent-length: {length}\r\n\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_clients_are_cut_off_and_every_node_keeps_serving() {
+    let cluster = TestCluster::start(3, |c| {
+        c.api.header_read_timeout_ms = 500;
+        c.api.body_timeout_ms = 500;
+    })
+    .await;
+    let api = cluster.api_addr(1);
+    let bound = std::time::Duration::from_secs(5);
+
+    // Connected, and silent: closed after the header-read timeout.
+    let mut silent = connect(&api).await;
+    let answer = answer_until_closed(&mut silent, bound)
+        .await
+        .expect("a silent connection is closed");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // Half a request head, then silence (slowloris): closed, with no answer to a request it never made.
+    let mut slow = connect(&api).await;
+    send(&mut slow, b"POST / HTTP/1.1\r\nhost: ecsd\r\nx-amz-target: Amazon").await;
+    let answer = answer_until_closed(&mut slow, bound)
+        .await
+        .expect("a slow head is cut off");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // A whole head, then a body that stops: RequestTimeoutException, HTTP 408.
+    let mut dribble = connect(&api).await;
+    send(&mut dribble, request_head(100).as_bytes()).await;
+    send(&mut dribble, b"{\"maxRes").await;
+    let answer = answer_until_closed(&mut dribble, bound)
+        .await
+        .expect("a slow body is answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"__type\":\"RequestTimeoutException\""), "{answer}");
+    // A keep-alive connection that goes idle after an answer is closed too.
+    let mut idle = connect(&api).await;
+    send(&mut idle, format!("{}{{}}", request_head(2)).as_bytes()).await;
+    let answer = answer_until_closed(&mut idle, bound)
+        .await
+        .expect("an idle keep-alive connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The node-to-node port: silent, and half a preface. Each is closed (the preface bound is 10 s).
+    let raft = cluster.raft_addr(2);
+    let mut silent = connect(&raft).await;
+    let mut half = connect(&raft).await;
+    send(&mut half, b"PRI * HTTP/2.0\r\n").await;
+    for (what, stream) in [("silent", &mut silent), ("half a preface", &mut half)] {
+        let answer = answer_until_closed(stream, std::time::Duration::from_secs(20)).await;
+        assert!(answer.is_some(), "a {what} node-to-node connection is closed");
+    }
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_caps_a_client_gets_a_throttling_error_at_once() {
+    let cluster = TestCluster::start(1, |c| {
+        c.api.max_connections = 4;
+        c.api.max_in_flight = 1;
+    })
+    .await;
+    let api = cluster.api_addr(1);
+    let bound = std::time::Duration::from_secs(5);
+
+    // A request whose body is still on its way holds the one request slot.
+    let mut holder = connect(&api).await;
+    send(&mut holder, request_head(100).as_bytes()).await;
+    crate::harness::wait_for("the held request to take the slot", bound, || async {
+        let (status, reply) = cluster.ecs(1, "ListClusters", json!({})).await;
+        (status == 400 && reply["__type"] == "ThrottlingException" && reply["message"] == "Rate exceeded").then_some(())
+    })
+    .await;
+    drop(holder);
+    crate::harness::wait_for("the slot to be free again", bound, || async {
+        (cluster.ecs(1, "ListClusters", json!({})).await.0 == 200).then_some(())
+    })
+    .await;
+
+    // Four idle connections fill the connection cap (the test client's own pool may hold one:
+    // open until one is refused).
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() < 5, "the connection cap of 4 was never reached");
+        let mut stream = connect(&api).await;
+        match answer_until_closed(&mut stream, std::time::Duration::from_millis(300)).await {
+            Some(answer) => break answer,
+            None => held.push(stream),
+        }
+    };
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(refused.contains("\"__type\":\"ThrottlingException\""), "{refused}");
+    drop(held);
+    crate::harness::wait_for("connections to be accepted again", bound, || async {
+        (cluster.ecs(1, "ListClusters", json!({})).await.0 == 200).then_some(())
+    })
+    .await;
+    cluster.shutdown().await;
+}

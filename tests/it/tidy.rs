@@ -39,6 +39,9 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     ("openraft", &["raft"]),
     ("rocksdb", &["storage"]),
     ("axum", &["api", "node"]),
+    // The ECS API server's accept loop (`api/server.rs`).
+    ("hyper", &["api"]),
+    ("hyper_util", &["api"]),
     ("tonic", &["raft", "rpc", "agents", "node"]),
     // Fresh ids come from the one stamping module (the Raft adapter names its temporary files).
     ("uuid", &["stamp", "raft"]),
