@@ -38,6 +38,7 @@ pub fn proposal_as(request_id: String, command: Command) -> Proposal {
         request_id,
         ts_ms: now_ms(),
         command,
+        request_digest: None,
     }
 }
 

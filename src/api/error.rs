@@ -218,6 +218,9 @@ impl From<Rejection> for ApiError {
             Rejection::InvalidPlacementConstraint => ApiError::InvalidParameter(
                 "placementConstraints: a memberOf expression of the launch does not parse".into(),
             ),
+            Rejection::RequestIdReused => {
+                ApiError::Client("The request id was already used by a different request.".into())
+            }
         }
     }
 }

@@ -117,6 +117,8 @@ pub struct Ctx<'a> {
     pub consistency: Consistency,
     /// A stable hash of the request body: with a client token it identifies a retry.
     pub body_digest: u64,
+    /// A digest of the action and the body: what a proposal's request id stands for.
+    pub request_digest: u64,
     /// The request body as received (for forwarding to the leader).
     pub body: &'a [u8],
     /// Whether another node forwarded this request here.
@@ -190,7 +192,8 @@ impl Ctx<'_> {
 
     /// Stamps `command` with this request's id and time and commits it.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ApiError> {
-        let proposal = stamp::proposal_as(self.request_id.to_string(), command);
+        let mut proposal = stamp::proposal_as(self.request_id.to_string(), command);
+        proposal.request_digest = Some(self.request_digest);
         Ok(self.state.node.write(proposal).await?)
     }
 
@@ -198,7 +201,8 @@ impl Ctx<'_> {
     /// the same request (to any node, within a day) applies once and gets the first outcome.
     pub async fn propose_idempotent(&self, action: &str, token: &str, command: Command) -> Result<Outcome, ApiError> {
         let request_id = format!("{action}/{token}/{:016x}", self.body_digest);
-        let proposal = stamp::proposal_as(request_id, command);
+        let mut proposal = stamp::proposal_as(request_id, command);
+        proposal.request_digest = Some(self.request_digest);
         Ok(self.state.node.write(proposal).await?)
     }
 }
@@ -332,6 +336,7 @@ async fn serve(
         request_id,
         consistency,
         body_digest: crate::model::stable_hash(&bytes),
+        request_digest: crate::model::stable_hash(&[action.as_bytes(), b"\n", &bytes].concat()),
         body: &bytes,
         forwarded: headers.contains_key(FORWARDED_HEADER),
     };

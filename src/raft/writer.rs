@@ -173,6 +173,7 @@ mod tests {
                 request_id: String::new(),
                 ts_ms: 0,
                 command: Command::Noop,
+                request_digest: None,
             },
             bytes,
             queued_at: Instant::now(),

@@ -14,6 +14,11 @@ pub struct Proposal {
     /// Wall-clock time at the receiving node, epoch milliseconds.
     pub ts_ms: u64,
     pub command: Command,
+    /// A digest of the client request behind the proposal (its action and body), when there is
+    /// one: a request id seen before with another digest is refused, not answered with the
+    /// first request's outcome (a reused id is a forged forward, never a retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<u64>,
 }
 
 /// Every mutation that goes through Raft. Variants are only ever added, never changed, so old log
@@ -215,6 +220,8 @@ pub enum Rejection {
     /// A launch's `memberOf` expression does not parse (its proposer checks every one, so
     /// only a log entry of an earlier version can hold one); the launch is refused whole.
     InvalidPlacementConstraint,
+    /// The request id was already used, within the dedupe window, by a different request.
+    RequestIdReused,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.

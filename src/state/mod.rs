@@ -37,6 +37,10 @@ const DEDUPE_PURGE_PER_BATCH: usize = 256;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DedupeRecord {
     ts_ms: u64,
+    /// The digest of the request that used the id (absent in records of earlier versions, and
+    /// for proposals that come from no client request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<u64>,
     /// The outcome in full; absent when `launched` stands for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     outcome: Option<Outcome>,
@@ -60,6 +64,7 @@ impl DedupeRecord {
         match outcome {
             Outcome::Tasks { tasks, failures } if !tasks.is_empty() => DedupeRecord {
                 ts_ms,
+                digest: None,
                 outcome: None,
                 launched: Some(Launched {
                     cluster: tasks[0].cluster.clone(),
@@ -69,6 +74,7 @@ impl DedupeRecord {
             },
             _ => DedupeRecord {
                 ts_ms,
+                digest: None,
                 outcome: Some(outcome.clone()),
                 launched: None,
             },
@@ -131,7 +137,12 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch, entry_term: u64) -> Result<
         let key = dedupe_key(&proposal.request_id);
         if let Some(bytes) = txn.get(Space::Dedupe, &key)? {
             let record = decode::<DedupeRecord>(&bytes)?;
-            outcomes.push(record.recall(&*txn)?);
+            let reused = matches!((record.digest, proposal.request_digest), (Some(a), Some(b)) if a != b);
+            outcomes.push(if reused {
+                Outcome::Rejected(Rejection::RequestIdReused)
+            } else {
+                record.recall(&*txn)?
+            });
             continue;
         }
         let outcome = match &proposal.command {
@@ -139,7 +150,9 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch, entry_term: u64) -> Result<
             Command::AsLeader { .. } => Outcome::Rejected(Rejection::StaleLeader),
             command => apply_command(txn, applied_ts, command)?,
         };
-        txn.put(Space::Dedupe, key, encode(&DedupeRecord::new(applied_ts, &outcome)));
+        let mut record = DedupeRecord::new(applied_ts, &outcome);
+        record.digest = proposal.request_digest;
+        txn.put(Space::Dedupe, key, encode(&record));
         txn.put(Space::Dedupe, expiry_key(applied_ts, &proposal.request_id), Vec::new());
         outcomes.push(outcome);
     }

@@ -26,6 +26,7 @@ fn proposal(id: &str, ts_ms: u64, command: Command) -> Proposal {
         request_id: id.to_string(),
         ts_ms,
         command,
+        request_digest: None,
     }
 }
 

@@ -456,3 +456,58 @@ async fn over_the_caps_a_client_gets_a_throttling_error_at_once() {
     .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_forward_cannot_take_over_another_request_s_id() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/", cluster.url(1));
+    // A request, and the id it was applied under (its x-amzn-requestid).
+    let first = ecsd_protocol::ecs::request(&http, &url, "CreateCluster")
+        .body(json!({"clusterName": "mine"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let id = first.headers()["x-amzn-requestid"].to_str().unwrap().to_string();
+
+    // Another request under that id, as if forwarded by a node: refused, and nothing applied.
+    let forged = [("x-ecsd-forwarded", id.as_str())];
+    for id_of in [2, 3] {
+        let (status, reply) = crate::harness::ecs_call(
+            &cluster.http,
+            &cluster.url(id_of),
+            "DeleteCluster",
+            json!({"cluster": "mine"}),
+            &forged,
+        )
+        .await;
+        assert_eq!(
+            (status, reply["__type"].as_str()),
+            (400, Some("ClientException")),
+            "{reply}"
+        );
+        assert_eq!(
+            reply["message"],
+            "The request id was already used by a different request."
+        );
+    }
+    let described = cluster.ok(1, "DescribeClusters", json!({"clusters": ["mine"]})).await;
+    assert_eq!(described["clusters"][0]["status"], "ACTIVE", "{described}");
+    // The same request under its own id is a retry: the first outcome, applied once.
+    let (status, reply) = crate::harness::ecs_call(
+        &cluster.http,
+        &cluster.url(2),
+        "CreateCluster",
+        json!({"clusterName": "mine"}),
+        &forged,
+    )
+    .await;
+    assert_eq!(
+        (status, reply["cluster"]["clusterName"].as_str()),
+        (200, Some("mine")),
+        "{reply}"
+    );
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}

@@ -174,6 +174,7 @@ async fn a_retried_forwarded_request_applies_once() {
         request_id: "retry-me".into(),
         ts_ms: ecsd::stamp::now_ms(),
         command: Command::DeleteCluster { name: "svc".into() },
+        request_digest: None,
     }]);
     let first = handle
         .submit_batch(delete.clone(), tokio::time::Instant::now())
