@@ -5,7 +5,7 @@
 //! After a leader change every instance gets a full timeout of grace, since the new leader has
 //! not yet heard from anyone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,16 @@ impl Heartbeats {
         map.get(&(cluster.to_string(), instance.to_string())).copied()
     }
 
-    /// The leader's inbox for heartbeats: each message is `[cluster, instance id]`.
+    /// Forgets every instance but those of `live` (the last sweep's registered instances).
+    fn keep_only(&self, live: &BTreeSet<(String, String)>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|key, _| live.contains(key));
+    }
+
+    /// The leader's inbox for heartbeats: each message is `[cluster, instance id]`. Every
+    /// sweep (twice a second) forgets what is not a registered instance, so heartbeats for
+    /// unknown or deregistered instances cannot grow the map past one sweep's worth. (The inbox
+    /// holds no handle of the node: the node holds the inbox.)
     pub fn inbox(self: &Arc<Self>) -> LeaderInbox {
         let heartbeats = self.clone();
         Arc::new(move |message| {
@@ -96,6 +105,7 @@ async fn sweep(
     let view = handle.view();
     let mut changes = Vec::new();
     let mut lost_instances = Vec::new();
+    let mut live = BTreeSet::new();
     let mut after: Option<String> = None;
     loop {
         let (clusters, more) = state::list_active_clusters(view, after.as_deref(), 256).map_err(|e| e.to_string())?;
@@ -104,6 +114,7 @@ async fn sweep(
                 if instance.status == InstanceStatus::Inactive {
                     continue;
                 }
+                live.insert((cluster.name.clone(), instance.id.clone()));
                 let heard = heartbeats.last_seen(&cluster.name, &instance.id);
                 let silent_since = heard.map_or(since, |t| t.max(since));
                 let alive = heard.is_some_and(|t| t.elapsed() < timeout);
@@ -127,6 +138,7 @@ async fn sweep(
             break;
         }
     }
+    heartbeats.keep_only(&live);
     let mut commands: Vec<Command> = changes
         .into_iter()
         .map(|(cluster, id, connected)| {
@@ -150,4 +162,21 @@ async fn sweep(
         super::decide(ctx, command).await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_forgets_the_heartbeats_of_instances_no_longer_registered() {
+        let heartbeats = Heartbeats::default();
+        for id in ["a", "b", "c"] {
+            heartbeats.record("c1".into(), id.into());
+        }
+        let live: BTreeSet<(String, String)> = [("c1".to_string(), "b".to_string())].into();
+        heartbeats.keep_only(&live);
+        assert!(heartbeats.last_seen("c1", "b").is_some());
+        assert!(heartbeats.last_seen("c1", "a").is_none() && heartbeats.last_seen("c1", "c").is_none());
+    }
 }

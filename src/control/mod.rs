@@ -164,16 +164,43 @@ fn start_loops(node: &RaftNode, tasks: &[Arc<dyn LeaderTask>], term: u64, shutdo
                 term,
                 cancel: cancel.clone(),
             };
-            let name = task.name();
-            let fut = task.run(ctx);
-            tokio::spawn(async move {
-                fut.await;
-                tracing::debug!(task = name, "leader loop ended");
-            })
+            tokio::spawn(keep_running(task.clone(), ctx))
         })
         .collect();
     handle.set_leader_loops_running(true);
     Running { term, cancel, joins }
+}
+
+/// Runs `task` until its context is cancelled. A loop that panics, or returns while its term
+/// lasts, is logged, counted (`ecsd_leader_loop_restarts_total`) and started again after a
+/// back-off (0.1 s, doubling to 10 s): the node never leads with a dead loop.
+async fn keep_running(task: Arc<dyn LeaderTask>, ctx: LeaderContext) {
+    let name = task.name();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Its own task, so that a panic ends this run only.
+        let ended = tokio::spawn(task.run(ctx.clone())).await;
+        if ctx.cancel.is_cancelled() {
+            tracing::debug!(task = name, "leader loop ended");
+            return;
+        }
+        match ended {
+            Err(e) if e.is_panic() => {
+                tracing::error!(task = name, term = ctx.term, "leader loop panicked; restarting it")
+            }
+            _ => tracing::error!(
+                task = name,
+                term = ctx.term,
+                "leader loop ended while leading; restarting it"
+            ),
+        }
+        metrics::counter!("ecsd_leader_loop_restarts_total", "task" => name).increment(1);
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// True once this node, still leading `term`, has applied everything committed before it.

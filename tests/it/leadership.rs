@@ -362,3 +362,50 @@ async fn a_cut_off_leader_stops_its_loops_and_its_decisions_never_apply() {
     assert!(starts.windows(2).all(|w| w[0].1 < w[1].1), "{starts:?}");
     cluster.shutdown().await;
 }
+
+/// A leader loop that panics on its first two runs, then runs until cancelled.
+struct Fragile {
+    runs: Arc<AtomicUsize>,
+}
+
+impl LeaderTask for Fragile {
+    fn name(&self) -> &'static str {
+        "fragile"
+    }
+
+    fn run(&self, ctx: LeaderContext) -> BoxFuture<'static, ()> {
+        let runs = self.runs.clone();
+        async move {
+            let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            if run <= 2 {
+                panic!("fragile leader loop: run {run} fails on purpose");
+            }
+            ctx.cancel.cancelled().await;
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_loop_that_panics_is_restarted_while_the_node_leads() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let factory: TaskFactory = {
+        let runs = runs.clone();
+        Arc::new(move |_| vec![Arc::new(Fragile { runs: runs.clone() }) as Arc<dyn LeaderTask>])
+    };
+    let cluster = TestCluster::start_with_tasks(1, |_| {}, factory).await;
+    wait_for(
+        "the loop's third run, after two panics",
+        Duration::from_secs(10),
+        || async { (runs.load(Ordering::SeqCst) >= 3).then_some(()) },
+    )
+    .await;
+    // The third run lasts: no further restart while the node leads.
+    let leader = cluster.leader().await;
+    assert_eq!(leader, 1);
+    cluster
+        .ok(1, "CreateCluster", json!({"clusterName": "still-serving"}))
+        .await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    cluster.shutdown().await;
+}
