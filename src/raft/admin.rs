@@ -10,6 +10,9 @@ use tokio::time::Instant;
 use super::network::Method;
 use super::*;
 
+/// How long a node being added has to answer a status call at its address.
+const ADD_NODE_PROBE: Duration = Duration::from_secs(5);
+
 impl RaftHandle {
     /// Applies a membership change on the leader, forwarding from a follower.
     pub async fn admin(&self, op: AdminOp) -> Result<(), NodeError> {
@@ -68,10 +71,50 @@ impl RaftHandle {
                 if id == 0 {
                     return LeaderReply::Failed(NodeError::Rejected("node id must be at least 1".into()));
                 }
+                // A wrong address is the usual mistake: ask the node itself first, so that it
+                // costs a quick refusal and no change of membership.
+                let probe = self
+                    .pool
+                    .call::<(), NodeReport>(&info.rpc_addr, id, Method::NodeStatus, &(), ADD_NODE_PROBE)
+                    .await;
+                if let Err(e) = probe {
+                    return LeaderReply::Failed(NodeError::Rejected(format!(
+                        "node {id} does not answer at {} within {} s ({e}); it was not added",
+                        info.rpc_addr,
+                        ADD_NODE_PROBE.as_secs()
+                    )));
+                }
+                let was_member = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .is_some();
+                let catch_up = Duration::from_millis(self.raft.config().install_snapshot_timeout) * 2;
                 tracing::info!(node_id = id, %info, "adding learner");
-                match self.raft.add_learner(id, info, true).await {
-                    Err(e) => Err(e),
-                    Ok(_) => {
+                let added = async {
+                    self.raft.add_learner(id, info.clone(), true).await?;
+                    // openraft may answer before the learner holds the log; a voter must.
+                    self.learner_caught_up(id).await;
+                    Ok(())
+                };
+                match tokio::time::timeout(catch_up, added).await {
+                    Err(_) => {
+                        // Not caught up in time: a learner that stays would be replicated to for
+                        // ever. Take it back out (unless it was a member before this call).
+                        if !was_member {
+                            self.remove_stray_learner(id).await;
+                        }
+                        return LeaderReply::Failed(NodeError::Rejected(format!(
+                            "node {id} at {} did not catch up within {} s; it was not added",
+                            info.rpc_addr,
+                            catch_up.as_secs()
+                        )));
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok(_)) => {
                         tracing::info!(node_id = id, "promoting learner to voter");
                         self.raft
                             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -108,6 +151,45 @@ impl RaftHandle {
                 Some(reply) => reply,
                 None => LeaderReply::Failed(NodeError::Rejected(e.to_string())),
             },
+        }
+    }
+
+    /// Waits until learner `id` has replicated everything this leader had when it was asked.
+    async fn learner_caught_up(&self, id: NodeId) {
+        let mut metrics = self.raft.metrics();
+        let target = metrics.borrow().last_log_index.unwrap_or(0);
+        loop {
+            let matched = metrics
+                .borrow()
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index);
+            if matched.is_some_and(|m| m >= target) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Removes learner `id` that an add-node left behind, retrying while the change that added
+    /// it is still being committed (for at most 10 s).
+    async fn remove_stray_learner(&self, id: NodeId) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let removal = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false);
+            match tokio::time::timeout_at(deadline, removal).await {
+                Ok(Ok(_)) => return tracing::info!(node_id = id, "removed a learner that did not catch up"),
+                Ok(Err(e)) if Instant::now() < deadline => {
+                    tracing::debug!(node_id = id, error = %e, "removing a stray learner; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return tracing::warn!(node_id = id, "a learner that did not catch up could not be removed"),
+            }
         }
     }
 

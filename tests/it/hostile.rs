@@ -511,3 +511,53 @@ async fn a_forged_forward_cannot_take_over_another_request_s_id() {
     every_node_serves(&cluster).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_node_that_does_not_answer_fails_in_bounded_time_and_leaves_no_learner() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    // A port nobody listens on, and a socket that accepts connections and never answers.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    for (id, addr) in [(4, refused.as_str()), (5, silent_addr.as_str())] {
+        let started = std::time::Instant::now();
+        let response = cluster
+            .http
+            .post(format!("{}/cluster/add-node", cluster.url(2)))
+            .json(&json!({"id": id, "api_addr": "127.0.0.1:9", "raft_addr": addr}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(&format!("node {id} does not answer at {addr}")), "{text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let status: Value = cluster
+        .http
+        .get(format!("{}/cluster/status", cluster.url(1)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [1, 2, 3], "no learner was left behind: {status}");
+    drop(silent);
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
