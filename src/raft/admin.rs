@@ -7,11 +7,11 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::time::Instant;
 
-use super::network::Method;
+use super::network::{Method, RpcFailure};
 use super::*;
 
 /// How long a node being added has to answer a status call at its address.
-const ADD_NODE_PROBE: Duration = Duration::from_secs(5);
+const ADD_NODE_PROBE: Duration = Duration::from_secs(10);
 
 impl RaftHandle {
     /// Applies a membership change on the leader, forwarding from a follower.
@@ -73,11 +73,7 @@ impl RaftHandle {
                 }
                 // A wrong address is the usual mistake: ask the node itself first, so that it
                 // costs a quick refusal and no change of membership.
-                let probe = self
-                    .pool
-                    .call::<(), NodeReport>(&info.rpc_addr, id, Method::NodeStatus, &(), ADD_NODE_PROBE)
-                    .await;
-                if let Err(e) = probe {
+                if let Err(e) = self.probe(id, &info.rpc_addr).await {
                     return LeaderReply::Failed(NodeError::Rejected(format!(
                         "node {id} does not answer at {} within {} s ({e}); it was not added",
                         info.rpc_addr,
@@ -151,6 +147,24 @@ impl RaftHandle {
                 Some(reply) => reply,
                 None => LeaderReply::Failed(NodeError::Rejected(e.to_string())),
             },
+        }
+    }
+
+    /// Asks node `id` at `addr` for its status until it answers, for at most
+    /// [`ADD_NODE_PROBE`] (a node started just before it is added may not listen yet).
+    async fn probe(&self, id: NodeId, addr: &str) -> Result<(), RpcFailure> {
+        let deadline = Instant::now() + ADD_NODE_PROBE;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let reply = self
+                .pool
+                .call::<(), NodeReport>(addr, id, Method::NodeStatus, &(), remaining)
+                .await;
+            match reply {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() + Duration::from_millis(200) >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 

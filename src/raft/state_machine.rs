@@ -134,16 +134,35 @@ fn snap_err(meta: Option<&Meta>, verb: ErrorVerb, e: impl std::fmt::Display) -> 
 
 /// Wakes local watchers of data keys after apply writes them: how agents' assignment streams
 /// learn of changes. A node-local signal, not replicated state; a watcher re-reads the state.
+///
+/// A key's entry is dropped once nobody watches it: when the key is written, and, so that keys
+/// never written cannot pile up (an agent session for an instance that never changes), by a
+/// sweep whenever the map has doubled since the last one.
 #[derive(Clone, Default)]
 pub struct ChangeFeed {
     watchers: Arc<Mutex<std::collections::BTreeMap<Vec<u8>, watch::Sender<u64>>>>,
+    sweep_at: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// The map's size below which no sweep runs.
+const FEED_SWEEP_MIN: usize = 1024;
 
 impl ChangeFeed {
     /// A receiver that changes whenever `key` is written by apply (or a snapshot is installed).
     pub fn subscribe(&self, key: Vec<u8>) -> watch::Receiver<u64> {
+        use std::sync::atomic::Ordering;
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if watchers.len() >= self.sweep_at.load(Ordering::Relaxed).max(FEED_SWEEP_MIN) {
+            watchers.retain(|_, tx| tx.receiver_count() > 0);
+            self.sweep_at.store(watchers.len() * 2, Ordering::Relaxed);
+        }
         watchers.entry(key).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// How many keys have an entry (watched, or not yet swept).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     fn notify<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) {
@@ -682,6 +701,19 @@ fn build_snapshot_file(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_change_feed_forgets_keys_nobody_watches_any_more() {
+        let feed = ChangeFeed::default();
+        let kept = feed.subscribe(b"kept".to_vec());
+        for i in 0..10 * FEED_SWEEP_MIN {
+            // Subscribed and dropped at once: a session that ended before its key changed.
+            drop(feed.subscribe(format!("gone/{i}").into_bytes()));
+        }
+        assert!(feed.len() <= 2 * FEED_SWEEP_MIN, "{} entries", feed.len());
+        feed.notify([&b"kept"[..]].into_iter());
+        assert_eq!(*kept.borrow(), 1, "a watched key still wakes its watcher");
+    }
     use super::*;
     use crate::storage::{KeyValue, KEY_MAX};
 
