@@ -572,16 +572,15 @@ pub async fn list_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiEr
     let matching: Vec<Task> = if desired == TaskStatus::Pending {
         Vec::new()
     } else {
-        tasks::all(view, &cluster)?
-            .into_iter()
-            .filter(|t| t.desired_status == desired)
-            .filter(|t| req.family.as_ref().is_none_or(|f| t.family == *f))
-            .filter(|t| req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s)))
-            .filter(|t| instance.as_ref().is_none_or(|i| t.container_instance_id == *i))
-            .filter(|t| service.as_ref().is_none_or(|s| t.service.as_ref() == Some(s)))
-            .filter(|t| req.launch_type.as_ref().is_none_or(|l| t.launch_type == *l))
-            .filter(|t| after.as_ref().is_none_or(|a| t.id > *a))
-            .collect()
+        // One more than a page: whether there is a next page.
+        tasks::first_matching(view, &cluster, after.as_deref(), limit + 1, |t| {
+            t.desired_status == desired
+                && req.family.as_ref().is_none_or(|f| t.family == *f)
+                && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
+                && instance.as_ref().is_none_or(|i| t.container_instance_id == *i)
+                && service.as_ref().is_none_or(|s| t.service.as_ref() == Some(s))
+                && req.launch_type.as_ref().is_none_or(|l| t.launch_type == *l)
+        })?
     };
     Ok(wire::page(
         &matching,

@@ -147,7 +147,7 @@ impl<T: for<'de> Deserialize<'de>> Mirror<T> {
             let mut rows = BTreeMap::new();
             scan_rows(kv, self.prefix, &end, |key, value| {
                 rows.insert(key, (value, None));
-                Ok(())
+                Ok(true)
             })?;
             *guard = Some(rows);
         }

@@ -315,18 +315,18 @@ pub(crate) fn scan_values<T: for<'de> Deserialize<'de>>(
     let mut out = Vec::new();
     scan_rows(kv, from, to, |_, value| {
         out.push(decode(&value)?);
-        Ok(())
+        Ok(true)
     })?;
     Ok(out)
 }
 
 /// Calls `each` with every row of `[from, to)` of the data space, in key order, reading in
-/// chunks so that a large range is never held at once.
-fn scan_rows(
+/// chunks so that a large range is never held at once, until `each` answers `false`.
+pub(crate) fn scan_rows(
     kv: &dyn KvRead,
     from: &[u8],
     to: &[u8],
-    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), KvError>,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<bool, KvError>,
 ) -> Result<(), KvError> {
     const CHUNK: usize = 512;
     let mut cursor = from.to_vec();
@@ -336,7 +336,9 @@ fn scan_rows(
         for (key, value) in chunk {
             cursor.clone_from(&key);
             cursor.push(0);
-            each(key, value)?;
+            if !each(key, value)? {
+                return Ok(());
+            }
         }
         if done {
             return Ok(());

@@ -134,6 +134,35 @@ pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<Task>, KvError> {
     super::scan_values(kv, &from, &to)
 }
 
+/// Up to `want` tasks of `cluster` with an ID after `after`, in ID order, that `keep` accepts.
+/// It reads only as far as it must (a page of an unfiltered list costs a page), never the
+/// whole cluster at once.
+pub fn first_matching(
+    kv: &dyn KvRead,
+    cluster: &str,
+    after: Option<&str>,
+    want: usize,
+    mut keep: impl FnMut(&Task) -> bool,
+) -> Result<Vec<Task>, KvError> {
+    let (mut from, to) = cluster_range(cluster);
+    if let Some(after) = after {
+        from = key(cluster, after);
+        from.push(0);
+    }
+    let mut out = Vec::new();
+    if want == 0 {
+        return Ok(out);
+    }
+    super::scan_rows(kv, &from, &to, |_, value| {
+        let task: Task = super::decode(&value)?;
+        if keep(&task) {
+            out.push(task);
+        }
+        Ok(out.len() < want)
+    })?;
+    Ok(out)
+}
+
 /// Index of the tasks on an instance that are not STOPPED: `itask/<cluster>\0<instance>\0<task>`.
 fn instance_index_key(cluster: &str, instance: &str, id: &str) -> Vec<u8> {
     format!("itask/{cluster}\0{instance}\0{id}").into_bytes()

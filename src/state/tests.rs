@@ -655,3 +655,42 @@ fn a_launch_whose_constraint_does_not_parse_is_refused_whole_not_placed_anywhere
     )]));
     assert!(matches!(&out[0], Outcome::Tasks { .. }), "{out:?}");
 }
+
+#[test]
+fn a_page_of_tasks_reads_from_its_position_and_stops_when_full() {
+    let mut kv = MemKv::default();
+    for (id, desired) in [
+        ("t1", "Running"),
+        ("t2", "Stopped"),
+        ("t3", "Running"),
+        ("t4", "Running"),
+        ("t5", "Running"),
+    ] {
+        kv.0.insert(
+            (Space::Data, tasks::key("c", id)),
+            serde_json::to_vec(&task_row(id, "Running", desired, None, 1)).unwrap(),
+        );
+    }
+    let ids = |tasks: Vec<Task>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let running = |t: &Task| t.desired_status == crate::model::TaskStatus::Running;
+    assert_eq!(
+        ids(tasks::first_matching(&kv, "c", None, 2, running).unwrap()),
+        ["t1", "t3"]
+    );
+    assert_eq!(
+        ids(tasks::first_matching(&kv, "c", Some("t3"), 2, running).unwrap()),
+        ["t4", "t5"]
+    );
+    assert_eq!(
+        ids(tasks::first_matching(&kv, "c", Some("t5"), 2, running).unwrap()),
+        Vec::<String>::new()
+    );
+    // It stops at the page: a filter that counts its calls sees no row past the second match.
+    let mut seen = 0;
+    tasks::first_matching(&kv, "c", None, 2, |_| {
+        seen += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, 2);
+}
