@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::wire::{self, TagWire};
 use super::{invalid, ApiError, Ctx};
-use crate::model::{valid_ecs_name, TaskDefinition, TaskDefinitionStatus};
+use crate::model::{valid_ecs_name, TaskDefinition};
 use crate::state::{task_definitions as tds, Command, Outcome};
 
 const MAX_CONTAINERS: usize = 10;
@@ -653,28 +653,14 @@ pub async fn list_task_definition_families(ctx: &Ctx<'_>, req: ListTaskDefinitio
     };
     let view = ctx.read_view().await?;
     let prefix = req.family_prefix.unwrap_or_default();
-    // (family, has an ACTIVE revision), in family order.
-    let mut families: Vec<(String, bool)> = Vec::new();
-    for d in tds::all(view)? {
-        if !d.family.starts_with(&prefix) {
-            continue;
-        }
-        let active = d.status == TaskDefinitionStatus::Active;
-        match families.last_mut() {
-            Some((f, a)) if *f == d.family => *a |= active,
-            _ => families.push((d.family.clone(), active)),
-        }
-    }
-    let matching: Vec<String> = families
-        .into_iter()
-        .filter(|(_, active)| match status.as_str() {
-            "ACTIVE" => *active,
-            "INACTIVE" => !*active,
+    // One more than a page: whether there is a next page.
+    let matching = tds::families_page(view, &prefix, after.as_deref(), limit + 1, |_, active| {
+        match status.as_str() {
+            "ACTIVE" => active,
+            "INACTIVE" => !active,
             _ => true,
-        })
-        .map(|(f, _)| f)
-        .filter(|f| after.as_ref().is_none_or(|a| f > a))
-        .collect();
+        }
+    })?;
     let page: Vec<&String> = matching.iter().take(limit).collect();
     let mut out = json!({ "families": page });
     if matching.len() > page.len() {

@@ -107,6 +107,44 @@ pub fn latest_active(kv: &dyn KvRead, family: &str) -> Result<Option<TaskDefinit
         .find(|d| d.status == TaskDefinitionStatus::Active))
 }
 
+/// Up to `want` families whose name starts with `prefix` and comes after `after`, in name
+/// order, that `keep` accepts given whether the family has an ACTIVE revision. It walks the
+/// family keys from the page's position and reads only those families' revisions, and stops
+/// when the page is full.
+pub fn families_page(
+    kv: &dyn KvRead,
+    prefix: &str,
+    after: Option<&str>,
+    want: usize,
+    mut keep: impl FnMut(&str, bool) -> bool,
+) -> Result<Vec<String>, KvError> {
+    let mut from = family_key(prefix);
+    if let Some(after) = after {
+        let mut past = family_key(after);
+        past.push(0);
+        from = from.max(past);
+    }
+    let within = family_key(prefix);
+    let mut out = Vec::new();
+    if want == 0 {
+        return Ok(out);
+    }
+    super::scan_rows(kv, &from, b"tdfamily0", |key, _| {
+        if !key.starts_with(&within) {
+            return Ok(false);
+        }
+        let family = String::from_utf8_lossy(&key[b"tdfamily/".len()..]).into_owned();
+        let active = revisions(kv, &family)?
+            .iter()
+            .any(|d| d.status == TaskDefinitionStatus::Active);
+        if keep(&family, active) {
+            out.push(family);
+        }
+        Ok(out.len() < want)
+    })?;
+    Ok(out)
+}
+
 /// Every revision of every family, in (family, revision) order.
 pub fn all(kv: &dyn KvRead) -> Result<Vec<TaskDefinition>, KvError> {
     scan_all(kv, PREFIX.as_bytes(), b"taskdef0")

@@ -399,18 +399,7 @@ fn applied_time_never_goes_backwards() {
 #[test]
 fn task_definition_revisions_are_never_reused() {
     let mut kv = MemKv::default();
-    let reg = |id: &str, family: &str| {
-        proposal(
-            id,
-            1000,
-            Command::RegisterTaskDefinition {
-                family: family.into(),
-                arn_base: format!("arn/{family}"),
-                body: serde_json::json!({"family": family}),
-                tags: vec![],
-            },
-        )
-    };
+    let reg = register_family;
     kv.apply(Batch(vec![
         reg("1", "web"),
         reg("2", "web"),
@@ -542,6 +531,20 @@ fn service_creation(ts: u64) -> Proposal {
             root: "p".into(),
             arn_prefix: "arn:".into(),
         })),
+    )
+}
+
+/// The next revision of task definition family `family`, under request id `id`.
+fn register_family(id: &str, family: &str) -> Proposal {
+    proposal(
+        id,
+        1000,
+        Command::RegisterTaskDefinition {
+            family: family.into(),
+            arn_base: format!("arn/{family}"),
+            body: serde_json::json!({"family": family}),
+            tags: vec![],
+        },
     )
 }
 
@@ -693,4 +696,38 @@ fn a_page_of_tasks_reads_from_its_position_and_stops_when_full() {
     })
     .unwrap();
     assert_eq!(seen, 2);
+}
+
+#[test]
+fn a_page_of_families_reads_from_its_position_and_stops_when_full() {
+    let mut kv = MemKv::default();
+    let reg = register_family;
+    kv.apply(Batch(vec![
+        reg("1", "api"),
+        reg("2", "web"),
+        reg("3", "web"),
+        reg("4", "web-b"),
+        reg("5", "worker"),
+        proposal(
+            "6",
+            1000,
+            Command::DeregisterTaskDefinition {
+                family: "web-b".into(),
+                revision: 1,
+            },
+        ),
+    ]));
+    let page = |after: Option<&str>, want: usize, inactive_only: bool| {
+        task_definitions::families_page(&kv, "w", after, want, |_, active| !inactive_only || !active).unwrap()
+    };
+    assert_eq!(page(None, 2, false), ["web", "web-b"]);
+    assert_eq!(page(Some("web-b"), 2, false), ["worker"]);
+    assert_eq!(page(None, 5, true), ["web-b"]);
+    let mut seen = 0;
+    task_definitions::families_page(&kv, "", None, 2, |_, _| {
+        seen += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, 2, "no family past the page is read");
 }
