@@ -216,8 +216,8 @@ pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
     }
 }
 
-/// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`.
-/// The API's routes, each request bounded in time and in number (`server`).
+/// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`; each request bounded
+/// in time and in number (`server`).
 pub fn router(state: Arc<ApiState>) -> Router {
     let request_timeout = state.limits.request_timeout;
     let max_in_flight = state.limits.max_in_flight;
@@ -331,12 +331,14 @@ async fn serve(
         Some(v) if v.eq_ignore_ascii_case("stale") => Consistency::Stale,
         _ => Consistency::Linearizable,
     };
+    let body_digest = crate::model::stable_hash(&bytes);
     let ctx = Ctx {
         state,
         request_id,
         consistency,
-        body_digest: crate::model::stable_hash(&bytes),
-        request_digest: crate::model::stable_hash(&[action.as_bytes(), b"\n", &bytes].concat()),
+        body_digest,
+        // The action and the body's digest: no second pass over (or copy of) the body.
+        request_digest: crate::model::stable_hash(&[action.as_bytes(), b"\n", &body_digest.to_le_bytes()].concat()),
         body: &bytes,
         forwarded: headers.contains_key(FORWARDED_HEADER),
     };

@@ -126,11 +126,10 @@ fn check_ulimits(container: &Map<String, Value>, field: &str) -> Result<(), ApiE
         let Value::Object(limit) = item else {
             return Err(type_error(&field, "an object"));
         };
-        let name = opt_str(limit, "name", &format!("{field}.name"))?;
-        one_of(name, ULIMIT_NAMES, &format!("{field}.name"))?;
-        if name.is_none() {
+        let Some(name) = opt_str(limit, "name", &format!("{field}.name"))? else {
             return Err(invalid(format!("{field}.name: is required")));
-        }
+        };
+        one_of(Some(name), ULIMIT_NAMES, &format!("{field}.name"))?;
         for key in ["softLimit", "hardLimit"] {
             let value = bounded_int(limit, key, &format!("{field}.{key}"), 0..=MAX_INTEGER)?;
             if value.is_none() {
