@@ -126,6 +126,8 @@ pub struct ServiceTuning {
     pub restart_backoff_ms: u64,
     /// The longest wait between launch attempts (ECS: 15 minutes).
     pub restart_backoff_max_ms: u64,
+    /// How often the leader forgets tasks that stopped more than an hour ago.
+    pub stopped_task_gc_every_ms: u64,
 }
 
 impl Default for ServiceTuning {
@@ -133,6 +135,7 @@ impl Default for ServiceTuning {
         ServiceTuning {
             restart_backoff_ms: 5_000,
             restart_backoff_max_ms: 15 * 60 * 1000,
+            stopped_task_gc_every_ms: 60_000,
         }
     }
 }
@@ -384,6 +387,12 @@ impl NodeConfig {
             return Err(key_error(
                 "services.restart_backoff_max_ms",
                 "must be at least services.restart_backoff_ms",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.services.stopped_task_gc_every_ms) {
+            return Err(key_error(
+                "services.stopped_task_gc_every_ms",
+                "must be between 100 and 3600000",
             ));
         }
         if self.api.max_batch == 0 {

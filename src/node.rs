@@ -111,11 +111,9 @@ impl Node {
             max_body_bytes: config.api.max_body_bytes,
             advertised_api_addr: config.advertised_api_addr(),
             advertised_agent_addr: config.advertised_raft_addr(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_millis(config.api.hold_ms + 5_000))
-                .build()?,
             limits: api::server::Limits::of(&config.api),
         });
+        raft.handle().set_request_handler(api::request_handler(&state));
         let limits = state.limits.clone();
         tasks.push(tokio::spawn(api::server::serve(
             listeners.api,

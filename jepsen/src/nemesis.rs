@@ -85,6 +85,8 @@ impl std::fmt::Display for Requirement {
 
 /// The packages a leader-aimed requirement can name: the faults of one node.
 const LEADER_PACKAGES: [&str; 4] = ["partition", "kill", "pause", "loss"];
+/// The clock fault's large offset, in seconds: a node two days off.
+const TWO_DAYS_S: i64 = 2 * 24 * 60 * 60;
 
 /// Parses `--require-faults`: `package` or `package-leader`, comma-separated; every package
 /// must be one of `packages` (the run's `--nemesis`).
@@ -427,7 +429,13 @@ impl Nemesis {
                 one("loss", json!({"probability": p}))
             }
             "clock" => {
-                let magnitude = self.rng.gen_range(1..=120i64);
+                // Small steps (what NTP corrects) and two days (a wrong date): neither may expire
+                // dedupe records or stopped tasks early, nor stall a service's restarts.
+                let magnitude = if self.rng.gen_bool(0.5) {
+                    TWO_DAYS_S
+                } else {
+                    self.rng.gen_range(1..=120i64)
+                };
                 let seconds = if self.rng.gen_bool(0.5) { magnitude } else { -magnitude };
                 match self.db().skew_clock(target, seconds) {
                     Ok(true) => {}

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::model::clip;
 use crate::raft::{NodeError, RaftNode};
 use crate::stamp;
 use crate::state::{tasks, Outcome};
@@ -40,16 +41,17 @@ impl AgentGrpc {
 
 fn decode<T: DeserializeOwned>(request: Request<AgentRequest>) -> Result<T, Status> {
     serde_json::from_slice(&request.into_inner().payload)
-        .map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))
+        .map_err(|e| Status::invalid_argument(clip(&format!("decode payload: {e}"))))
 }
 
 /// A write's failure as the agent sees it: "unavailable" is worth a retry (elsewhere, later),
-/// "rejected" is not.
+/// "rejected" is not. Messages are cut short: a status travels in an HTTP/2 header, and one
+/// that echoes a large input would break the stream instead of answering.
 fn status_of(e: NodeError) -> Status {
     match e {
-        NodeError::Unavailable(m) => Status::unavailable(m),
-        NodeError::Rejected(m) => Status::invalid_argument(m),
-        NodeError::Internal(m) => Status::internal(m),
+        NodeError::Unavailable(m) => Status::unavailable(clip(&m)),
+        NodeError::Rejected(m) => Status::invalid_argument(clip(&m)),
+        NodeError::Internal(m) => Status::internal(clip(&m)),
     }
 }
 

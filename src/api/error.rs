@@ -94,6 +94,11 @@ impl ApiError {
         ApiError::ClusterNotFound("Cluster not found.".into())
     }
 
+    /// The AWS JSON error body: `__type` and the message (cut to `model::MAX_MESSAGE_CHARS`).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "__type": self.ecs_type(), "message": crate::model::clip(&self.to_string()) })
+    }
+
     /// The `__type` of the error body.
     pub fn ecs_type(&self) -> &str {
         match self {

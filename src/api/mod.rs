@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::model::ArnScope;
+use crate::raft::requests::{ForwardedReply, ForwardedRequest, RequestHandler};
 use crate::raft::state_machine::StateView;
 use crate::raft::RaftNode;
 use crate::stamp;
@@ -37,9 +38,6 @@ pub use error::{invalid, ApiError};
 
 /// The JSON 1.1 target prefix of the 2014-11-13 ECS API.
 pub use ecsd_protocol::ecs::TARGET_PREFIX;
-/// Marks a request one node forwarded to the leader (its value is the request id there); it is
-/// never forwarded again.
-const FORWARDED_HEADER: &str = "x-ecsd-forwarded";
 /// Header that opts a read into stale (local, non-linearizable) consistency.
 pub const CONSISTENCY_HEADER: &str = "x-ecsd-consistency";
 use ecsd_protocol::ecs::CONTENT_TYPE;
@@ -95,8 +93,6 @@ pub struct ApiState {
     pub advertised_api_addr: String,
     /// Where agents reach this node's agent service (gRPC, on the node-to-node port).
     pub advertised_agent_addr: String,
-    /// For requests forwarded to the leader.
-    pub http: reqwest::Client,
     /// Bounds on connections, requests and their time.
     pub limits: server::Limits,
 }
@@ -134,50 +130,25 @@ impl Ctx<'_> {
         Ok(self.state.node.handle().view())
     }
 
-    /// Sends this request to the leader's API when another node leads (placement runs on the
-    /// leader), and relays its answer. `None`: handle it here (this node leads, no leader is
-    /// known, or the request was already forwarded).
+    /// Sends this request to the leader when another node leads (placement runs on the leader),
+    /// over the node-to-node port, and relays its answer. `None`: handle it here (this node
+    /// leads, no leader is known or reachable, or the request was already forwarded).
     pub async fn forward_to_leader(&self, action: &str) -> Option<Result<Value, ApiError>> {
         if self.forwarded {
             return None;
         }
-        let (_, addr) = self.state.node.handle().leader_forward_addr()?;
-        let response = self
-            .state
-            .http
-            .post(format!("http://{addr}/"))
-            .header("x-amz-target", format!("{TARGET_PREFIX}{action}"))
-            .header("content-type", CONTENT_TYPE)
-            .header(FORWARDED_HEADER, self.request_id)
-            // A leader that does not answer in time is planned around: apply re-checks anyway.
-            .timeout(self.state.node.handle().attempt_timeout())
-            .body(self.body.to_vec())
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            // The leader cannot be reached: plan here; apply still re-checks every placement.
-            Err(e) => {
-                tracing::debug!(error = %e, "forward to the leader failed; handling here");
-                return None;
-            }
+        let request = ForwardedRequest {
+            action: action.to_string(),
+            request_id: self.request_id.to_string(),
         };
-        let status = response.status().as_u16();
-        let body: Value = match response.json().await {
-            Ok(v) => v,
-            Err(e) => {
-                return Some(Err(ApiError::Unavailable(format!(
-                    "the leader's answer was unreadable: {e}"
-                ))))
-            }
-        };
-        if status == 200 {
-            return Some(Ok(body));
+        let reply = self.state.node.handle().forward_request(&request, self.body).await?;
+        if reply.status == 200 {
+            return Some(Ok(reply.body));
         }
         Some(Err(ApiError::Relayed {
-            status,
-            kind: body["__type"].as_str().unwrap_or("ServerException").to_string(),
-            message: body["message"].as_str().unwrap_or_default().to_string(),
+            status: reply.status,
+            kind: reply.body["__type"].as_str().unwrap_or("ServerException").to_string(),
+            message: reply.body["message"].as_str().unwrap_or_default().to_string(),
         }))
     }
 
@@ -245,7 +216,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// An error answered outside an action, in the same AWS JSON shape.
 fn error_response(e: &ApiError) -> Response {
-    let body = serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() });
+    let body = e.body();
     let mut response = (e.status(), body.to_string()).into_response();
     let h = response.headers_mut();
     h.insert("content-type", HeaderValue::from_static(CONTENT_TYPE));
@@ -256,14 +227,8 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
-    // A forwarded request keeps the id it was given where it arrived: if the forward times out
-    // and that node proposes itself, the two proposals dedupe to one.
-    let request_id = headers
-        .get(FORWARDED_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| stamp::is_id(v))
-        .map(str::to_string)
-        .unwrap_or_else(stamp::fresh_id);
+    // Every client request gets an id of its own; only a forward from a peer carries one.
+    let request_id = stamp::fresh_id();
     let started = std::time::Instant::now();
     let (action, result) = serve(&state, &headers, body, &request_id).await;
     let outcome = match &result {
@@ -278,10 +243,7 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
             if e.status().is_server_error() {
                 tracing::warn!(%action, %request_id, error = %e, "request failed");
             }
-            (
-                e.status(),
-                serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() }),
-            )
+            (e.status(), e.body())
         }
     };
     let mut response = (status, body.to_string()).into_response();
@@ -299,39 +261,85 @@ async fn serve(
     body: Body,
     request_id: &str,
 ) -> (String, Result<Value, ApiError>) {
-    let Some(target) = headers.get("x-amz-target") else {
-        return (
-            "-".into(),
-            Err(ApiError::MissingAction("Missing X-Amz-Target header".into())),
-        );
-    };
-    let target = target.to_str().unwrap_or_default();
-    let action = match target.strip_prefix(TARGET_PREFIX) {
+    let target = headers.get("x-amz-target").map(|t| t.to_str().unwrap_or_default());
+    let action = match target.and_then(|t| t.strip_prefix(TARGET_PREFIX)) {
         Some(a) if ACTIONS.contains(&a) => a.to_string(),
-        _ => {
-            return (
-                "-".into(),
-                Err(ApiError::InvalidAction(format!("Unknown operation {target}"))),
-            );
-        }
+        _ => "-".to_string(),
     };
+    // The body is read first, whatever the answer: one left unread would make the server close
+    // the connection, and a client's next request on it would fail.
     let within = state.limits.body_timeout;
-    let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, state.max_body_bytes)).await {
+    let bytes = match tokio::time::timeout(within, read_body(body, state.max_body_bytes)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
+        Ok(Err(BodyError::TooLarge)) => {
             let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
             return (action, Err(ApiError::RequestTooLarge(msg)));
+        }
+        Ok(Err(BodyError::Broken(e))) => {
+            let msg = format!("The request body could not be read: {e}");
+            return (action, Err(ApiError::Serialization(msg)));
         }
         Err(_) => {
             let msg = format!("The request body was not received within {} ms", within.as_millis());
             return (action, Err(ApiError::RequestTimeout(msg)));
         }
     };
+    let Some(target) = target else {
+        return (
+            action,
+            Err(ApiError::MissingAction("Missing X-Amz-Target header".into())),
+        );
+    };
+    if action == "-" {
+        let msg = format!("Unknown operation {}", crate::model::clip(target));
+        return (action, Err(ApiError::InvalidAction(msg)));
+    }
     let consistency = match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) if v.eq_ignore_ascii_case("stale") => Consistency::Stale,
         _ => Consistency::Linearizable,
     };
-    let body_digest = crate::model::stable_hash(&bytes);
+    let result = handle(state, &action, &bytes, request_id, consistency, false).await;
+    (action, result)
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(axum::Error),
+}
+
+/// The request body, unless it is longer than `limit`. The rest of a body over the limit is
+/// read and dropped (up to 16 times the limit, within the body timeout), so that a client still
+/// sending gets the 413 answer instead of a broken connection, and the connection stays usable.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut received = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BodyError::Broken)?;
+        received = received.saturating_add(chunk.len());
+        if received <= limit {
+            bytes.extend_from_slice(&chunk);
+        } else if received > limit.saturating_mul(16) {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    if received > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// Runs one request whose action and body are known.
+async fn handle(
+    state: &ApiState,
+    action: &str,
+    bytes: &[u8],
+    request_id: &str,
+    consistency: Consistency,
+    forwarded: bool,
+) -> Result<Value, ApiError> {
+    let body_digest = crate::model::stable_hash(bytes);
     let ctx = Ctx {
         state,
         request_id,
@@ -339,16 +347,70 @@ async fn serve(
         body_digest,
         // The action and the body's digest: no second pass over (or copy of) the body.
         request_digest: crate::model::stable_hash(&[action.as_bytes(), b"\n", &body_digest.to_le_bytes()].concat()),
-        body: &bytes,
-        forwarded: headers.contains_key(FORWARDED_HEADER),
+        body: bytes,
+        forwarded,
     };
     let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
-        &bytes
+        bytes
     };
-    let result = dispatch(&ctx, &action, body).await;
-    (action, result)
+    dispatch(&ctx, action, body).await
+}
+
+/// How this node serves the requests other nodes forward to it as leader: under the id they
+/// got where they arrived, never forwarded again, bounded by this node's request timeout.
+///
+/// The handler holds the API state weakly: the Raft handle keeps the handler, and the state
+/// keeps the Raft handle, so a strong reference would keep a stopped node (its database) alive.
+pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
+    let state = Arc::downgrade(state);
+    Arc::new(move |request: ForwardedRequest, body: Vec<u8>| {
+        let state = state.upgrade();
+        Box::pin(async move {
+            let Some(state) = state else {
+                let e = ApiError::Unavailable("the node is shutting down".into());
+                return ForwardedReply {
+                    status: e.status().as_u16(),
+                    body: e.body(),
+                };
+            };
+            let result = if !ACTIONS.contains(&request.action.as_str()) {
+                Err(ApiError::InvalidAction(format!("Unknown operation {}", request.action)))
+            } else if body.len() > state.max_body_bytes {
+                let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
+                Err(ApiError::RequestTooLarge(msg))
+            } else {
+                let request_id = match stamp::is_id(&request.request_id) {
+                    true => request.request_id,
+                    false => stamp::fresh_id(),
+                };
+                let within = state.limits.request_timeout;
+                let run = handle(
+                    &state,
+                    &request.action,
+                    &body,
+                    &request_id,
+                    Consistency::Linearizable,
+                    true,
+                );
+                match tokio::time::timeout(within, run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ApiError::Server(format!(
+                        "the request was not answered within {} ms",
+                        within.as_millis()
+                    ))),
+                }
+            };
+            match result {
+                Ok(body) => ForwardedReply { status: 200, body },
+                Err(e) => ForwardedReply {
+                    status: e.status().as_u16(),
+                    body: e.body(),
+                },
+            }
+        })
+    })
 }
 
 async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, ApiError> {

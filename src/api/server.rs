@@ -60,7 +60,7 @@ impl Limits {
 /// The answer to a connection over the cap, written before its request is read.
 fn over_capacity_answer() -> Vec<u8> {
     let e = ApiError::Throttling("Rate exceeded: too many connections to this node".into());
-    let body = serde_json::json!({ "__type": e.ecs_type(), "message": e.to_string() }).to_string();
+    let body = e.body().to_string();
     format!(
         "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         e.status(),

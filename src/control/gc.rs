@@ -39,7 +39,7 @@ impl LeaderTask for StoppedTaskGc {
 }
 
 async fn pass(ctx: &LeaderContext) -> Result<(), String> {
-    let before_ms = crate::stamp::now_ms().saturating_sub(KEEP_STOPPED_MS);
+    let before_ms = ctx.node.handle().cluster_now_ms().saturating_sub(KEEP_STOPPED_MS);
     let mut after: Option<String> = None;
     loop {
         let (clusters, more) =

@@ -87,7 +87,7 @@ pub fn builtin_tasks(
             backoff_max: Duration::from_millis(config.services.restart_backoff_max_ms),
         }),
         Arc::new(gc::StoppedTaskGc {
-            every: Duration::from_secs(60),
+            every: Duration::from_millis(config.services.stopped_task_gc_every_ms),
         }),
         Arc::new(liveness::Liveness {
             heartbeats,

@@ -183,7 +183,7 @@ impl Scheduler {
                 return self.publish(ctx, service, events).await.map(|()| false);
             }
         }
-        let now = crate::stamp::now_ms();
+        let now = ctx.node.handle().cluster_now_ms();
         let (start_on, count, steady) = if let Some(template) = &template {
             let eligible: BTreeSet<String> = instances
                 .iter()
@@ -278,7 +278,7 @@ impl Scheduler {
         let Some(message) = events.into_iter().next() else {
             return Ok(());
         };
-        let now = crate::stamp::now_ms();
+        let now = ctx.node.handle().cluster_now_ms();
         let recent =
             services::events(ctx.node.handle().view(), &service.cluster, &service.name).map_err(|e| e.to_string())?;
         if !repeats_newest(&recent, now, &message) {

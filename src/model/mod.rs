@@ -571,6 +571,18 @@ impl Service {
 /// Most events a service keeps, newest first.
 pub const MAX_SERVICE_EVENTS: usize = 100;
 
+/// Error messages are cut to this many characters: one that echoes a client's input (serde
+/// quotes the value it could not read) stays small, and fits a gRPC status header.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// `text`, cut to [`MAX_MESSAGE_CHARS`] characters (with `…` when cut).
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// A 64-bit FNV-1a hash: stable across processes, versions and platforms.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -221,6 +221,7 @@ impl RaftHandle {
             snapshot_index: metrics.snapshot.map(|l| l.index),
             purged_index: metrics.purged.map(|l| l.index),
             leader_loops_running: self.leader_loops_running(),
+            now_ms: Some(crate::stamp::now_ms()),
         }
     }
 
@@ -232,6 +233,7 @@ impl RaftHandle {
         let calls = membership.nodes().map(|(id, info)| {
             let (id, info) = (*id, info.clone());
             async move {
+                let asked = crate::stamp::now_ms();
                 let report = if id == self.id {
                     Some(self.local_report())
                 } else {
@@ -240,13 +242,18 @@ impl RaftHandle {
                         .await
                         .ok()
                 };
-                (id, info, report)
+                let midpoint = asked / 2 + crate::stamp::now_ms() / 2;
+                let offset = report
+                    .as_ref()
+                    .and_then(|r| r.now_ms)
+                    .map(|ms| ms as i64 - midpoint as i64);
+                (id, info, report, offset)
             }
         });
         let mut members = Vec::new();
         let mut leader = metrics.current_leader;
         let mut term = metrics.current_term;
-        for (id, info, report) in futures::future::join_all(calls).await {
+        for (id, info, report, clock_offset_ms) in futures::future::join_all(calls).await {
             let voter = voters.contains(&id);
             let role = match &report {
                 None => "unreachable".to_string(),
@@ -272,6 +279,7 @@ impl RaftHandle {
                 last_log_index: report.as_ref().and_then(|r| r.last_log_index),
                 snapshot_index: report.as_ref().and_then(|r| r.snapshot_index),
                 purged_index: report.as_ref().and_then(|r| r.purged_index),
+                clock_offset_ms,
             });
         }
         ClusterStatus { leader, term, members }

@@ -33,7 +33,9 @@ impl RaftHandle {
                         leader_node: None,
                     },
                 )))),
-                None => tokio::time::timeout(remaining, self.raft.client_write(batch.clone())).await,
+                None => {
+                    tokio::time::timeout(remaining, self.raft.client_write(self.on_cluster_clock(batch.clone()))).await
+                }
             };
             match attempt {
                 Ok(Ok(response)) => return Ok(response.data),

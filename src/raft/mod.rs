@@ -8,10 +8,12 @@
 
 mod admin;
 mod barrier;
+pub mod clock;
 mod forward;
 pub mod log_store;
 pub mod network;
 mod read_index;
+pub mod requests;
 pub mod service;
 mod snapshot_file;
 pub mod state_machine;
@@ -106,6 +108,10 @@ pub struct NodeReport {
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
     pub leader_loops_running: bool,
+    /// The node's wall clock when it answered, epoch ms (absent from earlier versions' reports):
+    /// peers sample it for the cluster clock (`clock.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<u64>,
 }
 
 /// One member as `ecsd cluster status` prints it.
@@ -127,6 +133,10 @@ pub struct MemberStatus {
     /// Its log holds nothing up to this index (covered by the snapshot).
     #[serde(default)]
     pub purged_index: Option<u64>,
+    /// Its wall clock minus this node's when it answered, in ms (absent for earlier versions):
+    /// a node far off is held to the others' clocks (`clock.rs`), and should be fixed.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// The cluster as seen from one node, with each member's own report.
@@ -237,6 +247,12 @@ pub struct RaftHandle {
     remote_reads: Arc<read_index::Coalescer<ReadIndex>>,
     /// This node's writer: as leader, it batches forwarded proposals with its own.
     writer: writer::WeakWriter,
+    /// Serves ECS API requests other nodes forward to this one (`requests.rs`).
+    request_handler: Arc<std::sync::OnceLock<requests::RequestHandler>>,
+    /// Peers' clock readings, for the cluster clock (`clock.rs`).
+    clock: Arc<clock::ClockSamples>,
+    /// Stops the node's own background tasks (the clock sampler) at shutdown.
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 /// Where a leader takes the messages that nodes pass to it with [`RaftHandle::tell_leader`]
@@ -289,7 +305,11 @@ impl RaftNode {
             local_reads: Arc::default(),
             remote_reads: Arc::default(),
             writer: writer::WeakWriter::default(),
+            request_handler: Arc::default(),
+            clock: Arc::default(),
+            stopped: tokio_util::sync::CancellationToken::new(),
         };
+        tokio::spawn(clock::sampler(handle.clone()));
         let limits = writer::Limits {
             count: config.api.max_batch,
             bytes: config.api.max_batch_bytes,
@@ -408,16 +428,6 @@ impl RaftHandle {
         self.attempt_timeout
     }
 
-    /// The leader and the address to send its API requests to, when another node leads: its
-    /// API address, rerouted by this node's `[dial]` table.
-    pub fn leader_forward_addr(&self) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let leader = metrics.current_leader.filter(|l| *l != self.id)?;
-        let node = metrics.membership_config.membership().get_node(&leader)?;
-        Some((leader, self.pool.dial(&node.api_addr).to_string()))
-    }
-
     /// The leader this node currently knows of.
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
@@ -425,6 +435,7 @@ impl RaftHandle {
 
     /// Stops Raft on this node.
     pub async fn shutdown(&self) {
+        self.stopped.cancel();
         let _ = self.raft.shutdown().await;
     }
 

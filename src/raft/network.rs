@@ -137,6 +137,7 @@ impl PeerPool {
                 Method::Admin => client.admin(request).await,
                 Method::NodeStatus => client.node_status(request).await,
                 Method::Heartbeat => client.heartbeat(request).await,
+                Method::ForwardRequest => client.forward_request(request).await,
             }
         };
         let reply = match tokio::time::timeout(timeout, call).await {
@@ -176,6 +177,8 @@ pub enum Method {
     NodeStatus,
     /// A message for the leader's inbox (`RaftHandle::tell_leader`).
     Heartbeat,
+    /// An ECS API request for the leader (`requests.rs`).
+    ForwardRequest,
 }
 
 /// openraft's factory of per-peer connections.

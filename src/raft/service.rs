@@ -39,7 +39,7 @@ impl RaftGrpc {
             )));
         }
         let value = serde_json::from_slice(&request.payload)
-            .map_err(|e| Status::invalid_argument(format!("decode payload: {e}")))?;
+            .map_err(|e| Status::invalid_argument(crate::model::clip(&format!("decode payload: {e}"))))?;
         Ok((value, request.data))
     }
 }
@@ -89,6 +89,11 @@ impl RaftService for RaftGrpc {
     async fn node_status(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let () = self.decode(request)?;
         reply(&self.handle.local_report())
+    }
+
+    async fn forward_request(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let (forwarded, body) = self.decode_with_data(request)?;
+        reply(&self.handle.serve_request(forwarded, body).await)
     }
 
     async fn heartbeat(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {

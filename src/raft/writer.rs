@@ -18,6 +18,10 @@ use crate::state::{Batch, Outcome, Proposal};
 const IN_FLIGHT: usize = 4;
 /// Queued proposals before callers wait.
 const QUEUE: usize = 8192;
+/// The largest proposal a log entry may carry: a quarter of the node-to-node message limit, so
+/// that an entry holding it (and a full batch beside it) still replicates. A larger one would
+/// stall replication; it is refused before it is queued.
+pub const MAX_PROPOSAL_BYTES: usize = super::network::MAX_MESSAGE_BYTES / 4;
 
 type Reply = oneshot::Sender<Result<Outcome, NodeError>>;
 
@@ -65,9 +69,15 @@ impl Writer {
     }
 
     pub(super) async fn write(&self, proposal: Proposal) -> Result<Outcome, NodeError> {
+        let bytes = encoded_len(&proposal);
+        if bytes > MAX_PROPOSAL_BYTES {
+            return Err(NodeError::Rejected(format!(
+                "The request is too large to replicate: its command takes {bytes} bytes, more than the {MAX_PROPOSAL_BYTES} one log entry may hold"
+            )));
+        }
         let (reply, rx) = oneshot::channel();
         let queued = Queued {
-            bytes: encoded_len(&proposal),
+            bytes,
             proposal,
             queued_at: Instant::now(),
             reply,
@@ -208,6 +218,22 @@ mod tests {
         let first = rx.recv().await.unwrap();
         let (batch, _) = gather(first, &mut rx, limits);
         assert_eq!(sizes(&batch), [10]);
+    }
+
+    #[tokio::test]
+    async fn a_proposal_too_large_to_replicate_is_refused_before_it_is_queued() {
+        let (queue, mut rx) = mpsc::channel(1);
+        let writer = Writer { queue };
+        let mut proposal = queued(0).proposal;
+        proposal.command = Command::DeleteCluster {
+            name: "x".repeat(MAX_PROPOSAL_BYTES),
+        };
+        let refused = writer.write(proposal).await;
+        assert!(
+            matches!(&refused, Err(NodeError::Rejected(m)) if m.contains("too large")),
+            "{refused:?}"
+        );
+        assert!(rx.try_recv().is_err(), "nothing was queued");
     }
 
     #[test]

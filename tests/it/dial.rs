@@ -1,6 +1,6 @@
-//! The `[dial]` table: a node reaches its peers (Raft RPCs and API writes forwarded to the
-//! leader) through the addresses the table maps them to, while the membership keeps the real
-//! addresses.
+//! The `[dial]` table: a node reaches its peers (Raft RPCs, and API requests forwarded to the
+//! leader over the same node-to-node port) through the addresses the table maps them to, while
+//! the membership keeps the real addresses.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,8 +67,9 @@ async fn peers_are_dialled_through_the_dial_table() {
             .ok(id, "DescribeClusters", json!({"clusters": ["dialled"]}))
             .await;
     }
-    // Placement is forwarded to the leader's API, through the follower's proxy to it.
-    let before = count(follower, leader, "api");
+    // Placement is forwarded to the leader over the node-to-node port: through the follower's
+    // proxy to the leader's Raft address (the only way there), never to its API.
+    let api_before = count(follower, leader, "api");
     let (status, body) = cluster
         .ecs(
             follower,
@@ -78,8 +79,13 @@ async fn peers_are_dialled_through_the_dial_table() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        count(follower, leader, "api") > before,
-        "the forwarded write bypassed the dial table"
+        count(follower, leader, "raft") > 0,
+        "the follower reached the leader around its proxy"
+    );
+    assert_eq!(
+        count(follower, leader, "api"),
+        api_before,
+        "a node called another's API"
     );
     // The leader replicates to each follower through its own proxies.
     wait_for(

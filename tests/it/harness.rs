@@ -214,6 +214,21 @@ impl TestCluster {
     }
 
     /// Some running node other than `not`.
+    /// Sends `action` with `body` to the leader as node `via` forwards a request it got, under
+    /// `request_id` (the node-to-node port; `via` must not lead). The leader's status and body.
+    pub async fn forward_as(&self, via: u64, action: &str, request_id: &str, body: &Value) -> (u16, Value) {
+        let request = ecsd::raft::requests::ForwardedRequest {
+            action: action.to_string(),
+            request_id: request_id.to_string(),
+        };
+        let handle = self.nodes[&via].raft.handle();
+        let reply = handle
+            .forward_request(&request, body.to_string().as_bytes())
+            .await
+            .expect("the leader answers the forward");
+        (reply.status, reply.body)
+    }
+
     pub fn other_than(&self, not: u64) -> u64 {
         *self.nodes.keys().find(|id| **id != not).expect("another node")
     }

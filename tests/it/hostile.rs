@@ -7,7 +7,7 @@ use crate::harness::TestCluster;
 
 /// Every node answers a linearizable read.
 async fn every_node_serves(cluster: &TestCluster) {
-    for id in 1..=3 {
+    for id in cluster.nodes.keys().copied() {
         let (status, reply) = cluster.ecs(id, "ListClusters", json!({})).await;
         assert_eq!(status, 200, "node {id} after hostile input: {reply}");
     }
@@ -471,38 +471,43 @@ async fn a_forged_forward_cannot_take_over_another_request_s_id() {
     assert_eq!(first.status(), 200);
     let id = first.headers()["x-amzn-requestid"].to_str().unwrap().to_string();
 
-    // Another request under that id, as if forwarded by a node: refused, and nothing applied.
-    let forged = [("x-ecsd-forwarded", id.as_str())];
-    for id_of in [2, 3] {
-        let (status, reply) = crate::harness::ecs_call(
-            &cluster.http,
-            &cluster.url(id_of),
-            "DeleteCluster",
-            json!({"cluster": "mine"}),
-            &forged,
-        )
-        .await;
-        assert_eq!(
-            (status, reply["__type"].as_str()),
-            (400, Some("ClientException")),
-            "{reply}"
-        );
-        assert_eq!(
-            reply["message"],
-            "The request id was already used by a different request."
-        );
+    // A client that names that id in the header nodes once used for forwards gets an id of
+    // its own: the API port takes no request id from a client.
+    for node in [1, 2, 3] {
+        let url = format!("{}/", cluster.url(node));
+        let answer = ecsd_protocol::ecs::request(&http, &url, "CreateCluster")
+            .header("x-ecsd-forwarded", id.as_str())
+            .body(json!({"clusterName": format!("theirs-{node}")}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_ne!(answer.headers()["x-amzn-requestid"].to_str().unwrap(), id);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["cluster"]["clusterName"], format!("theirs-{node}"), "{body}");
     }
+
+    // A forward (node-to-node port) of another request under that id: refused, nothing applied.
+    let leader = cluster.leader().await;
+    let via = cluster.other_than(leader);
+    let (status, reply) = cluster
+        .forward_as(via, "DeleteCluster", &id, &json!({"cluster": "mine"}))
+        .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("ClientException")),
+        "{reply}"
+    );
+    assert_eq!(
+        reply["message"],
+        "The request id was already used by a different request."
+    );
     let described = cluster.ok(1, "DescribeClusters", json!({"clusters": ["mine"]})).await;
     assert_eq!(described["clusters"][0]["status"], "ACTIVE", "{described}");
     // The same request under its own id is a retry: the first outcome, applied once.
-    let (status, reply) = crate::harness::ecs_call(
-        &cluster.http,
-        &cluster.url(2),
-        "CreateCluster",
-        json!({"clusterName": "mine"}),
-        &forged,
-    )
-    .await;
+    let (status, reply) = cluster
+        .forward_as(via, "CreateCluster", &id, &json!({"clusterName": "mine"}))
+        .await;
     assert_eq!(
         (status, reply["cluster"]["clusterName"].as_str()),
         (200, Some("mine")),
@@ -558,6 +563,118 @@ async fn adding_a_node_that_does_not_answer_fails_in_bounded_time_and_leaves_no_
         .collect();
     assert_eq!(ids, [1, 2, 3], "no learner was left behind: {status}");
     drop(silent);
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// Reads one HTTP/1.1 response from `stream`: its status and body (`None` if the connection
+/// closed or nothing came within 10 s).
+async fn read_response(stream: &mut tokio::net::TcpStream) -> Option<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    let status = head.split(' ').nth(1)?.parse().ok()?;
+                    let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]).into_owned();
+                    return Some((status, body));
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A request of `target` with `body`, as bytes on the wire.
+fn raw_request(target: &str, body: &[u8]) -> Vec<u8> {
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: ecsd\r\nx-amz-target: {target}\r\n\
+         content-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.as_bytes(), body].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_leaves_its_connection_usable() {
+    // Found by the fuzzer: an answer given before the body was read (an unknown operation, a
+    // body over the limit) made the server close the connection, and a client's next request
+    // on it failed, or the client, still sending, never saw the 413.
+    let cluster = TestCluster::start(3, |c| c.api.max_body_bytes = 64 * 1024).await;
+    let addr = cluster.api_addr(1);
+    let list = raw_request("AmazonEC2ContainerServiceV20141113.ListClusters", b"{}");
+    let refused: [(&str, Vec<u8>, u16, &str); 3] = [
+        (
+            "AmazonEC2ContainerServiceV20141113.CreateCapacityProvider",
+            b"{\"name\":\"x\"}".to_vec(),
+            400,
+            "InvalidAction",
+        ),
+        ("NoSuchService.ListClusters", vec![b' '; 60_000], 400, "InvalidAction"),
+        (
+            "AmazonEC2ContainerServiceV20141113.ListClusters",
+            vec![b' '; 300 * 1024],
+            413,
+            "RequestEntityTooLargeException",
+        ),
+    ];
+    for (target, body, status, kind) in refused {
+        let mut stream = connect(&addr).await;
+        send(&mut stream, &raw_request(target, &body)).await;
+        let (got, answer) = read_response(&mut stream)
+            .await
+            .expect("an answer to the refused request");
+        assert_eq!(got, status, "{target}: {answer}");
+        assert!(answer.contains(kind), "{target}: {answer}");
+        send(&mut stream, &list).await;
+        let (got, answer) = read_response(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("{target}: the connection was closed after the refusal"));
+        assert_eq!(got, 200, "{answer}");
+    }
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_message_that_does_not_decode_gets_invalid_argument_however_large() {
+    // Found by the fuzzer: the decode error quoted the whole input in the gRPC status, a
+    // header; past 16 KB the stream broke with an HTTP/2 error instead of an answer.
+    use ecsd_protocol::pb::agent_service_client::AgentServiceClient;
+    use ecsd_protocol::pb::AgentRequest;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let mut client = AgentServiceClient::connect(format!("http://{}", cluster.raft_addr(1)))
+        .await
+        .unwrap();
+    for size in [100, 60_000, 1_000_000] {
+        let payload = format!("{{\"changes\":\"{}\"}}", "x".repeat(size)).into_bytes();
+        let status = client
+            .report(AgentRequest { payload })
+            .await
+            .expect_err("a string is not a list of changes");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{size}: {status}");
+        assert!(
+            status.message().starts_with("decode payload: invalid type: string"),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().chars().count() <= ecsd::model::MAX_MESSAGE_CHARS + 1);
+    }
     every_node_serves(&cluster).await;
     cluster.shutdown().await;
 }

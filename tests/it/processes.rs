@@ -41,21 +41,25 @@ impl Drop for Guarded {
 struct Proc {
     child: Guarded,
     config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
-fn write_config(path: &Path, id: u64, data_dir: &Path, api: &str, raft: &str, bootstrap: bool) {
+/// A node's config; `extra` is appended (tables such as `[services]`).
+fn write_config(path: &Path, id: u64, data_dir: &Path, api: &str, raft: &str, bootstrap: bool, extra: &str) {
     let text = format!(
-        "node_id = {id}\ndata_dir = \"{}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\nbootstrap = {bootstrap}\n",
+        "node_id = {id}\ndata_dir = \"{}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\nbootstrap = {bootstrap}\n{extra}",
         data_dir.display()
     );
     std::fs::write(path, text).unwrap();
 }
 
-fn spawn(config: &Path, log: &Path) -> Guarded {
+/// `ecsd serve` with `config`, its log in `log`, with `env` added to its environment.
+fn spawn(config: &Path, log: &Path, env: &[(String, String)]) -> Guarded {
     let log = std::fs::File::create(log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ecsd"))
         .args(["serve", "--config"])
         .arg(config)
+        .envs(env.iter().cloned())
         .env("RUST_LOG", "ecsd=info,openraft=error")
         .stdout(Stdio::null())
         .stderr(log)
@@ -168,6 +172,16 @@ async fn wait_new_leader(http: &reqwest::Client, apis: &[String], killed: u64, t
 
 /// Three `ecsd serve` processes on OS-chosen ports: node 1 bootstraps, 2 and 3 join.
 async fn start_three(dir: &Path, http: &reqwest::Client) -> (Vec<Proc>, Vec<String>) {
+    start_three_with(dir, http, "", |_| Vec::new()).await
+}
+
+/// [`start_three`], each node's config with `extra` appended and `env_of(id)` in its environment.
+async fn start_three_with(
+    dir: &Path,
+    http: &reqwest::Client,
+    extra: &str,
+    env_of: impl Fn(u64) -> Vec<(String, String)>,
+) -> (Vec<Proc>, Vec<String>) {
     let mut procs = Vec::new();
     let mut apis = Vec::new();
 
@@ -175,11 +189,12 @@ async fn start_three(dir: &Path, http: &reqwest::Client) -> (Vec<Proc>, Vec<Stri
     for id in 1..=3u64 {
         let data_dir = dir.join(format!("node-{id}"));
         let config = dir.join(format!("node-{id}.toml"));
-        write_config(&config, id, &data_dir, "127.0.0.1:0", "127.0.0.1:0", id == 1);
-        let child = spawn(&config, &dir.join(format!("node-{id}.log")));
+        write_config(&config, id, &data_dir, "127.0.0.1:0", "127.0.0.1:0", id == 1, extra);
+        let env = env_of(id);
+        let child = spawn(&config, &dir.join(format!("node-{id}.log")), &env);
         let (api, raft) = addresses(&data_dir).await;
         // Pin the chosen ports so the node restarts on the addresses the membership records.
-        write_config(&config, id, &data_dir, &api, &raft, id == 1);
+        write_config(&config, id, &data_dir, &api, &raft, id == 1, extra);
         if id > 1 {
             let body = json!({"id": id, "api_addr": api, "raft_addr": raft});
             let response = http
@@ -190,7 +205,7 @@ async fn start_three(dir: &Path, http: &reqwest::Client) -> (Vec<Proc>, Vec<Stri
                 .unwrap();
             assert!(response.status().is_success(), "{}", response.text().await.unwrap());
         }
-        procs.push(Proc { child, config });
+        procs.push(Proc { child, config, env });
         apis.push(api);
     }
 
@@ -267,6 +282,7 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_write() {
     procs[victim].child = spawn(
         &procs[victim].config,
         &dir.path().join(format!("node-{}-restart.log", victim + 1)),
+        &procs[victim].env,
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.await.unwrap();
@@ -411,6 +427,7 @@ async fn kill_9_of_the_leader_during_run_task_load_never_over_commits() {
     procs[victim].child = spawn(
         &procs[victim].config,
         &dir.path().join(format!("node-{}-restart.log", victim + 1)),
+        &procs[victim].env,
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for c in clients {
@@ -798,4 +815,187 @@ async fn a_restarted_process_agent_runs_its_tasks_afresh_and_stops_those_stopped
     assert!(children(agent.pid()).is_empty(), "{:?}", children(agent.pid()));
     drop(agent);
     cluster.shutdown().await;
+}
+
+/// libfaketime as Debian's `faketime` package installs it (the multi-threaded variant).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+const DAY_S: i64 = 24 * 60 * 60;
+
+/// Three processes; node 1 (the leader: it bootstraps and adds the others) runs under
+/// libfaketime, its wall clock right until [`step_clock`]. `None` when libfaketime is missing
+/// (the test is skipped).
+async fn start_three_under_faketime(
+    test: &str,
+    dir: &Path,
+    http: &reqwest::Client,
+) -> Option<(Vec<Proc>, Vec<String>)> {
+    if !Path::new(LIBFAKETIME).exists() {
+        let reason = format!("{LIBFAKETIME} is missing (apt-get install faketime)");
+        crate::harness::skip(test, "ECSD_REQUIRE_FAKETIME", &reason);
+        return None;
+    }
+    let clock = dir.join("node-1.clock");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let extra = "[services]\nrestart_backoff_ms = 200\nrestart_backoff_max_ms = 400\nstopped_task_gc_every_ms = 200\n";
+    let env_of = |id: u64| {
+        if id != 1 {
+            return Vec::new();
+        }
+        [
+            ("LD_PRELOAD", LIBFAKETIME.to_string()),
+            ("FAKETIME_TIMESTAMP_FILE", clock.display().to_string()),
+            ("FAKETIME_CACHE_DURATION", "1".to_string()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+            ("DONT_FAKE_MONOTONIC", "1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    Some(start_three_with(dir, http, extra, env_of).await)
+}
+
+/// Steps node 1's wall clock by `offset_s` (monotonic time stays real, as when NTP steps a
+/// clock), waits until node 2 sees it, and checks that node 1 still leads and stamps writes with
+/// the real time.
+async fn step_clock(dir: &Path, http: &reqwest::Client, apis: &[String], offset_s: i64) {
+    std::fs::write(dir.join("node-1.clock"), format!("{offset_s:+}s\n")).unwrap();
+    wait_for(
+        "node 2 to see node 1's clock stepped",
+        Duration::from_secs(30),
+        || async {
+            let status = cluster_status(http, &apis[1]).await?;
+            let member = status["members"].as_array()?.iter().find(|m| m["id"] == 1)?.clone();
+            let offset = member["clock_offset_ms"].as_i64()?;
+            ((offset - offset_s * 1000).abs() < 60_000).then_some(())
+        },
+    )
+    .await;
+    let leader = wait_for("a confirmed leader", Duration::from_secs(30), || {
+        confirmed_leader(http, apis, &[])
+    })
+    .await;
+    assert_eq!(leader.0, 1, "node 1 bootstrapped the cluster and still leads");
+    let real = real_now_s;
+    let td = json!({"family": "probe", "containerDefinitions": [{"name": "main", "image": "busybox", "memory": 16}]});
+    let v = ecs(http, &apis[0], "RegisterTaskDefinition", td)
+        .await
+        .expect("register through node 1");
+    let at = v["taskDefinition"]["registeredAt"].as_f64().unwrap();
+    assert!(
+        (at - real()).abs() < 30.0,
+        "node 1 stamped {at}, not the real time {}",
+        real()
+    );
+}
+
+/// A cluster `c`, a task definition `td` and one container instance (no agent).
+async fn clock_fixture(http: &reqwest::Client, apis: &[String]) {
+    ecs_any(http, apis, "CreateCluster", json!({"clusterName": "c"})).await;
+    let td = json!({"family": "td", "containerDefinitions": [{"name": "main", "image": "busybox", "memory": 16}]});
+    ecs_any(http, apis, "RegisterTaskDefinition", td).await;
+    let instance = json!({"cluster": "c", "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]});
+    ecs_any(http, apis, "RegisterContainerInstance", instance).await;
+}
+
+/// This machine's clock, in epoch seconds (the tests' processes run without libfaketime).
+fn real_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Reports `task` STOPPED (it never ran), as its agent would.
+async fn report_stopped(http: &reqwest::Client, apis: &[String], task: &str) {
+    let body = json!({"cluster": "c", "task": task, "status": "STOPPED", "reason": "exited"});
+    ecs_any(http, apis, "SubmitTaskStateChange", body).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_two_days_ahead_expires_no_dedupe_record_and_forgets_no_task_early() {
+    let test = "a_leader_two_days_ahead_expires_no_dedupe_record_and_forgets_no_task_early";
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let Some((_procs, apis)) = start_three_under_faketime(test, dir.path(), &http).await else {
+        return;
+    };
+    clock_fixture(&http, &apis).await;
+
+    tracing::info!("--- a service created with a client token, while every clock is right");
+    let create = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "td", "desiredCount": 0,
+        "clientToken": "token-1"});
+    let first = ecs(&http, &apis[1], "CreateService", create.clone())
+        .await
+        .expect("CreateService");
+    step_clock(dir.path(), &http, &apis, 2 * DAY_S).await;
+
+    tracing::info!("--- writes through node 1, whose clock is two days ahead (each purges expired dedupe records)");
+    for i in 0..20 {
+        let td = json!({"family": format!("later-{i}"),
+            "containerDefinitions": [{"name": "main", "image": "busybox", "memory": 16}]});
+        ecs_any(&http, &apis[..1], "RegisterTaskDefinition", td).await;
+    }
+    tracing::info!("--- the retry with the same token gets the first answer, not a second creation");
+    let retry = ecs(&http, &apis[2], "CreateService", create)
+        .await
+        .expect("the retry succeeds");
+    assert_eq!(retry, first, "the dedupe record of the first request was expired early");
+
+    tracing::info!("--- a task that stopped just now stays visible through many gc passes of the leader");
+    let ran = ecs_any(&http, &apis, "RunTask", json!({"cluster": "c", "taskDefinition": "td"})).await;
+    let task = ran["tasks"][0]["taskArn"].as_str().expect("a task").to_string();
+    report_stopped(&http, &apis, &task).await;
+    // Nothing is to happen here, so there is no condition to wait for: 25 passes of the
+    // collector (every 200 ms) run meanwhile; one alone forgets the task if it measures its age
+    // with node 1's clock.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let described = ecs_any(&http, &apis, "DescribeTasks", json!({"cluster": "c", "tasks": [task]})).await;
+    assert_eq!(described["tasks"][0]["lastStatus"], "STOPPED", "{described}");
+    let stopped_at = described["tasks"][0]["stoppedAt"].as_f64().unwrap();
+    let real = real_now_s();
+    assert!(
+        (stopped_at - real).abs() < 30.0,
+        "stoppedAt {stopped_at} is not now ({real})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_two_days_behind_does_not_stall_a_services_restarts() {
+    let test = "a_leader_two_days_behind_does_not_stall_a_services_restarts";
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let Some((_procs, apis)) = start_three_under_faketime(test, dir.path(), &http).await else {
+        return;
+    };
+    clock_fixture(&http, &apis).await;
+    step_clock(dir.path(), &http, &apis, -2 * DAY_S).await;
+    let create = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "td", "desiredCount": 1});
+    ecs_any(&http, &apis[1..], "CreateService", create).await;
+    let list = json!({"cluster": "c", "serviceName": "web"});
+    let mut stopped = BTreeSet::new();
+    tracing::info!("--- the service's task stops before it runs, three times: each time a new one is started");
+    for round in 0..3 {
+        let task = wait_for(
+            &format!("a new task of the service (round {round})"),
+            Duration::from_secs(30),
+            || {
+                let (http, apis, list, stopped) = (http.clone(), apis.clone(), list.clone(), stopped.clone());
+                async move {
+                    let v = ecs(&http, &apis[1], "ListTasks", list).await?;
+                    v["taskArns"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .find(|t| !stopped.contains(*t))
+                        .map(str::to_string)
+                }
+            },
+        )
+        .await;
+        report_stopped(&http, &apis, &task).await;
+        stopped.insert(task);
+    }
 }

@@ -213,11 +213,10 @@ async fn a_retried_forwarded_request_applies_once() {
         .await;
     let run = json!({"cluster": "svc", "taskDefinition": "once", "clientToken": "once-token"});
     let first_task = only_task(&cluster.ok(follower, "RunTask", run.clone()).await);
-    // And one as a follower forwards it: the follower's request id in `x-ecsd-forwarded`.
+    // And one as a follower forwards it, under the request id it got at the follower.
     let forwarded_id = uuid::Uuid::new_v4().to_string();
-    let forwarded = [("x-ecsd-forwarded", forwarded_id.as_str())];
     let plain = json!({"cluster": "svc", "taskDefinition": "once"});
-    let (status, reply) = ecs_call(&cluster.http, &cluster.url(old), "RunTask", plain.clone(), &forwarded).await;
+    let (status, reply) = cluster.forward_as(follower, "RunTask", &forwarded_id, &plain).await;
     assert_eq!(status, 200, "{reply}");
     let forwarded_task = only_task(&reply);
 
@@ -246,7 +245,7 @@ async fn a_retried_forwarded_request_applies_once() {
         again, first_task,
         "the RunTask retry at the new leader launched another task"
     );
-    let (status, reply) = ecs_call(&cluster.http, &cluster.url(new), "RunTask", plain, &forwarded).await;
+    let (status, reply) = cluster.forward_as(via, "RunTask", &forwarded_id, &plain).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(only_task(&reply), forwarded_task, "the forwarded RunTask applied twice");
     let tasks = cluster.ok(via, "ListTasks", json!({"cluster": "svc"})).await;

@@ -560,9 +560,8 @@ async fn tasks_are_placed_reported_and_stopped() {
     let id = uuid::Uuid::new_v4().to_string();
     // A startedBy no other task has, so the tasks of this request alone can be listed.
     let body = json!({"cluster": "tc", "taskDefinition": "big", "count": 2, "startedBy": "replayed"});
-    let headers = [("x-ecsd-forwarded", id.as_str())];
-    let url = cluster.url(leader);
-    let (status, first) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body.clone(), &headers).await;
+    let via = cluster.other_than(leader);
+    let (status, first) = cluster.forward_as(via, "RunTask", &id, &body).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["failures"], json!([]), "{first}");
     let mut placed: Vec<String> = first["tasks"]
@@ -573,7 +572,7 @@ async fn tasks_are_placed_reported_and_stopped() {
         .collect();
     placed.sort();
     assert_eq!(placed.len(), 2, "{first}");
-    let (status, again) = crate::harness::ecs_call(&cluster.http, &url, "RunTask", body, &headers).await;
+    let (status, again) = cluster.forward_as(via, "RunTask", &id, &body).await;
     assert_eq!(status, 200, "{again}");
     let mut replayed: Vec<String> = again["tasks"]
         .as_array()

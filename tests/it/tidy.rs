@@ -20,7 +20,7 @@ const MAY_NAME: &[(&str, &[&str])] = &[
     // The adapters.
     ("storage", &[]),
     ("rpc", &[]),
-    ("raft", &["state", "storage", "rpc", "config"]),
+    ("raft", &["model", "state", "storage", "rpc", "config", "stamp"]),
     // What runs on them.
     ("stamp", &["model", "state"]),
     ("launch", &["model", "state", "cql", "placement", "taskdef", "stamp"]),

@@ -1,0 +1,232 @@
+//! The cluster clock: this node's wall clock, held within [`MAX_CLOCK_SKEW_MS`] of the median
+//! of the voters' clocks.
+//!
+//! Applied time (what `apply` stamps and what dedupe expiry, stopped-task garbage collection
+//! and service throttles measure against) comes from proposals' `ts_ms`. One node whose clock
+//! runs two days ahead would otherwise move applied time two days ahead for good: every dedupe
+//! record would expire at the next write and every STOPPED task would be forgotten at once.
+//! So every node samples its peers' wall clocks (the `NodeStatus` call, once a second), and
+//! the leader clamps every proposal's `ts_ms` to the cluster clock ± the skew before it enters
+//! the log. A leader's own bad clock is held by its followers' samples; a follower's by the
+//! leader's. Apply stays deterministic: it reads only the clamped stamps of the log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::NodeId;
+
+/// How far a proposal's time, or this node's clock, may be from the voters' median.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+/// How often a node samples its peers' clocks.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Samples older than this are not used.
+const SAMPLE_TTL: Duration = Duration::from_secs(30);
+
+/// Peers' clocks as last sampled: what each read, and when by this node's monotonic clock. A
+/// peer's clock now is its reading plus the time elapsed since: estimates that do not move
+/// when this node's own wall clock jumps.
+#[derive(Default)]
+pub struct ClockSamples {
+    readings: Mutex<BTreeMap<NodeId, (u64, Instant)>>,
+    /// When a clamp was last logged (one warning per 10 s at most).
+    warned: Mutex<Option<Instant>>,
+}
+
+impl ClockSamples {
+    /// Records that `peer`'s clock read `remote_ms` at `at` (halfway through the call).
+    pub fn record(&self, peer: NodeId, remote_ms: u64, at: Instant) {
+        self.lock().insert(peer, (remote_ms, at));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, (u64, Instant)>> {
+        self.readings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The median of the voters' clocks now (this node's is `own_ms`), when a majority of them
+    /// (this node counted) have a fresh reading; `None` otherwise (a single voter always has).
+    pub fn median_ms(&self, own_ms: u64, me: NodeId, voters: &BTreeSet<NodeId>) -> Option<u64> {
+        let readings = self.lock();
+        let mut known: Vec<u64> = voters
+            .iter()
+            .filter_map(|v| {
+                if *v == me {
+                    return Some(own_ms);
+                }
+                let (remote, at) = readings.get(v)?;
+                let age = at.elapsed();
+                (age < SAMPLE_TTL).then(|| remote.saturating_add(age.as_millis() as u64))
+            })
+            .collect();
+        if known.len() * 2 <= voters.len() {
+            return None;
+        }
+        known.sort_unstable();
+        // The lower median: with one of three voters off, the two others decide.
+        Some(known[(known.len() - 1) / 2])
+    }
+
+    /// The cluster's time by this node: its wall clock `own_ms`, held within the skew of the
+    /// voters' median (its own clock alone when no majority was sampled).
+    pub fn cluster_now_ms(&self, own_ms: u64, me: NodeId, voters: &BTreeSet<NodeId>) -> u64 {
+        match self.median_ms(own_ms, me, voters) {
+            Some(median) => hold(own_ms, median),
+            None => own_ms,
+        }
+    }
+
+    /// Logs a clamp, once per 10 s at most, and counts every one.
+    pub fn note_clamped(&self, proposed_ms: u64, clamped_ms: u64) {
+        metrics::counter!("ecsd_clock_clamped_total").increment(1);
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                proposed_ms,
+                clamped_ms,
+                off_by_ms = proposed_ms as i64 - clamped_ms as i64,
+                "a proposal's time is off the cluster clock by more than {MAX_CLOCK_SKEW_MS} ms; clamped (is a node's clock wrong?)"
+            );
+        }
+    }
+}
+
+impl super::RaftHandle {
+    /// The cluster clock at this node (epoch ms): what leader loops measure ages and throttles
+    /// against, and what proposals' times are held to.
+    pub fn cluster_now_ms(&self) -> u64 {
+        let voters: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        self.clock.cluster_now_ms(crate::stamp::now_ms(), self.id, &voters)
+    }
+
+    /// `batch` with every proposal's time held within the skew of the cluster clock; done by
+    /// the node that appends it to the log.
+    pub(super) fn on_cluster_clock(&self, mut batch: crate::state::Batch) -> crate::state::Batch {
+        let now = self.cluster_now_ms();
+        for proposal in &mut batch.0 {
+            let held = hold(proposal.ts_ms, now);
+            // A proposal may wait in queues (up to the write hold) before it gets here: only
+            // times further off than the skew are worth a word.
+            if held != proposal.ts_ms && proposal.ts_ms > now {
+                self.clock.note_clamped(proposal.ts_ms, held);
+            }
+            proposal.ts_ms = held;
+        }
+        batch
+    }
+}
+
+/// Samples every peer's clock once per [`SAMPLE_EVERY`], until the node stops.
+pub(super) async fn sampler(handle: super::RaftHandle) {
+    loop {
+        tokio::select! {
+            _ = handle.stopped.cancelled() => return,
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+        }
+        let peers: Vec<(NodeId, String)> = {
+            let metrics = handle.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            membership
+                .nodes()
+                .filter(|(id, _)| **id != handle.id)
+                .map(|(id, info)| (*id, info.rpc_addr.clone()))
+                .collect()
+        };
+        let calls = peers.into_iter().map(|(id, addr)| {
+            let handle = handle.clone();
+            async move {
+                let sent = Instant::now();
+                let report = handle
+                    .pool
+                    .call::<(), super::NodeReport>(&addr, id, super::network::Method::NodeStatus, &(), SAMPLE_EVERY)
+                    .await;
+                if let Ok(super::NodeReport {
+                    now_ms: Some(remote), ..
+                }) = report
+                {
+                    handle.clock.record(id, remote, sent + sent.elapsed() / 2);
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+}
+
+/// `ms`, held within the skew of `reference_ms`.
+pub fn hold(ms: u64, reference_ms: u64) -> u64 {
+    ms.clamp(
+        reference_ms.saturating_sub(MAX_CLOCK_SKEW_MS),
+        reference_ms.saturating_add(MAX_CLOCK_SKEW_MS),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn voters(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    fn sampled(readings: &[(NodeId, u64)]) -> ClockSamples {
+        let samples = ClockSamples::default();
+        for (id, ms) in readings {
+            samples.record(*id, *ms, Instant::now());
+        }
+        samples
+    }
+
+    #[test]
+    fn a_leader_two_days_ahead_is_held_by_its_followers() {
+        let samples = sampled(&[(2, NOW + 1), (3, NOW)]);
+        let t = samples.cluster_now_ms(NOW + 2 * DAY, 1, &voters(&[1, 2, 3]));
+        assert!(
+            (NOW + MAX_CLOCK_SKEW_MS..NOW + MAX_CLOCK_SKEW_MS + 100).contains(&t),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn one_follower_off_does_not_move_a_right_leader() {
+        for off in [NOW + 2 * DAY, NOW - 2 * DAY] {
+            let samples = sampled(&[(2, off), (3, NOW + 3)]);
+            assert_eq!(samples.cluster_now_ms(NOW, 1, &voters(&[1, 2, 3])), NOW);
+        }
+    }
+
+    #[test]
+    fn a_leader_two_days_behind_is_pulled_forward() {
+        let samples = sampled(&[(2, NOW), (3, NOW + 1)]);
+        let t = samples.cluster_now_ms(NOW - 2 * DAY, 1, &voters(&[1, 2, 3]));
+        assert!(t >= NOW - MAX_CLOCK_SKEW_MS, "{t}");
+    }
+
+    #[test]
+    fn without_a_majority_of_readings_the_own_clock_stands() {
+        let samples = sampled(&[(2, NOW + 2 * DAY)]);
+        assert_eq!(samples.median_ms(NOW, 1, &voters(&[1, 2, 3, 4, 5])), None);
+        assert_eq!(samples.cluster_now_ms(NOW, 1, &voters(&[1, 2, 3, 4, 5])), NOW);
+        // A single voter is its own majority.
+        assert_eq!(ClockSamples::default().median_ms(NOW, 1, &voters(&[1])), Some(NOW));
+    }
+
+    #[test]
+    fn hold_clamps_both_ways() {
+        assert_eq!(hold(NOW + DAY, NOW), NOW + MAX_CLOCK_SKEW_MS);
+        assert_eq!(hold(NOW - DAY, NOW), NOW - MAX_CLOCK_SKEW_MS);
+        assert_eq!(hold(NOW + 10, NOW), NOW + 10);
+        assert_eq!(hold(9_000, 0), MAX_CLOCK_SKEW_MS);
+        assert_eq!(hold(0, 1_000), 0);
+    }
+}
