@@ -90,6 +90,11 @@ impl Node {
             .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
             .http2_keepalive_timeout(Some(GRPC_KEEPALIVE))
             .tcp_keepalive(Some(GRPC_KEEPALIVE))
+            // A call not answered in time is cancelled: a client that opens a stream and never
+            // sends its message cannot hold it. The longest call is a snapshot chunk's install.
+            .timeout(std::time::Duration::from_millis(
+                config.raft.install_snapshot_timeout_ms + 30_000,
+            ))
             .add_service(RaftGrpc::server(raft.handle().clone()))
             .add_service(crate::agents::AgentGrpc::server(raft.clone(), shutdown.clone()))
             .serve_with_incoming_shutdown(

@@ -196,6 +196,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Returns up to `limit` pairs with `from <= key < to`, in descending key order.
+    pub fn scan_rev(&self, cf: Cf, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<KeyValue>, StorageError> {
+        let mut out = Vec::new();
+        let mut iter = self.db.raw_iterator_cf(self.handle(cf));
+        // The last key below `to`: seek_for_prev lands on the greatest key <= `to`.
+        iter.seek_for_prev(to);
+        if iter.valid() && iter.key() == Some(to) {
+            iter.prev();
+        }
+        while iter.valid() && out.len() < limit {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if k < from {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            iter.prev();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
     /// The pair with the greatest key in `cf`.
     pub fn last(&self, cf: Cf) -> Result<Option<KeyValue>, StorageError> {
         let mut iter = self.db.iterator_cf(self.handle(cf), IteratorMode::End);
@@ -382,6 +405,26 @@ mod tests {
             seen,
             vec![(Cf::RaftLog, u64_key(3).to_vec()), (Cf::Data, b"cluster/a".to_vec())]
         );
+    }
+
+    #[test]
+    fn a_reverse_scan_reads_down_from_below_its_upper_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        for k in ["a", "b", "c", "d"] {
+            batch.put(Cf::Data, k, k);
+        }
+        batch.put(Cf::SmDedupe, "z", "other family");
+        store.write(batch, false).unwrap();
+        let keys = |from: &str, to: &str, limit| -> Vec<String> {
+            let rows = store.scan_rev(Cf::Data, from.as_bytes(), to.as_bytes(), limit).unwrap();
+            rows.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect()
+        };
+        assert_eq!(keys("a", "d", 10), ["c", "b", "a"], "the upper bound is excluded");
+        assert_eq!(keys("b", "cc", 10), ["c", "b"], "a bound between keys");
+        assert_eq!(keys("a", "zz", 2), ["d", "c"], "past the last key, and the limit");
+        assert_eq!(keys("e", "zz", 10), Vec::<String>::new());
     }
 
     #[test]

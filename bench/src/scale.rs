@@ -100,6 +100,7 @@ pub async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<
         );
         per_node.push(json!({"node": i, "rss_bytes": rss, "peak_rss_bytes": peak, "data_bytes": disk}));
     }
+    let lists = concurrent_lists(local, LIST_CLIENTS).await?;
     let leader = local.wait_for_leader(Duration::from_secs(30)).await?;
     let snapshot = newest_snapshot_bytes(&local.data_dir(leader));
     let me = local.member_status(leader).await?;
@@ -157,5 +158,100 @@ pub async fn scale(local: &mut LocalCluster, load: &LoadArgs) -> anyhow::Result<
         "new_node_added_s": added_s, "new_node_caught_up_s": catch_up_s,
         "new_node_snapshot_index": added_snapshot, "peak_rss_bytes": peaks,
         "restart_serving_s": serving_s, "restart_caught_up_s": restart_s,
+        "concurrent_lists": lists,
+    }))
+}
+
+/// Clients paging through every task of the loaded cluster at once.
+const LIST_CLIENTS: usize = 16;
+
+/// `clients` paginations of ListTasks over the whole cluster at once, each through one node
+/// (round robin), 100 tasks a page, while every node's term is sampled each 100 ms: a list
+/// must cost a page, not the state, and must not starve Raft (no election: the term never
+/// moves). Fails if the leader or the term changed.
+async fn concurrent_lists(local: &LocalCluster, clients: usize) -> anyhow::Result<Value> {
+    let (leader, term) = local.wait_for_confirmed_leader(Duration::from_secs(30)).await?;
+    println!(
+        "ecs-bench: {clients} concurrent ListTasks paginations over the whole cluster (leader n{leader}, term {term})"
+    );
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (endpoints, done) = (local.endpoints.clone(), done.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut highest = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for url in &endpoints {
+                    let status = http.get(format!("{url}/cluster/status")).send().await;
+                    if let Ok(v) = async { status?.json::<Value>().await }.await {
+                        highest = highest.max(v["term"].as_u64().unwrap_or(0));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            highest
+        })
+    };
+    let mut paginations = Vec::new();
+    for k in 0..clients {
+        let ecs = Ecs::new(vec![local.endpoints[k % local.endpoints.len()].clone()])?;
+        paginations.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut listed, mut token): (u64, Option<String>) = (0, None);
+            loop {
+                let mut body = json!({"cluster": "bench-scale", "maxResults": 100});
+                if let Some(t) = &token {
+                    body["nextToken"] = json!(t);
+                }
+                let began = Instant::now();
+                let page = ecs
+                    .once("ListTasks", &body, false)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                latencies.push(began.elapsed().as_secs_f64() * 1000.0);
+                listed += page["taskArns"].as_array().map_or(0, Vec::len) as u64;
+                match page["nextToken"].as_str() {
+                    Some(t) => token = Some(t.to_string()),
+                    None => return anyhow::Ok((listed, latencies)),
+                }
+            }
+        }));
+    }
+    let mut per_client = Vec::new();
+    let mut latencies = Vec::new();
+    for p in paginations {
+        let (listed, mut l) = p.await??;
+        per_client.push(listed);
+        latencies.append(&mut l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let highest_term = watcher.await?;
+    let (after, after_term) = local.wait_for_confirmed_leader(Duration::from_secs(30)).await?;
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let pages = latencies.len();
+    println!(
+        "  {pages} pages in {elapsed:.1} s ({:.0} pages/s); page latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         each client listed {:?} tasks; highest term seen {highest_term}, leader n{after} in term {after_term}",
+        pages as f64 / elapsed,
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        per_client.iter().min().zip(per_client.iter().max()),
+    );
+    if after != leader || after_term != term || highest_term != term {
+        bail!("the leader changed during the paginations: n{leader} in term {term}, then n{after} in term {after_term} (highest term seen {highest_term})");
+    }
+    Ok(json!({
+        "clients": clients, "pages": pages, "elapsed_s": elapsed, "listed_per_client": per_client,
+        "page_p50_ms": at(0.5), "page_p99_ms": at(0.99), "page_max_ms": at(1.0),
+        "term": term, "highest_term_seen": highest_term, "leader_changes": 0,
     }))
 }

@@ -221,14 +221,13 @@ where
                 Err(e) => report.find(Finding::new("worker-panic", b"", e.to_string())),
             }
         }
-        // The node must still answer, and still hold the fixture.
-        match node.call("DescribeClusters", br#"{"clusters":["fz"]}"#).await {
-            Ok((200, body)) if body.contains("\"ACTIVE\"") => {}
-            other => report.find(Finding::new(
-                "node-stopped-serving",
-                b"",
-                format!("after {quota} inputs: {other:?}"),
-            )),
+        // The node must still answer reads and take writes (a fuzzed DeleteCluster may have
+        // removed the fixture's cluster; that is fine).
+        let read = node.call("DescribeClusters", br#"{"clusters":["fz"]}"#).await;
+        let write = node.call("CreateCluster", br#"{"clusterName":"fz-after"}"#).await;
+        if !matches!((&read, &write), (Ok((200, _)), Ok((200, _)))) {
+            let detail = format!("after {quota} inputs: read {read:?}, write {write:?}");
+            report.find(Finding::new("node-stopped-serving", b"", detail));
         }
         drop(shared);
         match Arc::try_unwrap(node) {

@@ -74,6 +74,11 @@ impl Tracker {
         for id in &removed {
             self.tasks.remove(id);
         }
+        // Definitions are kept for the tasks the instance runs; on a long stream through many
+        // revisions, forget them all once they outnumber those (they are read again on need).
+        if self.definitions.len() > 2 * self.tasks.len() + 16 {
+            self.definitions.clear();
+        }
         // The counter moves with every write of the instance's tasks, the agent's own reports
         // included; only what the agent acts on is worth a message.
         let said = (head.deregistered, head.agent_update.clone());
@@ -130,6 +135,36 @@ mod tests {
 
     fn ids(a: &Assignment) -> Vec<&str> {
         a.tasks.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_long_stream_through_many_revisions_keeps_few_definitions() {
+        let instance = InstanceRef {
+            cluster: "c".into(),
+            instance_id: "i".into(),
+        };
+        let mut kv = MemKv::default();
+        let mut tracker = Tracker::default();
+        for revision in 1..=100 {
+            let id = format!("t{revision}");
+            let mut row = task_row(&id, "Pending", "Running", None, 1);
+            row["task_definition_arn"] = serde_json::json!(format!("arn:aws:ecs:r:1:task-definition/td:{revision}"));
+            put(&mut kv, &format!("task/c\0{id}"), serde_json::to_vec(&row).unwrap());
+            put(
+                &mut kv,
+                &format!("itask/c\0i\0{id}"),
+                serde_json::to_vec(&1u64).unwrap(),
+            );
+            if revision > 1 {
+                unlist(&mut kv, &format!("t{}", revision - 1));
+            }
+            tracker.next(&kv, &instance, true).unwrap();
+            assert!(
+                tracker.definitions.len() <= 18,
+                "{} definitions kept",
+                tracker.definitions.len()
+            );
+        }
     }
 
     #[test]

@@ -407,20 +407,25 @@ pub async fn list_container_instances(ctx: &Ctx<'_>, req: InstancesRequest) -> R
         Some(token) => Some(wire::decode_token("instances", &params, token)?),
         None => None,
     };
-    let view = ctx.cluster_view(&cluster).await?;
-    let matching: Vec<ContainerInstance> = cis::all(view, &cluster)?
-        .into_iter()
-        .filter(|i| match status {
-            Some(s) => i.status == s,
-            None => i.status != InstanceStatus::Inactive,
+    ctx.cluster_view(&cluster).await?;
+    let listed = cluster.clone();
+    let matching: Vec<ContainerInstance> = ctx
+        .off_runtime(move |view| {
+            Ok(cis::all(view, &listed)?
+                .into_iter()
+                .filter(|i| match status {
+                    Some(s) => i.status == s,
+                    None => i.status != InstanceStatus::Inactive,
+                })
+                .filter(|i| after.as_ref().is_none_or(|a| i.id > *a))
+                .filter(|i| {
+                    filter
+                        .as_ref()
+                        .is_none_or(|f| crate::cql::eval(f, &crate::placement::facts(i)))
+                })
+                .collect())
         })
-        .filter(|i| after.as_ref().is_none_or(|a| i.id > *a))
-        .filter(|i| {
-            filter
-                .as_ref()
-                .is_none_or(|f| crate::cql::eval(f, &crate::placement::facts(i)))
-        })
-        .collect();
+        .await?;
     Ok(wire::page(
         &matching,
         limit,

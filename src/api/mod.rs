@@ -152,6 +152,19 @@ impl Ctx<'_> {
         }))
     }
 
+    /// Runs `query` against this node's replica on the blocking pool, off the runtime that
+    /// drives Raft: a long scan must not hold up heartbeats and replication. Call it after the
+    /// read barrier ([`Ctx::read_view`]).
+    pub async fn off_runtime<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&StateView) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let view = self.state.node.handle().view().clone();
+        tokio::task::spawn_blocking(move || query(&view))
+            .await
+            .map_err(|e| ApiError::Server(format!("a query failed: {e}")))?
+    }
+
     /// [`Ctx::read_view`], after which the cluster `name` must exist (ACTIVE or INACTIVE).
     pub async fn cluster_view(&self, name: &str) -> Result<&StateView, ApiError> {
         let view = self.read_view().await?;

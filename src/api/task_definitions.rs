@@ -604,34 +604,23 @@ pub async fn list_task_definitions(ctx: &Ctx<'_>, req: ListTaskDefinitionsReques
         }
         None => None,
     };
-    let view = ctx.read_view().await?;
-    let mut items: Vec<TaskDefinition> = match req.family_prefix.as_deref() {
-        Some(family) => tds::revisions(view, family)?,
-        None => tds::all(view)?,
-    };
-    items.retain(|d| d.status.as_str() == status);
-    if descending {
-        items.reverse();
-    }
-    let start = match &after {
-        None => 0,
-        Some((family, revision)) => {
-            let position = (family.as_str(), *revision);
-            let is_after = |d: &TaskDefinition| {
-                let key = (d.family.as_str(), d.revision);
-                if descending {
-                    key < position
-                } else {
-                    key > position
-                }
-            };
-            items.iter().position(is_after).unwrap_or(items.len())
-        }
-    };
-    let page: Vec<&TaskDefinition> = items[start..].iter().take(limit).collect();
-    let mut out = json!({ "taskDefinitionArns": page.iter().map(|d| d.arn.as_str()).collect::<Vec<_>>() });
-    if start + page.len() < items.len() {
-        if let Some(last) = page.last() {
+    ctx.read_view().await?;
+    let family = req.family_prefix;
+    let mut items = ctx
+        .off_runtime(move |view| {
+            let position = after.as_ref().map(|(f, r)| (f.as_str(), *r));
+            // One more than a page: whether there is a next page.
+            let page = tds::page(view, family.as_deref(), descending, position, limit + 1, |d| {
+                d.status.as_str() == status
+            })?;
+            Ok(page)
+        })
+        .await?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let mut out = json!({ "taskDefinitionArns": items.iter().map(|d| d.arn.as_str()).collect::<Vec<_>>() });
+    if more {
+        if let Some(last) = items.last() {
             out["nextToken"] = json!(wire::encode_token(
                 "taskdefs",
                 &params,
@@ -650,16 +639,21 @@ pub async fn list_task_definition_families(ctx: &Ctx<'_>, req: ListTaskDefinitio
         Some(token) => Some(wire::decode_token("families", &params, token)?),
         None => None,
     };
-    let view = ctx.read_view().await?;
+    ctx.read_view().await?;
     let prefix = req.family_prefix.unwrap_or_default();
-    // One more than a page: whether there is a next page.
-    let matching = tds::families_page(view, &prefix, after.as_deref(), limit + 1, |_, active| {
-        match status.as_str() {
-            "ACTIVE" => active,
-            "INACTIVE" => !active,
-            _ => true,
-        }
-    })?;
+    let matching = ctx
+        .off_runtime(move |view| {
+            // One more than a page: whether there is a next page.
+            let page = tds::families_page(view, &prefix, after.as_deref(), limit + 1, |_, active| {
+                match status.as_str() {
+                    "ACTIVE" => active,
+                    "INACTIVE" => !active,
+                    _ => true,
+                }
+            })?;
+            Ok(page)
+        })
+        .await?;
     let page: Vec<&String> = matching.iter().take(limit).collect();
     let mut out = json!({ "families": page });
     if matching.len() > page.len() {

@@ -572,15 +572,27 @@ pub async fn list_tasks(ctx: &Ctx<'_>, req: TasksRequest) -> Result<Value, ApiEr
     let matching: Vec<Task> = if desired == TaskStatus::Pending {
         Vec::new()
     } else {
-        // One more than a page: whether there is a next page.
-        tasks::first_matching(view, &cluster, after.as_deref(), limit + 1, |t| {
-            t.desired_status == desired
-                && req.family.as_ref().is_none_or(|f| t.family == *f)
-                && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
-                && instance.as_ref().is_none_or(|i| t.container_instance_id == *i)
-                && service.as_ref().is_none_or(|s| t.service.as_ref() == Some(s))
-                && req.launch_type.as_ref().is_none_or(|l| t.launch_type == *l)
-        })?
+        let (family, started_by, launch_type) = (req.family, req.started_by, req.launch_type);
+        ctx.off_runtime(move |view| {
+            // A task whose desired status is RUNNING is not STOPPED, so an instance's or a
+            // service's index holds it: a page of those reads that index alone.
+            let within = match (&instance, &service) {
+                (Some(i), _) if desired == TaskStatus::Running => tasks::Within::Instance(i),
+                (None, Some(s)) if desired == TaskStatus::Running => tasks::Within::Service(s),
+                _ => tasks::Within::Cluster,
+            };
+            // One more than a page: whether there is a next page.
+            let page = tasks::first_matching(view, &cluster, within, after.as_deref(), limit + 1, |t| {
+                t.desired_status == desired
+                    && family.as_ref().is_none_or(|f| t.family == *f)
+                    && started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
+                    && instance.as_ref().is_none_or(|i| t.container_instance_id == *i)
+                    && service.as_ref().is_none_or(|s| t.service.as_ref() == Some(s))
+                    && launch_type.as_ref().is_none_or(|l| t.launch_type == *l)
+            })?;
+            Ok(page)
+        })
+        .await?
     };
     Ok(wire::page(
         &matching,

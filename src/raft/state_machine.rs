@@ -103,13 +103,26 @@ impl KvRead for StateView {
     }
 
     fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
+        self.rows(space, from, to, limit, false)
+    }
+
+    fn scan_rev(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
+        self.rows(space, from, to, limit, true)
+    }
+}
+
+impl StateView {
+    /// [`KvRead::scan`] (or, `reverse`, [`KvRead::scan_rev`]) of the replica.
+    fn rows(&self, space: Space, from: &[u8], to: &[u8], limit: usize, reverse: bool) -> Result<Vec<Row>, KvError> {
         let (cf, from) = Self::locate(space, from);
         let (_, to) = Self::locate(space, to);
         let _shared = self.shared();
-        let rows = self
-            .store
-            .scan(cf, &from, &to, limit)
-            .map_err(|e| KvError(e.to_string()))?;
+        let rows = if reverse {
+            self.store.scan_rev(cf, &from, &to, limit)
+        } else {
+            self.store.scan(cf, &from, &to, limit)
+        }
+        .map_err(|e| KvError(e.to_string()))?;
         let strip = if space == Space::Meta {
             STATE_META_PREFIX.len()
         } else {

@@ -22,6 +22,11 @@ const QUEUE: usize = 8192;
 /// that an entry holding it (and a full batch beside it) still replicates. A larger one would
 /// stall replication; it is refused before it is queued.
 pub const MAX_PROPOSAL_BYTES: usize = super::network::MAX_MESSAGE_BYTES / 4;
+/// How deep a proposal's JSON may nest. serde_json reads at most 128 levels; a log entry and
+/// the AppendEntries that carries it wrap a proposal in about ten more. A deeper one would be
+/// written to the log and then could not be read back on any node (Raft would stop): it is
+/// refused before it is queued.
+pub const MAX_PROPOSAL_DEPTH: usize = 100;
 
 type Reply = oneshot::Sender<Result<Outcome, NodeError>>;
 
@@ -69,10 +74,15 @@ impl Writer {
     }
 
     pub(super) async fn write(&self, proposal: Proposal) -> Result<Outcome, NodeError> {
-        let bytes = encoded_len(&proposal);
+        let (bytes, depth) = json_shape(&proposal);
         if bytes > MAX_PROPOSAL_BYTES {
             return Err(NodeError::Rejected(format!(
                 "The request is too large to replicate: its command takes {bytes} bytes, more than the {MAX_PROPOSAL_BYTES} one log entry may hold"
+            )));
+        }
+        if depth > MAX_PROPOSAL_DEPTH {
+            return Err(NodeError::Rejected(format!(
+                "The request nests too deeply: its command nests {depth} levels, more than the {MAX_PROPOSAL_DEPTH} one log entry may hold"
             )));
         }
         let (reply, rx) = oneshot::channel();
@@ -91,22 +101,50 @@ impl Writer {
     }
 }
 
-/// The JSON size of `proposal`, counted without building the text.
-fn encoded_len(proposal: &Proposal) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
+/// The JSON size of `proposal` and how deep its arrays and objects nest, measured without
+/// building the text.
+fn json_shape(proposal: &Proposal) -> (usize, usize) {
+    #[derive(Default)]
+    struct Shape {
+        len: usize,
+        depth: usize,
+        deepest: usize,
+        in_string: bool,
+        escaped: bool,
+    }
+    impl std::io::Write for Shape {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
+            self.len += buf.len();
+            for &b in buf {
+                if self.in_string {
+                    match (self.escaped, b) {
+                        (true, _) => self.escaped = false,
+                        (false, b'\\') => self.escaped = true,
+                        (false, b'"') => self.in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => self.in_string = true,
+                    b'[' | b'{' => {
+                        self.depth += 1;
+                        self.deepest = self.deepest.max(self.depth);
+                    }
+                    b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut count = Count(0);
+    let mut shape = Shape::default();
     // Serialising a proposal cannot fail: it is plain data with string keys.
-    let _ = serde_json::to_writer(&mut count, proposal);
-    count.0
+    let _ = serde_json::to_writer(&mut shape, proposal);
+    (shape.len, shape.deepest)
 }
 
 /// Takes the next batch: `first`, then whatever is already queued, within `limits`. A proposal
@@ -236,9 +274,39 @@ mod tests {
         assert!(rx.try_recv().is_err(), "nothing was queued");
     }
 
+    #[tokio::test]
+    async fn a_proposal_nested_too_deeply_to_read_back_is_refused_before_it_is_queued() {
+        // Found by the fuzzer: an agent's versionInfo nested 120 levels decoded (serde's limit
+        // is 128), but the log entry around it did not: every node's Raft stopped reading it.
+        let (queue, mut rx) = mpsc::channel(1);
+        let writer = Writer { queue };
+        let mut version_info = serde_json::json!(1);
+        for _ in 0..120 {
+            version_info = serde_json::json!([version_info]);
+        }
+        let mut proposal = queued(0).proposal;
+        proposal.command = Command::SetAgentUpdateStatus {
+            cluster: "c".into(),
+            id: "i".into(),
+            status: "UPDATED".into(),
+            version_info: Some(version_info),
+        };
+        let refused = writer.write(proposal).await;
+        assert!(
+            matches!(&refused, Err(NodeError::Rejected(m)) if m.contains("nests too deeply")),
+            "{refused:?}"
+        );
+        assert!(rx.try_recv().is_err(), "nothing was queued");
+    }
+
     #[test]
-    fn encoded_len_is_the_json_length() {
+    fn json_shape_is_the_json_length_and_nesting() {
         let p = queued(0).proposal;
-        assert_eq!(encoded_len(&p), serde_json::to_vec(&p).unwrap().len());
+        assert_eq!(json_shape(&p).0, serde_json::to_vec(&p).unwrap().len());
+        let mut p = queued(0).proposal;
+        // Brackets inside strings do not count; escaped quotes do not end a string.
+        p.request_id = "[[[{\\\"[[".into();
+        p.command = Command::DeleteCluster { name: "]]]}".into() };
+        assert_eq!(json_shape(&p).1, 3, "{}", serde_json::to_string(&p).unwrap());
     }
 }

@@ -326,16 +326,45 @@ pub(crate) fn scan_rows(
     kv: &dyn KvRead,
     from: &[u8],
     to: &[u8],
+    each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<bool, KvError>,
+) -> Result<(), KvError> {
+    scan_rows_in(kv, from, to, false, each)
+}
+
+/// [`scan_rows`], from the greatest key down.
+pub(crate) fn scan_rows_rev(
+    kv: &dyn KvRead,
+    from: &[u8],
+    to: &[u8],
+    each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<bool, KvError>,
+) -> Result<(), KvError> {
+    scan_rows_in(kv, from, to, true, each)
+}
+
+fn scan_rows_in(
+    kv: &dyn KvRead,
+    from: &[u8],
+    to: &[u8],
+    reverse: bool,
     mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<bool, KvError>,
 ) -> Result<(), KvError> {
     const CHUNK: usize = 512;
-    let mut cursor = from.to_vec();
+    // The part of the range still to read: [low, high).
+    let (mut low, mut high) = (from.to_vec(), to.to_vec());
     loop {
-        let chunk = kv.scan(Space::Data, &cursor, to, CHUNK)?;
+        let chunk = if reverse {
+            kv.scan_rev(Space::Data, &low, &high, CHUNK)?
+        } else {
+            kv.scan(Space::Data, &low, &high, CHUNK)?
+        };
         let done = chunk.len() < CHUNK;
         for (key, value) in chunk {
-            cursor.clone_from(&key);
-            cursor.push(0);
+            if reverse {
+                high.clone_from(&key);
+            } else {
+                low.clone_from(&key);
+                low.push(0);
+            }
             if !each(key, value)? {
                 return Ok(());
             }

@@ -99,12 +99,57 @@ pub fn revisions(kv: &dyn KvRead, family: &str) -> Result<Vec<TaskDefinition>, K
     scan_all(kv, &from, &to)
 }
 
-/// The latest ACTIVE revision of `family`.
+/// The latest ACTIVE revision of `family`: read from the newest down, stopping at it.
 pub fn latest_active(kv: &dyn KvRead, family: &str) -> Result<Option<TaskDefinition>, KvError> {
-    Ok(revisions(kv, family)?
-        .into_iter()
-        .rev()
-        .find(|d| d.status == TaskDefinitionStatus::Active))
+    let active = |d: &TaskDefinition| d.status == TaskDefinitionStatus::Active;
+    Ok(page(kv, Some(family), true, None, 1, active)?.pop())
+}
+
+/// Up to `want` revisions that `keep` accepts, of `family` (or of every family), in (family,
+/// revision) order or, `descending`, the reverse, starting after `after` in that order. It reads
+/// from the page's position and stops when the page is full.
+pub fn page(
+    kv: &dyn KvRead,
+    family: Option<&str>,
+    descending: bool,
+    after: Option<(&str, u32)>,
+    want: usize,
+    mut keep: impl FnMut(&TaskDefinition) -> bool,
+) -> Result<Vec<TaskDefinition>, KvError> {
+    let (mut from, mut to) = match family {
+        Some(f) => (
+            format!("{PREFIX}{f}\0").into_bytes(),
+            format!("{PREFIX}{f}\u{1}").into_bytes(),
+        ),
+        None => (PREFIX.as_bytes().to_vec(), b"taskdef0".to_vec()),
+    };
+    if let Some((f, revision)) = after {
+        let position = revision_key(f, revision);
+        if descending {
+            to = to.min(position);
+        } else {
+            let mut past = position;
+            past.push(0);
+            from = from.max(past);
+        }
+    }
+    let mut out = Vec::new();
+    if want == 0 || from >= to {
+        return Ok(out);
+    }
+    let each = |_: Vec<u8>, value: Vec<u8>| {
+        let definition: TaskDefinition = decode(&value)?;
+        if keep(&definition) {
+            out.push(definition);
+        }
+        Ok(out.len() < want)
+    };
+    if descending {
+        super::scan_rows_rev(kv, &from, &to, each)?;
+    } else {
+        super::scan_rows(kv, &from, &to, each)?;
+    }
+    Ok(out)
 }
 
 /// Up to `want` families whose name starts with `prefix` and comes after `after`, in name
@@ -134,9 +179,7 @@ pub fn families_page(
             return Ok(false);
         }
         let family = String::from_utf8_lossy(&key[b"tdfamily/".len()..]).into_owned();
-        let active = revisions(kv, &family)?
-            .iter()
-            .any(|d| d.status == TaskDefinitionStatus::Active);
+        let active = latest_active(kv, &family)?.is_some();
         if keep(&family, active) {
             out.push(family);
         }

@@ -134,29 +134,65 @@ pub fn all(kv: &dyn KvRead, cluster: &str) -> Result<Vec<Task>, KvError> {
     super::scan_values(kv, &from, &to)
 }
 
-/// Up to `want` tasks of `cluster` with an ID after `after`, in ID order, that `keep` accepts.
-/// It reads only as far as it must (a page of an unfiltered list costs a page), never the
-/// whole cluster at once.
+/// Which tasks of a cluster a listing walks.
+#[derive(Debug, Clone, Copy)]
+pub enum Within<'a> {
+    /// Every task.
+    Cluster,
+    /// The tasks on this instance that are not STOPPED (its index).
+    Instance(&'a str),
+    /// The tasks of this service that are not STOPPED (its index).
+    Service(&'a str),
+}
+
+/// Up to `want` tasks of `cluster` (`within` it) with an ID after `after`, in ID order, that
+/// `keep` accepts. It reads only as far as it must (a page of an unfiltered list costs a page;
+/// one of an instance's or a service's tasks walks only their index), never the whole cluster
+/// at once.
 pub fn first_matching(
     kv: &dyn KvRead,
     cluster: &str,
+    within: Within<'_>,
     after: Option<&str>,
     want: usize,
     mut keep: impl FnMut(&Task) -> bool,
 ) -> Result<Vec<Task>, KvError> {
-    let (mut from, to) = cluster_range(cluster);
-    if let Some(after) = after {
-        from = key(cluster, after);
-        from.push(0);
-    }
     let mut out = Vec::new();
     if want == 0 {
         return Ok(out);
     }
-    super::scan_rows(kv, &from, &to, |_, value| {
-        let task: Task = super::decode(&value)?;
-        if keep(&task) {
-            out.push(task);
+    let owner = match within {
+        Within::Cluster => None,
+        Within::Instance(i) => Some(("itask", i)),
+        Within::Service(s) => Some(("stask", s)),
+    };
+    let Some((index, owner)) = owner else {
+        let (mut from, to) = cluster_range(cluster);
+        if let Some(after) = after {
+            from = key(cluster, after);
+            from.push(0);
+        }
+        super::scan_rows(kv, &from, &to, |_, value| {
+            let task: Task = super::decode(&value)?;
+            if keep(&task) {
+                out.push(task);
+            }
+            Ok(out.len() < want)
+        })?;
+        return Ok(out);
+    };
+    let (start, to) = index_range(index, cluster, owner);
+    let mut from = start.clone();
+    if let Some(after) = after {
+        from.extend_from_slice(after.as_bytes());
+        from.push(0);
+    }
+    super::scan_rows(kv, &from, &to, |index_key, _| {
+        let id = String::from_utf8_lossy(&index_key[start.len()..]);
+        if let Some(task) = get(kv, cluster, &id)? {
+            if keep(&task) {
+                out.push(task);
+            }
         }
         Ok(out.len() < want)
     })?;

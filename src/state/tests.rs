@@ -677,25 +677,92 @@ fn a_page_of_tasks_reads_from_its_position_and_stops_when_full() {
     let ids = |tasks: Vec<Task>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
     let running = |t: &Task| t.desired_status == crate::model::TaskStatus::Running;
     assert_eq!(
-        ids(tasks::first_matching(&kv, "c", None, 2, running).unwrap()),
+        ids(tasks::first_matching(&kv, "c", tasks::Within::Cluster, None, 2, running).unwrap()),
         ["t1", "t3"]
     );
     assert_eq!(
-        ids(tasks::first_matching(&kv, "c", Some("t3"), 2, running).unwrap()),
+        ids(tasks::first_matching(&kv, "c", tasks::Within::Cluster, Some("t3"), 2, running).unwrap()),
         ["t4", "t5"]
     );
     assert_eq!(
-        ids(tasks::first_matching(&kv, "c", Some("t5"), 2, running).unwrap()),
+        ids(tasks::first_matching(&kv, "c", tasks::Within::Cluster, Some("t5"), 2, running).unwrap()),
         Vec::<String>::new()
     );
     // It stops at the page: a filter that counts its calls sees no row past the second match.
     let mut seen = 0;
-    tasks::first_matching(&kv, "c", None, 2, |_| {
+    tasks::first_matching(&kv, "c", tasks::Within::Cluster, None, 2, |_| {
         seen += 1;
         true
     })
     .unwrap();
     assert_eq!(seen, 2);
+}
+
+#[test]
+fn a_page_of_an_instance_s_tasks_walks_only_its_index() {
+    let mut kv = MemKv::default();
+    for (id, instance) in [
+        ("t1", "i"),
+        ("t2", "j"),
+        ("t3", "i"),
+        ("t4", "j"),
+        ("t5", "i"),
+        ("t6", "j"),
+    ] {
+        let mut row = task_row(id, "Running", "Running", None, 1);
+        row["container_instance_id"] = serde_json::json!(instance);
+        kv.0.insert((Space::Data, tasks::key("c", id)), serde_json::to_vec(&row).unwrap());
+        let index = format!("itask/c\0{instance}\0{id}").into_bytes();
+        kv.0.insert((Space::Data, index), b"1".to_vec());
+    }
+    let ids = |tasks: Vec<Task>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let on_i = tasks::Within::Instance("i");
+    assert_eq!(
+        ids(tasks::first_matching(&kv, "c", on_i, None, 2, |_| true).unwrap()),
+        ["t1", "t3"]
+    );
+    assert_eq!(
+        ids(tasks::first_matching(&kv, "c", on_i, Some("t3"), 2, |_| true).unwrap()),
+        ["t5"]
+    );
+    // Only the instance's own tasks are read: the filter sees three, not six.
+    let mut seen = 0;
+    tasks::first_matching(&kv, "c", on_i, None, 10, |t| {
+        seen += 1;
+        t.container_instance_id == "i"
+    })
+    .unwrap();
+    assert_eq!(seen, 3);
+}
+
+#[test]
+fn a_page_of_revisions_reads_either_way_from_its_position() {
+    let mut kv = MemKv::default();
+    for (family, revision, status) in [
+        ("a", 1, "Active"),
+        ("a", 2, "Inactive"),
+        ("a", 3, "Active"),
+        ("b", 1, "Active"),
+    ] {
+        let key = format!("taskdef/{family}\0{revision:010}").into_bytes();
+        let row = serde_json::json!({"family": family, "revision": revision, "arn": format!("{family}:{revision}"),
+            "status": status, "body": {}, "registered_at_ms": 0});
+        kv.0.insert((Space::Data, key), serde_json::to_vec(&row).unwrap());
+    }
+    let arns = |d: Vec<crate::model::TaskDefinition>| d.into_iter().map(|d| d.arn).collect::<Vec<_>>();
+    let page = |family, descending, after, want| {
+        arns(task_definitions::page(&kv, family, descending, after, want, |d| d.status.as_str() == "ACTIVE").unwrap())
+    };
+    assert_eq!(page(None, false, None, 10), ["a:1", "a:3", "b:1"]);
+    assert_eq!(page(None, true, None, 2), ["b:1", "a:3"]);
+    assert_eq!(page(None, true, Some(("a", 3)), 10), ["a:1"]);
+    assert_eq!(page(None, false, Some(("a", 1)), 1), ["a:3"]);
+    assert_eq!(page(Some("a"), true, None, 10), ["a:3", "a:1"]);
+    assert_eq!(page(Some("a"), false, Some(("a", 3)), 10), Vec::<String>::new());
+    assert_eq!(
+        task_definitions::latest_active(&kv, "a").unwrap().map(|d| d.revision),
+        Some(3)
+    );
 }
 
 #[test]

@@ -32,6 +32,14 @@ pub trait KvRead {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Up to `limit` pairs with `from <= key < to`, in key order.
     fn scan(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError>;
+    /// Up to `limit` pairs with `from <= key < to`, in descending key order. The replica reads
+    /// only those; this default (for in-memory and overlay reads) reads the whole range.
+    fn scan_rev(&self, space: Space, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Row>, KvError> {
+        let mut rows = self.scan(space, from, to, usize::MAX)?;
+        rows.reverse();
+        rows.truncate(limit);
+        Ok(rows)
+    }
 }
 
 type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;

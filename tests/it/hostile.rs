@@ -678,3 +678,38 @@ async fn an_agent_message_that_does_not_decode_gets_invalid_argument_however_lar
     every_node_serves(&cluster).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_nested_too_deeply_for_the_log_is_refused_and_raft_keeps_running() {
+    // Found by the fuzzer: an agent's versionInfo nested 120 levels decoded (serde_json reads
+    // 128), was committed, and then no node could read the log entry around it: Raft stopped on
+    // every node at once.
+    use ecsd_protocol::pb::agent_service_client::AgentServiceClient;
+    use ecsd_protocol::pb::AgentRequest;
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let mut client = AgentServiceClient::connect(format!("http://{}", cluster.raft_addr(2)))
+        .await
+        .unwrap();
+    let mut version_info = json!({"agentVersion": "1.2.3"});
+    for _ in 0..120 {
+        version_info = json!([version_info]);
+    }
+    let progress = json!({"instance": {"cluster": "default", "instance_id": "i-1"}, "status": "UPDATED",
+        "version_info": version_info});
+    let payload = progress.to_string().into_bytes();
+    let status = client
+        .update_status(AgentRequest { payload })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("nests too deeply"), "{}", status.message());
+    // Every node still applies writes.
+    for id in [1, 2, 3] {
+        let (status, reply) = cluster
+            .ecs(id, "CreateCluster", json!({"clusterName": format!("after-{id}")}))
+            .await;
+        assert_eq!(status, 200, "node {id}: {reply}");
+    }
+    every_node_serves(&cluster).await;
+    cluster.shutdown().await;
+}
