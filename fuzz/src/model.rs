@@ -112,8 +112,18 @@ impl Model {
                 let mut map = Map::new();
                 for (name, member) in &shape.members {
                     let required = shape.required.contains(name);
-                    let chance = if depth < 3 { 2 } else { 8 };
-                    if required || rng.gen_ratio(1, chance) {
+                    // Few optional members at the top: today's model has many that ecsd refuses
+                    // (capacity providers, awsvpc, …), and a request with none of them reaches
+                    // placement and apply.
+                    let chance = match depth {
+                        0 => 6,
+                        1 | 2 => 3,
+                        _ => 8,
+                    };
+                    // A small structure (a tag, a strategy, a port mapping) is all but empty
+                    // without its members, whatever the model calls required.
+                    let small = shape.members.len() <= 4;
+                    if required || (small && rng.gen_ratio(3, 4)) || rng.gen_ratio(1, chance) {
                         map.insert(name.clone(), self.value(rng, &member.shape, name, names, depth + 1));
                     }
                 }

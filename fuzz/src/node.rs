@@ -106,10 +106,16 @@ impl FuzzNode {
             &self.ok("CreateCluster", json!({"clusterName": "fz"})).await?,
             &mut found,
         );
+        // Many revisions: fuzzed requests deregister them one by one.
         let definition = json!({"family": "fz", "containerDefinitions": [{
             "name": "main", "image": "busybox", "cpu": 128, "memory": 64,
             "portMappings": [{"containerPort": 80, "hostPort": 0}]}]});
-        mutate::arns(&self.ok("RegisterTaskDefinition", definition).await?, &mut found);
+        for _ in 0..20 {
+            mutate::arns(
+                &self.ok("RegisterTaskDefinition", definition.clone()).await?,
+                &mut found,
+            );
+        }
         for zone in ["us-east-1a", "us-east-1b"] {
             let registered = self
                 .ok(
