@@ -3,7 +3,7 @@
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Picks one element of a non-empty slice.
 pub fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
@@ -226,14 +226,4 @@ pub fn arns(v: &Value, out: &mut Vec<String>) {
         Value::Object(map) => map.values().for_each(|i| arns(i, out)),
         _ => {}
     }
-}
-
-/// An object from pairs (for seeds written in code).
-pub fn object(pairs: &[(&str, Value)]) -> Value {
-    Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect::<Map<_, _>>(),
-    )
 }

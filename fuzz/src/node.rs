@@ -79,11 +79,7 @@ impl FuzzNode {
 
     /// POSTs `body` as `operation`; the status and the body as text.
     pub async fn call(&self, operation: &str, body: &[u8]) -> Result<(u16, String), reqwest::Error> {
-        let response = self
-            .http
-            .post(&self.api)
-            .header("x-amz-target", format!("{}{operation}", ecsd::api::TARGET_PREFIX))
-            .header("content-type", "application/x-amz-json-1.1")
+        let response = ecsd_protocol::ecs::request(&self.http, &self.api, operation)
             .body(body.to_vec())
             .send()
             .await?;
@@ -168,11 +164,6 @@ struct Fixture {
 
 fn last_segment(arn: &str) -> String {
     arn.rsplit('/').next().unwrap_or(arn).to_string()
-}
-
-/// The operations ecsd serves; requests name them most of the time.
-fn served() -> &'static [&'static str] {
-    &ecsd::api::ACTIONS
 }
 
 /// Runs `inputs` inputs against fresh nodes, `workers` at a time, one node per `epoch` inputs;
@@ -282,7 +273,8 @@ async fn api_worker(
     let all: Vec<&String> = shared.model.operations.keys().collect();
     while take(&next, quota) {
         let operation = if rng.gen_ratio(17, 20) {
-            pick(&mut rng, served()).to_string()
+            // Mostly the operations ecsd serves.
+            pick(&mut rng, &ecsd::api::ACTIONS).to_string()
         } else {
             pick(&mut rng, &all).to_string()
         };

@@ -348,7 +348,6 @@ fn payload_seeds() -> Vec<Value> {
         pull_stopped_at_ms: Some(2),
         execution_stopped_at_ms: None,
     };
-    let to = |v: &dyn erased::Ser| v.json();
     vec![
         to(&append),
         to(&vote),
@@ -370,16 +369,9 @@ fn payload_seeds() -> Vec<Value> {
     ]
 }
 
-mod erased {
-    /// Serialises values of different types into one list.
-    pub trait Ser {
-        fn json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).expect("seed serialises")
-        }
-    }
+/// `value` as JSON (a seed: plain data, which always serialises).
+fn to<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("seed serialises")
 }
 
 /// Decodes `payload` as every body type a node reads from peers and agents, and converts what

@@ -382,11 +382,7 @@ pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
         let state = state.upgrade();
         Box::pin(async move {
             let Some(state) = state else {
-                let e = ApiError::Unavailable("the node is shutting down".into());
-                return ForwardedReply {
-                    status: e.status().as_u16(),
-                    body: e.body(),
-                };
+                return forwarded_reply(Err(ApiError::Unavailable("the node is shutting down".into())));
             };
             let result = if !ACTIONS.contains(&request.action.as_str()) {
                 Err(ApiError::InvalidAction(format!("Unknown operation {}", request.action)))
@@ -415,15 +411,20 @@ pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
                     ))),
                 }
             };
-            match result {
-                Ok(body) => ForwardedReply { status: 200, body },
-                Err(e) => ForwardedReply {
-                    status: e.status().as_u16(),
-                    body: e.body(),
-                },
-            }
+            forwarded_reply(result)
         })
     })
+}
+
+/// A forwarded request's answer, as the node it came through relays it.
+fn forwarded_reply(result: Result<Value, ApiError>) -> ForwardedReply {
+    match result {
+        Ok(body) => ForwardedReply { status: 200, body },
+        Err(e) => ForwardedReply {
+            status: e.status().as_u16(),
+            body: e.body(),
+        },
+    }
 }
 
 async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, ApiError> {

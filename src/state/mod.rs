@@ -328,20 +328,11 @@ pub(crate) fn scan_rows(
     to: &[u8],
     each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<bool, KvError>,
 ) -> Result<(), KvError> {
-    scan_rows_in(kv, from, to, false, each)
+    scan_rows_ordered(kv, from, to, false, each)
 }
 
-/// [`scan_rows`], from the greatest key down.
-pub(crate) fn scan_rows_rev(
-    kv: &dyn KvRead,
-    from: &[u8],
-    to: &[u8],
-    each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<bool, KvError>,
-) -> Result<(), KvError> {
-    scan_rows_in(kv, from, to, true, each)
-}
-
-fn scan_rows_in(
+/// [`scan_rows`], from the greatest key down when `reverse`.
+pub(crate) fn scan_rows_ordered(
     kv: &dyn KvRead,
     from: &[u8],
     to: &[u8],

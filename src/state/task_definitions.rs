@@ -144,11 +144,7 @@ pub fn page(
         }
         Ok(out.len() < want)
     };
-    if descending {
-        super::scan_rows_rev(kv, &from, &to, each)?;
-    } else {
-        super::scan_rows(kv, &from, &to, each)?;
-    }
+    super::scan_rows_ordered(kv, &from, &to, descending, each)?;
     Ok(out)
 }
 

@@ -161,38 +161,37 @@ pub fn first_matching(
     if want == 0 {
         return Ok(out);
     }
-    let owner = match within {
-        Within::Cluster => None,
-        Within::Instance(i) => Some(("itask", i)),
-        Within::Service(s) => Some(("stask", s)),
-    };
-    let Some((index, owner)) = owner else {
-        let (mut from, to) = cluster_range(cluster);
-        if let Some(after) = after {
-            from = key(cluster, after);
-            from.push(0);
+    // The rows walked: the tasks themselves, or an index whose keys end in task IDs.
+    let (start, to, indexed) = match within {
+        Within::Cluster => {
+            let (from, to) = cluster_range(cluster);
+            (from, to, false)
         }
-        super::scan_rows(kv, &from, &to, |_, value| {
-            let task: Task = super::decode(&value)?;
-            if keep(&task) {
-                out.push(task);
-            }
-            Ok(out.len() < want)
-        })?;
-        return Ok(out);
+        Within::Instance(i) => {
+            let (from, to) = index_range("itask", cluster, i);
+            (from, to, true)
+        }
+        Within::Service(s) => {
+            let (from, to) = index_range("stask", cluster, s);
+            (from, to, true)
+        }
     };
-    let (start, to) = index_range(index, cluster, owner);
     let mut from = start.clone();
     if let Some(after) = after {
         from.extend_from_slice(after.as_bytes());
         from.push(0);
     }
-    super::scan_rows(kv, &from, &to, |index_key, _| {
-        let id = String::from_utf8_lossy(&index_key[start.len()..]);
-        if let Some(task) = get(kv, cluster, &id)? {
-            if keep(&task) {
-                out.push(task);
+    super::scan_rows(kv, &from, &to, |row_key, value| {
+        let task = if indexed {
+            match get(kv, cluster, &String::from_utf8_lossy(&row_key[start.len()..]))? {
+                Some(task) => task,
+                None => return Ok(true),
             }
+        } else {
+            super::decode::<Task>(&value)?
+        };
+        if keep(&task) {
+            out.push(task);
         }
         Ok(out.len() < want)
     })?;
