@@ -42,6 +42,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_API_REQUEST_TIMEOUT_MS", "api.request_timeout_ms"),
     ("ECSD_API_MAX_CONNECTIONS", "api.max_connections"),
     ("ECSD_API_MAX_IN_FLIGHT", "api.max_in_flight"),
+    ("ECSD_AUTH_ENABLED", "auth.enabled"),
+    ("ECSD_AUTH_ROOT_ACCESS_KEY_ID", "auth.root_access_key_id"),
+    ("ECSD_AUTH_ROOT_SECRET_ACCESS_KEY", "auth.root_secret_access_key"),
+    ("ECSD_TLS_CA_FILE", "tls.ca_file"),
+    ("ECSD_TLS_CERT_FILE", "tls.cert_file"),
+    ("ECSD_TLS_KEY_FILE", "tls.key_file"),
+    ("ECSD_INSECURE", "insecure"),
+    ("ECSD_JOIN", "join"),
     ("ECSD_AGENT_HEARTBEAT_TIMEOUT_MS", "agent.heartbeat_timeout_ms"),
     ("ECSD_AGENT_LOST_INSTANCE_TIMEOUT_MS", "agent.lost_instance_timeout_ms"),
     ("ECSD_SERVICES_RESTART_BACKOFF_MS", "services.restart_backoff_ms"),
@@ -73,6 +81,10 @@ pub struct NodeConfig {
     /// with this node alone and others join with `ecsd cluster add-node`.
     #[serde(default)]
     pub bootstrap: bool,
+    /// Join an existing cluster as a new member (with `ecsd cluster add-node`): the only way a
+    /// node starts on an empty data directory without founding a cluster (`ecsd serve --join`).
+    #[serde(default)]
+    pub join: bool,
     /// The voters of a new cluster. Every node in the list may carry the same list and
     /// `bootstrap = true`: initialising twice with the same members is safe.
     #[serde(default)]
@@ -103,6 +115,52 @@ pub struct NodeConfig {
     /// link this way).
     #[serde(default)]
     pub dial: BTreeMap<String, String>,
+    /// Who may call the API (SigV4).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// HTTPS on the API and mutual TLS between nodes.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Allow listening beyond loopback with authentication or TLS off. Without it, such a
+    /// config is refused at start.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// Who may call the API: every request is signed with SigV4 by an access key (`ecsd keys`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Verify the signature of every ECS and `/cluster/*` request.
+    pub enabled: bool,
+    /// The bootstrap key, an admin known from the config rather than the replicated state:
+    /// it creates the first keys. Give every node the same one.
+    pub root_access_key_id: Option<String>,
+    /// Its secret: 40 characters, as AWS's are.
+    pub root_secret_access_key: Option<String>,
+}
+
+/// The length of every secret access key.
+pub const SECRET_KEY_LENGTH: usize = 40;
+
+/// TLS. With the three files set, the API serves HTTPS and the node-to-node port speaks
+/// mutual TLS: peers and agents present a certificate from the same CA (`ecsd tls`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The cluster's CA certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM, from `ecsd tls cert --node <id>`).
+    pub cert_file: Option<PathBuf>,
+    /// This node's private key (PEM).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Whether TLS is on (every file is set).
+    pub fn enabled(&self) -> bool {
+        self.ca_file.is_some() && self.cert_file.is_some() && self.key_file.is_some()
+    }
 }
 
 /// A node's `[dial]` table, shared by everything that connects to peers. Cheap to clone.
@@ -310,6 +368,86 @@ impl NodeConfig {
         NodeConfig::load(&text, &env)
     }
 
+    /// The `[auth]` and `[tls]` tables, and the refusal to listen beyond loopback without them.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        match (&auth.root_access_key_id, &auth.root_secret_access_key) {
+            (Some(id), Some(secret)) => {
+                let id_ok = (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+                if !id_ok {
+                    return Err(key_error(
+                        "auth.root_access_key_id",
+                        "must be 16 to 128 letters and digits",
+                    ));
+                }
+                if secret.len() != SECRET_KEY_LENGTH || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(key_error(
+                        "auth.root_secret_access_key",
+                        format!("must be {SECRET_KEY_LENGTH} printable ASCII characters"),
+                    ));
+                }
+            }
+            (None, None) if auth.enabled => {
+                return Err(key_error(
+                    "auth.root_access_key_id",
+                    "required with auth.enabled = true: the root key creates the first access keys",
+                ));
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(key_error(
+                    "auth.root_secret_access_key",
+                    "required with auth.root_access_key_id",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(key_error(
+                    "auth.root_access_key_id",
+                    "required with auth.root_secret_access_key",
+                ))
+            }
+        }
+        let tls = &self.tls;
+        let set = [&tls.ca_file, &tls.cert_file, &tls.key_file]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        if set != 0 && set != 3 {
+            let missing = [
+                ("tls.ca_file", &tls.ca_file),
+                ("tls.cert_file", &tls.cert_file),
+                ("tls.key_file", &tls.key_file),
+            ]
+            .into_iter()
+            .find(|(_, f)| f.is_none())
+            .map_or("tls.ca_file", |(k, _)| k);
+            return Err(key_error(
+                missing,
+                "required: set all of tls.ca_file, tls.cert_file and tls.key_file, or none",
+            ));
+        }
+        let protected = self.auth.enabled && tls.enabled();
+        if !(self.insecure || protected) {
+            for (key, addr) in [("api_addr", self.api_addr), ("raft_addr", self.raft_addr)] {
+                if !addr.ip().is_loopback() {
+                    return Err(key_error(
+                        key,
+                        format!(
+                            "{addr} is beyond loopback, but {} off: turn on auth.enabled and the [tls] files \
+                             (see cluster-config/template.toml), or set insecure = true to serve it unprotected",
+                            match (self.auth.enabled, tls.enabled()) {
+                                (false, false) => "authentication and TLS are",
+                                (false, true) => "authentication is",
+                                _ => "TLS is",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
@@ -404,6 +542,7 @@ impl NodeConfig {
                 format!("must be between 1024 and {MAX_BATCH_BYTES_LIMIT}"),
             ));
         }
+        self.validate_security()?;
         let mut ids = std::collections::BTreeSet::new();
         for (i, member) in self.initial_members.iter().enumerate() {
             if member.id == 0 || !ids.insert(member.id) {

@@ -15,6 +15,7 @@
 //! - [`control`]: the leader-only loops.
 //! - [`agents`]: the agent service (the protocol itself is the `ecsd-protocol` crate).
 //! - [`api`]: the ECS HTTP front end.
+//! - [`tls`]: certificates, the identities they carry, and a node's TLS material.
 //! - [`config`], [`node`], [`telemetry`]: configuration, the composition root, logging.
 
 pub mod agents;
@@ -36,3 +37,4 @@ pub mod state;
 pub mod storage;
 pub mod taskdef;
 pub mod telemetry;
+pub mod tls;

@@ -74,7 +74,8 @@ impl Node {
         let store = Store::open(&config.data_dir.join("db")).context("open rocksdb")?;
         tracing::info!(node_id = config.node_id, data_dir = %config.data_dir.display(), "opened storage");
         let store_watch = store.watch();
-        let raft = RaftNode::start(&config, store).await?;
+        let tls = crate::tls::Material::load(&config.tls, config.node_id).map_err(anyhow::Error::msg)?;
+        let raft = RaftNode::start(&config, store, tls.as_ref()).await?;
         tracing::info!(node_id = config.node_id, %raft_addr, "started raft");
         // Agents' heartbeats reach the leader's liveness loop through its inbox.
         let heartbeats = Arc::new(control::liveness::Heartbeats::default());
@@ -83,7 +84,20 @@ impl Node {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let grpc = tonic::transport::Server::builder()
+        let mut grpc = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            // Mutual TLS: every caller presents a certificate from the cluster CA; the services
+            // then admit members (Raft) or agents (the agent service) by its identity.
+            grpc = grpc
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key))
+                        .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca))
+                        .timeout(GRPC_PREFACE),
+                )
+                .context("the node-to-node port's TLS")?;
+        }
+        let grpc = grpc
             // Every agent session holds a stream: allow many per connection.
             .max_concurrent_streams(Some(65_536))
             // A peer or agent that stops answering pings is dropped.
@@ -95,8 +109,12 @@ impl Node {
             .timeout(std::time::Duration::from_millis(
                 config.raft.install_snapshot_timeout_ms + 30_000,
             ))
-            .add_service(RaftGrpc::server(raft.handle().clone()))
-            .add_service(crate::agents::AgentGrpc::server(raft.clone(), shutdown.clone()))
+            .add_service(RaftGrpc::server(raft.handle().clone(), tls.is_some()))
+            .add_service(crate::agents::AgentGrpc::server(
+                raft.clone(),
+                shutdown.clone(),
+                tls.is_some(),
+            ))
             .serve_with_incoming_shutdown(
                 crate::rpc::incoming::bounded(listeners.raft, GRPC_MAX_CONNECTIONS, GRPC_PREFACE),
                 shutdown.clone().cancelled_owned(),
@@ -106,13 +124,23 @@ impl Node {
                 tracing::error!(error = %e, "grpc server failed");
             }
         }));
+        // Raft's messages are let in once the node is sure it did not lose its data
+        // (`raft/identity.rs`); then it founds the cluster if configured to.
+        if let Err(e) = raft.admit(&config).await {
+            shutdown.cancel();
+            raft.handle().shutdown().await;
+            return Err(anyhow::anyhow!("{e}"));
+        }
 
+        let scope = ArnScope {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+        };
         let state = Arc::new(ApiState {
             node: raft.clone(),
-            scope: ArnScope {
-                region: config.region.clone(),
-                account_id: config.account_id.clone(),
-            },
+            auth: api::auth::Authenticator::new(&config.auth, &scope),
+            tls: tls.is_some(),
+            scope,
             max_body_bytes: config.api.max_body_bytes,
             advertised_api_addr: config.advertised_api_addr(),
             advertised_agent_addr: config.advertised_raft_addr(),
@@ -120,11 +148,17 @@ impl Node {
         });
         raft.handle().set_request_handler(api::request_handler(&state));
         let limits = state.limits.clone();
+        let https = tls
+            .as_ref()
+            .map(|m| m.https_acceptor())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("the API's TLS: {e}"))?;
         tasks.push(tokio::spawn(api::server::serve(
             listeners.api,
             api::router(state),
             limits,
             shutdown.clone(),
+            https,
         )));
         tracing::info!(node_id = config.node_id, %api_addr, "serving ecs api");
 

@@ -303,6 +303,7 @@ mod tests {
             agent_update_status: None,
             task_groups: BTreeMap::new(),
             agent_heartbeats: false,
+            agent: None,
         }
     }
 
@@ -526,6 +527,7 @@ mod proptests {
                     agent_update_status: None,
                     task_groups,
                     agent_heartbeats: false,
+                    agent: None,
                 }
             })
     }

@@ -11,6 +11,20 @@ pub fn now_ms() -> u64 {
     ecsd_protocol::now_ms()
 }
 
+/// A fresh access key id and secret: `AKIA` and 16 upper-case letters and digits (AWS's shape),
+/// and 40 letters and digits, from the operating system's generator.
+pub fn fresh_access_key() -> (String, String) {
+    use rand::Rng;
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    let mut pick =
+        |set: &[u8], n: usize| -> String { (0..n).map(|_| set[rng.gen_range(0..set.len())] as char).collect() };
+    let id = format!("AKIA{}", pick(UPPER, 16));
+    let secret = pick(ANY, crate::model::SECRET_KEY_LENGTH);
+    (id, secret)
+}
+
 /// A fresh seed for the placement engine's random choices.
 pub fn seed() -> u64 {
     rand::random()

@@ -9,12 +9,13 @@ use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use ecsd_protocol::ecs;
 use ecsd_protocol::messages::{Assignment, AssignmentsRequest, InstanceRef, Report, StateChange};
 use ecsd_protocol::pb::agent_service_client::AgentServiceClient;
 use ecsd_protocol::pb::AgentRequest;
+use ecsd_protocol::sigv4::Signer;
 
 use crate::process::ProcessRuntime;
 use crate::sim::{SimRuntime, SimSettings};
@@ -62,10 +63,17 @@ impl std::fmt::Debug for RuntimeKind {
     }
 }
 
-/// An ECS API call over HTTP, with a deadline; returns the JSON body or the ECS error.
-pub async fn ecs_call(http: &reqwest::Client, url: &str, action: &str, body: Value) -> anyhow::Result<Value> {
+/// An ECS API call over HTTP, with a deadline, signed by `signer` when there is one; returns
+/// the JSON body or the ECS error.
+pub async fn ecs_call(
+    http: &reqwest::Client,
+    signer: Option<&Signer>,
+    url: &str,
+    action: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let request = ecs::request(http, url, action).timeout(Duration::from_secs(10));
-    let reply = ecs::send(request, &body).await?;
+    let reply = ecs::send_as(request, &body, signer).await?;
     if reply.is_success() {
         Ok(reply.body)
     } else {
@@ -80,7 +88,8 @@ fn request<T: serde::Serialize>(value: &T) -> AgentRequest {
 }
 
 /// Registers with the first endpoint that answers; returns the instance ID.
-async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Result<String> {
+async fn register(connections: &Connections, config: &AgentConfig) -> anyhow::Result<String> {
+    let (http, signer) = (&connections.http, connections.signer.as_ref());
     let attributes: Vec<Value> = config
         .attributes
         .iter()
@@ -119,11 +128,11 @@ async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Resul
             }
             // Like the ECS agent, create the default cluster when joining it (idempotent).
             if config.cluster == "default" {
-                if let Err(e) = ecs_call(http, url, "CreateCluster", json!({})).await {
+                if let Err(e) = ecs_call(http, signer, url, "CreateCluster", json!({})).await {
                     tracing::debug!(error = %e, "creating the default cluster failed");
                 }
             }
-            match ecs_call(http, url, "RegisterContainerInstance", body).await {
+            match ecs_call(http, signer, url, "RegisterContainerInstance", body).await {
                 Ok(reply) => {
                     let arn = reply["containerInstance"]["containerInstanceArn"]
                         .as_str()
@@ -150,23 +159,77 @@ async fn register(http: &reqwest::Client, config: &AgentConfig) -> anyhow::Resul
 }
 
 /// HTTP and gRPC connections, shared by the instances one process acts as (HTTP/2 multiplexes
-/// every session over one connection per node).
+/// every session over one connection per node), and how they are secured.
 #[derive(Clone, Default)]
 pub struct Connections {
     http: reqwest::Client,
     grpc: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Channel>>>,
+    /// Signs the agent's ECS API calls (a key with the `agent` role).
+    signer: Option<Signer>,
+    /// The agent's certificate for the agent service (mutual TLS), and the cluster CA.
+    tls: Option<ClientTlsConfig>,
+}
+
+/// An agent's TLS files, read (PEM): the cluster CA, and its certificate and key from
+/// `ecsd tls cert --agent NAME`.
+#[derive(Clone)]
+pub struct AgentTls {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl AgentTls {
+    /// Reads the three files.
+    pub fn read(ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<AgentTls> {
+        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+        Ok(AgentTls {
+            ca: read(ca)?,
+            cert: read(cert)?,
+            key: read(key)?,
+        })
+    }
 }
 
 impl Connections {
+    /// Connections that sign with `signer` and speak TLS with `tls` (each optional).
+    pub fn secured(signer: Option<Signer>, tls: Option<&AgentTls>) -> anyhow::Result<Connections> {
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&tls.ca).context("the CA certificate")?);
+        }
+        Ok(Connections {
+            http: http.build()?,
+            grpc: Default::default(),
+            signer,
+            tls: tls.map(|t| {
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&t.ca))
+                    .identity(Identity::from_pem(&t.cert, &t.key))
+            }),
+        })
+    }
+
     /// Asks `url` where agents should connect (its gRPC endpoint) and connects, or reuses the
     /// connection to that endpoint. A failed session drops it (see [`Connections::forget`]).
     async fn discover(&self, url: &str, cluster: &str) -> anyhow::Result<(String, Channel)> {
-        let reply = ecs_call(&self.http, url, "DiscoverPollEndpoint", json!({"cluster": cluster})).await?;
+        let reply = ecs_call(
+            &self.http,
+            self.signer.as_ref(),
+            url,
+            "DiscoverPollEndpoint",
+            json!({"cluster": cluster}),
+        )
+        .await?;
         let endpoint = reply["endpoint"].as_str().context("no endpoint")?.to_string();
         if let Some(channel) = self.grpc.lock().unwrap_or_else(|p| p.into_inner()).get(&endpoint) {
             return Ok((endpoint, channel.clone()));
         }
-        let channel = Endpoint::from_shared(endpoint.clone())?
+        let mut channel = Endpoint::from_shared(endpoint.clone())?;
+        if let Some(tls) = &self.tls {
+            channel = channel.tls_config(tls.clone())?;
+        }
+        let channel = channel
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             // A peer that vanished without closing the connection is noticed.
@@ -198,8 +261,7 @@ pub async fn run_with(
     connections: Connections,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let http = connections.http.clone();
-    let instance_id = register(&http, &config).await?;
+    let instance_id = register(&connections, &config).await?;
     tracing::info!(instance = %instance_id, cluster = %config.cluster, "registered");
     let instance = InstanceRef {
         cluster: config.cluster.clone(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ecs_agent::client::{run, run_with, AgentConfig, RuntimeKind};
+use ecs_agent::client::{run_with, AgentConfig, RuntimeKind};
 use ecs_agent::sim::SimSettings;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +69,21 @@ struct Args {
     /// agent is the same container instance, with its tasks (as the ECS agent's ECS_DATADIR).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// The cluster CA (PEM): with --cert-file and --key-file, the agent speaks TLS (https
+    /// endpoints, and mutual TLS to the agent service).
+    #[arg(long, env = "ECS_AGENT_CA_FILE", requires_all = ["cert_file", "key_file"])]
+    ca_file: Option<PathBuf>,
+    /// The agent's certificate (PEM, from `ecsd tls cert --agent NAME`).
+    #[arg(long, env = "ECS_AGENT_CERT_FILE", requires = "ca_file")]
+    cert_file: Option<PathBuf>,
+    /// The agent's private key (PEM).
+    #[arg(long, env = "ECS_AGENT_KEY_FILE", requires = "ca_file")]
+    key_file: Option<PathBuf>,
+    /// The region its API calls are signed for. Their key is the aws CLI's (AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): one with the `agent` role
+    /// (`ecsd keys create --role agent`). Without one, calls go unsigned.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
 }
 
 /// The given instance id; else the one kept in `state_dir`; else a new one (kept there).
@@ -150,6 +165,13 @@ async fn main() -> anyhow::Result<()> {
         agent_version: args.agent_version,
         state_dir: args.state_dir.clone(),
     };
+    let tls = match (&args.ca_file, &args.cert_file, &args.key_file) {
+        (Some(ca), Some(cert), Some(key)) => Some(ecs_agent::client::AgentTls::read(ca, cert, key)?),
+        _ => None,
+    };
+    let signer = ecsd_protocol::sigv4::Credentials::from_env(|k| std::env::var(k).ok())
+        .map(|c| ecsd_protocol::sigv4::Signer::new(c, &args.region));
+    let connections = ecs_agent::client::Connections::secured(signer, tls.as_ref())?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -157,9 +179,8 @@ async fn main() -> anyhow::Result<()> {
         stop.cancel();
     });
     if args.instances == 1 {
-        return run(config, shutdown).await;
+        return run_with(config, connections, shutdown).await;
     }
-    let connections = ecs_agent::client::Connections::default();
     let mut agents = Vec::new();
     for k in 0..args.instances {
         let mut one = config.clone();

@@ -203,7 +203,7 @@ impl LocalCluster {
         let i = self.configs.len() + 1;
         let ports = free_ports(2)?;
         self.configs
-            .push(write_config(self.dir.path(), i, ports[0], ports[1], "")?);
+            .push(write_config(self.dir.path(), i, ports[0], ports[1], "join = true\n")?);
         self.endpoints.push(format!("http://{}", ports[0]));
         let child = self.spawn(i - 1)?;
         self.processes.0.push(child);

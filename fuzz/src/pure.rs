@@ -422,6 +422,7 @@ pub fn proto(seed: u64, inputs: u64) -> Report {
                 target: rng.gen_range(0..5),
                 payload,
                 data: vec![0; rng.gen_range(0..16)],
+                cluster_id: String::new(),
             }
             .encode_to_vec(),
             _ => agent_pb::AgentRequest { payload }.encode_to_vec(),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ecsd_protocol::sigv4::{Credentials, Signer};
 use serde_json::Value;
 
 /// How a call ended.
@@ -21,17 +22,59 @@ pub struct Client {
     /// The self-test's weakening: reads ask for the node's local state (`x-ecsd-consistency:
     /// stale`), with no read-index, so a partitioned node answers from the past.
     stale_reads: bool,
+    /// With `--secure`: every request signed, over HTTPS to the `http://` URLs it is given.
+    signer: Option<Signer>,
 }
 
 impl Client {
     pub fn new(timeout: Duration, stale_reads: bool) -> Client {
+        Client::with(timeout, stale_reads, None)
+    }
+
+    /// A client of a secured cluster (`security`), or of an open one.
+    pub fn with(timeout: Duration, stale_reads: bool, security: Option<&crate::secure::Security>) -> Client {
+        let mut http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout);
+        if let Some(s) = security {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&s.ca_pem).expect("the run's CA"));
+        }
         Client {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .build()
-                .expect("an HTTP client"),
+            http: http.build().expect("an HTTP client"),
             stale_reads,
+            signer: security.map(|s| s.signer()),
+        }
+    }
+
+    /// `url` as this client reaches it: `https` when secured.
+    pub fn url(&self, url: &str) -> String {
+        match (&self.signer, url.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            _ => url.to_string(),
+        }
+    }
+
+    /// Sends `request`, signed when secured.
+    async fn execute(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+        let mut request = request.build()?;
+        if let Some(signer) = &self.signer {
+            // Only a streamed body cannot be signed; these are in memory.
+            let _ = signer.sign(&mut request);
+        }
+        self.http.execute(request).await
+    }
+
+    /// Creates an access key with the client's (root) key: its credentials.
+    pub async fn create_key(&self, url: &str, name: &str, role: &str) -> Result<Credentials, String> {
+        let body = serde_json::json!({"name": name, "role": role});
+        let request = self
+            .http
+            .post(format!("{}/cluster/keys/create", self.url(url)))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        let reply = self.execute(request).await.map_err(|e| e.to_string())?;
+        let key: Value = reply.json().await.map_err(|e| e.to_string())?;
+        match (key["accessKeyId"].as_str(), key["secretAccessKey"].as_str()) {
+            (Some(id), Some(secret)) => Ok(Credentials::new(id, secret)),
+            _ => Err(format!("create key {name}: {key}")),
         }
     }
 
@@ -46,11 +89,11 @@ impl Client {
     }
 
     async fn send(&self, url: &str, action: &str, body: Value, stale: bool) -> Outcome {
-        let mut request = ecsd_protocol::ecs::request(&self.http, &format!("{url}/"), action);
+        let mut request = ecsd_protocol::ecs::request(&self.http, &format!("{}/", self.url(url)), action);
         if stale {
             request = request.header("x-ecsd-consistency", "stale");
         }
-        let reply = request.body(body.to_string()).send().await;
+        let reply = self.execute(request.body(body.to_string())).await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => return Outcome::Unknown(e.to_string()),
@@ -76,13 +119,12 @@ impl Client {
     /// Posts a cluster admin request (`/cluster/add-node`, `/cluster/remove-node`); an error
     /// carries the HTTP status, if there was an answer.
     pub async fn admin(&self, url: &str, path: &str, body: Value) -> Result<(), (Option<u16>, String)> {
-        let reply = self
+        let request = self
             .http
-            .post(format!("{url}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| (None, e.to_string()))?;
+            .post(format!("{}{path}", self.url(url)))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        let reply = self.execute(request).await.map_err(|e| (None, e.to_string()))?;
         let status = reply.status();
         if status.is_success() {
             return Ok(());
@@ -99,7 +141,8 @@ impl Client {
     /// One node's `/cluster/status`: the leader and term it knows, and each member's own
     /// report.
     pub async fn status(&self, url: &str) -> Option<Value> {
-        let r = self.http.get(format!("{url}/cluster/status")).send().await.ok()?;
+        let request = self.http.get(format!("{}/cluster/status", self.url(url)));
+        let r = self.execute(request).await.ok()?;
         r.json().await.ok()
     }
 

@@ -28,7 +28,14 @@ pub struct Db {
 impl Db {
     /// Writes each node's configuration under `run_dir/n<i>` and starts every node; with
     /// `skewable_clocks`, each under libfaketime (wall clock only; monotonic time is real).
-    pub fn start(net: &dyn Topology, binary: &Path, run_dir: &Path, skewable_clocks: bool) -> Result<Db, String> {
+    /// With `security`, every node verifies signatures and speaks TLS (`--secure`).
+    pub fn start(
+        net: &dyn Topology,
+        binary: &Path,
+        run_dir: &Path,
+        skewable_clocks: bool,
+        security: Option<&crate::secure::Security>,
+    ) -> Result<Db, String> {
         if skewable_clocks && !Path::new(LIBFAKETIME).exists() {
             return Err(format!(
                 "the clock nemesis needs libfaketime ({LIBFAKETIME}): apt-get install faketime"
@@ -57,9 +64,15 @@ impl Db {
                 .iter()
                 .map(|(from, to)| format!("\"{from}\" = \"{to}\"\n"))
                 .collect();
+            // The test network is the harness's own (loopback or private namespaces): without
+            // --secure, the nodes may listen on it unprotected.
+            let (insecure, secure) = match security {
+                Some(s) => ("", s.config(i)),
+                None => ("insecure = true\n", String::new()),
+            };
             let text = format!(
                 "node_id = {i}\ndata_dir = \"{data}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\n\
-                 bootstrap = true\n{members}\n[dial]\n{dial}",
+                 bootstrap = true\n{insecure}{members}\n{secure}\n[dial]\n{dial}",
                 data = dir.join("data").display(),
                 api = net.api_addr(i),
                 raft = net.raft_addr(i),

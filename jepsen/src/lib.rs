@@ -26,5 +26,6 @@ pub mod linear;
 pub mod nemesis;
 pub mod netns;
 pub mod proxy;
+pub mod secure;
 pub mod timeline;
 pub mod topology;

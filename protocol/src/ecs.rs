@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::sigv4::Signer;
+
 /// What `X-Amz-Target` starts with; the action's name follows.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 
@@ -32,9 +34,25 @@ impl Reply {
     }
 }
 
-/// Sends `request` with `body`. `Err` only when no answer came (connection, timeout).
+/// Sends `request` with `body`, unsigned. `Err` only when no answer came (connection, timeout).
 pub async fn send(request: reqwest::RequestBuilder, body: &Value) -> Result<Reply, reqwest::Error> {
-    let response = request.body(body.to_string()).send().await?;
+    send_as(request, body, None).await
+}
+
+/// Sends `request` with `body`, signed by `signer` when there is one.
+pub async fn send_as(
+    request: reqwest::RequestBuilder,
+    body: &Value,
+    signer: Option<&Signer>,
+) -> Result<Reply, reqwest::Error> {
+    let (http, request) = request.body(body.to_string()).build_split();
+    let mut request = request?;
+    if let Some(signer) = signer {
+        // Only a streamed body cannot be signed, and this one is in memory: should signing
+        // fail all the same, the request goes unsigned and the server names what is missing.
+        let _ = signer.sign(&mut request);
+    }
+    let response = http.execute(request).await?;
     let status = response.status().as_u16();
     let bytes = response.bytes().await?;
     Ok(Reply {
@@ -63,9 +81,20 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// Calls `action` at `url` once: the answer's body when it is 2xx, else why not.
+/// Calls `action` at `url` once, unsigned: the answer's body when it is 2xx, else why not.
 pub async fn call(http: &reqwest::Client, url: &str, action: &str, body: &Value) -> Result<Value, CallError> {
-    let reply = send(request(http, url, action), body)
+    call_as(http, url, action, body, None).await
+}
+
+/// [`call`], signed by `signer` when there is one.
+pub async fn call_as(
+    http: &reqwest::Client,
+    url: &str,
+    action: &str,
+    body: &Value,
+    signer: Option<&Signer>,
+) -> Result<Value, CallError> {
+    let reply = send_as(request(http, url, action), body, signer)
         .await
         .map_err(CallError::Transport)?;
     if reply.is_success() {

@@ -3,6 +3,7 @@
 //!   bodies), spoken by `ecs-agent` and served by every ecsd node;
 //! - [`ecs`]: one small client of the ECS HTTP API (AWS JSON 1.1), used by the agent, the bench
 //!   and the tests;
+//! - [`sigv4`]: signing those requests as the aws CLI does, and reading its credentials;
 //! - [`journal`]: the line the simulated agents write for every start and stop, which the
 //!   Jepsen scheduling checker reads;
 //! - [`taskdef`]: the one reading of a task definition's containers and of what a task
@@ -12,6 +13,7 @@ pub mod ecs;
 pub mod journal;
 pub mod messages;
 pub mod pb;
+pub mod sigv4;
 pub mod taskdef;
 
 /// The agent version of this build: what `ecs-agent` registers as, and what UpdateContainerAgent

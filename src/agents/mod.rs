@@ -29,13 +29,70 @@ pub struct AgentGrpc {
     shutdown: tokio_util::sync::CancellationToken,
 }
 
+/// The agent a request came from, by its certificate (with mutual TLS on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentName(pub String);
+
+/// Admits agents' certificates (`agent-<name>.ecsd`).
+pub type AdmitAgents = crate::raft::service::Admit<AgentName>;
+
+/// The agent service behind the interceptor that admits agents.
+pub type AgentServer = tonic::service::interceptor::InterceptedService<AgentServiceServer<AgentGrpc>, AdmitAgents>;
+
 impl AgentGrpc {
-    pub fn server(node: RaftNode, shutdown: tokio_util::sync::CancellationToken) -> AgentServiceServer<AgentGrpc> {
+    /// The agent service; with `tls`, it admits only agents' certificates.
+    pub fn server(node: RaftNode, shutdown: tokio_util::sync::CancellationToken, tls: bool) -> AgentServer {
         // An agent's reports are small: 4 MiB bounds what one message may make the node
         // decode. Assignments to an agent may be larger, up to the node-to-node limit.
-        AgentServiceServer::new(AgentGrpc { node, shutdown })
+        let server = AgentServiceServer::new(AgentGrpc { node, shutdown })
             .max_decoding_message_size(4 * 1024 * 1024)
-            .max_encoding_message_size(crate::raft::network::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::raft::network::MAX_MESSAGE_BYTES);
+        let admit = AdmitAgents {
+            tls,
+            service: "the agent service",
+            admits: "agents",
+            accept: |identity| match identity {
+                crate::tls::Identity::Agent(name) => Some(AgentName(name)),
+                _ => None,
+            },
+        };
+        tonic::service::interceptor::InterceptedService::new(server, admit)
+    }
+}
+
+/// The agent a request came from (with mutual TLS on), and its decoded body.
+fn decode_from<T: DeserializeOwned>(request: Request<AgentRequest>) -> Result<(Option<AgentName>, T), Status> {
+    let agent = request.extensions().get::<AgentName>().cloned();
+    Ok((agent, decode(request)?))
+}
+
+impl AgentGrpc {
+    /// With an agent's certificate, that `instance` is bound to that agent: an agent speaks
+    /// only for the instances it registered (with the key of the same name).
+    fn owns(&self, agent: &Option<AgentName>, cluster: &str, instance: &str) -> Result<(), Status> {
+        let Some(AgentName(name)) = agent else { return Ok(()) };
+        let found = crate::state::container_instances::get(self.node.handle().view(), cluster, instance)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match found.and_then(|i| i.agent) {
+            Some(bound) if bound == *name => Ok(()),
+            _ => Err(Status::permission_denied(clip(&format!(
+                "agent {name} may act only for the container instances it registered, not {cluster}/{instance}"
+            )))),
+        }
+    }
+
+    /// With an agent's certificate, that task `task` (if the cluster has it) runs on an
+    /// instance bound to that agent.
+    fn owns_task(&self, agent: &Option<AgentName>, cluster: &str, task: &str) -> Result<(), Status> {
+        if agent.is_none() {
+            return Ok(());
+        }
+        let found = crate::state::tasks::get(self.node.handle().view(), cluster, task)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match found {
+            Some(task) => self.owns(agent, cluster, &task.container_instance_id),
+            None => Ok(()),
+        }
     }
 }
 
@@ -67,7 +124,9 @@ impl AgentService for AgentGrpc {
     type AssignmentsStream = ReplyStream;
 
     async fn assignments(&self, request: Request<AgentRequest>) -> Result<Response<Self::AssignmentsStream>, Status> {
-        let AssignmentsRequest { instance, deltas } = decode(request)?;
+        let (agent, AssignmentsRequest { instance, deltas }) = decode_from(request)?;
+        // A task definition's environment goes only to the agent of the instance that runs it.
+        self.owns(&agent, &instance.cluster, &instance.instance_id)?;
         let handle = self.node.handle().clone();
         // Subscribe before the first read, so no change between the two is missed.
         let mut changed = handle
@@ -102,14 +161,16 @@ impl AgentService for AgentGrpc {
     }
 
     async fn update_status(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
-        let progress: UpdateProgress = decode(request)?;
+        let (agent, progress): (_, UpdateProgress) = decode_from(request)?;
+        self.owns(&agent, &progress.instance.cluster, &progress.instance.instance_id)?;
         let proposal = stamp::proposal(boundary::update_status(progress));
         self.node.write(proposal).await.map_err(status_of)?;
         Ok(Response::new(encode(&())?))
     }
 
     async fn heartbeat(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
-        let instance: InstanceRef = decode(request)?;
+        let (agent, instance): (_, InstanceRef) = decode_from(request)?;
+        self.owns(&agent, &instance.cluster, &instance.instance_id)?;
         crate::control::liveness::heartbeat(self.node.handle(), instance.cluster, instance.instance_id)
             .await
             .map_err(status_of)?;
@@ -117,7 +178,11 @@ impl AgentService for AgentGrpc {
     }
 
     async fn report(&self, request: Request<AgentRequest>) -> Result<Response<AgentReply>, Status> {
-        let report: Report = decode(request)?;
+        let (agent, report): (_, Report) = decode_from(request)?;
+        // One report for a task of another agent's instance refuses the whole report.
+        for change in &report.changes {
+            self.owns_task(&agent, &change.cluster, &change.task_id)?;
+        }
         // Changes of one task apply in order; different tasks' changes go together (and share
         // log entries through the write batcher).
         let mut by_task: Vec<(String, Vec<StateChange>)> = Vec::new();

@@ -1,8 +1,8 @@
 //! PutAccountSetting, DeleteAccountSetting and ListAccountSettings.
 //!
-//! Requests are not authenticated, so the caller is the account's root user: omitting
-//! `principalArn` changes the root user's value, which is also the default of every other
-//! principal that has none of its own.
+//! Omitting `principalArn` changes the caller's own value: the access key's principal, or the
+//! account's root user (the bootstrap key, or every request with authentication off). The root
+//! user's value is the default of every other principal that has none of its own.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -59,10 +59,17 @@ fn check_value(value: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// The principal a request is about: `principalArn`, or the caller (the root user).
+/// The principal a request is about: `principalArn`, or the caller. Only an admin key names
+/// another principal (in ECS, only the root user does).
 fn principal(ctx: &Ctx<'_>, principal_arn: Option<&str>) -> Result<String, ApiError> {
     match principal_arn {
-        None | Some("") => Ok(ctx.state.scope.root_principal()),
+        None | Some("") => Ok(ctx.caller.principal_arn.clone()),
+        Some(arn) if arn != ctx.caller.principal_arn && ctx.caller.role != crate::model::Role::Admin => {
+            Err(ApiError::AccessDenied(format!(
+                "principalArn: {} may read and change only its own settings; {arn} needs an admin key",
+                ctx.caller.principal_arn
+            )))
+        }
         Some(arn) => {
             let prefix = ctx.state.scope.iam_prefix();
             let valid = arn

@@ -1,15 +1,20 @@
-//! Cluster administration over HTTP: status, add-node, remove-node (used by `ecsd cluster`).
+//! Cluster administration over HTTP (used by `ecsd cluster` and `ecsd keys`): status,
+//! add-node, remove-node, and the access keys. Each request is signed like an ECS request;
+//! status needs any role but `agent`, everything else the `admin` role. Every change is audited.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::ApiState;
+use super::{audit, ApiError, ApiState, Incoming};
+use crate::model::{AccessKey, Caller, Role};
 use crate::raft::{AdminOp, NodeError, NodeInfo};
+use crate::state::{Command, Outcome};
 
 /// Body of `POST /cluster/add-node`.
 #[derive(Debug, Deserialize)]
@@ -27,37 +32,272 @@ pub struct RemoveNodeRequest {
     pub id: u64,
 }
 
+/// Body of `POST /cluster/keys/create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    pub role: String,
+}
+
+/// Body of `POST /cluster/keys/revoke`: a key's name or access key id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKeyRequest {
+    pub name: String,
+}
+
 type Reply = (StatusCode, Json<Value>);
 
 fn error_reply(e: NodeError) -> Reply {
     (super::error::admin_status(&e), Json(json!({ "error": e.to_string() })))
 }
 
-pub async fn status(State(state): State<Arc<ApiState>>) -> Reply {
-    let status = state.node.handle().cluster_status().await;
+fn api_error_reply(e: &ApiError) -> Reply {
+    (e.status(), Json(e.body()))
+}
+
+/// One admin request: its caller, verified and allowed `what`, and its body parsed.
+struct Admin<T> {
+    caller: Caller,
+    body: T,
+}
+
+/// The parts of an admin request.
+pub struct Request {
+    state: Arc<ApiState>,
+    peer: Option<ConnectInfo<std::net::SocketAddr>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Request
+where
+    Arc<ApiState>: axum::extract::FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let peer = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().cloned();
+        let state: Arc<ApiState> = axum::extract::FromRef::from_ref(state);
+        let limit = state.max_body_bytes;
+        let body = axum::body::to_bytes(body, limit).await.unwrap_or_default();
+        Ok(Request {
+            state,
+            peer,
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Request {
+    /// Verifies the signature, checks that the caller's role is one of `roles`, and parses the body.
+    async fn admit<T: serde::de::DeserializeOwned>(&self, what: &str, roles: &[Role]) -> Result<Admin<T>, Reply> {
+        let incoming = Incoming {
+            method: &self.method,
+            uri: &self.uri,
+            headers: &self.headers,
+        };
+        let caller = match super::authenticate(&self.state, incoming, &self.body).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                self.audit(None, what, e.ecs_type());
+                return Err(api_error_reply(&e));
+            }
+        };
+        if !roles.contains(&caller.role) {
+            let e = super::auth::denied(&caller, &format!("ecsd:{what}"));
+            self.audit(Some(&caller), what, e.ecs_type());
+            return Err(api_error_reply(&e));
+        }
+        let text: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
+            b"null"
+        } else {
+            &self.body
+        };
+        let body = serde_json::from_slice(text).map_err(|e| {
+            let e = ApiError::Serialization(format!("the request body: {e}"));
+            (e.status(), Json(json!({ "error": e.to_string() })))
+        })?;
+        Ok(Admin { caller, body })
+    }
+
+    fn audit(&self, caller: Option<&Caller>, action: &str, outcome: &str) {
+        audit(
+            self.peer.map(|p| p.0),
+            caller,
+            action,
+            &crate::stamp::fresh_id(),
+            outcome,
+        );
+    }
+}
+
+const ANY_BUT_AGENT: [Role; 3] = [Role::Admin, Role::Operator, Role::ReadOnly];
+const ADMIN: [Role; 1] = [Role::Admin];
+
+pub async fn status(request: Request) -> Reply {
+    if let Err(reply) = request.admit::<Option<Value>>("ClusterStatus", &ANY_BUT_AGENT).await {
+        return reply;
+    }
+    let status = request.state.node.handle().cluster_status().await;
     match serde_json::to_value(status) {
         Ok(v) => (StatusCode::OK, Json(v)),
         Err(e) => error_reply(NodeError::Internal(e.to_string())),
     }
 }
 
-pub async fn add_node(State(state): State<Arc<ApiState>>, Json(req): Json<AddNodeRequest>) -> Reply {
+pub async fn add_node(request: Request) -> Reply {
+    let admin = match request.admit::<AddNodeRequest>("AddNode", &ADMIN).await {
+        Ok(admin) => admin,
+        Err(reply) => return reply,
+    };
+    let id = admin.body.id;
     let op = AdminOp::AddNode {
-        id: req.id,
+        id,
         info: NodeInfo {
-            rpc_addr: req.raft_addr,
-            api_addr: req.api_addr,
+            rpc_addr: admin.body.raft_addr,
+            api_addr: admin.body.api_addr,
         },
     };
-    match state.node.handle().admin(op).await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "added": req.id }))),
+    let result = request.state.node.handle().admin(op).await;
+    request.audit(Some(&admin.caller), &format!("AddNode({id})"), outcome(&result));
+    match result {
+        Ok(()) => (StatusCode::OK, Json(json!({ "added": id }))),
         Err(e) => error_reply(e),
     }
 }
 
-pub async fn remove_node(State(state): State<Arc<ApiState>>, Json(req): Json<RemoveNodeRequest>) -> Reply {
-    match state.node.handle().admin(AdminOp::RemoveNode { id: req.id }).await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "removed": req.id }))),
+pub async fn remove_node(request: Request) -> Reply {
+    let admin = match request.admit::<RemoveNodeRequest>("RemoveNode", &ADMIN).await {
+        Ok(admin) => admin,
+        Err(reply) => return reply,
+    };
+    let id = admin.body.id;
+    let result = request.state.node.handle().admin(AdminOp::RemoveNode { id }).await;
+    request.audit(Some(&admin.caller), &format!("RemoveNode({id})"), outcome(&result));
+    match result {
+        Ok(()) => (StatusCode::OK, Json(json!({ "removed": id }))),
         Err(e) => error_reply(e),
+    }
+}
+
+fn outcome<T>(result: &Result<T, NodeError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(NodeError::Rejected(_)) => "rejected",
+        Err(NodeError::Unavailable(_)) => "unavailable",
+        Err(NodeError::Internal(_)) => "failed",
+    }
+}
+
+/// A key as listed: everything but its secret.
+fn listed(key: &AccessKey) -> Value {
+    json!({
+        "name": key.name,
+        "accessKeyId": key.access_key_id,
+        "role": key.role.as_str(),
+        "principalArn": key.principal_arn,
+        "createdAt": key.created_ms as f64 / 1000.0,
+    })
+}
+
+/// Proposes `command` for an admin request, as the ECS actions propose theirs.
+async fn propose(state: &ApiState, command: Command) -> Result<Outcome, ApiError> {
+    let proposal = crate::stamp::proposal(command);
+    Ok(state.node.write(proposal).await?)
+}
+
+pub async fn create_key(request: Request) -> Reply {
+    let admin = match request.admit::<CreateKeyRequest>("CreateAccessKey", &ADMIN).await {
+        Ok(admin) => admin,
+        Err(reply) => return reply,
+    };
+    let CreateKeyRequest { name, role } = admin.body;
+    let what = format!("CreateAccessKey({name})");
+    let result = create(&request.state, &name, &role).await;
+    request.audit(
+        Some(&admin.caller),
+        &what,
+        result.as_ref().map_or_else(|e| e.ecs_type(), |_| "ok"),
+    );
+    match result {
+        Ok(key) => {
+            let mut body = listed(&key);
+            body["secretAccessKey"] = json!(key.secret_access_key);
+            (StatusCode::OK, Json(body))
+        }
+        Err(e) => api_error_reply(&e),
+    }
+}
+
+async fn create(state: &ApiState, name: &str, role: &str) -> Result<AccessKey, ApiError> {
+    if !crate::model::valid_key_name(name) || name == "root" || name == "anonymous" {
+        return Err(super::invalid(
+            "name: must be 1 to 64 letters, digits and +=,.@_- (and not root or anonymous)",
+        ));
+    }
+    let Some(role) = Role::parse(role) else {
+        return Err(super::invalid("role: must be one of admin, operator, read-only, agent"));
+    };
+    let (access_key_id, secret_access_key) = crate::stamp::fresh_access_key();
+    let key = AccessKey {
+        access_key_id,
+        secret_access_key,
+        name: name.to_string(),
+        role,
+        principal_arn: state.scope.user_principal(name),
+        created_ms: crate::stamp::now_ms(),
+    };
+    match propose(state, Command::CreateAccessKey(Box::new(key.clone()))).await? {
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Ok(key),
+    }
+}
+
+pub async fn revoke_key(request: Request) -> Reply {
+    let admin = match request.admit::<RevokeKeyRequest>("RevokeAccessKey", &ADMIN).await {
+        Ok(admin) => admin,
+        Err(reply) => return reply,
+    };
+    let name = admin.body.name;
+    let result = match propose(&request.state, Command::RevokeAccessKey { name: name.clone() }).await {
+        Ok(Outcome::Rejected(r)) => Err(ApiError::from(r)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let what = format!("RevokeAccessKey({name})");
+    request.audit(
+        Some(&admin.caller),
+        &what,
+        result.as_ref().map_or_else(|e| e.ecs_type(), |_| "ok"),
+    );
+    match result {
+        Ok(()) => (StatusCode::OK, Json(json!({ "revoked": name }))),
+        Err(e) => api_error_reply(&e),
+    }
+}
+
+pub async fn list_keys(request: Request) -> Reply {
+    if let Err(reply) = request.admit::<Option<Value>>("ListAccessKeys", &ADMIN).await {
+        return reply;
+    }
+    let state = &request.state;
+    let keys = async {
+        state.node.handle().read_barrier().await?;
+        Ok::<_, ApiError>(crate::state::keys::list(state.node.handle().view())?)
+    };
+    match keys.await {
+        Ok(keys) => (
+            StatusCode::OK,
+            Json(json!({ "keys": keys.iter().map(listed).collect::<Vec<_>>() })),
+        ),
+        Err(e) => api_error_reply(&e),
     }
 }

@@ -274,7 +274,8 @@ pub async fn register_container_instance(ctx: &Ctx<'_>, req: RegisterRequest) ->
         attributes,
         version_info: req.version_info.unwrap_or_else(|| json!({})),
         tags,
-        principal: ctx.state.scope.root_principal(),
+        principal: ctx.caller.principal_arn.clone(),
+        agent: (ctx.caller.role == crate::model::Role::Agent).then(|| ctx.caller.name.clone()),
         root: ctx.state.scope.root_principal(),
         arn_prefix: ctx.state.scope.arn_prefix(),
     };
@@ -303,6 +304,7 @@ fn one_instance(ctx: &Ctx<'_>, req: &InstancesRequest) -> Result<(String, String
 
 pub async fn deregister_container_instance(ctx: &Ctx<'_>, req: InstancesRequest) -> Result<Value, ApiError> {
     let (cluster, id) = one_instance(ctx, &req)?;
+    super::auth::agent_owns_instance(ctx, &cluster, &id).await?;
     let command = Command::DeregisterContainerInstance {
         cluster,
         id,
@@ -454,7 +456,8 @@ pub async fn discover_poll_endpoint(ctx: &Ctx<'_>, req: InstancesRequest) -> Res
     if let Some(cluster) = req.cluster.as_deref() {
         cluster_name(ctx, Some(cluster))?;
     }
-    let endpoint = format!("http://{}", ctx.state.advertised_agent_addr);
-    let telemetry = format!("http://{}", ctx.state.advertised_api_addr);
+    let scheme = if ctx.state.tls { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{}", ctx.state.advertised_agent_addr);
+    let telemetry = format!("{scheme}://{}", ctx.state.advertised_api_addr);
     Ok(json!({ "endpoint": endpoint, "telemetryEndpoint": telemetry }))
 }

@@ -69,6 +69,23 @@ pub enum ApiError {
     /// An internal failure.
     #[error("{0}")]
     Server(String),
+    /// No signature at all (authentication is on).
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    /// A signature that cannot be read (a malformed Authorization header or date).
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// A signature by an access key this cluster does not have.
+    #[error("{0}")]
+    UnrecognizedClient(String),
+    /// A signature that does not match, or was made more than 15 minutes off this node's clock.
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    ExpiredToken(String),
+    /// The caller's role does not allow the action.
+    #[error("{0}")]
+    AccessDenied(String),
     /// An error the leader answered to a forwarded request, relayed as it was.
     #[error("{message}")]
     Relayed { status: u16, kind: String, message: String },
@@ -127,6 +144,12 @@ impl ApiError {
             ApiError::Throttling(_) => "ThrottlingException",
             ApiError::RequestTimeout(_) => "RequestTimeoutException",
             ApiError::Unavailable(_) | ApiError::Server(_) => "ServerException",
+            ApiError::MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
+            ApiError::IncompleteSignature(_) => "IncompleteSignatureException",
+            ApiError::UnrecognizedClient(_) => "UnrecognizedClientException",
+            ApiError::InvalidSignature(_) => "InvalidSignatureException",
+            ApiError::ExpiredToken(_) => "ExpiredTokenException",
+            ApiError::AccessDenied(_) => "AccessDeniedException",
         }
     }
 
@@ -226,6 +249,11 @@ impl From<Rejection> for ApiError {
             Rejection::RequestIdReused => {
                 ApiError::Client("The request id was already used by a different request.".into())
             }
+            Rejection::KeyNameInUse => ApiError::InvalidParameter("name: an access key of that name exists".into()),
+            Rejection::InstanceOfAnotherAgent => {
+                ApiError::AccessDenied("containerInstanceArn: the container instance is bound to another agent".into())
+            }
+            Rejection::KeyNotFound => ApiError::ResourceNotFound("name: no access key has that name or id".into()),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod account_settings;
 mod admin;
 mod attributes;
+pub mod auth;
 mod clusters;
 mod container_instances;
 pub mod error;
@@ -28,7 +29,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::model::ArnScope;
+use crate::model::{ArnScope, Caller};
 use crate::raft::requests::{ForwardedReply, ForwardedRequest, RequestHandler};
 use crate::raft::state_machine::StateView;
 use crate::raft::RaftNode;
@@ -95,6 +96,10 @@ pub struct ApiState {
     pub advertised_agent_addr: String,
     /// Bounds on connections, requests and their time.
     pub limits: server::Limits,
+    /// Who may call (SigV4 and roles).
+    pub auth: auth::Authenticator,
+    /// Whether this node serves TLS (HTTPS here, mutual TLS to agents).
+    pub tls: bool,
 }
 
 /// How a read is served.
@@ -119,6 +124,8 @@ pub struct Ctx<'a> {
     pub body: &'a [u8],
     /// Whether another node forwarded this request here.
     pub forwarded: bool,
+    /// Who made the request (verified where it arrived).
+    pub caller: &'a Caller,
 }
 
 impl Ctx<'_> {
@@ -140,6 +147,7 @@ impl Ctx<'_> {
         let request = ForwardedRequest {
             action: action.to_string(),
             request_id: self.request_id.to_string(),
+            caller: Some(self.caller.clone()),
         };
         let reply = self.state.node.handle().forward_request(&request, self.body).await?;
         if reply.status == 200 {
@@ -218,6 +226,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/cluster/status", get(admin::status))
         .route("/cluster/add-node", post(admin::add_node))
         .route("/cluster/remove-node", post(admin::remove_node))
+        .route("/cluster/keys", get(admin::list_keys))
+        .route("/cluster/keys/create", post(admin::create_key))
+        .route("/cluster/keys/revoke", post(admin::revoke_key))
         .fallback(|| async { error_response(&ApiError::UnknownPath("No such path".into())) })
         .layer(axum::middleware::from_fn_with_state(request_timeout, server::deadline))
         .layer(axum::middleware::from_fn_with_state(
@@ -239,15 +250,29 @@ fn error_response(e: &ApiError) -> Response {
     response
 }
 
-async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+async fn ecs(State(state): State<Arc<ApiState>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .copied();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     // Every client request gets an id of its own; only a forward from a peer carries one.
     let request_id = stamp::fresh_id();
     let started = std::time::Instant::now();
-    let (action, result) = serve(&state, &headers, body, &request_id).await;
+    let request = Incoming {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    let (action, caller, result) = serve(&state, request, body, &request_id).await;
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
         Err(e) => e.ecs_type().to_string(),
     };
+    if auth::mutates(&action) || caller.is_none() {
+        audit(peer.map(|p| p.0), caller.as_ref(), &action, &request_id, &outcome);
+    }
     metrics::counter!("ecsd_api_requests_total", "action" => action.clone(), "outcome" => outcome).increment(1);
     metrics::histogram!("ecsd_api_request_seconds", "action" => action.clone()).record(started.elapsed().as_secs_f64());
     let (status, body) = match result {
@@ -268,12 +293,37 @@ async fn ecs(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body)
     response
 }
 
+/// What the handler needs of a request besides its body.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    method: &'a axum::http::Method,
+    uri: &'a axum::http::Uri,
+    headers: &'a HeaderMap,
+}
+
+/// The audit line of a request: who (the key's name and principal, or none when the signature
+/// did not verify), from where, what, its id and how it ended.
+pub(crate) fn audit(
+    source: Option<std::net::SocketAddr>,
+    caller: Option<&Caller>,
+    action: &str,
+    request_id: &str,
+    outcome: &str,
+) {
+    let source = source.map(|s| s.to_string()).unwrap_or_default();
+    let (key, principal) = caller.map_or(("-", "-"), |c| (c.name.as_str(), c.principal_arn.as_str()));
+    tracing::info!(target: "ecsd::audit", key, principal, source, action, request_id, outcome, "audit");
+}
+
+/// Reads, authenticates and runs one ECS request: its action, its caller (`None` when the
+/// signature did not verify) and its result.
 async fn serve(
     state: &ApiState,
-    headers: &HeaderMap,
+    incoming: Incoming<'_>,
     body: Body,
     request_id: &str,
-) -> (String, Result<Value, ApiError>) {
+) -> (String, Option<Caller>, Result<Value, ApiError>) {
+    let headers = incoming.headers;
     let target = headers.get("x-amz-target").map(|t| t.to_str().unwrap_or_default());
     let action = match target.and_then(|t| t.strip_prefix(TARGET_PREFIX)) {
         Some(a) if ACTIONS.contains(&a) => a.to_string(),
@@ -286,33 +336,53 @@ async fn serve(
         Ok(Ok(b)) => b,
         Ok(Err(BodyError::TooLarge)) => {
             let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
-            return (action, Err(ApiError::RequestTooLarge(msg)));
+            return (action, None, Err(ApiError::RequestTooLarge(msg)));
         }
         Ok(Err(BodyError::Broken(e))) => {
             let msg = format!("The request body could not be read: {e}");
-            return (action, Err(ApiError::Serialization(msg)));
+            return (action, None, Err(ApiError::Serialization(msg)));
         }
         Err(_) => {
             let msg = format!("The request body was not received within {} ms", within.as_millis());
-            return (action, Err(ApiError::RequestTimeout(msg)));
+            return (action, None, Err(ApiError::RequestTimeout(msg)));
         }
     };
+    let caller = match authenticate(state, incoming, &bytes).await {
+        Ok(caller) => caller,
+        Err(e) => return (action, None, Err(e)),
+    };
     let Some(target) = target else {
-        return (
-            action,
-            Err(ApiError::MissingAction("Missing X-Amz-Target header".into())),
-        );
+        let e = ApiError::MissingAction("Missing X-Amz-Target header".into());
+        return (action, Some(caller), Err(e));
     };
     if action == "-" {
         let msg = format!("Unknown operation {}", crate::model::clip(target));
-        return (action, Err(ApiError::InvalidAction(msg)));
+        return (action, Some(caller), Err(ApiError::InvalidAction(msg)));
+    }
+    if !auth::allows(caller.role, &action) {
+        let e = auth::denied(&caller, &format!("ecs:{action}"));
+        return (action, Some(caller), Err(e));
     }
     let consistency = match headers.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) if v.eq_ignore_ascii_case("stale") => Consistency::Stale,
         _ => Consistency::Linearizable,
     };
-    let result = handle(state, &action, &bytes, request_id, consistency, false).await;
-    (action, result)
+    let result = handle(state, &action, &bytes, request_id, consistency, false, &caller).await;
+    (action, Some(caller), result)
+}
+
+/// The caller of a request, its signature verified against this node's replica of the keys.
+async fn authenticate(state: &ApiState, incoming: Incoming<'_>, body: &[u8]) -> Result<Caller, ApiError> {
+    let view = state.node.handle().view();
+    if state.auth.unknown_key(view, incoming.headers) {
+        // A key made a moment ago on another node: wait for this replica to have it. The
+        // barrier is bounded by the hold; if it fails the key is verified as this node knows it.
+        let _ = state.node.handle().read_barrier().await;
+    }
+    state
+        .auth
+        .verify(view, incoming.method, incoming.uri, incoming.headers, body)
+        .await
 }
 
 enum BodyError {
@@ -343,7 +413,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
     Ok(bytes)
 }
 
-/// Runs one request whose action and body are known.
+/// Runs one request whose action, body and caller are known.
 async fn handle(
     state: &ApiState,
     action: &str,
@@ -351,6 +421,7 @@ async fn handle(
     request_id: &str,
     consistency: Consistency,
     forwarded: bool,
+    caller: &Caller,
 ) -> Result<Value, ApiError> {
     let body_digest = crate::model::stable_hash(bytes);
     let ctx = Ctx {
@@ -362,6 +433,7 @@ async fn handle(
         request_digest: crate::model::stable_hash(&[action.as_bytes(), b"\n", &body_digest.to_le_bytes()].concat()),
         body: bytes,
         forwarded,
+        caller,
     };
     let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -384,8 +456,22 @@ pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
             let Some(state) = state else {
                 return forwarded_reply(Err(ApiError::Unavailable("the node is shutting down".into())));
             };
+            // The node that forwarded it verified the caller; the node-to-node port admits only
+            // members. A forward without one (an earlier version's) counts as anonymous, which
+            // only a cluster without authentication serves.
+            let caller = match request.caller {
+                Some(caller) => Ok(caller),
+                None if !state.auth.enabled() => Ok(state.auth.anonymous().clone()),
+                None => Err(ApiError::MissingAuthenticationToken(
+                    "Request is missing Authentication Token (a forward without its caller)".into(),
+                )),
+            };
             let result = if !ACTIONS.contains(&request.action.as_str()) {
                 Err(ApiError::InvalidAction(format!("Unknown operation {}", request.action)))
+            } else if let Err(e) = &caller {
+                Err(e.clone())
+            } else if let Some(caller) = caller.as_ref().ok().filter(|c| !auth::allows(c.role, &request.action)) {
+                Err(auth::denied(caller, &format!("ecs:{}", request.action)))
             } else if body.len() > state.max_body_bytes {
                 let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
                 Err(ApiError::RequestTooLarge(msg))
@@ -395,6 +481,7 @@ pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
                     false => stamp::fresh_id(),
                 };
                 let within = state.limits.request_timeout;
+                let caller = caller.unwrap_or_else(|_| state.auth.anonymous().clone());
                 let run = handle(
                     &state,
                     &request.action,
@@ -402,6 +489,7 @@ pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
                     &request_id,
                     Consistency::Linearizable,
                     true,
+                    &caller,
                 );
                 match tokio::time::timeout(within, run).await {
                     Ok(result) => result,

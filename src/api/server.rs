@@ -70,8 +70,15 @@ fn over_capacity_answer() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Serves `app` on `listener` until `shutdown`, within `limits`.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
+/// Serves `app` on `listener` until `shutdown`, within `limits`: over TLS with `tls` (the
+/// handshake within the header-read timeout), else in clear.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     // HTTP/1.1, as the AWS SDKs and the CLI speak to ECS. Its header-read timer runs from the
     // moment a connection is accepted, and again after every answer.
     let mut builder = http1::Builder::new();
@@ -82,7 +89,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -106,11 +113,40 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
             continue;
         };
         let builder = builder.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // Each request knows the address it came from (the audit log names it).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_within = limits.header_read_timeout;
         tokio::spawn(async move {
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection).await;
+            match tls {
+                None => {
+                    let _ = watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await;
+                }
+                Some(tls) => match tokio::time::timeout(handshake_within, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .await;
+                    }
+                    Ok(Err(e)) => {
+                        metrics::counter!("ecsd_api_tls_handshake_failures_total").increment(1);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        metrics::counter!("ecsd_api_tls_handshake_failures_total").increment(1);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                    }
+                },
+            }
             drop(permit);
         });
     }

@@ -319,7 +319,7 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         client_token: req.client_token.clone(),
         request_digest: format!("{:016x}", ctx.body_digest),
         tags,
-        principal: scope.root_principal(),
+        principal: ctx.caller.principal_arn.clone(),
         root: scope.root_principal(),
         arn_prefix: scope.arn_prefix(),
     };

@@ -325,7 +325,7 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         started_by: req.started_by.clone(),
         tags,
         service: None,
-        principal: scope.root_principal(),
+        principal: ctx.caller.principal_arn.clone(),
     };
     let launch = launch::template(scope, &definition, req.overrides.take(), origin).map_err(|e| match e {
         OverrideError::Shape(m) => ApiError::Serialization(m),
@@ -728,6 +728,7 @@ async fn submit(ctx: &Ctx<'_>, change: StateChange) -> Result<Value, ApiError> {
 
 pub async fn submit_task_state_change(ctx: &Ctx<'_>, req: StateChangeRequest) -> Result<Value, ApiError> {
     let (cluster, task_id) = one_task(ctx, req.cluster.as_deref(), req.task.as_deref())?;
+    super::auth::agent_owns_task(ctx, &cluster, &task_id).await?;
     let status = reported_status("status", req.status.as_deref())?;
     let mut containers = Vec::new();
     for (i, c) in req.containers.unwrap_or_default().into_iter().enumerate() {
@@ -765,6 +766,7 @@ pub async fn submit_task_state_change(ctx: &Ctx<'_>, req: StateChangeRequest) ->
 
 pub async fn submit_container_state_change(ctx: &Ctx<'_>, req: StateChangeRequest) -> Result<Value, ApiError> {
     let (cluster, task_id) = one_task(ctx, req.cluster.as_deref(), req.task.as_deref())?;
+    super::auth::agent_owns_task(ctx, &cluster, &task_id).await?;
     let name = req
         .container_name
         .filter(|n| !n.is_empty())

@@ -42,6 +42,10 @@ enum Cmd {
         /// Overrides the config's data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Join an existing cluster as a new member (then `ecsd cluster add-node`): needed to
+        /// start on an empty data directory without founding a cluster.
+        #[arg(long)]
+        join: bool,
     },
     /// Run the local 3-node cluster in one process (API on 127.0.0.1:8101-8103).
     Dev {
@@ -51,26 +55,88 @@ enum Cmd {
         /// Do not start the three local agents (process runtime) in the default cluster.
         #[arg(long)]
         no_agents: bool,
+        /// Turn everything on locally: HTTPS and mutual TLS (certificates under
+        /// <data-dir>/tls), SigV4 (an operator key in <data-dir>/aws-credentials, profile ecsd).
+        #[arg(long)]
+        secure: bool,
     },
-    /// Inspect or change a running cluster.
+    /// Inspect or change a running cluster. Requests are signed with the aws CLI's credentials
+    /// (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE in the shared file).
     Cluster {
         #[command(subcommand)]
         command: ClusterCmd,
     },
+    /// Create, list and revoke access keys (needs an admin key).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
+    /// Make the cluster's CA and its nodes', agents' and clients' certificates.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCmd {
+    /// Create a CA: <dir>/ca.pem and <dir>/ca-key.pem (keep the key offline).
+    Ca {
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 1825)]
+        days: u32,
+    },
+    /// Create a certificate signed by the CA in <dir>: <dir>/<who>.pem and <dir>/<who>-key.pem.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["node", "agent", "client"])))]
+    Cert {
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+        /// A node, by its id: it serves the API and the node-to-node port.
+        #[arg(long)]
+        node: Option<u64>,
+        /// An agent (use the same name for its access key).
+        #[arg(long)]
+        agent: Option<String>,
+        /// An operator's tool.
+        #[arg(long)]
+        client: Option<String>,
+        /// A DNS name or IP address the node is reached at (repeatable; a node's certificate
+        /// always has localhost and 127.0.0.1).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+/// Where an admin command sends its request, and how it trusts and signs it.
+#[derive(clap::Args)]
+struct Target {
+    /// API endpoint of any member, e.g. https://127.0.0.1:8101.
+    #[arg(long)]
+    endpoint: String,
+    /// The CA certificate (PEM) that an https endpoint's certificate chains to.
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    ca_bundle: Option<PathBuf>,
+    /// The region of the signature's credential scope.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
 }
 
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Print the leader, term and every member's role and log positions as JSON.
     Status {
-        /// API endpoint of any member, e.g. http://127.0.0.1:8101.
-        #[arg(long)]
-        endpoint: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Add a node: as a learner first, promoted to voter once it has caught up.
     AddNode {
-        #[arg(long)]
-        endpoint: String,
+        #[command(flatten)]
+        target: Target,
         /// The new node's id (never reuse an id that had other data).
         #[arg(long)]
         id: u64,
@@ -83,10 +149,37 @@ enum ClusterCmd {
     },
     /// Remove a node from the membership.
     RemoveNode {
-        #[arg(long)]
-        endpoint: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create an access key; prints its id and secret (the only time the secret is shown).
+    Create {
+        #[command(flatten)]
+        target: Target,
+        /// The key's name, unique in the cluster (its principal is `user/<name>`).
+        #[arg(long)]
+        name: String,
+        /// admin, operator, read-only or agent.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the access keys (without their secrets).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke an access key, by name or access key id.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -94,32 +187,174 @@ enum ClusterCmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { config, data_dir } => {
+        Cmd::Serve { config, data_dir, join } => {
             ecsd::telemetry::init();
             let mut config = NodeConfig::load_file(&config)?;
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
             }
+            config.join |= join;
             let listeners = Listeners::bind(&config).await?;
             let node = Node::start(config, listeners, Vec::new()).await?;
             wait_for_signal().await;
             node.shutdown().await;
             Ok(())
         }
-        Cmd::Dev { data_dir, no_agents } => dev(data_dir, no_agents).await,
+        Cmd::Dev {
+            data_dir,
+            no_agents,
+            secure,
+        } => dev(data_dir, no_agents, secure).await,
         Cmd::Cluster { command } => cluster(command).await,
+        Cmd::Keys { command } => keys(command).await,
+        Cmd::Tls { command } => tls(command),
     }
 }
 
-async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
+/// What `ecsd dev --secure` keeps under its data dir: the CA and certificates (`tls/`), the
+/// root key (`root-credentials`), and the keys it makes with it (`aws-credentials`, profile
+/// `ecsd`, an operator; `agent-credentials`, the local agents').
+struct DevSecurity {
+    dir: PathBuf,
+    root: ecsd_protocol::sigv4::Credentials,
+}
+
+/// The name of the local agents' key and certificate.
+const DEV_AGENT: &str = "local-agents";
+
+impl DevSecurity {
+    /// Makes what is missing: the CA, the three nodes' and the agents' certificates, the root key.
+    fn prepare(data_dir: &std::path::Path) -> anyhow::Result<DevSecurity> {
+        let dir = data_dir.to_path_buf();
+        let tls = dir.join("tls");
+        if !tls.join("ca.pem").exists() {
+            write_pair(&tls, "ca", &ecsd::tls::make_ca(1825).map_err(anyhow::Error::msg)?)?;
+        }
+        let ca = read_ca(&tls)?;
+        let mut identities: Vec<ecsd::tls::Identity> = (1..=3).map(ecsd::tls::Identity::Node).collect();
+        identities.push(ecsd::tls::Identity::Agent(DEV_AGENT.into()));
+        for who in identities {
+            if !tls.join(format!("{}.pem", who.stem())).exists() {
+                let pem = ecsd::tls::make_cert(&ca, &who, &[], 365).map_err(anyhow::Error::msg)?;
+                write_pair(&tls, &who.stem(), &pem)?;
+            }
+        }
+        let root_file = dir.join("root-credentials");
+        let root = match std::fs::read_to_string(&root_file) {
+            Ok(text) => ecsd_protocol::sigv4::Credentials::from_profile(&text, "root")
+                .with_context(|| format!("{}: no [root] key", root_file.display()))?,
+            Err(_) => {
+                let (id, secret) = ecsd::stamp::fresh_access_key();
+                let root = ecsd_protocol::sigv4::Credentials::new(id, secret);
+                std::fs::create_dir_all(&dir)?;
+                write_secret(&root_file, root.to_profile("root").as_bytes())?;
+                root
+            }
+        };
+        Ok(DevSecurity { dir, root })
+    }
+
+    /// Secures node `id`'s config.
+    fn apply(&self, config: &mut NodeConfig, id: u64) {
+        let tls = self.dir.join("tls");
+        config.auth = ecsd::config::AuthConfig {
+            enabled: true,
+            root_access_key_id: Some(self.root.access_key_id.clone()),
+            root_secret_access_key: Some(self.root.secret_access_key.clone()),
+        };
+        config.tls = ecsd::config::TlsConfig {
+            ca_file: Some(tls.join("ca.pem")),
+            cert_file: Some(tls.join(format!("node-{id}.pem"))),
+            key_file: Some(tls.join(format!("node-{id}-key.pem"))),
+        };
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls").join("ca.pem")
+    }
+
+    /// The key of `file` (profile `profile`), made with the root key through `endpoint` when
+    /// the file does not have it yet.
+    async fn key(
+        &self,
+        endpoint: &str,
+        file: &str,
+        profile: &str,
+        name: &str,
+        role: &str,
+    ) -> anyhow::Result<ecsd_protocol::sigv4::Credentials> {
+        let path = self.dir.join(file);
+        if let Some(kept) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| ecsd_protocol::sigv4::Credentials::from_profile(&text, profile))
+        {
+            return Ok(kept);
+        }
+        let client = http_client(Some(&std::fs::read(self.ca_file())?))?;
+        let root = ecsd_protocol::sigv4::Signer::new(self.root.clone(), "us-east-1");
+        let create = serde_json::json!({ "name": name, "role": role });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let url = format!("{endpoint}/cluster/keys/create");
+            let answer = admin_request(&client, Some(&root), "POST", &url, Some(create.clone())).await;
+            match answer {
+                Ok((status, text)) if status.is_success() => {
+                    let key: serde_json::Value = serde_json::from_str(&text)?;
+                    let credentials = ecsd_protocol::sigv4::Credentials::new(
+                        key["accessKeyId"].as_str().context("no accessKeyId")?,
+                        key["secretAccessKey"].as_str().context("no secretAccessKey")?,
+                    );
+                    write_secret(&path, credentials.to_profile(profile).as_bytes())?;
+                    return Ok(credentials);
+                }
+                // Made by an earlier run whose file is gone: make it anew.
+                Ok((_, text)) if text.contains("of that name exists") => {
+                    let url = format!("{endpoint}/cluster/keys/revoke");
+                    let revoke = serde_json::json!({ "name": name });
+                    admin_request(&client, Some(&root), "POST", &url, Some(revoke)).await?;
+                }
+                other if std::time::Instant::now() > deadline => bail!("could not create the {name} key: {other:?}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result<()> {
     ecsd::telemetry::init();
     let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
-    let mut nodes = Vec::new();
+    let security = secure.then(|| DevSecurity::prepare(&data_dir)).transpose()?;
+    let mut starts = Vec::new();
     for (i, text) in LOCAL_CONFIGS.iter().enumerate() {
         let mut config = NodeConfig::load(text, &env).with_context(|| format!("embedded config of node {}", i + 1))?;
         config.data_dir = data_dir.join(format!("node-{}", i + 1));
+        if let Some(security) = &security {
+            let id = config.node_id;
+            security.apply(&mut config, id);
+        }
         let listeners = Listeners::bind(&config).await?;
-        nodes.push(Node::start(config, listeners, Vec::new()).await?);
+        starts.push(Node::start(config, listeners, Vec::new()));
+    }
+    // All three at once, as separate machines would: each asks the others' status first.
+    let nodes = futures::future::try_join_all(starts).await?;
+    let scheme = if secure { "https" } else { "http" };
+    let endpoints: Vec<String> = nodes.iter().map(|n| format!("{scheme}://{}", n.api_addr)).collect();
+    let mut connections = ecs_agent::client::Connections::default();
+    if let Some(security) = &security {
+        security
+            .key(&endpoints[0], "aws-credentials", "ecsd", "ecsd", "operator")
+            .await?;
+        let agent_key = security
+            .key(&endpoints[0], "agent-credentials", "agent", DEV_AGENT, "agent")
+            .await?;
+        let tls = data_dir.join("tls");
+        let agent_tls = ecs_agent::client::AgentTls::read(
+            &security.ca_file(),
+            &tls.join(format!("agent-{DEV_AGENT}.pem")),
+            &tls.join(format!("agent-{DEV_AGENT}-key.pem")),
+        )?;
+        let signer = ecsd_protocol::sigv4::Signer::new(agent_key, "us-east-1");
+        connections = ecs_agent::client::Connections::secured(Some(signer), Some(&agent_tls))?;
     }
     // Three local agents in the default cluster, one per availability zone: the docker runtime
     // when an engine answers, else the process runtime.
@@ -132,7 +367,6 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
         }
     };
     if !no_agents {
-        let endpoints: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.api_addr)).collect();
         for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
             let config = ecs_agent::client::AgentConfig {
                 endpoints: endpoints
@@ -158,8 +392,9 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
                 state_dir: Some(data_dir.join("agent-state")),
             };
             let token = agents.clone();
+            let connections = connections.clone();
             tokio::spawn(async move {
-                if let Err(e) = ecs_agent::client::run(config, token).await {
+                if let Err(e) = ecs_agent::client::run_with(config, connections, token).await {
                     tracing::warn!(error = %e, "local agent stopped");
                 }
             });
@@ -169,25 +404,57 @@ async fn dev(data_dir: PathBuf, no_agents: bool) -> anyhow::Result<()> {
     println!("ecsd: local 3-node cluster is up (data under {})", data_dir.display());
     for node in &nodes {
         println!(
-            "  node {}: ECS API http://{}  raft {}",
+            "  node {}: ECS API {scheme}://{}  raft {}",
             node.config.node_id, node.api_addr, node.raft_addr
         );
     }
     println!();
+    let (aws, admin) = if secure {
+        let d = data_dir.display();
+        println!("Secured: HTTPS and mutual TLS (certificates in {d}/tls), and every request signed (SigV4).");
+        println!("An operator key is in {d}/aws-credentials (profile ecsd); the root key in {d}/root-credentials.");
+        (
+            format!("AWS_SHARED_CREDENTIALS_FILE={d}/aws-credentials AWS_PROFILE=ecsd aws ecs"),
+            format!("--ca-bundle {d}/tls/ca.pem --region us-east-1"),
+        )
+    } else {
+        println!("Open: plain HTTP and no authentication, on 127.0.0.1 only (`ecsd dev --secure` turns both on).");
+        (
+            "AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws ecs".to_string(),
+            "--region us-east-1".to_string(),
+        )
+    };
+    let url = |i: usize| format!("{scheme}://127.0.0.1:810{i}");
     println!("Try it (any node accepts requests):");
-    println!("  aws ecs create-cluster --cluster-name demo --endpoint-url http://127.0.0.1:8102 --region us-east-1");
-    println!("  aws ecs list-clusters --endpoint-url http://127.0.0.1:8103 --region us-east-1");
+    println!(
+        "  {aws} create-cluster --cluster-name demo --endpoint-url {} {admin}",
+        url(2)
+    );
+    println!("  {aws} list-clusters --endpoint-url {} {admin}", url(3));
     if !no_agents {
         println!(
             "Three local agents ({runtime:?} runtime; process-runtime logs under {}) joined the default cluster:",
             data_dir.join("agent-logs").display()
         );
-        println!("  aws ecs register-task-definition --family hello --endpoint-url http://127.0.0.1:8101 --region us-east-1 \\");
+        println!(
+            "  {aws} register-task-definition --family hello --endpoint-url {} {admin} \\",
+            url(1)
+        );
         println!("    --container-definitions '[{{\"name\":\"main\",\"image\":\"ecsd-busybox:latest\",\"memory\":64,\"command\":[\"sh\",\"-c\",\"echo hello; exit 3\"]}}]'");
-        println!("  aws ecs run-task --task-definition hello --count 10 --endpoint-url http://127.0.0.1:8102 --region us-east-1");
+        println!(
+            "  {aws} run-task --task-definition hello --count 10 --endpoint-url {} {admin}",
+            url(2)
+        );
     }
-    println!("  cargo run -- cluster status --endpoint http://127.0.0.1:8101");
-    println!("(the aws CLI needs some credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)");
+    if secure {
+        let d = data_dir.display();
+        println!(
+            "  AWS_SHARED_CREDENTIALS_FILE={d}/root-credentials AWS_PROFILE=root cargo run -- cluster status --endpoint {} --ca-bundle {d}/tls/ca.pem",
+            url(1)
+        );
+    } else {
+        println!("  cargo run -- cluster status --endpoint {}", url(1));
+    }
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await;
     println!("ecsd: stopping");
@@ -219,48 +486,185 @@ async fn wait_for_signal() {
 }
 
 async fn cluster(command: ClusterCmd) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let (response, endpoint) = match command {
-        ClusterCmd::Status { endpoint } => (
-            client.get(format!("{}/cluster/status", base(&endpoint))).send().await,
-            endpoint,
-        ),
+    let (target, method, path, body) = match command {
+        ClusterCmd::Status { target } => (target, "GET", "/cluster/status", None),
         ClusterCmd::AddNode {
-            endpoint,
+            target,
             id,
             api_addr,
             raft_addr,
         } => {
             let body = serde_json::json!({ "id": id, "api_addr": api_addr, "raft_addr": raft_addr });
-            (
-                client
-                    .post(format!("{}/cluster/add-node", base(&endpoint)))
-                    .json(&body)
-                    .send()
-                    .await,
-                endpoint,
-            )
+            (target, "POST", "/cluster/add-node", Some(body))
         }
-        ClusterCmd::RemoveNode { endpoint, id } => {
-            let body = serde_json::json!({ "id": id });
-            (
-                client
-                    .post(format!("{}/cluster/remove-node", base(&endpoint)))
-                    .json(&body)
-                    .send()
-                    .await,
-                endpoint,
-            )
-        }
+        ClusterCmd::RemoveNode { target, id } => (
+            target,
+            "POST",
+            "/cluster/remove-node",
+            Some(serde_json::json!({ "id": id })),
+        ),
     };
-    let response = response.with_context(|| format!("reach {endpoint}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.context("read response")?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    admin_call(&target, method, path, body).await
+}
+
+async fn keys(command: KeysCmd) -> anyhow::Result<()> {
+    let (target, method, path, body) = match command {
+        KeysCmd::Create { target, name, role } => {
+            let body = serde_json::json!({ "name": name, "role": role });
+            (target, "POST", "/cluster/keys/create", Some(body))
+        }
+        KeysCmd::List { target } => (target, "GET", "/cluster/keys", None),
+        KeysCmd::Revoke { target, name } => (
+            target,
+            "POST",
+            "/cluster/keys/revoke",
+            Some(serde_json::json!({ "name": name })),
+        ),
+    };
+    admin_call(&target, method, path, body).await
+}
+
+/// Sends one admin request, signed when credentials are set, and prints the answer.
+async fn admin_call(target: &Target, method: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
+    let endpoint = base(&target.endpoint);
+    let ca = match &target.ca_bundle {
+        Some(file) => Some(std::fs::read(file).with_context(|| format!("read {}", file.display()))?),
+        None => None,
+    };
+    let client = http_client(ca.as_deref())?;
+    let signer = ecsd_protocol::sigv4::Credentials::from_env(|k| std::env::var(k).ok())
+        .map(|c| ecsd_protocol::sigv4::Signer::new(c, &target.region));
+    let (status, text) = admin_request(&client, signer.as_ref(), method, &format!("{endpoint}{path}"), body)
+        .await
+        .with_context(|| format!("reach {endpoint}"))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(body) => println!("{}", serde_json::to_string_pretty(&body)?),
+        Err(_) => println!("{text}"),
+    }
     if !status.is_success() {
         bail!("{endpoint} answered {status}");
     }
     Ok(())
+}
+
+/// An HTTP client that trusts `ca` (PEM) besides nothing else, when given.
+fn http_client(ca: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+    if let Some(pem) = ca {
+        let ca = reqwest::Certificate::from_pem(pem).context("the CA bundle is not a PEM certificate")?;
+        client = client.add_root_certificate(ca);
+    }
+    Ok(client.build()?)
+}
+
+/// One admin request (`GET` without a body, else `POST` of JSON), signed by `signer`: the
+/// answer's status and text.
+async fn admin_request(
+    client: &reqwest::Client,
+    signer: Option<&ecsd_protocol::sigv4::Signer>,
+    method: &str,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(reqwest::StatusCode, String)> {
+    let mut request = match body {
+        Some(body) => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        None => client.request(method.parse()?, url),
+    }
+    .build()?;
+    if let Some(signer) = signer {
+        signer.sign(&mut request).map_err(anyhow::Error::msg)?;
+    }
+    let response = client.execute(request).await?;
+    let status = response.status();
+    Ok((status, response.text().await?))
+}
+
+fn tls(command: TlsCmd) -> anyhow::Result<()> {
+    match command {
+        TlsCmd::Ca { dir, days } => {
+            let ca = ecsd::tls::make_ca(days).map_err(anyhow::Error::msg)?;
+            write_pair(&dir, "ca", &ca)?;
+            println!("wrote {0}/ca.pem and {0}/ca-key.pem", dir.display());
+        }
+        TlsCmd::Cert {
+            dir,
+            node,
+            agent,
+            client,
+            hosts,
+            days,
+        } => {
+            let who = match (node, agent, client) {
+                (Some(id), _, _) if id > 0 => ecsd::tls::Identity::Node(id),
+                (Some(_), _, _) => bail!("--node: must be at least 1"),
+                (_, Some(name), _) => ecsd::tls::Identity::Agent(name),
+                (_, _, Some(name)) => ecsd::tls::Identity::Client(name),
+                _ => bail!("one of --node, --agent or --client is required"),
+            };
+            if ecsd::tls::Identity::of_dns(&who.dns_name()).as_ref() != Some(&who) {
+                bail!("{}: a name is 1 to 63 letters, digits and hyphens", who.stem());
+            }
+            let ca = read_ca(&dir)?;
+            let pem = ecsd::tls::make_cert(&ca, &who, &hosts, days).map_err(anyhow::Error::msg)?;
+            let stem = who.stem();
+            write_pair(&dir, &stem, &pem)?;
+            println!(
+                "wrote {0}/{stem}.pem and {0}/{stem}-key.pem ({1})",
+                dir.display(),
+                who.dns_name()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read_ca(dir: &std::path::Path) -> anyhow::Result<ecsd::tls::Pem> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "read {} (make it with `ecsd tls ca --dir {}`)",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(ecsd::tls::Pem {
+        cert: read("ca.pem")?,
+        key: read("ca-key.pem")?,
+    })
+}
+
+/// Writes `<stem>.pem` and `<stem>-key.pem` (mode 0600) under `dir`; refuses to overwrite.
+fn write_pair(dir: &std::path::Path, stem: &str, pem: &ecsd::tls::Pem) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let cert = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}-key.pem"));
+    for path in [&cert, &key] {
+        if path.exists() {
+            bail!("{} exists; remove it first to make a new one", path.display());
+        }
+    }
+    std::fs::write(&cert, &pem.cert).with_context(|| format!("write {}", cert.display()))?;
+    write_secret(&key, pem.key.as_bytes())
+}
+
+/// Writes a file only its owner can read.
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 fn base(endpoint: &str) -> String {

@@ -139,6 +139,11 @@ impl ArnScope {
         format!("{}root", self.iam_prefix())
     }
 
+    /// The principal of the access key named `name`: an IAM user of the account.
+    pub fn user_principal(&self, name: &str) -> String {
+        format!("{}user/{name}", self.iam_prefix())
+    }
+
     /// Resolves "short name or full ARN" to a cluster name.
     ///
     /// Returns `None` for an ARN of another account, region or resource type: such an ARN names a
@@ -268,6 +273,11 @@ pub struct ContainerInstance {
     /// disconnected when they stop. Instances driven through the ECS API alone are trusted.
     #[serde(default)]
     pub agent_heartbeats: bool,
+    /// The agent bound to the instance: the name of the `agent` key that registered it (and of
+    /// its certificate). Only that agent reports for it, keeps it connected and receives its
+    /// tasks. `None`: registered by another role, or before agents had identities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.
@@ -283,6 +293,84 @@ pub struct AccountSetting {
     pub name: String,
     pub value: String,
     pub principal_arn: String,
+}
+
+/// What a caller may do: each access key has one role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Membership, keys, and everything an operator may do.
+    Admin,
+    /// Every ECS action.
+    Operator,
+    /// The Describe and List actions.
+    ReadOnly,
+    /// What a container instance's agent calls: registration, DiscoverPollEndpoint, the state
+    /// change reports and the agent protocol.
+    Agent,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::ReadOnly, Role::Agent];
+
+    /// The role's name, as written in configs, the CLI and the key listing.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::ReadOnly => "read-only",
+            Role::Agent => "agent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// An access key, kept in the replicated state so that every node verifies a signature alike.
+/// The secret is kept as issued: SigV4 verification needs it (as AWS keeps its own).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Unique among the keys; the principal's name.
+    pub name: String,
+    pub role: Role,
+    /// `arn:aws:iam::<account>:user/<name>`: the caller, for the account settings.
+    pub principal_arn: String,
+    /// When it was created, epoch milliseconds (applied time).
+    pub created_ms: u64,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The length of every secret access key, as AWS's (`config` checks the root key's alike).
+pub const SECRET_KEY_LENGTH: usize = 40;
+
+/// Who made a request: the access key that signed it, or, with authentication off, the root
+/// user. It travels with a request forwarded to the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The key's name (`root` for the bootstrap key, `anonymous` with authentication off).
+    pub name: String,
+    pub access_key_id: String,
+    pub role: Role,
+    pub principal_arn: String,
+}
+
+/// Whether `name` can name an access key: 1 to 64 letters, digits and `+=,.@_-` (IAM's user
+/// names).
+pub fn valid_key_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 /// Whether a task definition revision can be used for new tasks and services.

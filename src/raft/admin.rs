@@ -222,6 +222,13 @@ impl RaftHandle {
             purged_index: metrics.purged.map(|l| l.index),
             leader_loops_running: self.leader_loops_running(),
             now_ms: Some(crate::stamp::now_ms()),
+            cluster_id: crate::state::identity::cluster_id(self.view()).ok().flatten(),
+            recorded_incarnations: metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .filter_map(|(id, _)| Some((*id, crate::state::identity::incarnation(self.view(), *id).ok()??)))
+                .collect(),
         }
     }
 

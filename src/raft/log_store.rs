@@ -22,7 +22,7 @@ use openraft::{
 use super::{NodeId, TypeConfig};
 use crate::storage::{u64_key, Batch, Cf, Store, KEY_MAX};
 
-const VOTE: &[u8] = b"vote";
+pub(super) const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 

@@ -10,6 +10,7 @@ mod admin;
 mod barrier;
 pub mod clock;
 mod forward;
+pub mod identity;
 pub mod log_store;
 pub mod network;
 mod read_index;
@@ -112,6 +113,13 @@ pub struct NodeReport {
     /// peers sample it for the cluster clock (`clock.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub now_ms: Option<u64>,
+    /// The cluster id, once its first leader made one (`identity.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// The incarnation each member recorded in the replicated state, as this node has applied:
+    /// a node starting on an empty data directory asks for its own (`identity::guard`).
+    #[serde(default)]
+    pub recorded_incarnations: BTreeMap<NodeId, String>,
 }
 
 /// One member as `ecsd cluster status` prints it.
@@ -253,6 +261,10 @@ pub struct RaftHandle {
     clock: Arc<clock::ClockSamples>,
     /// Stops the node's own background tasks (the clock sampler) at shutdown.
     stopped: tokio_util::sync::CancellationToken,
+    /// Whether peers' Raft messages are let in (after the start-up guard).
+    admitted: Arc<AtomicBool>,
+    /// This node's data directory's incarnation.
+    incarnation: Arc<identity::Incarnation>,
 }
 
 /// Where a leader takes the messages that nodes pass to it with [`RaftHandle::tell_leader`]
@@ -270,7 +282,12 @@ pub struct RaftNode {
 impl RaftNode {
     /// Opens storage under the config's data dir and starts Raft. Initialises a new cluster when
     /// configured to bootstrap and not yet initialised.
-    pub async fn start(config: &NodeConfig, store: crate::storage::Store) -> Result<RaftNode, NodeError> {
+    /// With `tls`, peers are dialled over mutual TLS.
+    pub async fn start(
+        config: &NodeConfig,
+        store: crate::storage::Store,
+        tls: Option<&crate::tls::Material>,
+    ) -> Result<RaftNode, NodeError> {
         let raft_config = Arc::new(raft_config(config)?);
         let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
             .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
@@ -278,7 +295,7 @@ impl RaftNode {
         let feed = state_machine.feed();
         let view = state_machine.view();
         let committed = log_store.committed_index();
-        let pool = PeerPool::new(config.dialer());
+        let pool = PeerPool::new(config.dialer(), tls);
         let network = Network {
             pool: pool.clone(),
             unreachable_backoff: Duration::from_millis(2 * config.raft.heartbeat_ms),
@@ -287,10 +304,7 @@ impl RaftNode {
             .await
             .map_err(|e| NodeError::Internal(format!("start raft: {e}")))?;
 
-        if config.bootstrap {
-            bootstrap(&raft, config).await?;
-        }
-
+        let incarnation = identity::open(&store)?;
         let handle = RaftHandle {
             id: config.node_id,
             raft,
@@ -308,6 +322,8 @@ impl RaftNode {
             request_handler: Arc::default(),
             clock: Arc::default(),
             stopped: tokio_util::sync::CancellationToken::new(),
+            admitted: Arc::new(AtomicBool::new(false)),
+            incarnation: Arc::new(incarnation),
         };
         tokio::spawn(clock::sampler(handle.clone()));
         let limits = writer::Limits {
@@ -321,6 +337,21 @@ impl RaftNode {
 
     pub fn handle(&self) -> &RaftHandle {
         &self.handle
+    }
+
+    /// Lets peers' Raft messages in once the start-up guard has passed (a node that lost its
+    /// data must not vote: `identity.rs`), founds the cluster when configured to, and starts
+    /// keeping the replicated identity. Call it once the node-to-node port serves: the guards
+    /// of peers starting at the same time ask this node's status.
+    pub async fn admit(&self, config: &NodeConfig) -> Result<(), NodeError> {
+        let handle = &self.handle;
+        identity::guard(config, &handle.pool, &handle.incarnation).await?;
+        handle.admitted.store(true, Ordering::SeqCst);
+        if config.bootstrap {
+            bootstrap(&handle.raft, config).await?;
+        }
+        tokio::spawn(identity::keeper(handle.clone(), handle.incarnation.id.clone()));
+        Ok(())
     }
 
     /// Proposes one command (batched with concurrent ones) and returns its outcome once applied.

@@ -20,7 +20,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{NodeId, NodeInfo, TypeConfig};
 use crate::config::Dialer;
@@ -44,20 +44,42 @@ pub enum RpcFailure {
     TooLarge { addr: String, bytes: usize },
 }
 
-/// Channels to peers, keyed by address, and the node's `[dial]` table. Cheap to clone.
+/// Channels to peers, keyed by node and address, and the node's `[dial]` table. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
     dialer: Dialer,
+    /// Mutual TLS: this node's certificate and the cluster CA. A channel to node N expects
+    /// the certificate of `node-N.ecsd`.
+    tls: Option<ClientTlsConfig>,
+    /// The cluster id every request carries, once known (`identity.rs`).
+    cluster_id: Arc<std::sync::OnceLock<String>>,
 }
 
 impl PeerPool {
-    /// An empty pool that connects to peers through `dialer`.
-    pub fn new(dialer: Dialer) -> PeerPool {
+    /// An empty pool that connects to peers through `dialer`, over mutual TLS with `tls`.
+    pub fn new(dialer: Dialer, tls: Option<&crate::tls::Material>) -> PeerPool {
         PeerPool {
             channels: Arc::default(),
             dialer,
+            tls: tls.map(|m| {
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&m.ca))
+                    .identity(Identity::from_pem(&m.cert, &m.key))
+                    .timeout(Duration::from_secs(5))
+            }),
+            cluster_id: Arc::default(),
         }
+    }
+
+    /// Sets the cluster id requests carry (it never changes once set).
+    pub fn set_cluster_id(&self, id: &str) {
+        let _ = self.cluster_id.set(id.to_string());
+    }
+
+    /// The cluster id, once known.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.get().map(String::as_str)
     }
 
     /// The address to connect to for a peer at `addr` (its `[dial]` entry, or `addr`).
@@ -65,23 +87,33 @@ impl PeerPool {
         self.dialer.dial(addr)
     }
 
-    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, RpcFailure> {
+    fn client(&self, addr: &str, target: NodeId) -> Result<RaftServiceClient<Channel>, RpcFailure> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let channel = match channels.get(addr) {
+        let key = (target, addr.to_string());
+        let channel = match channels.get(&key) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{}", self.dial(addr)))
-                    .map_err(|e| RpcFailure::Unreachable {
-                        addr: addr.to_string(),
-                        message: e.to_string(),
-                    })?
+                let unreachable = |e: tonic::transport::Error| RpcFailure::Unreachable {
+                    addr: addr.to_string(),
+                    message: e.to_string(),
+                };
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let mut endpoint =
+                    Endpoint::from_shared(format!("{scheme}://{}", self.dial(addr))).map_err(unreachable)?;
+                if let Some(tls) = &self.tls {
+                    let name = crate::tls::Identity::Node(target).dns_name();
+                    endpoint = endpoint
+                        .tls_config(tls.clone().domain_name(name))
+                        .map_err(unreachable)?;
+                }
+                let endpoint = endpoint
                     .connect_timeout(Duration::from_millis(500))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))
                     .keep_alive_timeout(Duration::from_secs(5))
                     .keep_alive_while_idle(true);
                 let channel = endpoint.connect_lazy();
-                channels.insert(addr.to_string(), channel.clone());
+                channels.insert(key, channel.clone());
                 channel
             }
         };
@@ -125,8 +157,13 @@ impl PeerPool {
                 bytes: payload.len() + data.len(),
             });
         }
-        let mut client = self.client(addr)?;
-        let request = pb::RaftRequest { target, payload, data };
+        let mut client = self.client(addr, target)?;
+        let request = pb::RaftRequest {
+            target,
+            payload,
+            data,
+            cluster_id: self.cluster_id().unwrap_or_default().to_string(),
+        };
         let call = async {
             match method {
                 Method::AppendEntries => client.append_entries(request).await,

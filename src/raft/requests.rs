@@ -21,6 +21,9 @@ pub struct ForwardedRequest {
     /// The id the request got where it arrived: if the forward times out and that node
     /// proposes itself, the two proposals dedupe to one.
     pub request_id: String,
+    /// Who made it, as verified where it arrived.
+    #[serde(default)]
+    pub caller: Option<crate::model::Caller>,
 }
 
 /// The leader's answer: HTTP status and ECS JSON body.

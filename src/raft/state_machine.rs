@@ -44,7 +44,7 @@ use super::{NodeId, NodeInfo, TypeConfig};
 use crate::state::{apply_batch, BatchOutcome, KvError, KvRead, Mirrors, Row, Signals, Space, Txn};
 use crate::storage::{crash_point, Batch, Cf, Store};
 
-const LAST_APPLIED: &[u8] = b"last_applied";
+pub(super) const LAST_APPLIED: &[u8] = b"last_applied";
 /// In the Raft metadata family (which an install leaves alone): the name of the snapshot file
 /// whose install is under way. Present at startup, the install was cut short and is redone.
 const INSTALLING: &[u8] = b"sm_installing";

@@ -163,6 +163,14 @@ pub enum Command {
     /// A decision of a leader-only loop of `term`: applied only if the log entry carrying it was
     /// appended in that same term, so a deposed leader's decisions never take effect.
     AsLeader { term: u64, command: Box<Command> },
+    /// Adds an access key (its id and secret made by the node that took the request).
+    CreateAccessKey(Box<AccessKey>),
+    /// Deletes the access key with this name or access key id.
+    RevokeAccessKey { name: String },
+    /// Names the cluster (its first leader proposes it; the first applied wins).
+    SetClusterId { id: String },
+    /// Records the incarnation of member `node`'s data directory.
+    SetIncarnation { node: u64, incarnation: String },
 }
 
 /// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
@@ -222,6 +230,12 @@ pub enum Rejection {
     InvalidPlacementConstraint,
     /// The request id was already used, within the dedupe window, by a different request.
     RequestIdReused,
+    /// An access key of that name (or id) exists.
+    KeyNameInUse,
+    /// No access key has that name or id.
+    KeyNotFound,
+    /// An agent re-registered an instance bound to another agent.
+    InstanceOfAnotherAgent,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.

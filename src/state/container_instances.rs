@@ -31,6 +31,9 @@ pub struct Registration {
     pub root: String,
     /// `arn:aws:ecs:REGION:ACCOUNT:` — the ARN is completed when applied.
     pub arn_prefix: String,
+    /// The agent registering it, when an `agent` key calls: the instance is bound to it.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Result<Outcome, KvError> {
@@ -41,6 +44,13 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         let Some(mut instance) = get(txn, &r.cluster, id)?.filter(|i| i.status != InstanceStatus::Inactive) else {
             return Ok(Outcome::Rejected(Rejection::InstanceNotRegistered));
         };
+        match (&instance.agent, &r.agent) {
+            (Some(bound), Some(agent)) if bound != agent => {
+                return Ok(Outcome::Rejected(Rejection::InstanceOfAnotherAgent));
+            }
+            (None, Some(agent)) => instance.agent = Some(agent.clone()),
+            _ => {}
+        }
         // What the instance offers may change; what its live tasks hold stays taken.
         instance.remaining_resources = r.total_resources.clone();
         instance.registered_resources = r.total_resources.clone();
@@ -77,6 +87,7 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         agent_update_status: None,
         task_groups: Default::default(),
         agent_heartbeats: false,
+        agent: r.agent.clone(),
     };
     cluster.registered_container_instances += 1;
     put_cluster(txn, &cluster);

@@ -9,6 +9,8 @@ pub mod account_settings;
 mod clusters;
 mod command;
 pub mod container_instances;
+pub mod identity;
+pub mod keys;
 mod local;
 pub mod resources;
 pub mod services;
@@ -303,6 +305,10 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         }
         // Nested leader decisions are not made; `apply_batch` unwraps the outer one.
         Command::AsLeader { .. } => Ok(Outcome::Rejected(Rejection::StaleLeader)),
+        Command::CreateAccessKey(key) => keys::create(txn, key),
+        Command::RevokeAccessKey { name } => keys::revoke(txn, name),
+        Command::SetClusterId { id } => identity::set_cluster_id(txn, id),
+        Command::SetIncarnation { node, incarnation } => Ok(identity::set_incarnation(txn, *node, incarnation)),
     }
 }
 

@@ -28,9 +28,48 @@ fn shipped_configs_are_valid() {
             5
         );
     }
-    let template = load(&root.join("template.toml"));
+    // The template is secure as shipped: it needs its root key (from the environment), and
+    // turns on authentication and TLS.
+    let text = std::fs::read_to_string(root.join("template.toml")).unwrap();
+    let refused = NodeConfig::load(&text, &BTreeMap::new()).unwrap_err().to_string();
+    assert!(refused.contains("auth.root_access_key_id"), "{refused}");
+    let env = BTreeMap::from([
+        (
+            "ECSD_AUTH_ROOT_ACCESS_KEY_ID".to_string(),
+            "AKIAEXAMPLEROOTKEY01".to_string(),
+        ),
+        ("ECSD_AUTH_ROOT_SECRET_ACCESS_KEY".to_string(), "s".repeat(40)),
+    ]);
+    let template = NodeConfig::load(&text, &env).unwrap();
+    assert!(template.auth.enabled && template.tls.enabled() && !template.insecure);
     assert_eq!(template.advertised_raft_addr(), "10.0.0.11:8201");
     // The template documents every default it sets.
     assert_eq!(template.services, ecsd::config::ServiceTuning::default());
     assert_eq!(template.agent, ecsd::config::AgentTuning::default());
+}
+
+#[test]
+fn a_node_beyond_loopback_needs_authentication_and_tls_or_says_insecure() {
+    let base = "node_id = 1\ndata_dir = \"/tmp/x\"\napi_addr = \"0.0.0.0:8101\"\nraft_addr = \"0.0.0.0:8201\"\n";
+    let refused = NodeConfig::load(base, &BTreeMap::new()).unwrap_err().to_string();
+    assert!(
+        refused.contains("api_addr")
+            && refused.contains("authentication and TLS are off")
+            && refused.contains("insecure = true"),
+        "{refused}"
+    );
+    let auth_only = format!(
+        "{base}[auth]\nenabled = true\nroot_access_key_id = \"AKIAEXAMPLEROOTKEY01\"\nroot_secret_access_key = \"{}\"\n",
+        "s".repeat(40)
+    );
+    let refused = NodeConfig::load(&auth_only, &BTreeMap::new()).unwrap_err().to_string();
+    assert!(refused.contains("TLS is off"), "{refused}");
+    assert!(NodeConfig::load(&format!("insecure = true\n{base}"), &BTreeMap::new()).is_ok());
+    // A short secret, or half of the TLS files, is named.
+    let short = format!("{base}insecure = true\n[auth]\nroot_access_key_id = \"AKIAEXAMPLEROOTKEY01\"\nroot_secret_access_key = \"short\"\n");
+    let refused = NodeConfig::load(&short, &BTreeMap::new()).unwrap_err().to_string();
+    assert!(refused.contains("auth.root_secret_access_key"), "{refused}");
+    let half = format!("{base}insecure = true\n[tls]\nca_file = \"/x/ca.pem\"\n");
+    let refused = NodeConfig::load(&half, &BTreeMap::new()).unwrap_err().to_string();
+    assert!(refused.contains("tls.cert_file"), "{refused}");
 }

@@ -107,8 +107,16 @@ impl TestCluster {
             tune(&mut config);
             cluster.configs.insert(member.id, config);
         }
-        for id in 1..=n {
-            cluster.launch(id).await;
+        // All at once, as a real cluster's nodes start: each asks the others' status before it
+        // takes part (a node that lost its data must not vote).
+        let starts = (1..=n).map(|id| {
+            let config = cluster.configs[&id].clone();
+            let listeners = listeners_for(&cluster.sockets[&id]);
+            let tasks = (cluster.tasks)(id);
+            async move { (id, Node::start(config, listeners, tasks).await.expect("start node")) }
+        });
+        for (id, node) in futures::future::join_all(starts).await {
+            cluster.nodes.insert(id, node);
         }
         cluster
     }
@@ -131,6 +139,7 @@ impl TestCluster {
             &api.local_addr().unwrap().to_string(),
             &raft.local_addr().unwrap().to_string(),
         );
+        config.join = true;
         tune(&mut config);
         self.configs.insert(id, config);
         self.sockets.insert(id, (api, raft));
@@ -146,6 +155,15 @@ impl TestCluster {
     /// Restarts node `id` from its data directory on its old addresses.
     pub async fn restart(&mut self, id: u64) {
         self.launch(id).await;
+    }
+
+    /// [`TestCluster::restart`], or why the node refused to start.
+    pub async fn try_restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let config = self.configs[&id].clone();
+        let listeners = listeners_for(&self.sockets[&id]);
+        let node = Node::start(config, listeners, (self.tasks)(id)).await?;
+        self.nodes.insert(id, node);
+        Ok(())
     }
 
     /// Node `id`'s ECS API address (`host:port`).
@@ -220,6 +238,7 @@ impl TestCluster {
         let request = ecsd::raft::requests::ForwardedRequest {
             action: action.to_string(),
             request_id: request_id.to_string(),
+            caller: None,
         };
         let handle = self.nodes[&via].raft.handle();
         let reply = handle

@@ -47,8 +47,9 @@ struct Proc {
 /// A node's config; `extra` is appended (tables such as `[services]`).
 fn write_config(path: &Path, id: u64, data_dir: &Path, api: &str, raft: &str, bootstrap: bool, extra: &str) {
     let text = format!(
-        "node_id = {id}\ndata_dir = \"{}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\nbootstrap = {bootstrap}\n{extra}",
-        data_dir.display()
+        "node_id = {id}\ndata_dir = \"{}\"\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\nbootstrap = {bootstrap}\njoin = {}\n{extra}",
+        data_dir.display(),
+        !bootstrap
     );
     std::fs::write(path, text).unwrap();
 }

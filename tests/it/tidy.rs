@@ -20,12 +20,13 @@ const MAY_NAME: &[(&str, &[&str])] = &[
     // The adapters.
     ("storage", &[]),
     ("rpc", &[]),
-    ("raft", &["model", "state", "storage", "rpc", "config", "stamp"]),
+    ("raft", &["model", "state", "storage", "rpc", "config", "stamp", "tls"]),
+    ("tls", &["config"]),
     // What runs on them.
     ("stamp", &["model", "state"]),
     ("launch", &["model", "state", "cql", "placement", "taskdef", "stamp"]),
     ("control", &["*"]),
-    ("agents", &["model", "state", "raft", "stamp", "control"]),
+    ("agents", &["model", "state", "raft", "stamp", "control", "tls"]),
     ("api", &["*"]),
     ("config", &[]),
     ("telemetry", &[]),
@@ -48,6 +49,15 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     // The agent protocol's wire types become commands at one boundary.
     ("ecsd_protocol::messages", &["agents"]),
     ("ecsd_protocol::pb", &["agents"]),
+    // Certificates and their identities are one module's; the API's accept loop wraps its
+    // connections in the acceptor that module makes.
+    ("rustls", &["tls"]),
+    ("rcgen", &["tls"]),
+    ("x509_parser", &["tls"]),
+    ("tokio_rustls", &["tls", "api"]),
+    // SigV4 is verified in one place (`api/auth.rs`).
+    ("scratchstack_aws_signature", &["api"]),
+    ("chrono", &["api", "tls"]),
     // `ecsd dev` starts local agents; nothing else of the server runs one.
     ("ecs_agent", &["bin"]),
     // Only the API layer knows ECS wire types.
@@ -67,6 +77,7 @@ const NOT_IN_DOMAIN: &[&str] = &[
     "reqwest",
     "uuid",
     "ecsd_protocol",
+    "chrono",
 ];
 /// What of those the domain may name all the same: the one reading of a task definition's
 /// containers and reservation, pure code that the agents share.

@@ -34,7 +34,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Runs a test and checks its history.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
     /// Checks the history of a stored run again.
     Check { run: PathBuf },
 }
@@ -84,6 +84,10 @@ pub(crate) struct TestArgs {
     /// workload only.
     #[arg(long)]
     pub(crate) weaken: Option<String>,
+    /// The cluster's trust boundary on, as production runs it: certificates from `ecsd tls`,
+    /// HTTPS, mutual TLS between nodes and to the agents, every request signed (SigV4).
+    #[arg(long)]
+    pub(crate) secure: bool,
 }
 
 /// How a run was asked for, kept beside its history (`run.json`) so that `check` judges a
@@ -102,7 +106,7 @@ pub(crate) struct RunSpec {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Test(args) => test(args),
+        Command::Test(args) => test(*args),
         Command::Check { run } => check_run(&run),
     };
     match result {
@@ -222,7 +226,21 @@ pub(crate) fn test(args: TestArgs) -> Result<bool, String> {
     )
     .map_err(|e| e.to_string())?;
     let skewable = packages.iter().any(|p| p == "clock");
-    let db = Arc::new(Mutex::new(Db::start(net.as_ref(), &ecsd, &run_dir, skewable)?));
+    let security = match args.secure {
+        true => Some(Arc::new(ecs_jepsen::secure::Security::prepare(
+            &ecsd,
+            &run_dir,
+            net.as_ref(),
+        )?)),
+        false => None,
+    };
+    let db = Arc::new(Mutex::new(Db::start(
+        net.as_ref(),
+        &ecsd,
+        &run_dir,
+        skewable,
+        security.as_deref(),
+    )?));
     // Ctrl-C or SIGTERM ends the run early; the topology and the nodes are still torn down.
     let setup = Setup {
         args: args.clone(),
@@ -233,6 +251,7 @@ pub(crate) fn test(args: TestArgs) -> Result<bool, String> {
         seed,
         run_dir: run_dir.clone(),
         agent: ecsd.with_file_name("ecs-agent"),
+        security,
     };
     let recorder = Recorder::default();
     let outcome = runtime.block_on(async {

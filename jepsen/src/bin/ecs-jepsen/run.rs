@@ -28,6 +28,8 @@ pub(crate) struct Setup {
     pub(crate) run_dir: PathBuf,
     /// The `ecs-agent` binary (the scheduling workload's sim instances).
     pub(crate) agent: PathBuf,
+    /// With `--secure`: the run's certificates and root key.
+    pub(crate) security: Option<Arc<ecs_jepsen::secure::Security>>,
 }
 
 /// A child process killed when dropped.
@@ -55,12 +57,17 @@ pub(crate) async fn run(
         seed,
         run_dir,
         agent,
+        security,
     } = setup;
     let stale = weaken != Weaken::None;
     let has = |w: &str| workloads.iter().any(|x| x == w);
     // The self-test times out in 1 s, so a cut-off node's clients read (stale) several times
     // in every fault instead of once.
-    let client = Client::new(Duration::from_secs(if stale { 1 } else { 5 }), stale);
+    let client = Client::with(
+        Duration::from_secs(if stale { 1 } else { 5 }),
+        stale,
+        security.as_deref(),
+    );
     let urls: Vec<String> = (1..=args.nodes).map(|i| net.api_url(i)).collect();
     wait_for_leader(&client, &urls, Duration::from_secs(60)).await?;
     let created = setup_call(&client, &urls[0], "CreateCluster", json!({"clusterName": "jepsen"})).await?;
@@ -72,7 +79,7 @@ pub(crate) async fn run(
         setup_idempotency(&client, &urls[0]).await?;
     }
     let _agents = if has("scheduling") {
-        Some(setup_scheduling(&client, &urls, &recorder, &agent, &run_dir).await?)
+        Some(setup_scheduling(&client, &urls, &recorder, &agent, &run_dir, security.as_deref()).await?)
     } else {
         None
     };
@@ -87,7 +94,7 @@ pub(crate) async fn run(
         recorder.clone(),
         // Its own client: a node's status asks every member, and a cut-off one takes a second
         // to time out, longer than the self-tests' client waits.
-        Client::new(Duration::from_secs(5), false),
+        Client::with(Duration::from_secs(5), false, security.as_deref()),
     );
     let minority = Arc::new(Minority {
         cut_off: nemesis.cut_off.clone(),

@@ -414,6 +414,7 @@ pub(crate) async fn setup_scheduling(
     recorder: &Recorder,
     agent: &Path,
     run_dir: &Path,
+    security: Option<&ecs_jepsen::secure::Security>,
 ) -> Result<Reaped, String> {
     let url = &urls[0];
     setup_call(client, url, "CreateCluster", json!({"clusterName": SCHED_CLUSTER})).await?;
@@ -422,7 +423,24 @@ pub(crate) async fn setup_scheduling(
     setup_call(client, url, "RegisterTaskDefinition", definition).await?;
     let log = std::fs::File::create(run_dir.join("agent.log")).map_err(|e| e.to_string())?;
     let err = log.try_clone().map_err(|e| e.to_string())?;
-    let child = std::process::Command::new(agent)
+    let mut command = std::process::Command::new(agent);
+    let mut endpoints: Vec<String> = urls.to_vec();
+    if let Some(security) = security {
+        // The agents' own key (role agent) and certificate, of the same name.
+        let key = client.create_key(url, ecs_jepsen::secure::AGENTS, "agent").await?;
+        let (ca, cert, private) = security.agent_files();
+        command
+            .arg("--ca-file")
+            .arg(ca)
+            .arg("--cert-file")
+            .arg(cert)
+            .arg("--key-file")
+            .arg(private)
+            .env("AWS_ACCESS_KEY_ID", &key.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &key.secret_access_key);
+        endpoints = urls.iter().map(|u| client.url(u)).collect();
+    }
+    let child = command
         .args([
             "--runtime",
             "sim",
@@ -438,7 +456,7 @@ pub(crate) async fn setup_scheduling(
             "--memory",
             &SIM_CAPACITY.1.to_string(),
         ])
-        .args(["--heartbeat-ms", "500", "--endpoint", &urls.join(",")])
+        .args(["--heartbeat-ms", "500", "--endpoint", &endpoints.join(",")])
         .arg("--sim-journal")
         .arg(run_dir.join("agents.jsonl"))
         .arg("--log-dir")

@@ -1,0 +1,43 @@
+//! The cluster's identity, replicated: its id (made by its first leader; the first one
+//! applied wins) and each member's incarnation (made when the member's data directory was new;
+//! a node that lost its data has another, and the start-up guard in `raft/identity.rs` refuses
+//! to let it return as the same member).
+//!
+//! Keys (in the state's bookkeeping space): `cluster_id`; `incarnation/<node id>`.
+
+use super::{KvError, KvRead, Outcome, Space, Txn};
+
+const CLUSTER_ID: &[u8] = b"cluster_id";
+
+fn incarnation_key(node: u64) -> Vec<u8> {
+    format!("incarnation/{node:020}").into_bytes()
+}
+
+/// Sets the cluster id, unless it has one.
+pub(super) fn set_cluster_id(txn: &mut Txn<'_>, id: &str) -> Result<Outcome, KvError> {
+    if txn.get(Space::Meta, CLUSTER_ID)?.is_none() {
+        txn.put(Space::Meta, CLUSTER_ID.to_vec(), id.as_bytes().to_vec());
+    }
+    Ok(Outcome::Done)
+}
+
+/// Records member `node`'s incarnation (a member re-added under its id after it lost its data
+/// records its new one).
+pub(super) fn set_incarnation(txn: &mut Txn<'_>, node: u64, incarnation: &str) -> Outcome {
+    txn.put(Space::Meta, incarnation_key(node), incarnation.as_bytes().to_vec());
+    Outcome::Done
+}
+
+/// The cluster id, once its first leader has made one.
+pub fn cluster_id(kv: &dyn KvRead) -> Result<Option<String>, KvError> {
+    Ok(kv
+        .get(Space::Meta, CLUSTER_ID)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// The incarnation member `node` recorded, if it has.
+pub fn incarnation(kv: &dyn KvRead, node: u64) -> Result<Option<String>, KvError> {
+    Ok(kv
+        .get(Space::Meta, &incarnation_key(node))?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
