@@ -43,6 +43,61 @@ pub fn self_reported_leader(status: &serde_json::Value) -> Option<(u64, u64, Str
         .then(|| (leader, term, me["api_addr"].as_str().unwrap_or_default().to_string()))
 }
 
+/// `--security on`: the cluster's certificates (from `ecsd tls`) and root key.
+pub struct Security {
+    pub ca_pem: Vec<u8>,
+    pub root: ecsd_protocol::sigv4::Credentials,
+    dir: std::path::PathBuf,
+}
+
+impl Security {
+    /// Makes a CA and `nodes` node certificates under `dir` with the `ecsd` binary.
+    fn prepare(binary: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Security> {
+        let tls = dir.join("tls");
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let out = Command::new(binary).arg("tls").args(args).output()?;
+            if !out.status.success() {
+                bail!("ecsd tls {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        let d = tls.to_string_lossy().to_string();
+        run(&["ca", "--dir", &d])?;
+        for i in 1..=nodes {
+            run(&["cert", "--dir", &d, "--node", &i.to_string()])?;
+        }
+        // A secret only this run knows: the process's random hash keys, 40 hex digits.
+        let random = std::hash::RandomState::new();
+        let secret: String = (0..3u8)
+            .map(|i| format!("{:016x}", std::hash::BuildHasher::hash_one(&random, i)))
+            .collect::<String>()[..40]
+            .to_string();
+        Ok(Security {
+            ca_pem: std::fs::read(tls.join("ca.pem"))?,
+            root: ecsd_protocol::sigv4::Credentials::new("AKIABENCHROOTKEY0001", secret),
+            dir: tls,
+        })
+    }
+
+    /// Node `i`'s `[auth]` and `[tls]` tables.
+    fn config(&self, i: usize) -> String {
+        let f = |name: String| self.dir.join(name).display().to_string();
+        format!(
+            "\n[auth]\nenabled = true\nroot_access_key_id = \"{}\"\nroot_secret_access_key = \"{}\"\n\
+             \n[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            self.root.access_key_id,
+            self.root.secret_access_key,
+            f("ca.pem".into()),
+            f(format!("node-{i}.pem")),
+            f(format!("node-{i}-key.pem")),
+        )
+    }
+
+    pub fn signer(&self) -> ecsd_protocol::sigv4::Signer {
+        ecsd_protocol::sigv4::Signer::new(self.root.clone(), "us-east-1")
+    }
+}
+
 /// A local cluster of `ecsd serve` processes; dropped, it stops and its data is deleted.
 pub struct LocalCluster {
     processes: Processes,
@@ -52,12 +107,23 @@ pub struct LocalCluster {
     /// The nodes' configuration files (to restart one).
     configs: Vec<std::path::PathBuf>,
     binary: std::path::PathBuf,
+    /// With `--security on`: HTTPS, mutual TLS and signed requests.
+    pub security: Option<Security>,
 }
 
 impl LocalCluster {
     /// Starts `nodes` nodes of `binary` and waits until they have a leader.
     pub async fn start(binary: &Path, nodes: usize) -> anyhow::Result<LocalCluster> {
+        LocalCluster::start_with(binary, nodes, false).await
+    }
+
+    /// [`LocalCluster::start`], secured (`secure`): certificates from `ecsd tls`, a root key,
+    /// authentication and TLS on.
+    pub async fn start_with(binary: &Path, nodes: usize, secure: bool) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new().prefix("ecs-bench-").tempdir()?;
+        let security = secure
+            .then(|| Security::prepare(binary, dir.path(), nodes))
+            .transpose()?;
         let ports = free_ports(nodes * 2)?;
         let (api, raft) = ports.split_at(nodes);
         let members: String = (0..nodes)
@@ -77,15 +143,20 @@ impl LocalCluster {
                 i + 1,
                 api[i],
                 raft[i],
-                &format!("bootstrap = true\n{members}"),
+                &format!(
+                    "bootstrap = true\n{members}{}",
+                    security.as_ref().map(|s| s.config(i + 1)).unwrap_or_default()
+                ),
             )?);
         }
+        let scheme = if security.is_some() { "https" } else { "http" };
         let mut cluster = LocalCluster {
             processes: Processes(Vec::new()),
-            endpoints: api.iter().map(|a| format!("http://{a}")).collect(),
+            endpoints: api.iter().map(|a| format!("{scheme}://{a}")).collect(),
             dir,
             configs,
             binary: binary.to_path_buf(),
+            security,
         };
         for i in 0..nodes {
             let child = cluster.spawn(i)?;
@@ -110,21 +181,26 @@ impl LocalCluster {
 
     /// The leader's node number (1-based), as any node reports it.
     pub async fn leader(&self) -> Option<usize> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .ok()?;
         for url in &self.endpoints {
-            let reply = http.get(format!("{url}/cluster/status")).send().await;
-            if let Ok(r) = reply {
-                if let Ok(v) = r.json::<serde_json::Value>().await {
-                    if let Some(l) = v["leader"].as_u64() {
-                        return Some(l as usize);
-                    }
-                }
+            if let Some(l) = self.status_at(url).await.and_then(|v| v["leader"].as_u64()) {
+                return Some(l as usize);
             }
         }
         None
+    }
+
+    /// One node's `/cluster/status` (signed when secured), if it answers within 500 ms.
+    pub async fn status_at(&self, url: &str) -> Option<serde_json::Value> {
+        let mut http = reqwest::Client::builder().timeout(Duration::from_millis(500));
+        if let Some(s) = &self.security {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&s.ca_pem).ok()?);
+        }
+        let http = http.build().ok()?;
+        let mut request = http.get(format!("{url}/cluster/status")).build().ok()?;
+        if let Some(s) = &self.security {
+            s.signer().sign(&mut request).ok()?;
+        }
+        http.execute(request).await.ok()?.json().await.ok()
     }
 
     /// Waits until some node reports a leader.
@@ -144,15 +220,10 @@ impl LocalCluster {
     /// Waits until a node says that it leads, in the newest term it knows of (its own report,
     /// not another node's possibly stale view); returns it (1-based) and that term.
     pub async fn wait_for_confirmed_leader(&self, within: Duration) -> anyhow::Result<(usize, u64)> {
-        let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
         let until = tokio::time::Instant::now() + within;
         loop {
             if let Some(l) = self.leader().await {
-                let reply = http
-                    .get(format!("{}/cluster/status", self.endpoints[l - 1]))
-                    .send()
-                    .await;
-                if let Ok(v) = async { reply?.json::<serde_json::Value>().await }.await {
+                if let Some(v) = self.status_at(&self.endpoints[l - 1]).await {
                     if let Some((id, term, _)) = self_reported_leader(&v).filter(|(id, _, _)| *id == l as u64) {
                         return Ok((id as usize, term));
                     }
@@ -288,6 +359,16 @@ pub fn resident_bytes(pid: u32) -> Option<u64> {
 /// The most resident memory process `pid` has had since it started (`VmHWM`), in bytes.
 pub fn peak_resident_bytes(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmHWM:")
+}
+
+/// The CPU time process `pid` has used (user and system), in seconds (Linux `/proc`).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // `/proc` counts in USER_HZ, which Linux fixes at 100 for user space.
+    Some(ticks as f64 / 100.0)
 }
 
 fn status_bytes(pid: u32, field: &str) -> Option<u64> {

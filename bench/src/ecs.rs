@@ -8,11 +8,14 @@ use anyhow::{anyhow, bail};
 use ecsd_protocol::ecs;
 use serde_json::Value;
 
-/// An ECS client over plain HTTP, round-robin over the nodes, retrying server errors.
+/// An ECS client over plain HTTP (or HTTPS, signing every request), round-robin over the
+/// nodes, retrying server errors.
 pub struct Ecs {
     http: reqwest::Client,
     pub endpoints: Vec<String>,
     turn: AtomicUsize,
+    /// Signs every request (SigV4), as an SDK does, in the measured path.
+    signer: Option<ecsd_protocol::sigv4::Signer>,
 }
 
 /// A SigV4-shaped Authorization header: moto's server picks the service from its credential
@@ -22,21 +25,45 @@ const AUTHORIZATION: &str =
 
 impl Ecs {
     pub fn new(endpoints: Vec<String>) -> anyhow::Result<Ecs> {
+        Ecs::secured(endpoints, None)
+    }
+
+    /// A client of a secured cluster: trusting its CA, signing with its key.
+    pub fn secured(endpoints: Vec<String>, security: Option<&crate::cluster::Security>) -> anyhow::Result<Ecs> {
+        let mut http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256);
+        if let Some(s) = security {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&s.ca_pem)?);
+        }
         Ok(Ecs {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(256)
-                .build()?,
+            http: http.build()?,
             endpoints,
             turn: Default::default(),
+            signer: security.map(|s| s.signer()),
         })
+    }
+
+    /// Sends `request`, signed when the cluster is secured.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+        let Some(signer) = &self.signer else {
+            return request.send().await;
+        };
+        let mut request = request.build()?;
+        // Only a streamed body cannot be signed; these are in memory.
+        let _ = signer.sign(&mut request);
+        self.http.execute(request).await
     }
 
     /// The next node's request for `action`, with the bench's headers.
     fn next(&self, action: &str) -> reqwest::RequestBuilder {
         let n = self.turn.fetch_add(1, Ordering::Relaxed);
         let url = &self.endpoints[n % self.endpoints.len()];
-        ecs::request(&self.http, &format!("{url}/"), action).header("authorization", AUTHORIZATION)
+        let request = ecs::request(&self.http, &format!("{url}/"), action);
+        match self.signer {
+            Some(_) => request,
+            None => request.header("authorization", AUTHORIZATION),
+        }
     }
 
     /// One request, no retry: the measured operation. `Err` for anything but a 2xx answer.
@@ -45,9 +72,8 @@ impl Ecs {
         if stale {
             request = request.header("x-ecsd-consistency", "stale");
         }
-        let reply = request
-            .body(body.to_string())
-            .send()
+        let reply = self
+            .send(request.body(body.to_string()))
             .await
             .map_err(|e| format!("{action}: {e}"))?;
         let status = reply.status();
@@ -62,7 +88,7 @@ impl Ecs {
     pub async fn call(&self, action: &str, body: Value) -> anyhow::Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let reply = self.next(action).body(body.to_string()).send().await;
+            let reply = self.send(self.next(action).body(body.to_string())).await;
             match reply {
                 Ok(r) if r.status().is_success() => return Ok(r.json().await?),
                 Ok(r) if r.status().is_client_error() => {

@@ -13,7 +13,10 @@
 //! mix), `read` (DescribeClusters, DescribeServices; linearizable, or `--stale`), `mixed` (a
 //! read/write ratio), `placement` (RunTask of 10 on simulated instances), and with `cluster`
 //! `failover` (`kill -9` of the leader under load) and `scale` (a large state: memory, snapshot,
-//! a new node's catch-up, a restart). Load is a closed loop (`--concurrency` clients) or, with `--rate`, an
+//! a new node's catch-up, a restart). With `cluster`, `--security on` secures the cluster (SigV4
+//! on every request, HTTPS, mutual TLS between nodes) and `--security both` measures the cost of
+//! that: open and secured clusters in turn (`--rounds`), and the secured one's share (`scale`
+//! and `failover` run open). Load is a closed loop (`--concurrency` clients) or, with `--rate`, an
 //! open loop timed from each request's intended start. A warm-up is not measured. Latencies are
 //! HDR histograms; `--json` writes the figures.
 
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ecs_bench::ecs::Ecs;
-use ecs_bench::runs::{aim, cluster, machine, print_report, report, write_json};
+use ecs_bench::runs::{aim, cluster, machine, print_report, report, write_json, Security};
 use ecs_bench::service_scale::service_scale;
 use ecs_bench::settings::{smoke_check, LoadArgs};
 use ecs_bench::workloads::workload;
@@ -53,6 +56,14 @@ enum Scenario {
         /// The ecsd binary (default: `ecsd` beside this program).
         #[arg(long)]
         ecsd: Option<PathBuf>,
+        /// `off`: the cluster open (plain HTTP, no signatures). `on`: secured, as production
+        /// runs it (every request signed with SigV4, HTTPS, mutual TLS between the nodes).
+        /// `both`: open and secured in turn, `--rounds` times each, and the cost of security.
+        #[arg(long, default_value = "off", value_parser = ["off", "on", "both"])]
+        security: String,
+        /// With `--security both`: rounds of the two.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -101,8 +112,17 @@ async fn main() -> anyhow::Result<()> {
             nodes,
             peer,
             ecsd,
+            security,
+            rounds,
             load,
-        } => cluster(nodes, peer, ecsd, load).await,
+        } => {
+            let security = match security.as_str() {
+                "on" => Security::On,
+                "both" => Security::Both { rounds },
+                _ => Security::Off,
+            };
+            cluster(nodes, peer, ecsd, load, security).await
+        }
         Scenario::Report { files, out } => report(&files, &out),
         Scenario::Run { target, load } => {
             let endpoints = aim(&endpoints, &target).await?;

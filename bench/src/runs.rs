@@ -47,11 +47,32 @@ pub async fn aim(endpoints: &[String], target: &str) -> anyhow::Result<Vec<Strin
         other => bail!("--target {other}: all, leader or followers"),
     }
 }
+/// How `ecs-bench cluster` runs the cluster: open, secured (SigV4, HTTPS, mutual TLS), or both
+/// in turn, `rounds` times each, for the cost of security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Off,
+    On,
+    Both { rounds: usize },
+}
+
 /// `ecs-bench cluster`: a local cluster, and the peer, measured with the same workload.
-pub async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, load: LoadArgs) -> anyhow::Result<()> {
+pub async fn cluster(
+    nodes: usize,
+    peer: Option<String>,
+    ecsd: Option<PathBuf>,
+    load: LoadArgs,
+    security: Security,
+) -> anyhow::Result<()> {
     // Checked before the cluster runs, not after.
     if let Some(other) = peer.as_deref().filter(|p| *p != "moto") {
         bail!("--peer {other}: only moto is known");
+    }
+    if security != Security::Off && matches!(load.workload.as_str(), "failover" | "scale" | "placement") {
+        bail!("--security: the {} workload runs open only", load.workload);
+    }
+    if matches!(security, Security::Both { .. }) && peer.is_some() {
+        bail!("--security both: measures ecsd against itself; drop --peer");
     }
     let binary = match ecsd {
         Some(p) => p,
@@ -72,10 +93,15 @@ pub async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, 
         };
         return write_json(&load, out);
     }
+    if let Security::Both { rounds } = security {
+        out["security"] = security_cost(&binary, nodes, &load, rounds).await?;
+        return write_json(&load, out);
+    }
     let ours = {
-        let local = LocalCluster::start(&binary, nodes).await?;
+        let local = LocalCluster::start_with(&binary, nodes, security == Security::On).await?;
         println!("ecs-bench: {nodes} ecsd nodes at {}", local.endpoints.join(", "));
-        let report = workload(Ecs::new(local.endpoints.clone())?, &load, "ecsd").await?;
+        let ecs = Ecs::secured(local.endpoints.clone(), local.security.as_ref())?;
+        let report = workload(ecs, &load, "ecsd").await?;
         print_report(&format!("ecsd ({nodes} nodes)"), &report);
         smoke_check("ecsd", &report, &load)?;
         out["ecsd"] = serde_json::to_value(&report)?;
@@ -115,6 +141,94 @@ pub async fn cluster(nodes: usize, peer: Option<String>, ecsd: Option<PathBuf>, 
     }
     write_json(&load, out)
 }
+/// The workload against an open cluster and a secured one (SigV4 on every request, HTTPS,
+/// mutual TLS between nodes), in turn, `rounds` times each, each on a fresh cluster: the
+/// medians, and the secured cluster's throughput as a share of the open one's.
+async fn security_cost(
+    binary: &std::path::Path,
+    nodes: usize,
+    load: &LoadArgs,
+    rounds: usize,
+) -> anyhow::Result<Value> {
+    let mut runs: [Vec<Report>; 2] = [Vec::new(), Vec::new()];
+    // CPU milliseconds per successful operation: the nodes' together, and this client's.
+    let mut cpu: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=rounds.max(1) {
+        // ABBA: the order flips each round, so a drift over the sitting favours neither side.
+        let order = if round % 2 == 1 { [false, true] } else { [true, false] };
+        for secure in order {
+            let k = usize::from(secure);
+            let local = LocalCluster::start_with(binary, nodes, secure).await?;
+            let name = if secure { "secured" } else { "open" };
+            let ecs = Ecs::secured(local.endpoints.clone(), local.security.as_ref())?;
+            let nodes_cpu = || {
+                (1..=nodes)
+                    .filter_map(|i| crate::cluster::cpu_seconds(local.pid(i)))
+                    .sum::<f64>()
+            };
+            let own_cpu = || crate::cluster::cpu_seconds(std::process::id()).unwrap_or(0.0);
+            let (nodes_before, own_before) = (nodes_cpu(), own_cpu());
+            let report = workload(ecs, load, name).await?;
+            // The warm-up ran at the measured rate too: count its operations as well.
+            let ops = report.ok as f64 * (load.duration + load.warmup) as f64 / load.duration.max(1) as f64;
+            let per_op = |seconds: f64| seconds * 1000.0 / ops.max(1.0);
+            cpu[k].push((per_op(nodes_cpu() - nodes_before), per_op(own_cpu() - own_before)));
+            print_report(&format!("{name} (round {round})"), &report);
+            println!(
+                "{:>16}  CPU per operation: nodes {:.3} ms, this client {:.3} ms",
+                "",
+                cpu[k].last().map_or(0.0, |c| c.0),
+                cpu[k].last().map_or(0.0, |c| c.1)
+            );
+            smoke_check(name, &report, load)?;
+            runs[k].push(report);
+        }
+    }
+    let middle = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let median = |reports: &[Report], f: fn(&Report) -> f64| middle(reports.iter().map(f).collect());
+    let nodes_cpu = |k: usize| middle(cpu[k].iter().map(|c| c.0).collect());
+    let client_cpu = |k: usize| middle(cpu[k].iter().map(|c| c.1).collect());
+    let throughput = |r: &Report| r.throughput_per_s;
+    let p50 = |r: &Report| r.latency.p50_ms;
+    let (open, secured) = (median(&runs[0], throughput), median(&runs[1], throughput));
+    let share = secured / open.max(1e-9);
+    println!(
+        "secured / open: throughput {secured:.0} / {open:.0} ok/s = {:.1} % (a cost of {:.1} %), p50 {:.2} / {:.2} ms (medians of {} rounds)",
+        share * 100.0,
+        (1.0 - share) * 100.0,
+        median(&runs[1], p50),
+        median(&runs[0], p50),
+        runs[0].len()
+    );
+    println!(
+        "CPU per operation (medians): nodes {:.3} ms secured / {:.3} ms open (+{:.1} %), this client {:.3} / {:.3} ms",
+        nodes_cpu(1),
+        nodes_cpu(0),
+        (nodes_cpu(1) / nodes_cpu(0).max(1e-9) - 1.0) * 100.0,
+        client_cpu(1),
+        client_cpu(0)
+    );
+    Ok(json!({
+        "open": runs[0],
+        "secured": runs[1],
+        "median_throughput": {"open": open, "secured": secured},
+        "median_p50_ms": {"open": median(&runs[0], p50), "secured": median(&runs[1], p50)},
+        "secured_share_of_open": share,
+        "cpu_ms_per_op": {
+            "nodes": {"open": cpu[0].iter().map(|c| c.0).collect::<Vec<_>>(), "secured": cpu[1].iter().map(|c| c.0).collect::<Vec<_>>()},
+            "client": {"open": cpu[0].iter().map(|c| c.1).collect::<Vec<_>>(), "secured": cpu[1].iter().map(|c| c.1).collect::<Vec<_>>()},
+        },
+    }))
+}
+
 pub fn write_json(load: &LoadArgs, value: Value) -> anyhow::Result<()> {
     if let Some(path) = &load.json {
         std::fs::write(path, serde_json::to_string_pretty(&value)?).with_context(|| path.display().to_string())?;
