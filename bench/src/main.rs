@@ -15,8 +15,8 @@
 //! `failover` (`kill -9` of the leader under load) and `scale` (a large state: memory, snapshot,
 //! a new node's catch-up, a restart). With `cluster`, `--security on` secures the cluster (SigV4
 //! on every request, HTTPS, mutual TLS between nodes) and `--security both` measures the cost of
-//! that: open and secured clusters in turn (`--rounds`), and the secured one's share (`scale`
-//! and `failover` run open). Load is a closed loop (`--concurrency` clients) or, with `--rate`, an
+//! that: open and secured clusters in turn (`--rounds`), and the secured one's share
+//! (`failover`, `scale` and `placement` refuse `--security`). Load is a closed loop (`--concurrency` clients) or, with `--rate`, an
 //! open loop timed from each request's intended start. A warm-up is not measured. Latencies are
 //! HDR histograms; `--json` writes the figures.
 

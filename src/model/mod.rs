@@ -339,7 +339,7 @@ pub struct AccessKey {
     pub role: Role,
     /// `arn:aws:iam::<account>:user/<name>`: the caller, for the account settings.
     pub principal_arn: String,
-    /// When it was created, epoch milliseconds (applied time).
+    /// When it was created, epoch milliseconds (the clock of the node that took the request).
     pub created_ms: u64,
 }
 
