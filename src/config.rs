@@ -408,19 +408,15 @@ impl NodeConfig {
             }
         }
         let tls = &self.tls;
-        let set = [&tls.ca_file, &tls.cert_file, &tls.key_file]
-            .iter()
-            .filter(|f| f.is_some())
-            .count();
-        if set != 0 && set != 3 {
-            let missing = [
-                ("tls.ca_file", &tls.ca_file),
-                ("tls.cert_file", &tls.cert_file),
-                ("tls.key_file", &tls.key_file),
-            ]
-            .into_iter()
-            .find(|(_, f)| f.is_none())
-            .map_or("tls.ca_file", |(k, _)| k);
+        let files = [
+            ("tls.ca_file", &tls.ca_file),
+            ("tls.cert_file", &tls.cert_file),
+            ("tls.key_file", &tls.key_file),
+        ];
+        if let (true, Some((missing, _))) = (
+            files.iter().any(|(_, f)| f.is_some()),
+            files.iter().find(|(_, f)| f.is_none()),
+        ) {
             return Err(key_error(
                 missing,
                 "required: set all of tls.ca_file, tls.cert_file and tls.key_file, or none",

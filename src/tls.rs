@@ -106,10 +106,7 @@ pub fn make_ca(days: u32) -> Result<Pem, String> {
 /// (names and IP addresses it is reached at; a node's always include `localhost` and
 /// 127.0.0.1). Usable as both server and client.
 pub fn make_cert(ca: &Pem, who: &Identity, hosts: &[String], days: u32) -> Result<Pem, String> {
-    if let Some(bad) = hosts
-        .iter()
-        .find(|h| Identity::of_dns(h).is_some() || h.ends_with(".ecsd"))
-    {
+    if let Some(bad) = hosts.iter().find(|h| h.ends_with(&format!(".{DOMAIN}"))) {
         return Err(format!("{bad}: names under .{DOMAIN} are identities, not hosts"));
     }
     let ca_key = rcgen::KeyPair::from_pem(&ca.key).map_err(|e| format!("the CA key: {e}"))?;
@@ -163,13 +160,12 @@ impl Material {
         let read = |key: &str, path: &std::path::Path| {
             std::fs::read(path).map_err(|e| format!("config key `{key}`: read {}: {e}", path.display()))
         };
-        let material = Material {
-            ca: read("tls.ca_file", ca)?,
-            cert: read("tls.cert_file", cert)?,
-            key: read("tls.key_file", key)?,
-            identity: Identity::Node(0),
-        };
-        let chain = certs(&material.cert).map_err(|e| format!("config key `tls.cert_file`: {e}"))?;
+        let (ca_pem, cert_pem, key_pem) = (
+            read("tls.ca_file", ca)?,
+            read("tls.cert_file", cert)?,
+            read("tls.key_file", key)?,
+        );
+        let chain = certs(&cert_pem).map_err(|e| format!("config key `tls.cert_file`: {e}"))?;
         let identity = chain.first().and_then(|c| identity_of(c)).ok_or_else(|| {
             format!(
                 "config key `tls.cert_file`: {} names no ecsd identity (make it with `ecsd tls cert --node {node_id}`)",
@@ -183,9 +179,14 @@ impl Material {
                 identity.stem()
             ));
         }
-        certs(&material.ca).map_err(|e| format!("config key `tls.ca_file`: {e}"))?;
-        private_key(&material.key).map_err(|e| format!("config key `tls.key_file`: {e}"))?;
-        Ok(Some(Material { identity, ..material }))
+        certs(&ca_pem).map_err(|e| format!("config key `tls.ca_file`: {e}"))?;
+        private_key(&key_pem).map_err(|e| format!("config key `tls.key_file`: {e}"))?;
+        Ok(Some(Material {
+            ca: ca_pem,
+            cert: cert_pem,
+            key: key_pem,
+            identity,
+        }))
     }
 
     /// The ECS API's HTTPS acceptor (HTTP/1.1; clients present no certificate).

@@ -179,7 +179,10 @@ async fn concurrent_lists(local: &LocalCluster, clients: usize) -> anyhow::Resul
     let watcher = {
         let (endpoints, done) = (local.endpoints.clone(), done.clone());
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            // Bounded, so a stalled node cannot hold the watcher (and the run) forever.
+            let Ok(http) = reqwest::Client::builder().timeout(Duration::from_millis(500)).build() else {
+                return 0;
+            };
             let mut highest = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 for url in &endpoints {

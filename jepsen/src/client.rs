@@ -27,10 +27,6 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(timeout: Duration, stale_reads: bool) -> Client {
-        Client::with(timeout, stale_reads, None)
-    }
-
     /// A client of a secured cluster (`security`), or of an open one.
     pub fn with(timeout: Duration, stale_reads: bool, security: Option<&crate::secure::Security>) -> Client {
         let mut http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout);

@@ -83,18 +83,7 @@ impl std::error::Error for CallError {}
 
 /// Calls `action` at `url` once, unsigned: the answer's body when it is 2xx, else why not.
 pub async fn call(http: &reqwest::Client, url: &str, action: &str, body: &Value) -> Result<Value, CallError> {
-    call_as(http, url, action, body, None).await
-}
-
-/// [`call`], signed by `signer` when there is one.
-pub async fn call_as(
-    http: &reqwest::Client,
-    url: &str,
-    action: &str,
-    body: &Value,
-    signer: Option<&Signer>,
-) -> Result<Value, CallError> {
-    let reply = send_as(request(http, url, action), body, signer)
+    let reply = send(request(http, url, action), body)
         .await
         .map_err(CallError::Transport)?;
     if reply.is_success() {

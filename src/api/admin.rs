@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Json;
@@ -70,7 +69,8 @@ pub struct Request {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    /// The body, or `None` when it was over the limit or could not be read.
+    body: Option<Vec<u8>>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Request
@@ -84,7 +84,11 @@ where
         let peer = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().cloned();
         let state: Arc<ApiState> = axum::extract::FromRef::from_ref(state);
         let limit = state.max_body_bytes;
-        let body = axum::body::to_bytes(body, limit).await.unwrap_or_default();
+        let within = state.limits.body_timeout;
+        let body = tokio::time::timeout(within, super::read_body(body, limit))
+            .await
+            .ok()
+            .and_then(Result::ok);
         Ok(Request {
             state,
             peer,
@@ -104,7 +108,15 @@ impl Request {
             uri: &self.uri,
             headers: &self.headers,
         };
-        let caller = match super::authenticate(&self.state, incoming, &self.body).await {
+        let Some(bytes) = &self.body else {
+            let e = ApiError::RequestTooLarge(format!(
+                "the request body exceeds {} bytes or did not arrive in time",
+                self.state.max_body_bytes
+            ));
+            self.audit(None, what, e.ecs_type());
+            return Err(api_error_reply(&e));
+        };
+        let caller = match super::authenticate(&self.state, incoming, bytes).await {
             Ok(caller) => caller,
             Err(e) => {
                 self.audit(None, what, e.ecs_type());
@@ -116,10 +128,10 @@ impl Request {
             self.audit(Some(&caller), what, e.ecs_type());
             return Err(api_error_reply(&e));
         }
-        let text: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"null"
         } else {
-            &self.body
+            bytes
         };
         let body = serde_json::from_slice(text).map_err(|e| {
             let e = ApiError::Serialization(format!("the request body: {e}"));

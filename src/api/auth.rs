@@ -98,25 +98,6 @@ impl Authenticator {
         &self.anonymous
     }
 
-    /// Whether a request is signed by a key this replica does not know: it may be one just
-    /// created elsewhere, so the caller should catch up (a read barrier) before verifying.
-    pub fn unknown_key(&self, view: &StateView, headers: &HeaderMap) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        let Some(id) = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once("Credential="))
-            .and_then(|(_, rest)| rest.split_once('/'))
-            .map(|(id, _)| id)
-        else {
-            return false;
-        };
-        let is_root = self.root.as_ref().is_some_and(|r| r.access_key_id == id);
-        !is_root && matches!(crate::state::keys::get(view, id), Ok(None))
-    }
-
     /// The caller of a request, after its signature is verified against the keys of `view`.
     /// With authentication off every request is the root user's, with the admin role.
     pub async fn verify(

@@ -373,16 +373,18 @@ async fn serve(
 
 /// The caller of a request, its signature verified against this node's replica of the keys.
 async fn authenticate(state: &ApiState, incoming: Incoming<'_>, body: &[u8]) -> Result<Caller, ApiError> {
-    let view = state.node.handle().view();
-    if state.auth.unknown_key(view, incoming.headers) {
-        // A key made a moment ago on another node: wait for this replica to have it. The
-        // barrier is bounded by the hold; if it fails the key is verified as this node knows it.
-        let _ = state.node.handle().read_barrier().await;
+    let handle = state.node.handle();
+    let verify = || {
+        state
+            .auth
+            .verify(handle.view(), incoming.method, incoming.uri, incoming.headers, body)
+    };
+    match verify().await {
+        // A key made a moment ago on another node: once this replica has caught up (a read
+        // barrier, bounded by the hold), verify again.
+        Err(ApiError::UnrecognizedClient(_)) if handle.read_barrier().await.is_ok() => verify().await,
+        verified => verified,
     }
-    state
-        .auth
-        .verify(view, incoming.method, incoming.uri, incoming.headers, body)
-        .await
 }
 
 enum BodyError {
@@ -456,52 +458,62 @@ pub fn request_handler(state: &Arc<ApiState>) -> RequestHandler {
             let Some(state) = state else {
                 return forwarded_reply(Err(ApiError::Unavailable("the node is shutting down".into())));
             };
-            // The node that forwarded it verified the caller; the node-to-node port admits only
-            // members. A forward without one (an earlier version's) counts as anonymous, which
-            // only a cluster without authentication serves.
-            let caller = match request.caller {
-                Some(caller) => Ok(caller),
-                None if !state.auth.enabled() => Ok(state.auth.anonymous().clone()),
-                None => Err(ApiError::MissingAuthenticationToken(
-                    "Request is missing Authentication Token (a forward without its caller)".into(),
-                )),
-            };
-            let result = if !ACTIONS.contains(&request.action.as_str()) {
-                Err(ApiError::InvalidAction(format!("Unknown operation {}", request.action)))
-            } else if let Err(e) = &caller {
-                Err(e.clone())
-            } else if let Some(caller) = caller.as_ref().ok().filter(|c| !auth::allows(c.role, &request.action)) {
-                Err(auth::denied(caller, &format!("ecs:{}", request.action)))
-            } else if body.len() > state.max_body_bytes {
-                let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
-                Err(ApiError::RequestTooLarge(msg))
-            } else {
-                let request_id = match stamp::is_id(&request.request_id) {
-                    true => request.request_id,
-                    false => stamp::fresh_id(),
-                };
-                let within = state.limits.request_timeout;
-                let caller = caller.unwrap_or_else(|_| state.auth.anonymous().clone());
-                let run = handle(
-                    &state,
-                    &request.action,
-                    &body,
-                    &request_id,
-                    Consistency::Linearizable,
-                    true,
-                    &caller,
-                );
-                match tokio::time::timeout(within, run).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ApiError::Server(format!(
-                        "the request was not answered within {} ms",
-                        within.as_millis()
-                    ))),
+            let result = match admit_forwarded(&state, &request, &body) {
+                Err(e) => Err(e),
+                Ok(caller) => {
+                    let request_id = match stamp::is_id(&request.request_id) {
+                        true => request.request_id,
+                        false => stamp::fresh_id(),
+                    };
+                    let within = state.limits.request_timeout;
+                    let run = handle(
+                        &state,
+                        &request.action,
+                        &body,
+                        &request_id,
+                        Consistency::Linearizable,
+                        true,
+                        &caller,
+                    );
+                    match tokio::time::timeout(within, run).await {
+                        Ok(result) => result,
+                        Err(_) => Err(ApiError::Server(format!(
+                            "the request was not answered within {} ms",
+                            within.as_millis()
+                        ))),
+                    }
                 }
             };
             forwarded_reply(result)
         })
     })
+}
+
+/// Who a forwarded request runs as, once admitted: a known action; the caller the forwarding
+/// node verified (the node-to-node port admits only members), or, from an earlier version that
+/// sends none, the anonymous caller a cluster without authentication serves; a role that allows
+/// the action; a body within the limit.
+fn admit_forwarded(state: &ApiState, request: &ForwardedRequest, body: &[u8]) -> Result<Caller, ApiError> {
+    if !ACTIONS.contains(&request.action.as_str()) {
+        return Err(ApiError::InvalidAction(format!("Unknown operation {}", request.action)));
+    }
+    let caller = match &request.caller {
+        Some(caller) => caller.clone(),
+        None if !state.auth.enabled() => state.auth.anonymous().clone(),
+        None => {
+            return Err(ApiError::MissingAuthenticationToken(
+                "Request is missing Authentication Token (a forward without its caller)".into(),
+            ))
+        }
+    };
+    if !auth::allows(caller.role, &request.action) {
+        return Err(auth::denied(&caller, &format!("ecs:{}", request.action)));
+    }
+    if body.len() > state.max_body_bytes {
+        let msg = format!("Request body exceeds the limit of {} bytes", state.max_body_bytes);
+        return Err(ApiError::RequestTooLarge(msg));
+    }
+    Ok(caller)
 }
 
 /// A forwarded request's answer, as the node it came through relays it.

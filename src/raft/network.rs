@@ -47,7 +47,7 @@ pub enum RpcFailure {
 /// Channels to peers, keyed by node and address, and the node's `[dial]` table. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    channels: Arc<Mutex<HashMap<(NodeId, String), Channel>>>,
+    channels: Arc<Mutex<HashMap<NodeId, HashMap<String, Channel>>>>,
     dialer: Dialer,
     /// Mutual TLS: this node's certificate and the cluster CA. A channel to node N expects
     /// the certificate of `node-N.ecsd`.
@@ -89,8 +89,7 @@ impl PeerPool {
 
     fn client(&self, addr: &str, target: NodeId) -> Result<RaftServiceClient<Channel>, RpcFailure> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (target, addr.to_string());
-        let channel = match channels.get(&key) {
+        let channel = match channels.get(&target).and_then(|by_addr| by_addr.get(addr)) {
             Some(c) => c.clone(),
             None => {
                 let unreachable = |e: tonic::transport::Error| RpcFailure::Unreachable {
@@ -113,7 +112,10 @@ impl PeerPool {
                     .keep_alive_timeout(Duration::from_secs(5))
                     .keep_alive_while_idle(true);
                 let channel = endpoint.connect_lazy();
-                channels.insert(key, channel.clone());
+                channels
+                    .entry(target)
+                    .or_default()
+                    .insert(addr.to_string(), channel.clone());
                 channel
             }
         };

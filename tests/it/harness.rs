@@ -122,12 +122,7 @@ impl TestCluster {
     }
 
     async fn launch(&mut self, id: u64) {
-        let config = self.configs[&id].clone();
-        let listeners = listeners_for(&self.sockets[&id]);
-        let node = Node::start(config, listeners, (self.tasks)(id))
-            .await
-            .expect("start node");
-        self.nodes.insert(id, node);
+        self.try_restart(id).await.expect("start node");
     }
 
     /// Starts a new node that joins later through `add-node` (no bootstrap).
