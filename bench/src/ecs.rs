@@ -46,13 +46,7 @@ impl Ecs {
 
     /// Sends `request`, signed when the cluster is secured.
     async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-        let Some(signer) = &self.signer else {
-            return request.send().await;
-        };
-        let mut request = request.build()?;
-        // Only a streamed body cannot be signed; these are in memory.
-        let _ = signer.sign(&mut request);
-        self.http.execute(request).await
+        ecs::execute(request, self.signer.as_ref()).await
     }
 
     /// The next node's request for `action`, with the bench's headers.

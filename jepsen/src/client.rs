@@ -50,12 +50,7 @@ impl Client {
 
     /// Sends `request`, signed when secured.
     async fn execute(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
-        let mut request = request.build()?;
-        if let Some(signer) = &self.signer {
-            // Only a streamed body cannot be signed; these are in memory.
-            let _ = signer.sign(&mut request);
-        }
-        self.http.execute(request).await
+        ecsd_protocol::ecs::execute(request, self.signer.as_ref()).await
     }
 
     /// Creates an access key with the client's (root) key: its credentials.

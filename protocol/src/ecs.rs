@@ -45,20 +45,25 @@ pub async fn send_as(
     body: &Value,
     signer: Option<&Signer>,
 ) -> Result<Reply, reqwest::Error> {
-    let (http, request) = request.body(body.to_string()).build_split();
-    let mut request = request?;
-    if let Some(signer) = signer {
-        // Only a streamed body cannot be signed, and this one is in memory: should signing
-        // fail all the same, the request goes unsigned and the server names what is missing.
-        let _ = signer.sign(&mut request);
-    }
-    let response = http.execute(request).await?;
+    let response = execute(request.body(body.to_string()), signer).await?;
     let status = response.status().as_u16();
     let bytes = response.bytes().await?;
     Ok(Reply {
         status,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     })
+}
+
+/// Sends a request whose body is in memory, signed by `signer` when there is one. Should
+/// signing fail all the same (only a streamed body cannot be signed), the request goes
+/// unsigned and the server names what is missing.
+pub async fn execute(request: reqwest::RequestBuilder, signer: Option<&Signer>) -> reqwest::Result<reqwest::Response> {
+    let (http, request) = request.build_split();
+    let mut request = request?;
+    if let Some(signer) = signer {
+        let _ = signer.sign(&mut request);
+    }
+    http.execute(request).await
 }
 
 /// Why [`call`] failed.

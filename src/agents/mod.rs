@@ -71,27 +71,27 @@ impl AgentGrpc {
     /// only for the instances it registered (with the key of the same name).
     fn owns(&self, agent: &Option<AgentName>, cluster: &str, instance: &str) -> Result<(), Status> {
         let Some(AgentName(name)) = agent else { return Ok(()) };
-        let found = crate::state::container_instances::get(self.node.handle().view(), cluster, instance)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        match found.and_then(|i| i.agent) {
-            Some(bound) if bound == *name => Ok(()),
-            _ => Err(Status::permission_denied(clip(&format!(
+        let view = self.node.handle().view();
+        match crate::state::container_instances::bound_to(view, cluster, instance, name) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Status::permission_denied(clip(&format!(
                 "agent {name} may act only for the container instances it registered, not {cluster}/{instance}"
             )))),
+            Err(e) => Err(Status::internal(e.to_string())),
         }
     }
 
     /// With an agent's certificate, that task `task` (if the cluster has it) runs on an
     /// instance bound to that agent.
     fn owns_task(&self, agent: &Option<AgentName>, cluster: &str, task: &str) -> Result<(), Status> {
-        if agent.is_none() {
-            return Ok(());
-        }
-        let found = crate::state::tasks::get(self.node.handle().view(), cluster, task)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        match found {
-            Some(task) => self.owns(agent, cluster, &task.container_instance_id),
-            None => Ok(()),
+        let Some(AgentName(name)) = agent else { return Ok(()) };
+        let view = self.node.handle().view();
+        match crate::state::container_instances::task_bound_to(view, cluster, task, name) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Status::permission_denied(clip(&format!(
+                "agent {name} may report only for tasks on the container instances it registered, not {cluster}/{task}"
+            )))),
+            Err(e) => Err(Status::internal(e.to_string())),
         }
     }
 }

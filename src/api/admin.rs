@@ -220,10 +220,18 @@ fn listed(key: &AccessKey) -> Value {
     })
 }
 
-/// Proposes `command` for an admin request, as the ECS actions propose theirs.
-async fn propose(state: &ApiState, command: Command) -> Result<Outcome, ApiError> {
-    let proposal = crate::stamp::proposal(command);
-    Ok(state.node.write(proposal).await?)
+/// Proposes `command` for an admin request, as the ECS actions propose theirs; a rejection is
+/// its ECS error.
+async fn propose(state: &ApiState, command: Command) -> Result<(), ApiError> {
+    match state.node.write(crate::stamp::proposal(command)).await? {
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A result as the audit line names it.
+fn audited<T>(result: &Result<T, ApiError>) -> &str {
+    result.as_ref().map_or_else(ApiError::ecs_type, |_| "ok")
 }
 
 pub async fn create_key(request: Request) -> Reply {
@@ -234,11 +242,7 @@ pub async fn create_key(request: Request) -> Reply {
     let CreateKeyRequest { name, role } = admin.body;
     let what = format!("CreateAccessKey({name})");
     let result = create(&request.state, &name, &role).await;
-    request.audit(
-        Some(&admin.caller),
-        &what,
-        result.as_ref().map_or_else(|e| e.ecs_type(), |_| "ok"),
-    );
+    request.audit(Some(&admin.caller), &what, audited(&result));
     match result {
         Ok(key) => {
             let mut body = listed(&key);
@@ -267,10 +271,8 @@ async fn create(state: &ApiState, name: &str, role: &str) -> Result<AccessKey, A
         principal_arn: state.scope.user_principal(name),
         created_ms: crate::stamp::now_ms(),
     };
-    match propose(state, Command::CreateAccessKey(Box::new(key.clone()))).await? {
-        Outcome::Rejected(r) => Err(r.into()),
-        _ => Ok(key),
-    }
+    propose(state, Command::CreateAccessKey(Box::new(key.clone()))).await?;
+    Ok(key)
 }
 
 pub async fn revoke_key(request: Request) -> Reply {
@@ -279,16 +281,11 @@ pub async fn revoke_key(request: Request) -> Reply {
         Err(reply) => return reply,
     };
     let name = admin.body.name;
-    let result = match propose(&request.state, Command::RevokeAccessKey { name: name.clone() }).await {
-        Ok(Outcome::Rejected(r)) => Err(ApiError::from(r)),
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let what = format!("RevokeAccessKey({name})");
+    let result = propose(&request.state, Command::RevokeAccessKey { name: name.clone() }).await;
     request.audit(
         Some(&admin.caller),
-        &what,
-        result.as_ref().map_or_else(|e| e.ecs_type(), |_| "ok"),
+        &format!("RevokeAccessKey({name})"),
+        audited(&result),
     );
     match result {
         Ok(()) => (StatusCode::OK, Json(json!({ "revoked": name }))),

@@ -195,10 +195,9 @@ pub async fn agent_owns_instance(ctx: &super::Ctx<'_>, cluster: &str, instance: 
         return Ok(());
     }
     let view = ctx.read_view().await?;
-    let found = crate::state::container_instances::get(view, cluster, instance)?;
-    match found.and_then(|i| i.agent) {
-        Some(agent) if agent == ctx.caller.name => Ok(()),
-        _ => Err(ApiError::AccessDenied(format!(
+    match crate::state::container_instances::bound_to(view, cluster, instance, &ctx.caller.name)? {
+        true => Ok(()),
+        false => Err(ApiError::AccessDenied(format!(
             "containerInstance: agent {} may report only for the container instances it registered",
             ctx.caller.name
         ))),
@@ -211,15 +210,9 @@ pub async fn agent_owns_task(ctx: &super::Ctx<'_>, cluster: &str, task: &str) ->
         return Ok(());
     }
     let view = ctx.read_view().await?;
-    // A task the cluster does not have is nobody's: its report changes nothing.
-    let Some(task) = crate::state::tasks::get(view, cluster, task)? else {
-        return Ok(());
-    };
-    let owner =
-        crate::state::container_instances::get(view, cluster, &task.container_instance_id)?.and_then(|i| i.agent);
-    match owner {
-        Some(agent) if agent == ctx.caller.name => Ok(()),
-        _ => Err(ApiError::AccessDenied(format!(
+    match crate::state::container_instances::task_bound_to(view, cluster, task, &ctx.caller.name)? {
+        true => Ok(()),
+        false => Err(ApiError::AccessDenied(format!(
             "task: agent {} may report only for tasks on the container instances it registered",
             ctx.caller.name
         ))),

@@ -337,6 +337,20 @@ pub(super) fn put(txn: &mut Txn<'_>, instance: &ContainerInstance) {
 }
 
 /// One instance of `cluster`, in any status.
+/// Whether instance `id` is bound to `agent` (registered with that agent's key).
+pub fn bound_to(kv: &dyn KvRead, cluster: &str, id: &str, agent: &str) -> Result<bool, KvError> {
+    Ok(get(kv, cluster, id)?.and_then(|i| i.agent).is_some_and(|a| a == agent))
+}
+
+/// Whether task `task` runs on an instance bound to `agent`. A task the cluster does not have
+/// is nobody's (a report of it changes nothing), so it passes.
+pub fn task_bound_to(kv: &dyn KvRead, cluster: &str, task: &str, agent: &str) -> Result<bool, KvError> {
+    match super::tasks::get(kv, cluster, task)? {
+        Some(task) => bound_to(kv, cluster, &task.container_instance_id, agent),
+        None => Ok(true),
+    }
+}
+
 pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<ContainerInstance>, KvError> {
     kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()
 }
