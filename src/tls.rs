@@ -53,7 +53,31 @@ impl Identity {
 }
 
 /// The one identity in a certificate (DER), or `None` when it names none or several.
+///
+/// Every peer RPC asks this of its connection's certificate; the answers for the few
+/// certificates a node sees (its peers' and agents') are kept, so that a certificate is parsed
+/// once rather than on every message. The cache holds at most [`SEEN_MAX`] certificates and
+/// starts over when full, so a caller cycling through certificates cannot grow it.
 pub fn identity_of(der: &[u8]) -> Option<Identity> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static SEEN: LazyLock<Mutex<HashMap<Vec<u8>, Option<Identity>>>> = LazyLock::new(Mutex::default);
+    if let Some(known) = SEEN.lock().unwrap_or_else(|p| p.into_inner()).get(der) {
+        return known.clone();
+    }
+    let identity = parse_identity(der);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.len() >= SEEN_MAX {
+        seen.clear();
+    }
+    seen.insert(der.to_vec(), identity.clone());
+    identity
+}
+
+/// How many certificates' identities [`identity_of`] keeps.
+const SEEN_MAX: usize = 256;
+
+fn parse_identity(der: &[u8]) -> Option<Identity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     let mut found = san.value.general_names.iter().filter_map(|name| match name {

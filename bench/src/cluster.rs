@@ -44,59 +44,7 @@ pub fn self_reported_leader(status: &serde_json::Value) -> Option<(u64, u64, Str
 }
 
 /// `--security on`: the cluster's certificates (from `ecsd tls`) and root key.
-pub struct Security {
-    pub ca_pem: Vec<u8>,
-    pub root: ecsd_protocol::sigv4::Credentials,
-    dir: std::path::PathBuf,
-}
-
-impl Security {
-    /// Makes a CA and `nodes` node certificates under `dir` with the `ecsd` binary.
-    fn prepare(binary: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Security> {
-        let tls = dir.join("tls");
-        let run = |args: &[&str]| -> anyhow::Result<()> {
-            let out = Command::new(binary).arg("tls").args(args).output()?;
-            if !out.status.success() {
-                bail!("ecsd tls {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-            }
-            Ok(())
-        };
-        let d = tls.to_string_lossy().to_string();
-        run(&["ca", "--dir", &d])?;
-        for i in 1..=nodes {
-            run(&["cert", "--dir", &d, "--node", &i.to_string()])?;
-        }
-        // A secret only this run knows: the process's random hash keys, 40 hex digits.
-        let random = std::hash::RandomState::new();
-        let secret: String = (0..3u8)
-            .map(|i| format!("{:016x}", std::hash::BuildHasher::hash_one(&random, i)))
-            .collect::<String>()[..40]
-            .to_string();
-        Ok(Security {
-            ca_pem: std::fs::read(tls.join("ca.pem"))?,
-            root: ecsd_protocol::sigv4::Credentials::new("AKIABENCHROOTKEY0001", secret),
-            dir: tls,
-        })
-    }
-
-    /// Node `i`'s `[auth]` and `[tls]` tables.
-    fn config(&self, i: usize) -> String {
-        let f = |name: String| self.dir.join(name).display().to_string();
-        format!(
-            "\n[auth]\nenabled = true\nroot_access_key_id = \"{}\"\nroot_secret_access_key = \"{}\"\n\
-             \n[tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-            self.root.access_key_id,
-            self.root.secret_access_key,
-            f("ca.pem".into()),
-            f(format!("node-{i}.pem")),
-            f(format!("node-{i}-key.pem")),
-        )
-    }
-
-    pub fn signer(&self) -> ecsd_protocol::sigv4::Signer {
-        ecsd_protocol::sigv4::Signer::new(self.root.clone(), "us-east-1")
-    }
-}
+pub use ecsd_protocol::secure::Secrets as Security;
 
 /// A local cluster of `ecsd serve` processes; dropped, it stops and its data is deleted.
 pub struct LocalCluster {
@@ -122,8 +70,9 @@ impl LocalCluster {
     pub async fn start_with(binary: &Path, nodes: usize, secure: bool) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new().prefix("ecs-bench-").tempdir()?;
         let security = secure
-            .then(|| Security::prepare(binary, dir.path(), nodes))
-            .transpose()?;
+            .then(|| Security::prepare(binary, dir.path().join("tls"), &vec![Vec::new(); nodes], &[]))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let ports = free_ports(nodes * 2)?;
         let (api, raft) = ports.split_at(nodes);
         let members: String = (0..nodes)
@@ -145,7 +94,7 @@ impl LocalCluster {
                 raft[i],
                 &format!(
                     "bootstrap = true\n{members}{}",
-                    security.as_ref().map(|s| s.config(i + 1)).unwrap_or_default()
+                    security.as_ref().map(|s| s.node_config(i + 1)).unwrap_or_default()
                 ),
             )?);
         }

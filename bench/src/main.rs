@@ -20,6 +20,11 @@
 //! open loop timed from each request's intended start. A warm-up is not measured. Latencies are
 //! HDR histograms; `--json` writes the figures.
 
+/// jemalloc, as the nodes have: glibc's malloc took a large share of the bench's own CPU,
+/// which the nodes on the same cores then lack.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -67,7 +67,7 @@ impl Db {
             // The test network is the harness's own (loopback or private namespaces): without
             // --secure, the nodes may listen on it unprotected.
             let (insecure, secure) = match security {
-                Some(s) => ("", s.config(i)),
+                Some(s) => ("", s.node_config(i)),
                 None => ("insecure = true\n", String::new()),
             };
             let text = format!(

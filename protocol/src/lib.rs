@@ -13,6 +13,7 @@ pub mod ecs;
 pub mod journal;
 pub mod messages;
 pub mod pb;
+pub mod secure;
 pub mod sigv4;
 pub mod taskdef;
 

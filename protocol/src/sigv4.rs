@@ -140,17 +140,19 @@ impl Signer {
 
     /// Signs a built request as if at `time` (tests sign with a skewed clock this way).
     pub fn sign_at(&self, time: SystemTime, request: &mut reqwest::Request) -> Result<(), String> {
-        let body = match request.body() {
-            None => Vec::new(),
-            Some(body) => body.as_bytes().ok_or("a streamed body cannot be signed")?.to_vec(),
+        // The request is read in place; only the signing headers are new.
+        let signed = {
+            let body: &[u8] = match request.body() {
+                None => &[],
+                Some(body) => body.as_bytes().ok_or("a streamed body cannot be signed")?,
+            };
+            let own: Vec<(&str, &str)> = request
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+                .collect();
+            self.headers_at(time, request.method().as_str(), request.url().as_str(), &own, body)?
         };
-        let own: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let own: Vec<(&str, &str)> = own.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let signed = self.headers_at(time, request.method().as_str(), request.url().as_str(), &own, &body)?;
         for (name, value) in signed {
             let value = reqwest::header::HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
             request.headers_mut().insert(name, value);

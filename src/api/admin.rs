@@ -70,7 +70,7 @@ pub struct Request {
     uri: Uri,
     headers: HeaderMap,
     /// The body, or `None` when it was over the limit or could not be read.
-    body: Option<Vec<u8>>,
+    body: Option<axum::body::Bytes>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Request

@@ -106,7 +106,7 @@ impl Authenticator {
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        body: &[u8],
+        body: axum::body::Bytes,
     ) -> Result<Caller, ApiError> {
         if !self.enabled {
             return Ok(self.anonymous.clone());
@@ -116,7 +116,7 @@ impl Authenticator {
             *h = headers.clone();
         }
         let request = request
-            .body(body.to_vec())
+            .body(body)
             .map_err(|e| ApiError::IncompleteSignature(format!("The request cannot be verified: {e}")))?;
         let found: Arc<Mutex<Option<AccessKey>>> = Arc::default();
         let lookup = {

@@ -20,7 +20,7 @@ mod wire;
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -372,12 +372,16 @@ async fn serve(
 }
 
 /// The caller of a request, its signature verified against this node's replica of the keys.
-async fn authenticate(state: &ApiState, incoming: Incoming<'_>, body: &[u8]) -> Result<Caller, ApiError> {
+async fn authenticate(state: &ApiState, incoming: Incoming<'_>, body: &Bytes) -> Result<Caller, ApiError> {
     let handle = state.node.handle();
     let verify = || {
-        state
-            .auth
-            .verify(handle.view(), incoming.method, incoming.uri, incoming.headers, body)
+        state.auth.verify(
+            handle.view(),
+            incoming.method,
+            incoming.uri,
+            incoming.headers,
+            body.clone(),
+        )
     };
     match verify().await {
         // A key made a moment ago on another node: once this replica has caught up (a read
@@ -395,16 +399,17 @@ enum BodyError {
 /// The request body, unless it is longer than `limit`. The rest of a body over the limit is
 /// read and dropped (up to 16 times the limit, within the body timeout), so that a client still
 /// sending gets the 413 answer instead of a broken connection, and the connection stays usable.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
+    // A body that arrives in one chunk (most do) is kept as it came, without a copy.
+    let mut chunks: Vec<Bytes> = Vec::new();
     let mut received = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(BodyError::Broken)?;
         received = received.saturating_add(chunk.len());
         if received <= limit {
-            bytes.extend_from_slice(&chunk);
+            chunks.push(chunk);
         } else if received > limit.saturating_mul(16) {
             return Err(BodyError::TooLarge);
         }
@@ -412,7 +417,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
     if received > limit {
         return Err(BodyError::TooLarge);
     }
-    Ok(bytes)
+    Ok(match chunks.len() {
+        0 | 1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
 }
 
 /// Runs one request whose action, body and caller are known.

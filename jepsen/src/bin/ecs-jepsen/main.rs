@@ -227,11 +227,7 @@ pub(crate) fn test(args: TestArgs) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     let skewable = packages.iter().any(|p| p == "clock");
     let security = match args.secure {
-        true => Some(Arc::new(ecs_jepsen::secure::Security::prepare(
-            &ecsd,
-            &run_dir,
-            net.as_ref(),
-        )?)),
+        true => Some(Arc::new(ecs_jepsen::secure::prepare(&ecsd, &run_dir, net.as_ref())?)),
         false => None,
     };
     let db = Arc::new(Mutex::new(Db::start(

@@ -428,7 +428,7 @@ pub(crate) async fn setup_scheduling(
     if let Some(security) = security {
         // The agents' own key (role agent) and certificate, of the same name.
         let key = client.create_key(url, ecs_jepsen::secure::AGENTS, "agent").await?;
-        let (ca, cert, private) = security.agent_files();
+        let (ca, cert, private) = security.agent_files(ecs_jepsen::secure::AGENTS);
         command
             .arg("--ca-file")
             .arg(ca)
