@@ -125,6 +125,32 @@ pub struct NodeConfig {
     /// config is refused at start.
     #[serde(default)]
     pub insecure: bool,
+    /// When `/readyz` calls this node ready.
+    #[serde(default)]
+    pub health: HealthTuning,
+}
+
+/// The bounds of `/readyz`: past any of them, the node answers 503 and names why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthTuning {
+    /// The most log entries this node's state machine may trail its commit index by.
+    pub max_apply_lag: u64,
+    /// As leader: the longest time without a quorum's acknowledgement (a leader cut off from
+    /// the others stays leader in its own eyes until it hears of a newer term).
+    pub max_quorum_silence_ms: u64,
+    /// The least free space, in MiB, on the data directory's file system.
+    pub min_free_disk_mib: u64,
+}
+
+impl Default for HealthTuning {
+    fn default() -> Self {
+        HealthTuning {
+            max_apply_lag: 1_000,
+            max_quorum_silence_ms: 2_000,
+            min_free_disk_mib: 256,
+        }
+    }
 }
 
 /// Who may call the API: every request is signed with SigV4 by an access key (`ecsd keys`).

@@ -60,6 +60,8 @@ impl Node {
         listeners: Listeners,
         leader_tasks: Vec<Arc<dyn LeaderTask>>,
     ) -> anyhow::Result<Node> {
+        // The metrics recorder first, so that nothing this node records is lost.
+        crate::telemetry::prometheus();
         let api_addr = listeners.api.local_addr()?;
         let raft_addr = listeners.raft.local_addr()?;
         // Ports chosen by the OS become the addresses this node advertises.
@@ -145,6 +147,10 @@ impl Node {
             advertised_api_addr: config.advertised_api_addr(),
             advertised_agent_addr: config.advertised_raft_addr(),
             limits: api::server::Limits::of(&config.api),
+            health: api::health::Health {
+                data_dir: config.data_dir.clone(),
+                tuning: config.health.clone(),
+            },
         });
         raft.handle().set_request_handler(api::request_handler(&state));
         let limits = state.limits.clone();

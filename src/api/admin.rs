@@ -46,7 +46,7 @@ pub struct RevokeKeyRequest {
     pub name: String,
 }
 
-type Reply = (StatusCode, Json<Value>);
+pub(super) type Reply = (StatusCode, Json<Value>);
 
 fn error_reply(e: NodeError) -> Reply {
     (super::error::admin_status(&e), Json(json!({ "error": e.to_string() })))
@@ -57,7 +57,7 @@ fn api_error_reply(e: &ApiError) -> Reply {
 }
 
 /// One admin request: its caller, verified and allowed `what`, and its body parsed.
-struct Admin<T> {
+pub(super) struct Admin<T> {
     caller: Caller,
     body: T,
 }
@@ -101,8 +101,16 @@ where
 }
 
 impl Request {
+    pub(super) fn state(&self) -> &Arc<ApiState> {
+        &self.state
+    }
+
     /// Verifies the signature, checks that the caller's role is one of `roles`, and parses the body.
-    async fn admit<T: serde::de::DeserializeOwned>(&self, what: &str, roles: &[Role]) -> Result<Admin<T>, Reply> {
+    pub(super) async fn admit<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        roles: &[Role],
+    ) -> Result<Admin<T>, Reply> {
         let incoming = Incoming {
             method: &self.method,
             uri: &self.uri,
@@ -151,7 +159,7 @@ impl Request {
     }
 }
 
-const ANY_BUT_AGENT: [Role; 3] = [Role::Admin, Role::Operator, Role::ReadOnly];
+pub(super) const ANY_BUT_AGENT: [Role; 3] = [Role::Admin, Role::Operator, Role::ReadOnly];
 const ADMIN: [Role; 1] = [Role::Admin];
 
 pub async fn status(request: Request) -> Reply {

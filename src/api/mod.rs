@@ -11,6 +11,7 @@ pub mod auth;
 mod clusters;
 mod container_instances;
 pub mod error;
+pub mod health;
 pub mod server;
 mod services;
 mod tags;
@@ -100,6 +101,8 @@ pub struct ApiState {
     pub auth: auth::Authenticator,
     /// Whether this node serves TLS (HTTPS here, mutual TLS to agents).
     pub tls: bool,
+    /// What `/readyz` checks beyond Raft.
+    pub health: health::Health,
 }
 
 /// How a read is served.
@@ -208,7 +211,8 @@ pub(super) fn cluster_name(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
     }
 }
 
-/// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`; each request bounded
+/// The API router: `POST /` for ECS, `/cluster/*` for admin, `/health`, `/livez`, `/readyz` and
+/// `/metrics` (`health.rs`); each request bounded
 /// in time and in number (`server`).
 pub fn router(state: Arc<ApiState>) -> Router {
     let request_timeout = state.limits.request_timeout;
@@ -223,6 +227,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
             }),
         )
         .route("/health", get(|| async { "ok" }))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/cluster/status", get(admin::status))
         .route("/cluster/add-node", post(admin::add_node))
         .route("/cluster/remove-node", post(admin::remove_node))

@@ -207,6 +207,36 @@ impl RaftHandle {
         }
     }
 
+    /// This node's Raft state at one moment, as `/readyz` and `/metrics` read it.
+    pub fn vitals(&self) -> Vitals {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        let followers = match &metrics.replication {
+            Some(replication) => replication
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, matched)| (*id, matched.map(|l| l.index)))
+                .collect(),
+            None => Vec::new(),
+        };
+        Vitals {
+            id: self.id,
+            leading: self.is_leader_in(&metrics),
+            state: format!("{:?}", metrics.state).to_lowercase(),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            voters,
+            last_log_index: metrics.last_log_index,
+            committed_index: self.committed.get(),
+            applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+            followers,
+            fatal: metrics.running_state.as_ref().err().map(|e| e.to_string()),
+        }
+    }
+
     /// This node's own report.
     pub fn local_report(&self) -> NodeReport {
         let metrics = self.raft.metrics().borrow().clone();

@@ -122,6 +122,32 @@ pub struct NodeReport {
     pub recorded_incarnations: BTreeMap<NodeId, String>,
 }
 
+/// A node's Raft state at one moment ([`RaftHandle::vitals`]): what `/readyz` judges and
+/// `/metrics` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vitals {
+    pub id: NodeId,
+    /// This node leads (in the current term).
+    pub leading: bool,
+    /// openraft's server state, lower-case: leader, follower, candidate, learner, shutdown.
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    /// Voters in the membership.
+    pub voters: usize,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    /// As leader: how long since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+    /// As leader: each other member and the last index it is known to hold.
+    pub followers: Vec<(NodeId, Option<u64>)>,
+    /// Why Raft stopped on this node (a storage error, say), if it did.
+    pub fatal: Option<String>,
+}
+
 /// One member as `ecsd cluster status` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MemberStatus {

@@ -7,30 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::harness::{proxy, wait_for, TestCluster};
 use serde_json::json;
-use tokio::net::TcpStream;
-
-use crate::harness::{wait_for, TestCluster};
-
-/// A TCP forwarder to `target` that counts its connections; it runs until the runtime stops.
-fn counting_proxy(target: String, count: Arc<AtomicUsize>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    addr
-}
 
 /// Connections counted per (dialling node, target node, "raft" or "api").
 type Counters = BTreeMap<(u64, u64, &'static str), Arc<AtomicUsize>>;
@@ -45,10 +23,9 @@ async fn peers_are_dialled_through_the_dial_table() {
                 continue;
             }
             for (kind, target) in [("raft", &member.raft_addr), ("api", &member.api_addr)] {
-                let count = Arc::new(AtomicUsize::new(0));
-                let via = counting_proxy(target.clone(), count.clone());
+                let (via, link) = proxy(target.clone());
                 config.dial.insert(target.clone(), via);
-                counters.insert((config.node_id, member.id, kind), count);
+                counters.insert((config.node_id, member.id, kind), link.connections);
             }
         }
     })

@@ -375,3 +375,51 @@ pub fn skip(test: &str, require_var: &str, reason: &str) {
     let line = format!("SKIPPED {test}: {reason} (set {require_var}=1 to fail instead)\n");
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
+
+/// One proxied link between nodes ([`proxy`]): the connections it has taken, and its switch.
+pub struct Link {
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// `true` cuts the link: new connections are dropped at once and carried ones end.
+    pub cut: tokio::sync::watch::Sender<bool>,
+}
+
+/// A TCP forwarder to `target` on a port the OS picks, and its [`Link`]. It runs until the
+/// runtime stops.
+pub fn proxy(target: String) -> (String, Link) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let listener = TcpListener::from_std(listener).unwrap();
+    let (cut, watched) = tokio::sync::watch::channel(false);
+    let link = Link {
+        connections: Arc::default(),
+        cut,
+    };
+    let connections = link.connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if *watched.borrow() {
+                continue;
+            }
+            let target = target.clone();
+            let mut watched = watched.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                // A link whose switch was dropped is never cut.
+                let cut = async {
+                    if watched.wait_for(|cut| *cut).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = cut => {}
+                }
+            });
+        }
+    });
+    (addr, link)
+}

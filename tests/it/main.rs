@@ -10,6 +10,7 @@ mod container_instances;
 mod deployments;
 mod dial;
 mod harness;
+mod health;
 mod hostile;
 mod leadership;
 mod malformed;

@@ -58,6 +58,8 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     // SigV4 is verified in one place (`api/auth.rs`).
     ("scratchstack_aws_signature", &["api"]),
     ("chrono", &["api", "tls"]),
+    // The Prometheus recorder is the telemetry module's.
+    ("metrics_exporter_prometheus", &["telemetry"]),
     // `ecsd dev` starts local agents; nothing else of the server runs one.
     ("ecs_agent", &["bin"]),
     // Only the API layer knows ECS wire types.
