@@ -57,6 +57,13 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "ECSD_SERVICES_RESTART_BACKOFF_MAX_MS",
         "services.restart_backoff_max_ms",
     ),
+    (
+        "ECSD_SERVICES_STOPPED_TASK_GC_EVERY_MS",
+        "services.stopped_task_gc_every_ms",
+    ),
+    ("ECSD_HEALTH_MAX_APPLY_LAG", "health.max_apply_lag"),
+    ("ECSD_HEALTH_MAX_QUORUM_SILENCE_MS", "health.max_quorum_silence_ms"),
+    ("ECSD_HEALTH_MIN_FREE_DISK_MIB", "health.min_free_disk_mib"),
 ];
 
 /// The configuration of one ecsd node.

@@ -80,7 +80,8 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     // HTTP/1.1, as the AWS SDKs and the CLI speak to ECS. Its header-read timer runs from the
-    // moment a connection is accepted, and again after every answer.
+    // moment a connection is served (accepted, or after its TLS handshake, which has a bound of
+    // its own), and again after every answer.
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

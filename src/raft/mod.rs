@@ -306,9 +306,9 @@ pub struct RaftNode {
 }
 
 impl RaftNode {
-    /// Opens storage under the config's data dir and starts Raft. Initialises a new cluster when
-    /// configured to bootstrap and not yet initialised.
-    /// With `tls`, peers are dialled over mutual TLS.
+    /// Opens storage under the config's data dir and starts Raft; peers' messages wait for
+    /// [`RaftNode::admit`], which runs the start-up guard and initialises a new cluster when
+    /// configured to bootstrap. With `tls`, peers are dialled over mutual TLS.
     pub async fn start(
         config: &NodeConfig,
         store: crate::storage::Store,

@@ -336,7 +336,6 @@ pub(super) fn put(txn: &mut Txn<'_>, instance: &ContainerInstance) {
     txn.put(Space::Data, key(&instance.cluster, &instance.id), encode(instance));
 }
 
-/// One instance of `cluster`, in any status.
 /// Whether instance `id` is bound to `agent` (registered with that agent's key).
 pub fn bound_to(kv: &dyn KvRead, cluster: &str, id: &str, agent: &str) -> Result<bool, KvError> {
     Ok(get(kv, cluster, id)?.and_then(|i| i.agent).is_some_and(|a| a == agent))
@@ -351,6 +350,7 @@ pub fn task_bound_to(kv: &dyn KvRead, cluster: &str, task: &str, agent: &str) ->
     }
 }
 
+/// One instance of `cluster`, in any status.
 pub fn get(kv: &dyn KvRead, cluster: &str, id: &str) -> Result<Option<ContainerInstance>, KvError> {
     kv.get(Space::Data, &key(cluster, id))?.map(|b| decode(&b)).transpose()
 }
