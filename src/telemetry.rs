@@ -13,7 +13,8 @@ pub fn init() {
         .try_init();
 }
 
-/// The latency buckets of every histogram, in seconds: from half a millisecond to ten seconds.
+/// The buckets of every latency histogram (`*_seconds`), from half a millisecond to ten seconds.
+/// Other histograms (counts, such as a write batch's size) render as summaries.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -24,12 +25,11 @@ const BUCKETS: &[f64] = &[
 pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
-        let builder = match builder.set_buckets(BUCKETS) {
-            Ok(b) => b,
-            Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new(),
-        };
-        let recorder = builder.build_recorder();
+        let seconds = metrics_exporter_prometheus::Matcher::Suffix("_seconds".into());
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(seconds, BUCKETS)
+            .expect("BUCKETS is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder was installed first: /metrics shows Raft state only");

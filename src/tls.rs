@@ -62,11 +62,12 @@ pub fn identity_of(der: &[u8]) -> Option<Identity> {
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
     static SEEN: LazyLock<Mutex<HashMap<Vec<u8>, Option<Identity>>>> = LazyLock::new(Mutex::default);
-    if let Some(known) = SEEN.lock().unwrap_or_else(|p| p.into_inner()).get(der) {
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = seen.get(der) {
         return known.clone();
     }
+    // A miss is once per certificate: parsing under the lock costs nothing that matters.
     let identity = parse_identity(der);
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     if seen.len() >= SEEN_MAX {
         seen.clear();
     }
@@ -170,8 +171,6 @@ pub struct Material {
     pub ca: Vec<u8>,
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
-    /// Who the certificate says this node is.
-    pub identity: Identity,
 }
 
 impl Material {
@@ -190,7 +189,7 @@ impl Material {
             read("tls.key_file", key)?,
         );
         let chain = certs(&cert_pem).map_err(|e| format!("config key `tls.cert_file`: {e}"))?;
-        let identity = chain.first().and_then(|c| identity_of(c)).ok_or_else(|| {
+        let identity = chain.first().and_then(|c| parse_identity(c)).ok_or_else(|| {
             format!(
                 "config key `tls.cert_file`: {} names no ecsd identity (make it with `ecsd tls cert --node {node_id}`)",
                 cert.display()
@@ -209,7 +208,6 @@ impl Material {
             ca: ca_pem,
             cert: cert_pem,
             key: key_pem,
-            identity,
         }))
     }
 

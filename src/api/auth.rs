@@ -16,14 +16,13 @@ use super::ApiError;
 use crate::config::AuthConfig;
 use crate::model::{AccessKey, ArnScope, Caller, Role};
 use crate::raft::state_machine::StateView;
-
-/// The service named in every credential scope.
-pub const SERVICE: &str = "ecs";
+// The service named in every credential scope: the signer's.
+use ecsd_protocol::sigv4::SERVICE;
 
 /// What a node knows to authenticate requests.
 pub struct Authenticator {
     enabled: bool,
-    root: Option<AccessKey>,
+    root: Option<Arc<AccessKey>>,
     region: String,
     anonymous: Caller,
 }
@@ -66,14 +65,14 @@ pub fn denied(caller: &Caller, what: &str) -> ApiError {
 impl Authenticator {
     pub fn new(config: &AuthConfig, scope: &ArnScope) -> Authenticator {
         let root = match (&config.root_access_key_id, &config.root_secret_access_key) {
-            (Some(id), Some(secret)) => Some(AccessKey {
+            (Some(id), Some(secret)) => Some(Arc::new(AccessKey {
                 access_key_id: id.clone(),
                 secret_access_key: secret.clone(),
                 name: "root".into(),
                 role: Role::Admin,
                 principal_arn: scope.root_principal(),
                 created_ms: 0,
-            }),
+            })),
             _ => None,
         };
         Authenticator {
@@ -111,13 +110,10 @@ impl Authenticator {
         if !self.enabled {
             return Ok(self.anonymous.clone());
         }
-        let mut request = axum::http::Request::builder().method(method.clone()).uri(uri.clone());
-        if let Some(h) = request.headers_mut() {
-            *h = headers.clone();
-        }
-        let request = request
-            .body(body)
-            .map_err(|e| ApiError::IncompleteSignature(format!("The request cannot be verified: {e}")))?;
+        let mut request = axum::http::Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.clone();
         let found: Arc<Mutex<Option<AccessKey>>> = Arc::default();
         let lookup = {
             let found = found.clone();
@@ -126,7 +122,7 @@ impl Authenticator {
             move |req: GetSigningKeyRequest| {
                 let found = found.clone();
                 let key = match &root {
-                    Some(root) if root.access_key_id == req.access_key() => Ok(Some(root.clone())),
+                    Some(root) if root.access_key_id == req.access_key() => Ok(Some(AccessKey::clone(root))),
                     _ => crate::state::keys::get(&view, req.access_key()),
                 };
                 async move {

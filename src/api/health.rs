@@ -11,9 +11,10 @@
 //!   (`metrics::counter!` and the like) come from the process's recorder; this node's Raft
 //!   state is read at scrape time, so it is never stale and never another node's.
 //!
-//! `/livez` and `/readyz` are open on a secured node, as Kubernetes' are: they tell no more than
-//! whether the node serves. `/metrics` needs what `/cluster/status` needs: a signed request
-//! of any role but agent.
+//! `/livez` and `/readyz` are open on a secured node, as Kubernetes' are, for load balancers and
+//! supervisors: `/readyz` tells whether the node serves and why not (its term, the leader's id,
+//! its apply position and free space), no state of the clusters it keeps. `/metrics` needs what
+//! `/cluster/status` needs: a signed request of any role but agent.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -54,9 +55,14 @@ fn free_bytes(dir: &Path) -> Result<u64, String> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Every readiness check of a node with `vitals` and `health`.
-fn checks(vitals: &Vitals, health: &Health) -> Vec<Check> {
-    let tuning = &health.tuning;
+/// Entries up to and including `index` (none when `None`).
+fn count(index: Option<u64>) -> u64 {
+    index.map_or(0, |i| i + 1)
+}
+
+/// Every readiness check of a node with `vitals`, bounded by `tuning`, whose data directory's
+/// file system has `free` bytes free.
+fn checks(vitals: &Vitals, tuning: &HealthTuning, free: &Result<u64, String>) -> Vec<Check> {
     let raft = match &vitals.fatal {
         None => Check {
             name: "raft",
@@ -109,15 +115,15 @@ fn checks(vitals: &Vitals, health: &Health) -> Vec<Check> {
         ok: lag <= tuning.max_apply_lag,
         detail: format!(
             "applied {} of {} committed entries: {lag} behind (at most {} allowed)",
-            vitals.applied_index.map_or(0, |i| i + 1),
-            vitals.committed_index.map_or(0, |i| i + 1),
+            count(vitals.applied_index),
+            count(vitals.committed_index),
             tuning.max_apply_lag
         ),
     };
-    let disk = match free_bytes(&health.data_dir) {
+    let disk = match free {
         Ok(free) => Check {
             name: "disk",
-            ok: free >= tuning.min_free_disk_mib.saturating_mul(1 << 20),
+            ok: *free >= tuning.min_free_disk_mib.saturating_mul(1 << 20),
             detail: format!(
                 "{} MiB free on the data directory's file system (at least {} required)",
                 free >> 20,
@@ -135,12 +141,16 @@ fn checks(vitals: &Vitals, health: &Health) -> Vec<Check> {
 
 /// Committed entries the state machine has yet to apply.
 fn apply_lag(vitals: &Vitals) -> u64 {
-    let next = |index: Option<u64>| index.map_or(0, |i| i + 1);
-    next(vitals.committed_index).saturating_sub(next(vitals.applied_index))
+    count(vitals.committed_index).saturating_sub(count(vitals.applied_index))
 }
 
 pub async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
-    let checks = checks(&state.node.handle().vitals(), &state.health);
+    let health = &state.health;
+    let checks = checks(
+        &state.node.handle().vitals(),
+        &health.tuning,
+        &free_bytes(&health.data_dir),
+    );
     let ready = checks.iter().all(|c| c.ok);
     let body = json!({
         "ready": ready,
@@ -251,13 +261,15 @@ fn node_families(vitals: &Vitals, health: &Health, out: &mut String) {
                 &one(ms as f64 / 1000.0),
             );
         }
-        let last = vitals.last_log_index.map_or(0, |i| i + 1);
+        let last = count(vitals.last_log_index);
         let lags: Vec<(String, f64)> = vitals
             .followers
             .iter()
             .map(|(id, matched)| {
-                let held = matched.map_or(0, |i| i + 1);
-                (format!("{{follower=\"{id}\"}}"), last.saturating_sub(held) as f64)
+                (
+                    format!("{{follower=\"{id}\"}}"),
+                    last.saturating_sub(count(*matched)) as f64,
+                )
             })
             .collect();
         family(
@@ -268,7 +280,9 @@ fn node_families(vitals: &Vitals, health: &Health, out: &mut String) {
             &lags,
         );
     }
-    let checks = checks(vitals, health);
+    // One reading of the free space for both families.
+    let free = free_bytes(&health.data_dir);
+    let checks = checks(vitals, &health.tuning, &free);
     family(
         out,
         "ecsd_ready",
@@ -276,7 +290,7 @@ fn node_families(vitals: &Vitals, health: &Health, out: &mut String) {
         "1 when /readyz answers 200.",
         &one(flag(checks.iter().all(|c| c.ok))),
     );
-    if let Ok(free) = free_bytes(&health.data_dir) {
+    if let Ok(free) = free {
         family(
             out,
             "ecsd_disk_free_bytes",
@@ -336,7 +350,7 @@ mod tests {
     }
 
     fn failing(vitals: &Vitals, health: &Health) -> Vec<&'static str> {
-        checks(vitals, health)
+        checks(vitals, &health.tuning, &free_bytes(&health.data_dir))
             .iter()
             .filter(|c| !c.ok)
             .map(|c| c.name)

@@ -317,6 +317,9 @@ pub(crate) fn audit(
     request_id: &str,
     outcome: &str,
 ) {
+    if !tracing::enabled!(target: "ecsd::audit", tracing::Level::INFO) {
+        return;
+    }
     let source = source.map(|s| s.to_string()).unwrap_or_default();
     let (key, principal) = caller.map_or(("-", "-"), |c| (c.name.as_str(), c.principal_arn.as_str()));
     tracing::info!(target: "ecsd::audit", key, principal, source, action, request_id, outcome, "audit");

@@ -291,12 +291,12 @@ impl DevSecurity {
             return Ok(kept);
         }
         let client = http_client(Some(&std::fs::read(self.ca_file())?))?;
-        let root = ecsd_protocol::sigv4::Signer::new(self.root.clone(), "us-east-1");
+        let root = ecsd_protocol::sigv4::Signer::new(self.root.clone(), ecsd_protocol::secure::REGION);
         let create = serde_json::json!({ "name": name, "role": role });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let url = format!("{endpoint}/cluster/keys/create");
-            let answer = admin_request(&client, Some(&root), "POST", &url, Some(create.clone())).await;
+            let answer = admin_request(&client, Some(&root), &url, Some(create.clone())).await;
             match answer {
                 Ok((status, text)) if status.is_success() => {
                     let key: serde_json::Value = serde_json::from_str(&text)?;
@@ -311,7 +311,7 @@ impl DevSecurity {
                 Ok((_, text)) if text.contains("of that name exists") => {
                     let url = format!("{endpoint}/cluster/keys/revoke");
                     let revoke = serde_json::json!({ "name": name });
-                    admin_request(&client, Some(&root), "POST", &url, Some(revoke)).await?;
+                    admin_request(&client, Some(&root), &url, Some(revoke)).await?;
                 }
                 other if std::time::Instant::now() > deadline => bail!("could not create the {name} key: {other:?}"),
                 _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
@@ -353,7 +353,7 @@ async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result
             &tls.join(format!("agent-{DEV_AGENT}.pem")),
             &tls.join(format!("agent-{DEV_AGENT}-key.pem")),
         )?;
-        let signer = ecsd_protocol::sigv4::Signer::new(agent_key, "us-east-1");
+        let signer = ecsd_protocol::sigv4::Signer::new(agent_key, ecsd_protocol::secure::REGION);
         connections = ecs_agent::client::Connections::secured(Some(signer), Some(&agent_tls))?;
     }
     // Three local agents in the default cluster, one per availability zone: the docker runtime
@@ -486,8 +486,8 @@ async fn wait_for_signal() {
 }
 
 async fn cluster(command: ClusterCmd) -> anyhow::Result<()> {
-    let (target, method, path, body) = match command {
-        ClusterCmd::Status { target } => (target, "GET", "/cluster/status", None),
+    let (target, path, body) = match command {
+        ClusterCmd::Status { target } => (target, "/cluster/status", None),
         ClusterCmd::AddNode {
             target,
             id,
@@ -495,37 +495,33 @@ async fn cluster(command: ClusterCmd) -> anyhow::Result<()> {
             raft_addr,
         } => {
             let body = serde_json::json!({ "id": id, "api_addr": api_addr, "raft_addr": raft_addr });
-            (target, "POST", "/cluster/add-node", Some(body))
+            (target, "/cluster/add-node", Some(body))
         }
-        ClusterCmd::RemoveNode { target, id } => (
-            target,
-            "POST",
-            "/cluster/remove-node",
-            Some(serde_json::json!({ "id": id })),
-        ),
+        ClusterCmd::RemoveNode { target, id } => {
+            (target, "/cluster/remove-node", Some(serde_json::json!({ "id": id })))
+        }
     };
-    admin_call(&target, method, path, body).await
+    admin_call(&target, path, body).await
 }
 
 async fn keys(command: KeysCmd) -> anyhow::Result<()> {
-    let (target, method, path, body) = match command {
+    let (target, path, body) = match command {
         KeysCmd::Create { target, name, role } => {
             let body = serde_json::json!({ "name": name, "role": role });
-            (target, "POST", "/cluster/keys/create", Some(body))
+            (target, "/cluster/keys/create", Some(body))
         }
-        KeysCmd::List { target } => (target, "GET", "/cluster/keys", None),
+        KeysCmd::List { target } => (target, "/cluster/keys", None),
         KeysCmd::Revoke { target, name } => (
             target,
-            "POST",
             "/cluster/keys/revoke",
             Some(serde_json::json!({ "name": name })),
         ),
     };
-    admin_call(&target, method, path, body).await
+    admin_call(&target, path, body).await
 }
 
 /// Sends one admin request, signed when credentials are set, and prints the answer.
-async fn admin_call(target: &Target, method: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
+async fn admin_call(target: &Target, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
     let endpoint = base(&target.endpoint);
     let ca = match &target.ca_bundle {
         Some(file) => Some(std::fs::read(file).with_context(|| format!("read {}", file.display()))?),
@@ -534,7 +530,7 @@ async fn admin_call(target: &Target, method: &str, path: &str, body: Option<serd
     let client = http_client(ca.as_deref())?;
     let signer = ecsd_protocol::sigv4::Credentials::from_env(|k| std::env::var(k).ok())
         .map(|c| ecsd_protocol::sigv4::Signer::new(c, &target.region));
-    let (status, text) = admin_request(&client, signer.as_ref(), method, &format!("{endpoint}{path}"), body)
+    let (status, text) = admin_request(&client, signer.as_ref(), &format!("{endpoint}{path}"), body)
         .await
         .with_context(|| format!("reach {endpoint}"))?;
     match serde_json::from_str::<serde_json::Value>(&text) {
@@ -562,22 +558,17 @@ fn http_client(ca: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
 async fn admin_request(
     client: &reqwest::Client,
     signer: Option<&ecsd_protocol::sigv4::Signer>,
-    method: &str,
     url: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<(reqwest::StatusCode, String)> {
-    let mut request = match body {
+    let request = match body {
         Some(body) => client
             .post(url)
             .header("content-type", "application/json")
             .body(body.to_string()),
-        None => client.request(method.parse()?, url),
-    }
-    .build()?;
-    if let Some(signer) = signer {
-        signer.sign(&mut request).map_err(anyhow::Error::msg)?;
-    }
-    let response = client.execute(request).await?;
+        None => client.get(url),
+    };
+    let response = ecsd_protocol::ecs::execute(request, signer).await?;
     let status = response.status();
     Ok((status, response.text().await?))
 }

@@ -209,8 +209,10 @@ impl RaftHandle {
 
     /// This node's Raft state at one moment, as `/readyz` and `/metrics` read it.
     pub fn vitals(&self) -> Vitals {
-        let metrics = self.raft.metrics().borrow().clone();
-        let voters = metrics.membership_config.membership().voter_ids().count();
+        self.vitals_in(&self.raft.metrics().borrow().clone())
+    }
+
+    fn vitals_in(&self, metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> Vitals {
         let followers = match &metrics.replication {
             Some(replication) => replication
                 .iter()
@@ -221,11 +223,11 @@ impl RaftHandle {
         };
         Vitals {
             id: self.id,
-            leading: self.is_leader_in(&metrics),
+            leading: self.is_leader_in(metrics),
             state: format!("{:?}", metrics.state).to_lowercase(),
             term: metrics.current_term,
             leader: metrics.current_leader,
-            voters,
+            voters: metrics.membership_config.membership().voter_ids().count(),
             last_log_index: metrics.last_log_index,
             committed_index: self.committed.get(),
             applied_index: metrics.last_applied.map(|l| l.index),
@@ -237,19 +239,20 @@ impl RaftHandle {
         }
     }
 
-    /// This node's own report.
+    /// This node's own report: its [`Vitals`], and what peers ask of it besides.
     pub fn local_report(&self) -> NodeReport {
         let metrics = self.raft.metrics().borrow().clone();
+        let vitals = self.vitals_in(&metrics);
         NodeReport {
-            id: self.id,
-            state: format!("{:?}", metrics.state).to_lowercase(),
-            term: metrics.current_term,
-            leader: metrics.current_leader,
-            last_log_index: metrics.last_log_index,
-            committed_index: self.committed.get(),
-            applied_index: metrics.last_applied.map(|l| l.index),
-            snapshot_index: metrics.snapshot.map(|l| l.index),
-            purged_index: metrics.purged.map(|l| l.index),
+            id: vitals.id,
+            state: vitals.state,
+            term: vitals.term,
+            leader: vitals.leader,
+            last_log_index: vitals.last_log_index,
+            committed_index: vitals.committed_index,
+            applied_index: vitals.applied_index,
+            snapshot_index: vitals.snapshot_index,
+            purged_index: vitals.purged_index,
             leader_loops_running: self.leader_loops_running(),
             now_ms: Some(crate::stamp::now_ms()),
             cluster_id: crate::state::identity::cluster_id(self.view()).ok().flatten(),

@@ -47,20 +47,7 @@ pub fn get(kv: &dyn KvRead, access_key_id: &str) -> Result<Option<AccessKey>, Kv
         .transpose()
 }
 
-/// Every key, by access key id (there are few).
+/// Every key, by access key id.
 pub fn list(kv: &dyn KvRead) -> Result<Vec<AccessKey>, KvError> {
-    let mut found = Vec::new();
-    let mut from = b"key/".to_vec();
-    loop {
-        let chunk = kv.scan(Space::Data, &from, b"key0", 256)?;
-        let exhausted = chunk.len() < 256;
-        for (k, value) in chunk {
-            found.push(decode(&value)?);
-            from = k;
-            from.push(0);
-        }
-        if exhausted {
-            return Ok(found);
-        }
-    }
+    super::scan_values(kv, b"key/", b"key0")
 }
