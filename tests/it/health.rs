@@ -15,6 +15,8 @@ type Links = BTreeMap<(u64, u64), Link>;
 async fn cluster_with_links(n: u64) -> (TestCluster, Links) {
     let links: Mutex<Links> = Mutex::default();
     let cluster = TestCluster::start(n, |config| {
+        // Free space is not under test here: a nearly full disk must not fail these checks.
+        config.health.min_free_disk_mib = 0;
         let mut links = links.lock().unwrap();
         for member in config.initial_members.clone() {
             if member.id == config.node_id {
@@ -104,7 +106,12 @@ async fn readiness_follows_a_node_s_isolation_and_its_healing() {
     assert_eq!(failing(&body), ["leader"], "{body}");
     // The others elect a new leader meanwhile, and are ready under it.
     for id in (1..=3).filter(|id| *id != leader) {
-        wait_ready(&cluster, id, 200, Duration::from_secs(15)).await;
+        let what = format!("node {id} ready under a leader other than {leader}");
+        wait_for(&what, Duration::from_secs(15), || async {
+            let moved_on = matches!(cluster.nodes[&id].raft.handle().current_leader(), Some(l) if l != leader);
+            (moved_on && ready(&cluster, id).await.0 == 200).then_some(())
+        })
+        .await;
     }
     isolate(&links, leader, false);
     wait_ready(&cluster, leader, 200, Duration::from_secs(15)).await;
@@ -129,7 +136,6 @@ async fn every_node_exposes_its_raft_state_and_the_api_s_counters_to_prometheus(
         let http = cluster.http.clone();
         async move { get(&http, &url).await }
     };
-    let mut leaders = 0;
     for id in 1..=3 {
         let (status, page) = scrape(id).await;
         assert_eq!(status, 200, "{page}");
@@ -152,7 +158,6 @@ async fn every_node_exposes_its_raft_state_and_the_api_s_counters_to_prometheus(
         }
         assert_eq!(sample(&page, "ecsd_raft_leader_id"), Some(leader as f64), "node {id}");
         let leads = sample(&page, "ecsd_raft_is_leader") == Some(1.0);
-        leaders += leads as u32;
         assert_eq!(leads, id == leader, "node {id}");
         assert_eq!(
             page.contains("# TYPE ecsd_raft_follower_lag_entries gauge"),
@@ -164,7 +169,6 @@ async fn every_node_exposes_its_raft_state_and_the_api_s_counters_to_prometheus(
             "node {id}"
         );
     }
-    assert_eq!(leaders, 1);
     cluster.shutdown().await;
 }
 

@@ -229,7 +229,11 @@ async fn a_wiped_follower_restarted_with_its_old_config_refuses_to_rejoin() {
         .try_restart(follower)
         .await
         .expect_err("neither founding nor joining");
-    assert!(format!("{refused:#}").contains("--join"), "{refused:#}");
+    let refused = format!("{refused:#}");
+    assert!(
+        refused.contains("neither founds a cluster") && refused.contains("--join"),
+        "{refused}"
+    );
     cluster.shutdown().await;
 }
 
