@@ -152,7 +152,7 @@ pub fn plan<I: Borrow<ContainerInstance>>(
     instances: &[I],
     count: usize,
 ) -> placement::Plan {
-    placement::place(
+    let plan = placement::place(
         instances,
         &placement::Request {
             reservation: &launch.reservation,
@@ -164,7 +164,26 @@ pub fn plan<I: Borrow<ContainerInstance>>(
             strategies: &placement.strategies,
             seed: stamp::seed(),
         },
-    )
+    );
+    record(&plan, count);
+    plan
+}
+
+/// Counts a plan's placements and, when it placed fewer tasks than `wanted`, the tasks left
+/// over and why the instances were refused (one of a few fixed reasons each).
+fn record(plan: &placement::Plan, wanted: usize) {
+    metrics::counter!("ecsd_placements_total").increment(plan.placements.len() as u64);
+    if plan.placements.len() >= wanted {
+        return;
+    }
+    metrics::counter!("ecsd_placement_shortfall_tasks_total").increment((wanted - plan.placements.len()) as u64);
+    let mut reasons: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (_, why) in &plan.failures {
+        *reasons.entry(why.as_str()).or_default() += 1;
+    }
+    for (reason, instances) in reasons {
+        metrics::counter!("ecsd_placement_failures_total", "reason" => reason.to_string()).increment(instances);
+    }
 }
 
 /// One task on each instance of `on` (a DAEMON service's), each checked as `apply` will.
@@ -191,6 +210,7 @@ pub fn plan_on(
             Some(why) => plan.failures.push((instance.arn.clone(), why.to_string())),
         }
     }
+    record(&plan, on.len());
     plan
 }
 

@@ -182,9 +182,27 @@ impl Node {
         })
     }
 
+    /// Resolves when Raft stops on its own (openraft's Fatal: a storage error, a panic in its
+    /// core), with the reason. The node cannot recover from it in place; `ecsd serve` exits
+    /// non-zero so that its supervisor restarts it.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.handle().leadership();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft's metrics ended".to_string();
+            }
+        }
+    }
+
     /// Stops leader loops and servers, then Raft, and waits for all of it, for at most the
     /// write hold plus 10 s: a task still running then is aborted, and the rest goes on.
     pub async fn shutdown(self) {
+        // A leader hands off first (`raft/handoff.rs`): the servers still run meanwhile, and
+        // the writes they take wait for the next leader.
+        self.raft.handle().hand_off_leadership().await;
         self.shutdown.cancel();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(self.config.api.hold_ms + 10_000);
         for task in self.tasks {

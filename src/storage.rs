@@ -109,6 +109,40 @@ pub(crate) fn crash_point(step: &str) {
     let _ = step;
 }
 
+/// RocksDB's own figures of a store, summed over its column families.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreFigures {
+    /// `rocksdb.estimate-live-data-size`: the bytes of live data in the files.
+    pub live_data_bytes: u64,
+    /// `rocksdb.estimate-pending-compaction-bytes`: what compaction has yet to rewrite.
+    pub pending_compaction_bytes: u64,
+    /// `rocksdb.total-sst-files-size`: every file, live or awaiting deletion.
+    pub sst_files_bytes: u64,
+}
+
+impl Store {
+    /// RocksDB's estimates of this store's size and compaction debt.
+    pub fn figures(&self) -> StoreFigures {
+        let sum = |name: &str| -> u64 {
+            Cf::ALL
+                .iter()
+                .filter_map(|cf| self.db.property_int_value_cf(self.handle(*cf), name).ok().flatten())
+                .sum()
+        };
+        StoreFigures {
+            live_data_bytes: sum("rocksdb.estimate-live-data-size"),
+            pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+            sst_files_bytes: sum("rocksdb.total-sst-files-size"),
+        }
+    }
+}
+
+/// Free bytes for an unprivileged writer on the file system that holds `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> Result<u64, String> {
+    let stat = rustix::fs::statvfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Upper bound for "every key" in a family: all keys the project writes are shorter ASCII or
 /// 8-byte big-endian integers below `u64::MAX`.
 pub const KEY_MAX: [u8; 16] = [0xff; 16];

@@ -275,6 +275,30 @@ impl LocalCluster {
         let _ = child.wait();
     }
 
+    /// SIGTERM to node `i` (1-based), then waits for it to exit (at most `within`; then
+    /// `kill -9`, and an error). Returns how long it took to exit.
+    pub async fn terminate(&mut self, i: usize, within: Duration) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let pid = self.pid(i).to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !sent.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        loop {
+            if let Some(status) = self.processes.0[i - 1].try_wait()? {
+                if !status.success() {
+                    bail!("node {i} exited with {status} after SIGTERM");
+                }
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > within {
+                self.kill(i);
+                bail!("node {i} did not exit within {within:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Starts node `i` (1-based) again after a kill.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let child = self.spawn(i - 1)?;

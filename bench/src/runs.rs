@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::{fsync_latency, LocalCluster, Moto};
 use crate::ecs::Ecs;
-use crate::failover::failover;
+use crate::failover::{failover, rolling_restart};
 use crate::load::Report;
 use crate::scale::scale;
 use crate::settings::{smoke_check, LoadArgs};
@@ -68,7 +68,12 @@ pub async fn cluster(
     if let Some(other) = peer.as_deref().filter(|p| *p != "moto") {
         bail!("--peer {other}: only moto is known");
     }
-    if security != Security::Off && matches!(load.workload.as_str(), "failover" | "scale" | "placement") {
+    if security != Security::Off
+        && matches!(
+            load.workload.as_str(),
+            "failover" | "rolling-restart" | "scale" | "placement"
+        )
+    {
         bail!("--security: the {} workload runs open only", load.workload);
     }
     if matches!(security, Security::Both { .. }) && peer.is_some() {
@@ -84,11 +89,12 @@ pub async fn cluster(
         machine["cores"], machine["fsync_4k_median_ms"]
     );
     let mut out = json!({"machine": machine, "nodes": nodes});
-    if load.workload == "failover" || load.workload == "scale" {
+    if matches!(load.workload.as_str(), "failover" | "rolling-restart" | "scale") {
         let mut local = LocalCluster::start(&binary, nodes).await?;
         println!("ecs-bench: {nodes} ecsd nodes at {}", local.endpoints.join(", "));
         out["ecsd"] = match load.workload.as_str() {
             "failover" => failover(&mut local, &load).await?,
+            "rolling-restart" => rolling_restart(&mut local, &load).await?,
             _ => scale(&mut local, &load).await?,
         };
         return write_json(&load, out);

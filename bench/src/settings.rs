@@ -9,14 +9,16 @@ use crate::load::Report;
 #[derive(clap::Args, Clone)]
 pub struct LoadArgs {
     /// `write`, `read`, `mixed`, `placement` (RunTask count 10 on `--instances` simulated
-    /// instances), or (with `cluster`) `failover` and `scale` (`--tasks` tasks and `--services`
+    /// instances), or (with `cluster`) `failover`, `rolling-restart` (each node stopped with
+    /// SIGTERM and started again under writes) and `scale` (`--tasks` tasks and `--services`
     /// services in state: memory, snapshot size, a new node's catch-up, a restart).
     #[arg(long, default_value = "write")]
     pub workload: String,
     /// With `placement`: simulated container instances (run in this process).
     #[arg(long, default_value_t = 1000)]
     pub instances: usize,
-    /// With `failover`: how many times the leader is killed.
+    /// With `failover`: how many times the leader is killed; with `rolling-restart`, how many
+    /// rolling restarts of every node.
     #[arg(long, default_value_t = 20)]
     pub repeat: usize,
     /// With `scale`: tasks to load (RunTask of 10 at a time).

@@ -62,7 +62,7 @@ pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result
         "write" => 0.0,
         "read" => 1.0,
         "mixed" => load.read_ratio.clamp(0.0, 1.0),
-        other => bail!("--workload {other}: write, read, mixed, placement or failover"),
+        other => bail!("--workload {other}: write, read, mixed, placement, failover, rolling-restart or scale"),
     };
     let (ecs, stale) = (Arc::new(ecs), load.stale);
     let plan = plan_of(load);

@@ -208,6 +208,51 @@ pub async fn remove_node(request: Request) -> Reply {
     }
 }
 
+/// `GET /cluster/snapshot`: a backup of the whole state (`raft/backup.rs`), streamed with its
+/// index, term and SHA-256 in headers. Admin only: it holds every access key.
+pub async fn snapshot(request: Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let admin = match request.admit::<Option<Value>>("SnapshotSave", &ADMIN).await {
+        Ok(admin) => admin,
+        Err(reply) => return reply.into_response(),
+    };
+    let result = request.state.node.handle().backup().await;
+    request.audit(Some(&admin.caller), "SnapshotSave", outcome(&result));
+    let saved = match result {
+        Ok(saved) => saved,
+        Err(e) => return error_reply(e).into_response(),
+    };
+    // Open, then unlink: the stream reads the file, and nothing is left behind however it ends.
+    let file = tokio::fs::File::open(&saved.path).await;
+    let _ = tokio::fs::remove_file(&saved.path).await;
+    let file = match file {
+        Ok(file) => file,
+        Err(e) => return error_reply(NodeError::Internal(format!("open the backup: {e}"))).into_response(),
+    };
+    let log_id = saved.meta.last_log_id;
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (axum::http::header::CONTENT_LENGTH, saved.bytes.to_string()),
+        (
+            axum::http::HeaderName::from_static(BACKUP_INDEX_HEADER),
+            log_id.map_or(0, |l| l.index).to_string(),
+        ),
+        (
+            axum::http::HeaderName::from_static(BACKUP_TERM_HEADER),
+            log_id.map_or(0, |l| l.leader_id.term).to_string(),
+        ),
+        (axum::http::HeaderName::from_static(BACKUP_SHA256_HEADER), saved.sha256),
+    ];
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    (StatusCode::OK, headers, body).into_response()
+}
+
+/// The headers of a backup's answer: its log index and term, and its SHA-256 (hex), which is
+/// also the file's footer.
+pub const BACKUP_INDEX_HEADER: &str = "x-ecsd-snapshot-index";
+pub const BACKUP_TERM_HEADER: &str = "x-ecsd-snapshot-term";
+pub const BACKUP_SHA256_HEADER: &str = "x-ecsd-snapshot-sha256";
+
 fn outcome<T>(result: &Result<T, NodeError>) -> &'static str {
     match result {
         Ok(_) => "ok",

@@ -17,7 +17,6 @@
 //! `/cluster/status` needs: a signed request of any role but agent.
 
 use std::fmt::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -47,12 +46,6 @@ struct Check {
     name: &'static str,
     ok: bool,
     detail: String,
-}
-
-/// Free bytes for an unprivileged writer on the file system that holds `dir`.
-fn free_bytes(dir: &Path) -> Result<u64, String> {
-    let stat = rustix::fs::statvfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Entries up to and including `index` (none when `None`).
@@ -149,7 +142,7 @@ pub async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     let checks = checks(
         &state.node.handle().vitals(),
         &health.tuning,
-        &free_bytes(&health.data_dir),
+        &crate::storage::free_bytes(&health.data_dir),
     );
     let ready = checks.iter().all(|c| c.ok);
     let body = json!({
@@ -168,6 +161,11 @@ pub async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// Writes one metric family: its help, its type, and its samples (label set, value).
+/// One unlabelled sample.
+fn one(v: f64) -> Vec<(String, f64)> {
+    vec![(String::new(), v)]
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -178,7 +176,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 
 /// This node's Raft and health state as metric families.
 fn node_families(vitals: &Vitals, health: &Health, out: &mut String) {
-    let one = |v: f64| vec![(String::new(), v)];
     let index = |i: Option<u64>| i.map_or(-1.0, |i| i as f64);
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     family(
@@ -281,7 +278,7 @@ fn node_families(vitals: &Vitals, health: &Health, out: &mut String) {
         );
     }
     // One reading of the free space for both families.
-    let free = free_bytes(&health.data_dir);
+    let free = crate::storage::free_bytes(&health.data_dir);
     let checks = checks(vitals, &health.tuning, &free);
     family(
         out,
@@ -301,6 +298,55 @@ fn node_families(vitals: &Vitals, health: &Health, out: &mut String) {
     }
 }
 
+/// The families of the write queue, the newest snapshot and RocksDB, appended to `out`.
+fn storage_families(storage: &crate::raft::StorageVitals, out: &mut String) {
+    family(
+        out,
+        "ecsd_write_queue_depth",
+        "gauge",
+        "Proposals waiting in this node's write queue for a batch.",
+        &one(storage.write_queue as f64),
+    );
+    if let Some((bytes, age)) = storage.snapshot_file {
+        family(
+            out,
+            "ecsd_raft_snapshot_bytes",
+            "gauge",
+            "The size of this node's newest snapshot file.",
+            &one(bytes as f64),
+        );
+        family(
+            out,
+            "ecsd_raft_snapshot_age_seconds",
+            "gauge",
+            "Seconds since this node's newest snapshot was built or installed.",
+            &one(age),
+        );
+    }
+    let store = &storage.store;
+    family(
+        out,
+        "ecsd_rocksdb_live_data_bytes",
+        "gauge",
+        "RocksDB's estimate of the live data in its files.",
+        &one(store.live_data_bytes as f64),
+    );
+    family(
+        out,
+        "ecsd_rocksdb_sst_files_bytes",
+        "gauge",
+        "The size of RocksDB's files, live or awaiting deletion.",
+        &one(store.sst_files_bytes as f64),
+    );
+    family(
+        out,
+        "ecsd_rocksdb_pending_compaction_bytes",
+        "gauge",
+        "RocksDB's estimate of the bytes compaction has yet to rewrite.",
+        &one(store.pending_compaction_bytes as f64),
+    );
+}
+
 pub async fn metrics(request: Request) -> Response {
     if let Err(reply) = request.admit::<Option<Value>>("Metrics", &ANY_BUT_AGENT).await {
         return reply.into_response();
@@ -308,6 +354,7 @@ pub async fn metrics(request: Request) -> Response {
     let state = request.state();
     let mut out = crate::telemetry::prometheus().render();
     node_families(&state.node.handle().vitals(), &state.health, &mut out);
+    storage_families(&state.node.handle().storage_vitals(), &mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(
         "content-type",
@@ -350,7 +397,7 @@ mod tests {
     }
 
     fn failing(vitals: &Vitals, health: &Health) -> Vec<&'static str> {
-        checks(vitals, &health.tuning, &free_bytes(&health.data_dir))
+        checks(vitals, &health.tuning, &crate::storage::free_bytes(&health.data_dir))
             .iter()
             .filter(|c| !c.ok)
             .map(|c| c.name)

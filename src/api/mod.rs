@@ -6,6 +6,7 @@
 
 mod account_settings;
 mod admin;
+pub use admin::{BACKUP_INDEX_HEADER, BACKUP_SHA256_HEADER, BACKUP_TERM_HEADER};
 mod attributes;
 pub mod auth;
 mod clusters;
@@ -233,6 +234,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/cluster/status", get(admin::status))
         .route("/cluster/add-node", post(admin::add_node))
         .route("/cluster/remove-node", post(admin::remove_node))
+        .route("/cluster/snapshot", get(admin::snapshot))
         .route("/cluster/keys", get(admin::list_keys))
         .route("/cluster/keys/create", post(admin::create_key))
         .route("/cluster/keys/revoke", post(admin::revoke_key))

@@ -30,6 +30,9 @@ const LOCAL_CONFIGS: [&str; 3] = [
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// How `serve` and `dev` write their logs: text, or json (one object per line).
+    #[arg(long, global = true, env = "ECSD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +73,11 @@ enum Cmd {
     Keys {
         #[command(subcommand)]
         command: KeysCmd,
+    },
+    /// Back up a cluster's state, inspect a backup, or make a new cluster's data from one.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCmd,
     },
     /// Make the cluster's CA and its nodes', agents' and clients' certificates.
     Tls {
@@ -126,6 +134,25 @@ struct Target {
     region: String,
 }
 
+impl Target {
+    /// The endpoint's base URL, a client that trusts the CA bundle (requests bounded by
+    /// `timeout`, see [`http_client`]), and a signer when credentials are set in the
+    /// environment.
+    fn connect(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> anyhow::Result<(String, reqwest::Client, Option<ecsd_protocol::sigv4::Signer>)> {
+        let ca = match &self.ca_bundle {
+            Some(file) => Some(std::fs::read(file).with_context(|| format!("read {}", file.display()))?),
+            None => None,
+        };
+        let client = http_client(ca.as_deref(), timeout)?;
+        let signer = ecsd_protocol::sigv4::Credentials::from_env(|k| std::env::var(k).ok())
+            .map(|c| ecsd_protocol::sigv4::Signer::new(c, &self.region));
+        Ok((base(&self.endpoint), client, signer))
+    }
+}
+
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Print the leader, term and every member's role and log positions as JSON.
@@ -153,6 +180,36 @@ enum ClusterCmd {
         target: Target,
         #[arg(long)]
         id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCmd {
+    /// Save a backup of the cluster's state to FILE: every write acknowledged before the call,
+    /// streamed from the endpoint's node and checked against its SHA-256 (needs an admin key).
+    Save {
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Verify a backup's checksum; print its log index and term, membership and contents.
+    Inspect {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the data directory of one member of a new cluster from a backup. Run it for each
+    /// member, with that member's config (its `initial_members` list the new cluster), then
+    /// start the members with `ecsd serve`.
+    Restore {
+        file: PathBuf,
+        /// The new member's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides the config's data_dir; it must not hold a node's data.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -186,27 +243,54 @@ enum KeysCmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let log_format = match cli.log_format.as_str() {
+        "json" => ecsd::telemetry::LogFormat::Json,
+        _ => ecsd::telemetry::LogFormat::Text,
+    };
     match cli.command {
         Cmd::Serve { config, data_dir, join } => {
-            ecsd::telemetry::init();
             let mut config = NodeConfig::load_file(&config)?;
+            ecsd::telemetry::init(log_format, Some(config.node_id));
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
             }
             config.join |= join;
             let listeners = Listeners::bind(&config).await?;
             let node = Node::start(config, listeners, Vec::new()).await?;
-            wait_for_signal().await;
-            node.shutdown().await;
-            Ok(())
+            // Under systemd (`Type=notify`): the node serves. Elsewhere NOTIFY_SOCKET is unset
+            // and this does nothing.
+            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                tracing::debug!(error = %e, "sd_notify READY=1 failed");
+            }
+            tokio::select! {
+                _ = wait_for_signal() => {
+                    force_exit_on_second_signal();
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                    node.shutdown().await;
+                    Ok(())
+                }
+                reason = node.failed() => {
+                    tracing::error!(
+                        %reason,
+                        "raft stopped on an unrecoverable error: exiting non-zero, for the supervisor to restart this node"
+                    );
+                    force_exit_on_second_signal();
+                    node.shutdown().await;
+                    bail!("raft stopped: {reason}")
+                }
+            }
         }
         Cmd::Dev {
             data_dir,
             no_agents,
             secure,
-        } => dev(data_dir, no_agents, secure).await,
+        } => {
+            ecsd::telemetry::init(log_format, None);
+            dev(data_dir, no_agents, secure).await
+        }
         Cmd::Cluster { command } => cluster(command).await,
         Cmd::Keys { command } => keys(command).await,
+        Cmd::Snapshot { command } => snapshot(command).await,
         Cmd::Tls { command } => tls(command),
     }
 }
@@ -290,7 +374,10 @@ impl DevSecurity {
         {
             return Ok(kept);
         }
-        let client = http_client(Some(&std::fs::read(self.ca_file())?))?;
+        let client = http_client(
+            Some(&std::fs::read(self.ca_file())?),
+            Some(std::time::Duration::from_secs(30)),
+        )?;
         let root = ecsd_protocol::sigv4::Signer::new(self.root.clone(), ecsd_protocol::secure::REGION);
         let create = serde_json::json!({ "name": name, "role": role });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -321,7 +408,6 @@ impl DevSecurity {
 }
 
 async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result<()> {
-    ecsd::telemetry::init();
     let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("ECSD_")).collect();
     let security = secure.then(|| DevSecurity::prepare(&data_dir)).transpose()?;
     let mut starts = Vec::new();
@@ -457,12 +543,22 @@ async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result
     }
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await;
-    println!("ecsd: stopping");
+    force_exit_on_second_signal();
+    println!("ecsd: stopping (a second Ctrl-C exits at once)");
     agents.cancel();
     for node in nodes {
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// From now on, SIGINT or SIGTERM exits at once: a shutdown that hangs is not waited out.
+fn force_exit_on_second_signal() {
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("a second signal: exiting without finishing the shutdown");
+        std::process::exit(130);
+    });
 }
 
 async fn wait_for_signal() {
@@ -520,16 +616,146 @@ async fn keys(command: KeysCmd) -> anyhow::Result<()> {
     admin_call(&target, path, body).await
 }
 
+async fn snapshot(command: SnapshotCmd) -> anyhow::Result<()> {
+    match command {
+        SnapshotCmd::Save { file, target } => {
+            let summary = save_snapshot(&file, &target).await?;
+            println!("{}", describe_backup(&summary));
+            println!("saved {}", file.display());
+        }
+        SnapshotCmd::Inspect { file, json } => {
+            let summary = ecsd::raft::backup::inspect(&file).with_context(|| format!("inspect {}", file.display()))?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&summary)?),
+                false => println!("{}", describe_backup(&summary)),
+            }
+        }
+        SnapshotCmd::Restore { file, config, data_dir } => {
+            let mut config = NodeConfig::load_file(&config)?;
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            if config.initial_members.is_empty() {
+                bail!("the config's initial_members must list the new cluster's members (this node among them)");
+            }
+            let members = config
+                .initial_members
+                .iter()
+                .map(|m| {
+                    let info = ecsd::raft::NodeInfo {
+                        rpc_addr: m.raft_addr.clone(),
+                        api_addr: m.api_addr.clone(),
+                    };
+                    (m.id, info)
+                })
+                .collect();
+            let summary = ecsd::raft::backup::restore(&file, &config.data_dir, config.node_id, &members)
+                .await
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("restore {} into {}", file.display(), config.data_dir.display()))?;
+            println!("{}", describe_backup(&summary));
+            println!(
+                "restored node {} into {}; start every member of the new cluster with `ecsd serve`",
+                config.node_id,
+                config.data_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Streams a backup from `target` into `file` (through `<file>.part`, renamed once its
+/// checksum matches the one the node sent), with mode 0600: it holds every access key.
+async fn save_snapshot(file: &std::path::Path, target: &Target) -> anyhow::Result<ecsd::raft::backup::Summary> {
+    use tokio::io::AsyncWriteExt;
+    let (endpoint, client, signer) = target.connect(None)?;
+    let request = client.get(format!("{endpoint}/cluster/snapshot"));
+    let mut response = ecsd_protocol::ecs::execute(request, signer.as_ref())
+        .await
+        .with_context(|| format!("reach {endpoint}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        bail!("{endpoint} answered {status}: {text}");
+    }
+    let expected = response
+        .headers()
+        .get(ecsd::api::BACKUP_SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .context("the answer has no checksum header")?;
+    let part = file.with_extension("part");
+    let mut out = {
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(0o600);
+        options
+            .open(&part)
+            .await
+            .with_context(|| format!("create {}", part.display()))?
+    };
+    while let Some(chunk) = response.chunk().await.context("the stream broke off")? {
+        out.write_all(&chunk).await?;
+    }
+    out.sync_all().await?;
+    drop(out);
+    let summary = ecsd::raft::backup::inspect(&part).with_context(|| format!("check {}", part.display()))?;
+    if summary.sha256 != expected {
+        bail!(
+            "{}: checksum {} is not the node's {expected}",
+            part.display(),
+            summary.sha256
+        );
+    }
+    std::fs::rename(&part, file).with_context(|| format!("rename to {}", file.display()))?;
+    Ok(summary)
+}
+
+/// A backup's summary as `ecsd snapshot inspect` prints it.
+fn describe_backup(summary: &ecsd::raft::backup::Summary) -> String {
+    let mut lines = vec![
+        format!("sha256:               {}", summary.sha256),
+        format!("size:                 {} bytes, {} rows", summary.bytes, summary.rows),
+        format!(
+            "log:                  index {}, term {}",
+            summary.index.unwrap_or(0),
+            summary.term.unwrap_or(0)
+        ),
+        format!(
+            "cluster id:           {}",
+            summary.cluster_id.as_deref().unwrap_or("(none)")
+        ),
+    ];
+    for (id, info) in &summary.members {
+        let role = if summary.voters.contains(id) {
+            "voter"
+        } else {
+            "learner"
+        };
+        lines.push(format!(
+            "member {id}:             {role}, api {}, raft {}",
+            info.api_addr, info.rpc_addr
+        ));
+    }
+    for kind in [
+        "clusters",
+        "services",
+        "tasks",
+        "container_instances",
+        "task_definitions",
+        "access_keys",
+    ] {
+        lines.push(format!(
+            "{:<22}{}",
+            format!("{kind}:"),
+            summary.counts.get(kind).copied().unwrap_or(0)
+        ));
+    }
+    lines.join("\n")
+}
+
 /// Sends one admin request, signed when credentials are set, and prints the answer.
 async fn admin_call(target: &Target, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
-    let endpoint = base(&target.endpoint);
-    let ca = match &target.ca_bundle {
-        Some(file) => Some(std::fs::read(file).with_context(|| format!("read {}", file.display()))?),
-        None => None,
-    };
-    let client = http_client(ca.as_deref())?;
-    let signer = ecsd_protocol::sigv4::Credentials::from_env(|k| std::env::var(k).ok())
-        .map(|c| ecsd_protocol::sigv4::Signer::new(c, &target.region));
+    let (endpoint, client, signer) = target.connect(Some(std::time::Duration::from_secs(30)))?;
     let (status, text) = admin_request(&client, signer.as_ref(), &format!("{endpoint}{path}"), body)
         .await
         .with_context(|| format!("reach {endpoint}"))?;
@@ -543,9 +769,14 @@ async fn admin_call(target: &Target, path: &str, body: Option<serde_json::Value>
     Ok(())
 }
 
-/// An HTTP client that trusts `ca` (PEM) besides nothing else, when given.
-fn http_client(ca: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
-    let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+/// An HTTP client that trusts `ca` (PEM) besides nothing else, when given; each request bounded
+/// by `timeout`, or (for a stream of any length) each read by 60 s.
+fn http_client(ca: Option<&[u8]>, timeout: Option<std::time::Duration>) -> anyhow::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    client = match timeout {
+        Some(t) => client.timeout(t),
+        None => client.read_timeout(std::time::Duration::from_secs(60)),
+    };
     if let Some(pem) = ca {
         let ca = reqwest::Certificate::from_pem(pem).context("the CA bundle is not a PEM certificate")?;
         client = client.add_root_certificate(ca);

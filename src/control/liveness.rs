@@ -83,7 +83,11 @@ impl LeaderTask for Liveness {
             let since = Instant::now();
             loop {
                 tokio::select! {
-                    _ = ctx.cancel.cancelled() => return,
+                    _ = ctx.cancel.cancelled() => {
+                        // Counted by the leader: a node that no longer leads shows none.
+                        metrics::gauge!("ecsd_agents_connected").set(0.0);
+                        return;
+                    }
                     _ = tokio::time::sleep(SWEEP) => {}
                 }
                 if let Err(e) = sweep(&ctx, &heartbeats, since, timeout, lost_after).await {
@@ -106,6 +110,7 @@ async fn sweep(
     let mut changes = Vec::new();
     let mut lost_instances = Vec::new();
     let mut live = BTreeSet::new();
+    let mut connected = 0u64;
     let mut after: Option<String> = None;
     loop {
         let (clusters, more) = state::list_active_clusters(view, after.as_deref(), 256).map_err(|e| e.to_string())?;
@@ -115,11 +120,13 @@ async fn sweep(
                     continue;
                 }
                 live.insert((cluster.name.clone(), instance.id.clone()));
+                connected += u64::from(instance.agent_connected);
                 let heard = heartbeats.last_seen(&cluster.name, &instance.id);
                 let silent_since = heard.map_or(since, |t| t.max(since));
                 let alive = heard.is_some_and(|t| t.elapsed() < timeout);
                 if instance.agent_heartbeats && instance.agent_connected && silent_since.elapsed() >= timeout {
                     changes.push((cluster.name.clone(), instance.id.clone(), false));
+                    metrics::counter!("ecsd_agent_heartbeats_missed_total").increment(1);
                 } else if alive && !(instance.agent_connected && instance.agent_heartbeats) {
                     changes.push((cluster.name.clone(), instance.id.clone(), true));
                 }
@@ -139,6 +146,7 @@ async fn sweep(
         }
     }
     heartbeats.keep_only(&live);
+    metrics::gauge!("ecsd_agents_connected").set(connected as f64);
     let mut commands: Vec<Command> = changes
         .into_iter()
         .map(|(cluster, id, connected)| {

@@ -57,6 +57,7 @@ impl LeaderTask for ServiceScheduler {
             backoff: self.backoff,
             backoff_max: self.backoff_max,
             unplaceable: BTreeMap::new(),
+            rolling: 0,
         };
         Box::pin(scheduler.run(ctx))
     }
@@ -69,6 +70,8 @@ struct Scheduler {
     /// (cluster, service, deployment) → the fingerprint of the cluster's instances when its
     /// tasks last could not all be placed: not tried again until the instances change.
     unplaceable: BTreeMap<(String, String, String), u64>,
+    /// Services seen in this pass with a deployment under way (more than one deployment).
+    rolling: u64,
 }
 
 impl Scheduler {
@@ -80,7 +83,11 @@ impl Scheduler {
                 tracing::debug!(error = %e, "service scheduler pass failed; retrying");
             }
             tokio::select! {
-                _ = ctx.cancel.cancelled() => return,
+                _ = ctx.cancel.cancelled() => {
+                    // Counted by the leader: a node that no longer leads shows none.
+                    metrics::gauge!("ecsd_deployments_in_progress").set(0.0);
+                    return;
+                }
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep(SAFETY_PASS) => {}
             }
@@ -90,10 +97,13 @@ impl Scheduler {
     async fn pass(&mut self, ctx: &LeaderContext) -> Result<(), String> {
         let mut after: Option<String> = None;
         let mut seen = BTreeSet::new();
+        self.rolling = 0;
+        metrics::counter!("ecsd_reconciler_passes_total").increment(1);
         let result = self.clusters_pass(ctx, &mut after, &mut seen).await;
         // What is remembered of services gone or of superseded deployments is forgotten.
         if result.is_ok() {
             self.unplaceable.retain(|key, _| seen.contains(key));
+            metrics::gauge!("ecsd_deployments_in_progress").set(self.rolling as f64);
         }
         result
     }
@@ -151,6 +161,9 @@ impl Scheduler {
             };
             if let Some(primary) = service.deployments.first() {
                 seen.insert((cluster.to_string(), name.clone(), primary.id.clone()));
+            }
+            if service.deployments.len() > 1 {
+                self.rolling += 1;
             }
             let tasks = tasks::of_service(view, cluster, name).map_err(|e| e.to_string())?;
             let launched = self.service_pass(ctx, &service, &tasks, &instances).await?;
@@ -254,6 +267,7 @@ impl Scheduler {
                         {
                             placed = tasks.len();
                             failures.extend(found);
+                            metrics::counter!("ecsd_reconciler_tasks_started_total").increment(placed as u64);
                         }
                         launched = true;
                     }
@@ -315,6 +329,7 @@ impl Scheduler {
         let Some((_, reason)) = stop.first().cloned() else {
             return Ok(());
         };
+        metrics::counter!("ecsd_reconciler_tasks_stopped_total").increment(stop.len() as u64);
         decide(
             ctx,
             Command::StopServiceTasks {

@@ -49,6 +49,9 @@ impl RaftHandle {
 
     /// Runs a membership change if this node leads.
     pub async fn serve_admin(&self, op: AdminOp) -> LeaderReply<()> {
+        if let AdminOp::Campaign { from, term } = op {
+            return self.serve_campaign(from, term).await;
+        }
         // Only the leader may try: on a follower openraft may report a stale membership state
         // instead of a redirect.
         let leader = self.current_leader();
@@ -117,6 +120,10 @@ impl RaftHandle {
                             .await
                     }
                 }
+            }
+            // Served above, on any node.
+            AdminOp::Campaign { .. } => {
+                return LeaderReply::Failed(NodeError::Rejected("not a membership change".into()))
             }
             AdminOp::RemoveNode { id } => {
                 let is_voter = {
@@ -239,6 +246,26 @@ impl RaftHandle {
         }
     }
 
+    /// This node's write queue, newest snapshot file and RocksDB figures (for `/metrics`).
+    pub fn storage_vitals(&self) -> StorageVitals {
+        let newest = std::fs::read_dir(&*self.backup_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+            // Named by their 20-digit index first: the greatest name is the newest.
+            .max_by_key(|e| e.file_name());
+        let snapshot_file = newest.and_then(|e| e.metadata().ok()).map(|m| {
+            let age = m.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+            (m.len(), age.as_secs_f64())
+        });
+        StorageVitals {
+            write_queue: self.writer.queued(),
+            snapshot_file,
+            store: self.view().store().figures(),
+        }
+    }
+
     /// This node's own report: its [`Vitals`], and what peers ask of it besides.
     pub fn local_report(&self) -> NodeReport {
         let metrics = self.raft.metrics().borrow().clone();
@@ -262,6 +289,7 @@ impl RaftHandle {
                 .nodes()
                 .filter_map(|(id, _)| Some((*id, crate::state::identity::incarnation(self.view(), *id).ok()??)))
                 .collect(),
+            admitted: self.admitted.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
@@ -328,5 +356,58 @@ impl RaftHandle {
     /// Access for the gRPC service.
     pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
+    }
+
+    /// A backup of the state ([`backup::save`]) that holds every write acknowledged before
+    /// the call: made from this node's replica after a read barrier. The caller streams the
+    /// file and removes it.
+    pub async fn backup(&self) -> Result<super::backup::Saved, NodeError> {
+        self.read_barrier().await?;
+        let store = self.view().store().clone();
+        let dir = self.backup_dir.clone();
+        tokio::task::spawn_blocking(move || super::backup::save(&store, &dir))
+            .await
+            .map_err(|e| NodeError::Internal(format!("the backup task failed: {e}")))?
+            .map_err(|e| NodeError::Internal(format!("write the backup: {e}")))
+    }
+}
+
+impl RaftHandle {
+    /// When this node took office, if it leads in the current term.
+    pub(super) fn leader_since(&self) -> Option<std::time::Instant> {
+        let term = self.raft.metrics().borrow().current_term;
+        let led = self.led_since.lock().unwrap_or_else(|p| p.into_inner());
+        led.filter(|(t, _)| *t == term).map(|(_, at)| at)
+    }
+}
+
+/// Counts the elections this node sees (each new term is one, won or not) and its changes of
+/// leader, until the node stops.
+pub(super) async fn count_elections(handle: RaftHandle) {
+    let mut watch = handle.raft.metrics();
+    let (mut term, mut leader) = {
+        let m = watch.borrow_and_update();
+        (m.current_term, m.current_leader)
+    };
+    loop {
+        tokio::select! {
+            _ = handle.stopped.cancelled() => return,
+            changed = watch.changed() => if changed.is_err() { return },
+        }
+        let m = watch.borrow_and_update();
+        if m.current_term > term {
+            metrics::counter!("ecsd_raft_elections_total").increment(m.current_term - term);
+            term = m.current_term;
+        }
+        if m.current_leader.is_some() && m.current_leader != leader {
+            metrics::counter!("ecsd_raft_leader_changes_total").increment(1);
+            leader = m.current_leader;
+        }
+        if m.current_leader == Some(handle.id) {
+            let mut led = handle.led_since.lock().unwrap_or_else(|p| p.into_inner());
+            if led.is_none_or(|(t, _)| t != m.current_term) {
+                *led = Some((m.current_term, std::time::Instant::now()));
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ impl RaftHandle {
     /// known, until `self.hold` after `started` (when the oldest proposal was queued). Safe to
     /// retry: proposals are deduplicated by request id when applied.
     pub async fn submit_batch(&self, batch: Batch, started: Instant) -> Result<BatchOutcome, NodeError> {
+        self.disk.check()?;
         let deadline = started + self.hold;
         let mut backoff = Duration::from_millis(10);
         let mut failed_leader = None;
@@ -24,6 +25,11 @@ impl RaftHandle {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(self.hold_expired(maybe_delivered));
+            }
+            // A leader handing off takes nothing more into its log: wait for the next one.
+            if self.stepping_down() && self.current_leader() == Some(self.id) {
+                self.pause_for_leader(Some(self.id), remaining).await;
+                continue;
             }
             // A follower that knows the leader forwards at once instead of asking openraft first.
             let attempt = match self.current_leader().filter(|l| *l != self.id) {
@@ -43,6 +49,7 @@ impl RaftHandle {
                     failed_leader = f.leader_id;
                     if let Some(leader) = f.leader_id.filter(|l| *l != self.id) {
                         if let Some(addr) = f.leader_node.map(|n| n.rpc_addr).or_else(|| self.leader_addr(leader)) {
+                            metrics::counter!("ecsd_writes_forwarded_total").increment(batch.0.len() as u64);
                             let reply = self
                                 .pool
                                 .call::<Batch, LeaderReply<BatchOutcome>>(
@@ -113,6 +120,12 @@ impl RaftHandle {
         let leader = self.current_leader();
         if leader != Some(self.id) {
             return LeaderReply::NotLeader { leader };
+        }
+        if self.stepping_down() {
+            return LeaderReply::NotLeader { leader: None };
+        }
+        if let Err(e) = self.disk.check() {
+            return LeaderReply::Failed(e);
         }
         let Some(writer) = self.writer.get() else {
             return LeaderReply::Failed(NodeError::Unavailable("node is shutting down".into()));

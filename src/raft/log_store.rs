@@ -23,6 +23,35 @@ use super::{NodeId, TypeConfig};
 use crate::storage::{u64_key, Batch, Cf, Store, KEY_MAX};
 
 pub(super) const VOTE: &[u8] = b"vote";
+/// The data directory's format version, written at the first start of a build that knows it.
+const FORMAT: &[u8] = b"format_version";
+/// The format of the data directory this build writes: the Raft log's entries (JSON `Entry`),
+/// the vote, the state's rows, and snapshots (`ECSDSNP1` files). A directory without the record
+/// is of format 1, the first (written by builds before the record existed).
+pub const DATA_FORMAT: u64 = 1;
+
+/// Reads the data directory's format: refuses one written by a newer build (which this one
+/// might misread), and records this build's format in one that has none yet.
+pub fn check_format(store: &Store) -> Result<(), String> {
+    let found = store
+        .get(Cf::RaftMeta, FORMAT)
+        .map_err(|e| format!("read the data directory's format: {e}"))?;
+    match found.map(|v| String::from_utf8_lossy(&v).trim().parse::<u64>()) {
+        Some(Ok(found)) if found <= DATA_FORMAT => Ok(()),
+        Some(Ok(found)) => Err(format!(
+            "the data directory is of format {found}, written by a newer ecsd; this build reads formats up to {DATA_FORMAT}: \
+             run the newer build (a downgrade is not supported)"
+        )),
+        Some(Err(_)) => Err("the data directory's format record is not a number".to_string()),
+        None => {
+            let mut batch = Batch::default();
+            batch.put(Cf::RaftMeta, FORMAT, DATA_FORMAT.to_string().as_bytes());
+            store
+                .write(batch, true)
+                .map_err(|e| format!("record the data directory's format: {e}"))
+        }
+    }
+}
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
@@ -117,9 +146,14 @@ impl LogStore {
     /// Writes `batch` durably, off the async runtime's worker threads.
     async fn write_synced(&self, batch: Batch) -> Result<(), crate::storage::StorageError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.write(batch, true))
-            .await
-            .unwrap_or_else(|join| panic!("log write task panicked: {join}"))
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let written = store.write(batch, true);
+            metrics::histogram!("ecsd_raft_log_fsync_seconds").record(started.elapsed().as_secs_f64());
+            written
+        })
+        .await
+        .unwrap_or_else(|join| panic!("log write task panicked: {join}"))
     }
 }
 
@@ -213,6 +247,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut batch = Batch::default();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(write_logs_err)?;
@@ -220,6 +255,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Synced before the callback: openraft counts this entry towards a quorum only after.
         let result = self.write_synced(batch).await;
+        metrics::histogram!("ecsd_raft_log_append_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -248,5 +284,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         );
         batch.delete_range(Cf::RaftLog, u64_key(0), u64_key(log_id.index + 1));
         self.write_synced(batch).await.map_err(write_logs_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_of_a_newer_format_is_refused_and_an_unmarked_one_is_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        check_format(&store).expect("a new directory is this build's");
+        assert_eq!(
+            store.get(Cf::RaftMeta, FORMAT).unwrap().as_deref(),
+            Some(b"1".as_slice())
+        );
+        check_format(&store).expect("and stays readable");
+        let mut batch = Batch::default();
+        batch.put(Cf::RaftMeta, FORMAT, (DATA_FORMAT + 1).to_string().as_bytes());
+        store.write(batch, true).unwrap();
+        let e = check_format(&store).unwrap_err();
+        assert!(e.contains("written by a newer ecsd"), "{e}");
     }
 }

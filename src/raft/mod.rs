@@ -7,9 +7,12 @@
 //! (`admin.rs`), and the leader inbox, which carries messages for the leader without reading them.
 
 mod admin;
+pub mod backup;
 mod barrier;
 pub mod clock;
+mod disk;
 mod forward;
+mod handoff;
 pub mod identity;
 pub mod log_store;
 pub mod network;
@@ -94,6 +97,9 @@ pub enum AdminOp {
     AddNode { id: NodeId, info: NodeInfo },
     /// Remove a voter or learner.
     RemoveNode { id: NodeId },
+    /// Sent by leader `from` (in `term`) that is stopping, to the voter it hands off to:
+    /// campaign now (`handoff.rs`).
+    Campaign { from: NodeId, term: u64 },
 }
 
 /// One node's own view of itself.
@@ -120,6 +126,14 @@ pub struct NodeReport {
     /// a node starting on an empty data directory asks for its own (`identity::guard`).
     #[serde(default)]
     pub recorded_incarnations: BTreeMap<NodeId, String>,
+    /// Whether it lets peers' Raft messages in (its start-up guard has passed); earlier
+    /// versions' reports lack it, and they answered only once admitted.
+    #[serde(default = "admitted_by_default")]
+    pub admitted: bool,
+}
+
+fn admitted_by_default() -> bool {
+    true
 }
 
 /// A node's Raft state at one moment ([`RaftHandle::vitals`]): what `/readyz` judges and
@@ -146,6 +160,17 @@ pub struct Vitals {
     pub followers: Vec<(NodeId, Option<u64>)>,
     /// Why Raft stopped on this node (a storage error, say), if it did.
     pub fatal: Option<String>,
+}
+
+/// What `/metrics` shows of this node's storage beside [`Vitals`].
+#[derive(Debug, Clone, Default)]
+pub struct StorageVitals {
+    /// Proposals waiting in this node's write queue.
+    pub write_queue: usize,
+    /// The newest snapshot file: its size in bytes and its age in seconds.
+    pub snapshot_file: Option<(u64, f64)>,
+    /// RocksDB's estimates.
+    pub store: crate::storage::StoreFigures,
 }
 
 /// One member as `ecsd cluster status` prints it.
@@ -213,8 +238,10 @@ pub fn raft_config(config: &NodeConfig) -> Result<Config, NodeError> {
 /// Every founding member may carry `bootstrap = true` and the same member list; initialising
 /// twice with the same members is safe. Each `initialize` starts an election, though, so members
 /// take turns: the k-th member in id order waits k × 2 election timeouts and initialises only if
-/// it has not heard from a leader by then. The first one initialises at once.
-async fn bootstrap(raft: &Raft<TypeConfig>, config: &NodeConfig) -> Result<(), NodeError> {
+/// it has not heard from a leader by then. The first one initialises once the others let Raft's
+/// messages in (or after [`PEERS_ADMITTED_WITHIN`]): an election while they still start would
+/// only fail.
+async fn bootstrap(raft: &Raft<TypeConfig>, pool: &PeerPool, config: &NodeConfig) -> Result<(), NodeError> {
     let fatal = |e: openraft::error::Fatal<NodeId>| NodeError::Internal(e.to_string());
     if raft.is_initialized().await.map_err(fatal)? {
         return Ok(());
@@ -244,8 +271,10 @@ async fn bootstrap(raft: &Raft<TypeConfig>, config: &NodeConfig) -> Result<(), N
     let raft = raft.clone();
     let delay = Duration::from_millis(2 * config.raft.election_timeout_max_ms) * turn;
     let node_id = config.node_id;
+    let pool = pool.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
+        peers_admitted(&pool, node_id, &members).await;
         if !matches!(raft.is_initialized().await, Ok(false)) {
             return;
         }
@@ -256,6 +285,34 @@ async fn bootstrap(raft: &Raft<TypeConfig>, config: &NodeConfig) -> Result<(), N
         }
     });
     Ok(())
+}
+
+/// How long a founding member waits for the others to let Raft's messages in.
+const PEERS_ADMITTED_WITHIN: Duration = Duration::from_secs(5);
+
+/// Waits (at most [`PEERS_ADMITTED_WITHIN`]) until every other member of `members` reports that
+/// it lets Raft's messages in.
+async fn peers_admitted(pool: &PeerPool, me: NodeId, members: &BTreeMap<NodeId, NodeInfo>) {
+    let deadline = tokio::time::Instant::now() + PEERS_ADMITTED_WITHIN;
+    let mut waiting: Vec<(NodeId, String)> = members
+        .iter()
+        .filter(|(id, _)| **id != me)
+        .map(|(id, info)| (*id, info.rpc_addr.clone()))
+        .collect();
+    while !waiting.is_empty() && tokio::time::Instant::now() < deadline {
+        let asks = waiting.iter().map(|(id, addr)| async move {
+            let report = pool
+                .call::<(), NodeReport>(addr, *id, Method::NodeStatus, &(), Duration::from_millis(500))
+                .await;
+            matches!(report, Ok(r) if r.admitted)
+        });
+        let admitted = futures::future::join_all(asks).await;
+        let mut answers = admitted.into_iter();
+        waiting.retain(|_| !answers.next().unwrap_or(false));
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Cloneable core of a node's Raft handle.
@@ -291,6 +348,15 @@ pub struct RaftHandle {
     admitted: Arc<AtomicBool>,
     /// This node's data directory's incarnation.
     incarnation: Arc<identity::Incarnation>,
+    /// Where backups are written before they are streamed (the snapshot directory: a start
+    /// removes what a crash left there).
+    backup_dir: Arc<std::path::Path>,
+    /// Refuses writes below the disk watermark.
+    disk: Arc<disk::DiskGuard>,
+    /// Set while this leader hands off its leadership before it stops (`handoff.rs`).
+    stepping_down: Arc<AtomicBool>,
+    /// The term this node last took office in, and when (kept by `admin::count_elections`).
+    led_since: Arc<std::sync::Mutex<Option<(u64, std::time::Instant)>>>,
 }
 
 /// Where a leader takes the messages that nodes pass to it with [`RaftHandle::tell_leader`]
@@ -314,6 +380,7 @@ impl RaftNode {
         store: crate::storage::Store,
         tls: Option<&crate::tls::Material>,
     ) -> Result<RaftNode, NodeError> {
+        log_store::check_format(&store).map_err(NodeError::Rejected)?;
         let raft_config = Arc::new(raft_config(config)?);
         let state_machine = StateMachineStore::open(store.clone(), &config.data_dir.join("snapshots"))
             .map_err(|e| NodeError::Internal(format!("open snapshots: {e}")))?;
@@ -350,8 +417,16 @@ impl RaftNode {
             stopped: tokio_util::sync::CancellationToken::new(),
             admitted: Arc::new(AtomicBool::new(false)),
             incarnation: Arc::new(incarnation),
+            backup_dir: config.data_dir.join("snapshots").into(),
+            disk: Arc::new(disk::DiskGuard::new(
+                config.data_dir.clone(),
+                config.health.min_free_disk_mib,
+            )),
+            stepping_down: Arc::new(AtomicBool::new(false)),
+            led_since: Arc::default(),
         };
         tokio::spawn(clock::sampler(handle.clone()));
+        tokio::spawn(admin::count_elections(handle.clone()));
         let limits = writer::Limits {
             count: config.api.max_batch,
             bytes: config.api.max_batch_bytes,
@@ -374,7 +449,7 @@ impl RaftNode {
         identity::guard(config, &handle.pool, &handle.incarnation).await?;
         handle.admitted.store(true, Ordering::SeqCst);
         if config.bootstrap {
-            bootstrap(&handle.raft, config).await?;
+            bootstrap(&handle.raft, &handle.pool, config).await?;
         }
         tokio::spawn(identity::keeper(handle.clone(), handle.incarnation.id.clone()));
         Ok(())

@@ -182,7 +182,11 @@ impl RaftService for RaftGrpc {
     }
 
     async fn admin(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let peer = request.extensions().get::<PeerNode>().copied();
         let op: AdminOp = self.decode(request)?;
+        if let AdminOp::Campaign { from, .. } = &op {
+            Self::check_sender(peer, Some(*from))?;
+        }
         reply(&self.handle.serve_admin(op).await)
     }
 

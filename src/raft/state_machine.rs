@@ -78,6 +78,10 @@ impl StateView {
 
     /// The rows the state mirrors in memory, as of the last applied entry (the container
     /// instances, read with `state::container_instances::all_mirrored` over this view).
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn mirrors(&self) -> &Mirrors {
         &self.mirrors
     }
@@ -673,12 +677,23 @@ fn build_snapshot_file(
 ) -> Result<SnapshotFile, StorageError<NodeId>> {
     let werr = |e: &dyn std::fmt::Display| snap_err(None, ErrorVerb::Write, e);
     let tmp = dir.join(format!("build-{}.tmp", uuid::Uuid::new_v4().simple()));
-    let out = BufWriter::new(File::create(&tmp).map_err(|e| werr(&e))?);
-    let mut out = snapshot_file::Writer::new(out).map_err(|e| werr(&e))?;
+    let meta = dump_to_file(store, &tmp).map_err(|e| werr(&e))?;
+    let path = snapshot_path(dir, &meta);
+    fs::rename(&tmp, &path).map_err(|e| werr(&e))?;
+    sync_dir(dir).map_err(|e| werr(&e))?;
+    let built = SnapshotFile { meta, path };
+    replace_current(current, built.clone());
+    Ok(built)
+}
+
+/// Writes the state machine in `store`, data and metadata from one point-in-time view, to a
+/// new snapshot file at `path` (synced), and returns its metadata.
+pub(super) fn dump_to_file(store: &Store, path: &Path) -> std::io::Result<Meta> {
+    let out = BufWriter::new(File::create(path)?);
+    let mut out = snapshot_file::Writer::new(out)?;
     let mut last_applied: Option<LogId<NodeId>> = None;
     let mut membership = StoredMembership::<NodeId, NodeInfo>::default();
-    // Meta and data come from the same point-in-time view.
-    let dumped = store
+    store
         .dump(&Cf::STATE_MACHINE, |cf, k, v| {
             if cf == Cf::SmMeta && k == LAST_APPLIED {
                 last_applied = serde_json::from_slice::<Option<LogId<NodeId>>>(v).map_err(std::io::Error::other)?;
@@ -688,8 +703,7 @@ fn build_snapshot_file(
             }
             out.record(cf, k, v)
         })
-        .map_err(|e| werr(&e))?;
-    dumped.map_err(|e| werr(&e))?;
+        .map_err(std::io::Error::other)??;
     let meta = Meta {
         last_log_id: last_applied,
         last_membership: membership,
@@ -700,16 +714,26 @@ fn build_snapshot_file(
             uuid::Uuid::new_v4().simple()
         ),
     };
-    let out = out.finish(&meta).map_err(|e| werr(&e))?;
-    let file = out.into_inner().map_err(|e| werr(&e))?;
-    file.sync_all().map_err(|e| werr(&e))?;
-    drop(file);
-    let path = snapshot_path(dir, &meta);
-    fs::rename(&tmp, &path).map_err(|e| werr(&e))?;
-    sync_dir(dir).map_err(|e| werr(&e))?;
-    let built = SnapshotFile { meta, path };
-    replace_current(current, built.clone());
-    Ok(built)
+    let out = out.finish(&meta)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(meta)
+}
+
+/// Makes the snapshot file at `path` (metadata `meta`) the state of the empty store `store`,
+/// with its snapshot directory `dir`, as an install from a leader would: `ecsd snapshot restore`.
+pub(super) fn install_into(store: &Store, dir: &Path, meta: &Meta, path: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let view = StateView::new(store.clone());
+    install_snapshot_file(&view, dir, &Mutex::new(None), meta, path).map_err(std::io::Error::other)
+}
+
+/// The key in the state's own meta space of a snapshot row, when it is one (not the adapter's
+/// `last_applied` or membership).
+pub(super) fn state_meta_key(cf: Cf, key: &[u8]) -> Option<&[u8]> {
+    (cf == Cf::SmMeta)
+        .then(|| key.strip_prefix(STATE_META_PREFIX))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ impl WeakWriter {
     pub(super) fn get(&self) -> Option<Writer> {
         self.0.get()?.upgrade().map(|queue| Writer { queue })
     }
+
+    /// Proposals queued and not yet taken into a batch.
+    pub(super) fn queued(&self) -> usize {
+        self.get().map_or(0, |w| w.queue.max_capacity() - w.queue.capacity())
+    }
 }
 
 impl Writer {

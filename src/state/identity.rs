@@ -41,3 +41,33 @@ pub fn incarnation(kv: &dyn KvRead, node: u64) -> Result<Option<String>, KvError
         .get(Space::Meta, &incarnation_key(node))?
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
+
+/// A row of the state's meta space as a restored cluster keeps it (`ecsd snapshot restore`):
+/// the cluster id becomes `new_cluster_id`, so the old cluster's survivors cannot talk to the
+/// new one; members' incarnations go (each restored node records its own); the rest stays.
+pub fn restored_row(key: &[u8], value: &[u8], new_cluster_id: &str) -> Option<Vec<u8>> {
+    if key == CLUSTER_ID {
+        Some(new_cluster_id.as_bytes().to_vec())
+    } else if key.starts_with(b"incarnation/") {
+        None
+    } else {
+        Some(value.to_vec())
+    }
+}
+
+/// The cluster id, when a row of the state's meta space is the one that holds it.
+pub fn cluster_id_of_row(key: &[u8], value: &[u8]) -> Option<String> {
+    (key == CLUSTER_ID).then(|| String::from_utf8_lossy(value).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_cluster_gets_the_new_id_and_forgets_incarnations() {
+        assert_eq!(restored_row(CLUSTER_ID, b"old", "new").as_deref(), Some(&b"new"[..]));
+        assert_eq!(restored_row(&incarnation_key(2), b"abc", "new"), None);
+        assert_eq!(restored_row(b"applied_ts", b"5", "new").as_deref(), Some(&b"5"[..]));
+    }
+}

@@ -104,6 +104,23 @@ impl DedupeRecord {
 
 const META_APPLIED_TS: &[u8] = b"applied_ts";
 
+/// What a row of the data space holds, for a snapshot's census (`ecsd snapshot inspect`):
+/// `Some` for the rows that are one resource each, `None` for indexes and bookkeeping.
+pub fn census_kind(key: &[u8]) -> Option<&'static str> {
+    const KINDS: [(&[u8], &str); 6] = [
+        (b"cluster/", "clusters"),
+        (b"svc/", "services"),
+        (b"task/", "tasks"),
+        (b"ci/", "container_instances"),
+        (b"taskdef/", "task_definitions"),
+        (b"key/", "access_keys"),
+    ];
+    KINDS
+        .iter()
+        .find(|(prefix, _)| key.starts_with(prefix))
+        .map(|(_, kind)| *kind)
+}
+
 fn cluster_key(name: &str) -> Vec<u8> {
     format!("cluster/{name}").into_bytes()
 }

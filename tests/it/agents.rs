@@ -31,14 +31,7 @@ fn start_agent(cluster: &TestCluster, name: &str, az: &str, log_dir: &std::path:
     let mut config = agent_config(cluster, name, ecs_agent::client::RuntimeKind::Process);
     config.attributes = vec![("ecs.availability-zone".into(), Some(az.into()))];
     config.log_dir = log_dir.to_path_buf();
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(async move {
-        if let Err(e) = run(config, token).await {
-            tracing::warn!(error = %e, "agent ended");
-        }
-    });
-    stop
+    crate::harness::spawn_agent(config)
 }
 
 async fn describe_task(cluster: &TestCluster, arn: &str) -> Value {

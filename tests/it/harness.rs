@@ -80,6 +80,14 @@ impl TestCluster {
     }
 
     pub async fn start_with_tasks(n: u64, tune: impl Fn(&mut NodeConfig), tasks: TaskFactory) -> TestCluster {
+        let mut cluster = Self::prepare(n, tune, tasks);
+        cluster.boot().await;
+        cluster
+    }
+
+    /// `n` voters' configs and sockets, not started yet ([`TestCluster::boot`]): a test can
+    /// make their data directories first.
+    pub fn prepare(n: u64, tune: impl Fn(&mut NodeConfig), tasks: TaskFactory) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut sockets = BTreeMap::new();
         let mut members = Vec::new();
@@ -107,6 +115,13 @@ impl TestCluster {
             tune(&mut config);
             cluster.configs.insert(member.id, config);
         }
+        cluster
+    }
+
+    /// Starts every prepared node.
+    pub async fn boot(&mut self) {
+        let cluster = self;
+        let n = cluster.configs.len() as u64;
         // All at once, as a real cluster's nodes start: each asks the others' status before it
         // takes part (a node that lost its data must not vote).
         let starts = (1..=n).map(|id| {
@@ -118,7 +133,6 @@ impl TestCluster {
         for (id, node) in futures::future::join_all(starts).await {
             cluster.nodes.insert(id, node);
         }
-        cluster
     }
 
     async fn launch(&mut self, id: u64) {
@@ -305,6 +319,11 @@ impl TestCluster {
         .await
     }
 
+    /// `/cluster/status` as node `id` answers it.
+    pub async fn status(&self, id: u64) -> Value {
+        status_at(&self.http, &self.url(id)).await
+    }
+
     pub async fn shutdown(mut self) {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
@@ -422,4 +441,27 @@ pub fn proxy(target: String) -> (String, Link) {
         }
     });
     (addr, link)
+}
+
+/// Runs an agent with `config` in this process until the returned token is cancelled.
+pub fn spawn_agent(config: ecs_agent::client::AgentConfig) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ecs_agent::client::run(config, token).await {
+            tracing::warn!(error = %e, "agent ended");
+        }
+    });
+    stop
+}
+
+/// `/cluster/status` as the node at `url` answers it.
+pub async fn status_at(http: &reqwest::Client, url: &str) -> Value {
+    http.get(format!("{url}/cluster/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

@@ -128,18 +128,66 @@ fn sample(page: &str, name: &str) -> Option<f64> {
 async fn every_node_exposes_its_raft_state_and_the_api_s_counters_to_prometheus() {
     let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.leader().await;
-    cluster
-        .ok(leader, "CreateCluster", json!({"clusterName": "scraped"}))
-        .await;
     let scrape = |id: u64| {
         let url = format!("{}/metrics", cluster.url(id));
         let http = cluster.http.clone();
         async move { get(&http, &url).await }
     };
+    let placed_before = sample(&scrape(leader).await.1, "ecsd_placements_total").unwrap_or(0.0);
+    cluster
+        .ok(leader, "CreateCluster", json!({"clusterName": "scraped"}))
+        .await;
+    let instance = json!({"cluster": "scraped", "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]});
+    cluster.ok(leader, "RegisterContainerInstance", instance).await;
+    let td = json!({"family": "scraped", "containerDefinitions": [{"name": "main", "image": "busybox", "memory": 64}]});
+    cluster.ok(leader, "RegisterTaskDefinition", td).await;
+    cluster
+        .ok(
+            leader,
+            "RunTask",
+            json!({"cluster": "scraped", "taskDefinition": "scraped"}),
+        )
+        .await;
+    let placed_after = sample(&scrape(leader).await.1, "ecsd_placements_total").unwrap_or(0.0);
+    assert!(placed_after > placed_before, "{placed_before} -> {placed_after}");
     for id in 1..=3 {
-        let (status, page) = scrape(id).await;
-        assert_eq!(status, 200, "{page}");
+        cluster.nodes[&id]
+            .raft
+            .handle()
+            .trigger_snapshot()
+            .await
+            .expect("a snapshot");
+    }
+    for id in 1..=3 {
+        let what = format!("node {id}'s snapshot on its page");
+        let page = wait_for(&what, Duration::from_secs(30), || async {
+            let (status, page) = scrape(id).await;
+            assert_eq!(status, 200, "{page}");
+            page.contains("# TYPE ecsd_raft_snapshot_bytes gauge").then_some(page)
+        })
+        .await;
         for family in [
+            "ecsd_raft_elections_total",
+            "ecsd_raft_leader_changes_total",
+            "ecsd_raft_log_append_seconds",
+            "ecsd_raft_log_fsync_seconds",
+            "ecsd_raft_snapshot_bytes",
+            "ecsd_raft_snapshot_age_seconds",
+            "ecsd_write_batch_size",
+            "ecsd_write_queue_depth",
+            "ecsd_writes_forwarded_total",
+            "ecsd_placements_total",
+            "ecsd_placement_shortfall_tasks_total",
+            "ecsd_reconciler_passes_total",
+            "ecsd_reconciler_tasks_started_total",
+            "ecsd_reconciler_tasks_stopped_total",
+            "ecsd_deployments_in_progress",
+            "ecsd_agents_connected",
+            "ecsd_agent_heartbeats_missed_total",
+            "ecsd_rocksdb_live_data_bytes",
+            "ecsd_rocksdb_pending_compaction_bytes",
             "ecsd_raft_term",
             "ecsd_raft_leader_id",
             "ecsd_raft_is_leader",

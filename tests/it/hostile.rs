@@ -546,15 +546,7 @@ async fn adding_a_node_that_does_not_answer_fails_in_bounded_time_and_leaves_no_
             started.elapsed()
         );
     }
-    let status: Value = cluster
-        .http
-        .get(format!("{}/cluster/status", cluster.url(1)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = cluster.status(1).await;
     let ids: Vec<u64> = status["members"]
         .as_array()
         .unwrap()

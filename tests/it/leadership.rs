@@ -409,3 +409,67 @@ async fn a_leader_loop_that_panics_is_restarted_while_the_node_leads() {
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_hands_off_to_an_up_to_date_voter_in_one_election_and_no_write_fails() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let (leader, term) = cluster.leader_and_term().await;
+    cluster
+        .ok(leader, "CreateCluster", json!({"clusterName": "handoff"}))
+        .await;
+
+    tracing::info!("--- writes through every node, all the while");
+    let stop = CancellationToken::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (1..=3u64)
+        .map(|id| {
+            let (url, http) = (cluster.url(id), cluster.http.clone());
+            let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.is_cancelled() {
+                    i += 1;
+                    let body = json!({"clusterName": format!("w-{id}-{i}")});
+                    let (status, v) = crate::harness::ecs_call(&http, &url, "CreateCluster", body, &[]).await;
+                    match status {
+                        200 => done.fetch_add(1, Ordering::SeqCst),
+                        _ => {
+                            failed.lock().unwrap().push(format!("node {id}: {status} {v}"));
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    wait_for("writes under way", Duration::from_secs(30), || async {
+        (done.load(Ordering::SeqCst) >= 30).then_some(())
+    })
+    .await;
+
+    tracing::info!("--- the leader hands off");
+    let new = cluster.nodes[&leader]
+        .raft
+        .handle()
+        .hand_off_leadership()
+        .await
+        .expect("the leadership was handed off");
+    assert_ne!(new, leader);
+    let written = done.load(Ordering::SeqCst);
+    wait_for("writes after the handoff", Duration::from_secs(30), || async {
+        (done.load(Ordering::SeqCst) >= written + 30).then_some(())
+    })
+    .await;
+    stop.cancel();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let (now_leader, now_term) = cluster.leader_and_term().await;
+    assert_eq!(now_leader, new, "the voter it chose leads");
+    assert_eq!(now_term, term + 1, "in one election, with no split vote");
+    let failed = failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "writes failed: {failed:?}");
+    cluster.stop(leader).await;
+    cluster.shutdown().await;
+}

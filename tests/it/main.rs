@@ -5,6 +5,7 @@ mod agents;
 mod api;
 mod attributes;
 mod auth;
+mod backup;
 mod configs;
 mod container_instances;
 mod deployments;

@@ -35,13 +35,7 @@ fn voters(status: &serde_json::Value) -> Vec<u64> {
 }
 
 async fn status(http: &reqwest::Client, url: &str) -> serde_json::Value {
-    http.get(format!("{url}/cluster/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    crate::harness::status_at(http, url).await
 }
 
 /// The cluster names node `url` holds, following ListClusters pages; `None` on any error (a

@@ -885,8 +885,9 @@ async fn step_clock(dir: &Path, http: &reqwest::Client, apis: &[String], offset_
     let at = v["taskDefinition"]["registeredAt"].as_f64().unwrap();
     assert!(
         (at - real()).abs() < 30.0,
-        "node 1 stamped {at}, not the real time {}",
-        real()
+        "node 1 stamped {at}, not the real time {}; node 1's log:\n{}",
+        real(),
+        std::fs::read_to_string(dir.join("node-1.log")).unwrap_or_default()
     );
 }
 
@@ -999,4 +1000,150 @@ async fn a_leader_two_days_behind_does_not_stall_a_services_restarts() {
         report_stopped(&http, &apis, &task).await;
         stopped.insert(task);
     }
+}
+
+/// A tmpfs of `mib` MiB mounted at a new directory under `dir`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` (the caller skips) unless this runs as root and the mount works.
+    fn mount(dir: &Path, mib: u64) -> Option<Tmpfs> {
+        let at = dir.join("tmpfs");
+        std::fs::create_dir_all(&at).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A task definition of about 30 KiB (a long environment value), family `fill-<i>`.
+fn bulky_task_definition(i: usize) -> Value {
+    json!({"family": format!("fill-{i}"), "containerDefinitions": [{"name": "main", "image": "busybox",
+        "memory": 16, "environment": [{"name": "PADDING", "value": "x".repeat(30 * 1024)}]}]})
+}
+
+/// A scrape of `api`'s `/metrics`: the value of the unlabelled sample `name`.
+async fn scraped(http: &reqwest::Client, api: &str, name: &str) -> Option<f64> {
+    let page = http
+        .get(format!("http://{api}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_disk_watermark_writes_are_refused_and_a_full_disk_stops_the_node_non_zero() {
+    let test = "below_the_disk_watermark_writes_are_refused_and_a_full_disk_stops_the_node_non_zero";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(dir.path(), 192) else {
+        crate::harness::skip(test, "ECSD_REQUIRE_ROOT", "mounting a tmpfs needs root");
+        return;
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let data_dir = disk.0.join("node-1");
+    let config = dir.path().join("node-1.toml");
+    let log = |name: &str| dir.path().join(name);
+    write_config(&config, 1, &data_dir, "127.0.0.1:0", "127.0.0.1:0", true, "");
+    let start = |env: Vec<(String, String)>, log_name: &str| {
+        let _ = std::fs::remove_file(data_dir.join("addresses.json"));
+        spawn(&config, &log(log_name), &env)
+    };
+    let watermark = |mib: u64| vec![("ECSD_HEALTH_MIN_FREE_DISK_MIB".to_string(), mib.to_string())];
+
+    tracing::info!("--- how much the node leaves free once it runs");
+    let mut node = start(watermark(0), "node-1.log");
+    let (api, _) = addresses(&data_dir).await;
+    ecs_any(
+        &http,
+        std::slice::from_ref(&api),
+        "CreateCluster",
+        json!({"clusterName": "c"}),
+    )
+    .await;
+    let free = wait_for("the free space on /metrics", Duration::from_secs(30), || {
+        scraped(&http, &api, "ecsd_disk_free_bytes")
+    })
+    .await as u64;
+    drop(node);
+
+    tracing::info!("--- a watermark 16 MiB below that: writes go on, then are refused, reads are not");
+    let floor = (free >> 20).saturating_sub(16);
+    node = start(watermark(floor), "node-1-watermark.log");
+    let (api, _) = addresses(&data_dir).await;
+    let mut refused = None;
+    for i in 0..2000 {
+        let url = format!("http://{api}/");
+        match ecsd_protocol::ecs::call(&http, &url, "RegisterTaskDefinition", &bulky_task_definition(i)).await {
+            Ok(_) => continue,
+            Err(ecsd_protocol::ecs::CallError::Status(reply)) => {
+                refused = Some((i, reply.status, reply.body));
+                break;
+            }
+            Err(e) => panic!("write {i}: {e}"),
+        }
+    }
+    let (written, status, body) = refused.expect("writes were refused below the watermark");
+    assert!(written > 0, "the first write was refused: {body}");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["__type"], "ServerException", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("health.min_free_disk_mib"),
+        "{body}"
+    );
+    let listed = ecs(&http, &api, "ListClusters", json!({})).await.expect("reads go on");
+    assert_eq!(listed["clusterArns"].as_array().map(Vec::len), Some(1), "{listed}");
+    let ready = http.get(format!("http://{api}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "/readyz fails its disk check");
+    drop(node);
+
+    tracing::info!("--- no watermark: the disk fills, RocksDB fails, and the node exits non-zero");
+    let mut node = start(watermark(0), "node-1-full.log");
+    let (api, _) = addresses(&data_dir).await;
+    let mut exited = None;
+    for i in 2000..20_000 {
+        let _ = ecs(&http, &api, "RegisterTaskDefinition", bulky_task_definition(i)).await;
+        if let Some(status) = node.0.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = exited.or_else(|| node.0.try_wait().unwrap()) {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not exit on a full disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{status}");
+    let text = std::fs::read_to_string(log("node-1-full.log")).unwrap();
+    assert!(
+        text.contains("raft stopped on an unrecoverable error"),
+        "no clear log line in:\n{}",
+        text.lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked") || l.starts_with("Error"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -307,3 +307,59 @@ fn a_forbidden_arrow_is_found() {
     );
     assert!(violations("api", "api/error.rs", "fn f() { StatusCode::BAD_REQUEST }").is_empty());
 }
+
+/// The `ecsd_*` names in `text` that follow `marker` (a macro's opening, or a quote).
+fn metric_names(text: &str, marker: &str) -> BTreeSet<String> {
+    text.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + marker.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            name.starts_with("ecsd_").then_some(name)
+        })
+        .collect()
+}
+
+#[test]
+fn every_metric_is_in_the_catalog_and_in_docs_metrics_md() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut recorded = BTreeSet::new();
+    let mut rendered = BTreeSet::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for macro_name in ["counter!(\"", "gauge!(\"", "histogram!(\""] {
+            recorded.extend(metric_names(&text, macro_name));
+        }
+        if path.ends_with("api/health.rs") {
+            // Rendered at scrape time: `family(out, "ecsd_...", ...)`.
+            rendered.extend(metric_names(&text, "\""));
+        }
+    }
+    assert!(recorded.len() > 10, "the recorded metrics were not found: {recorded:?}");
+    assert!(
+        rendered.len() > 10,
+        "the rendered families were not found: {rendered:?}"
+    );
+    let catalog: BTreeSet<String> = ecsd::telemetry::CATALOG.iter().map(|(n, ..)| n.to_string()).collect();
+    let uncatalogued: Vec<_> = recorded.difference(&catalog).collect();
+    assert!(
+        uncatalogued.is_empty(),
+        "recorded but not in telemetry::CATALOG: {uncatalogued:?}"
+    );
+    let doc = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let documented = metric_names(&doc, "`");
+    let missing: Vec<_> = catalog.union(&rendered).filter(|n| !documented.contains(*n)).collect();
+    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+    let stale: Vec<_> = documented
+        .iter()
+        .filter(|n| !catalog.contains(*n) && !rendered.contains(*n))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/metrics.md names families nothing records: {stale:?}"
+    );
+}
