@@ -218,10 +218,20 @@ impl Material {
         // crypto library built from C.
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // A client may present a certificate of the cluster's CA (Prometheus does, for
+        // `/metrics`: `ecsd tls cert --client NAME`); the aws CLI and the SDKs present none.
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in certs(&self.ca)? {
+            roots.add(ca).map_err(|e| format!("the CA: {e}"))?;
+        }
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("the client verifier: {e}"))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_no_client_auth()
+            .with_client_cert_verifier(clients)
             .with_single_cert(certs(&self.cert)?, private_key(&self.key)?)
             .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

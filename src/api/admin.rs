@@ -71,6 +71,8 @@ pub struct Request {
     headers: HeaderMap,
     /// The body, or `None` when it was over the limit or could not be read.
     body: Option<axum::body::Bytes>,
+    /// The identity of the client certificate the connection presented, if any.
+    client: Option<crate::tls::Identity>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Request
@@ -82,6 +84,10 @@ where
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
         let peer = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().cloned();
+        let client = parts
+            .extensions
+            .get::<super::server::ClientCertificate>()
+            .map(|c| c.0.clone());
         let state: Arc<ApiState> = axum::extract::FromRef::from_ref(state);
         let limit = state.max_body_bytes;
         let within = state.limits.body_timeout;
@@ -96,6 +102,7 @@ where
             uri: parts.uri,
             headers: parts.headers,
             body,
+            client,
         })
     }
 }
@@ -103,6 +110,17 @@ where
 impl Request {
     pub(super) fn state(&self) -> &Arc<ApiState> {
         &self.state
+    }
+
+    /// Whether the connection presented the certificate of an operator's tool or of a member
+    /// (`ecsd tls cert --client NAME`, as Prometheus presents for `/metrics`): verified by the
+    /// TLS handshake against the cluster's CA, it stands in for a signature on reads of the
+    /// node's own figures. Agents' certificates do not.
+    pub(super) fn has_operator_certificate(&self) -> bool {
+        matches!(
+            self.client,
+            Some(crate::tls::Identity::Client(_) | crate::tls::Identity::Node(_))
+        )
     }
 
     /// Verifies the signature, checks that the caller's role is one of `roles`, and parses the body.

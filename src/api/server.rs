@@ -114,14 +114,21 @@ pub async fn serve(
             continue;
         };
         let builder = builder.clone();
-        // Each request knows the address it came from (the audit log names it).
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                request
-            },
-        ));
+        // Each request knows the address it came from (the audit log names it), and the
+        // identity of the client certificate its connection presented, if any.
+        let app = app.clone();
+        let service = move |client: Option<crate::tls::Identity>| {
+            TowerToHyperService::new(tower::ServiceExt::map_request(
+                app,
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    if let Some(client) = &client {
+                        request.extensions_mut().insert(ClientCertificate(client.clone()));
+                    }
+                    request
+                },
+            ))
+        };
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_within = limits.header_read_timeout;
@@ -129,13 +136,19 @@ pub async fn serve(
             match tls {
                 None => {
                     let _ = watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .watch(builder.serve_connection(TokioIo::new(stream), service(None)))
                         .await;
                 }
                 Some(tls) => match tokio::time::timeout(handshake_within, tls.accept(stream)).await {
                     Ok(Ok(stream)) => {
+                        let client = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|cert| crate::tls::identity_of(cert));
                         let _ = watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .watch(builder.serve_connection(TokioIo::new(stream), service(client)))
                             .await;
                     }
                     Ok(Err(e)) => {
@@ -155,6 +168,11 @@ pub async fn serve(
         tracing::warn!(drain = ?limits.drain, "API connections still open at shutdown were dropped");
     }
 }
+
+/// The identity of the certificate a request's TLS connection presented (verified against the
+/// cluster's CA during the handshake).
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub crate::tls::Identity);
 
 /// The in-flight cap: a request over it is answered `ThrottlingException` at once.
 pub async fn throttle(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {

@@ -185,6 +185,22 @@ pub async fn restore(
         ));
     }
     let summary = inspect(backup).map_err(|e| e.to_string())?;
+    let restored = make_member(backup, data_dir, node_id, members, summary).await;
+    if restored.is_err() {
+        // Nothing half made is left for a node to start on, or for a second try to refuse.
+        let _ = fs::remove_dir_all(data_dir.join("db"));
+        let _ = fs::remove_dir_all(data_dir.join("snapshots"));
+    }
+    restored
+}
+
+async fn make_member(
+    backup: &Path,
+    data_dir: &Path,
+    node_id: NodeId,
+    members: &BTreeMap<NodeId, NodeInfo>,
+    summary: Summary,
+) -> Result<Summary, String> {
     // One id for every member restored from this file into these members; not the old one.
     let mut hasher = Sha256::new();
     hasher.update(summary.sha256.as_bytes());

@@ -383,3 +383,49 @@ async fn an_agent_cannot_act_for_another_agent_s_instance_or_tasks() {
     assert_eq!(described["tasks"][0]["desiredStatus"], "RUNNING", "{described}");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_a_secured_node_with_a_client_certificate_and_an_agent_s_does_not() {
+    let tls = tempfile::tempdir().unwrap();
+    let (cluster, ca) = secured_tls(1, tls.path()).await;
+    cluster.leader().await;
+    let url = format!("https://{}/metrics", cluster.api_addr(1));
+    let scrape = |identity: Option<Pem>| {
+        let (url, ca) = (url.clone(), ca.cert.clone());
+        async move {
+            let mut http =
+                reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+            if let Some(pem) = identity {
+                let both = format!("{}{}", pem.key, pem.cert);
+                http = http.identity(reqwest::Identity::from_pem(both.as_bytes()).unwrap());
+            }
+            let response = http.build().unwrap().get(&url).send().await.expect("an answer");
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let prometheus = make_cert(&ca, &Identity::Client("prometheus".into()), &[], 30).unwrap();
+    let (status, page) = scrape(Some(prometheus)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("# TYPE ecsd_raft_term gauge"), "{page}");
+    // An agent's certificate, or none, is no credential for the metrics: a signature is needed.
+    let agent = make_cert(&ca, &Identity::Agent("a".into()), &[], 30).unwrap();
+    for (who, identity) in [("an agent's certificate", Some(agent)), ("no certificate", None)] {
+        let (status, body) = scrape(identity).await;
+        assert_eq!(status, 400, "{who}: {body}");
+        assert!(body.contains("MissingAuthenticationTokenException"), "{who}: {body}");
+    }
+    // A certificate of another CA fails the handshake.
+    let stranger = make_ca(30).unwrap();
+    let forged = make_cert(&stranger, &Identity::Client("prometheus".into()), &[], 30).unwrap();
+    let both = format!("{}{}", forged.key, forged.cert);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert.as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(both.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    assert!(
+        http.get(&url).send().await.is_err(),
+        "a foreign CA's certificate was accepted"
+    );
+    cluster.shutdown().await;
+}
