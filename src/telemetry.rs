@@ -104,6 +104,12 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "ECS API request latency, by action (RunTask's is the RunTask latency).",
     ),
     (
+        "ecsd_api_requests_in_flight",
+        Kind::Gauge,
+        false,
+        "ECS API and admin requests being answered now.",
+    ),
+    (
         "ecsd_api_requests_throttled_total",
         Kind::Counter,
         false,

@@ -180,7 +180,11 @@ pub async fn throttle(State(slots): State<Arc<Semaphore>>, request: Request, nex
         metrics::counter!("ecsd_api_requests_throttled_total").increment(1);
         return super::error_response(&ApiError::Throttling("Rate exceeded".into()));
     };
-    next.run(request).await
+    let in_flight = metrics::gauge!("ecsd_api_requests_in_flight");
+    in_flight.increment(1.0);
+    let response = next.run(request).await;
+    in_flight.decrement(1.0);
+    response
 }
 
 /// The whole-request bound: a request still unanswered after it gets a `ServerException`

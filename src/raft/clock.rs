@@ -8,7 +8,8 @@
 //! So every node samples its peers' wall clocks (the `NodeStatus` call, once a second), and
 //! the leader clamps every proposal's `ts_ms` to the cluster clock ± the skew before it enters
 //! the log. A leader's own bad clock is held by its followers' samples; a follower's by the
-//! leader's. Apply stays deterministic: it reads only the clamped stamps of the log.
+//! leader's. Without fresh readings of a majority, the cluster time last measured runs on by
+//! the monotonic clock. Apply stays deterministic: it reads only the clamped stamps of the log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -31,7 +32,15 @@ pub struct ClockSamples {
     readings: Mutex<BTreeMap<NodeId, (u64, Instant)>>,
     /// When a clamp was last logged (one warning per 10 s at most).
     warned: Mutex<Option<Instant>>,
+    /// The cluster time last measured with a majority's readings, and when by the monotonic
+    /// clock: while too few readings are fresh, the cluster clock runs on from it.
+    last_measured: Mutex<Option<(u64, Instant)>>,
+    /// When running on from it was last logged (one warning per 10 s at most).
+    warned_unmeasured: Mutex<Option<Instant>>,
 }
+
+/// How long the cluster time last measured may stand in for a measurement.
+const RUN_ON_FOR: Duration = Duration::from_secs(600);
 
 impl ClockSamples {
     /// Records that `peer`'s clock read `remote_ms` at `at` (halfway through the call).
@@ -68,10 +77,44 @@ impl ClockSamples {
 
     /// The cluster's time by this node: its wall clock `own_ms`, held within the skew of the
     /// voters' median (its own clock alone when no majority was sampled).
+    ///
+    /// Without a majority's fresh readings (peers unreachable a while, or just joined), the
+    /// cluster time last measured runs on by the monotonic clock, and this node's wall clock is
+    /// held to it: a wall clock stepped meanwhile moves no proposal's time.
     pub fn cluster_now_ms(&self, own_ms: u64, me: NodeId, voters: &BTreeSet<NodeId>) -> u64 {
+        let mut last = self.last_measured.lock().unwrap_or_else(|e| e.into_inner());
         match self.median_ms(own_ms, me, voters) {
-            Some(median) => hold(own_ms, median),
-            None => own_ms,
+            Some(median) => {
+                let now = hold(own_ms, median);
+                *last = Some((now, Instant::now()));
+                now
+            }
+            None => match *last {
+                Some((then, at)) if at.elapsed() < RUN_ON_FOR => {
+                    let ran_on = then.saturating_add(at.elapsed().as_millis() as u64);
+                    let held = hold(own_ms, ran_on);
+                    if held != own_ms {
+                        drop(last);
+                        self.note_unmeasured(own_ms, held);
+                    }
+                    held
+                }
+                _ => own_ms,
+            },
+        }
+    }
+
+    /// Logs, once per 10 s at most, that this node's clock is held to the last measured time.
+    fn note_unmeasured(&self, own_ms: u64, held_ms: u64) {
+        let mut warned = self.warned_unmeasured.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                own_ms,
+                held_ms,
+                "no fresh reading of a majority of the voters' clocks, and this node's clock moved off the \
+                 cluster time last measured: held to it (is this node's clock wrong, or its peers unreachable?)"
+            );
         }
     }
 
@@ -219,6 +262,25 @@ mod tests {
         assert_eq!(samples.cluster_now_ms(NOW, 1, &voters(&[1, 2, 3, 4, 5])), NOW);
         // A single voter is its own majority.
         assert_eq!(ClockSamples::default().median_ms(NOW, 1, &voters(&[1])), Some(NOW));
+    }
+
+    #[test]
+    fn without_fresh_readings_a_stepped_clock_is_held_to_the_time_last_measured() {
+        let samples = sampled(&[(2, NOW), (3, NOW)]);
+        let three = voters(&[1, 2, 3]);
+        assert_eq!(samples.cluster_now_ms(NOW, 1, &three), NOW);
+        // The readings grow stale (the peers stop answering), then this node's clock jumps.
+        let long_ago = Instant::now() - SAMPLE_TTL - Duration::from_secs(1);
+        samples.record(2, NOW, long_ago);
+        samples.record(3, NOW, long_ago);
+        assert_eq!(samples.median_ms(NOW + 2 * DAY, 1, &three), None);
+        let t = samples.cluster_now_ms(NOW + 2 * DAY, 1, &three);
+        assert!(
+            (NOW + MAX_CLOCK_SKEW_MS..NOW + MAX_CLOCK_SKEW_MS + 1_000).contains(&t),
+            "{t}"
+        );
+        // A clock that stays within the skew of the time run on stands.
+        assert_eq!(samples.cluster_now_ms(NOW + 100, 1, &three), NOW + 100);
     }
 
     #[test]

@@ -1147,3 +1147,95 @@ async fn below_the_disk_watermark_writes_are_refused_and_a_full_disk_stops_the_n
             .join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_ends_a_shutdown_that_waits_for_a_held_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // Node 1 of three whose others never start: no quorum, so a write is held (30 s here), and
+    // a shutdown drains its connection for as long.
+    let dead: Vec<std::net::TcpListener> = (0..4)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addr = |i: usize| dead[i].local_addr().unwrap().to_string();
+    let members = format!(
+        "[api]\nhold_ms = 30000\nrequest_timeout_ms = 60000\n\
+         [[initial_members]]\nid = 2\napi_addr = \"{}\"\nraft_addr = \"{}\"\n\
+         [[initial_members]]\nid = 3\napi_addr = \"{}\"\nraft_addr = \"{}\"\n",
+        addr(0),
+        addr(1),
+        addr(2),
+        addr(3)
+    );
+    drop(dead);
+    let data_dir = dir.path().join("node-1");
+    let config = dir.path().join("node-1.toml");
+    write_config(&config, 1, &data_dir, "127.0.0.1:0", "127.0.0.1:0", true, "");
+    let (api, raft) = {
+        let mut probe = spawn(&config, &dir.path().join("probe.log"), &[]);
+        let bound = addresses(&data_dir).await;
+        probe.0.kill().unwrap();
+        let _ = probe.0.wait();
+        bound
+    };
+    std::fs::remove_dir_all(&data_dir).unwrap();
+    let me = format!("[[initial_members]]\nid = 1\napi_addr = \"{api}\"\nraft_addr = \"{raft}\"\n");
+    write_config(&config, 1, &data_dir, &api, &raft, true, &format!("{members}{me}"));
+    let mut node = spawn(&config, &dir.path().join("node-1.log"), &[]);
+    addresses(&data_dir).await;
+
+    tracing::info!("--- a write, held for want of a leader");
+    let held = {
+        let (http, api) = (http.clone(), api.clone());
+        tokio::spawn(async move {
+            ecsd_protocol::ecs::call(
+                &http,
+                &format!("http://{api}/"),
+                "CreateCluster",
+                &json!({"clusterName": "held"}),
+            )
+            .await
+        })
+    };
+    wait_for("the held write in flight", Duration::from_secs(30), || async {
+        // The scrape itself is one of the requests in flight.
+        (scraped(&http, &api, "ecsd_api_requests_in_flight").await? >= 2.0).then_some(())
+    })
+    .await;
+
+    tracing::info!("--- SIGTERM: the shutdown waits for the held write; a second SIGTERM ends it");
+    let pid = node.pid().to_string();
+    let term = || Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term().success());
+    let first = std::time::Instant::now();
+    // The first signal's shutdown drains the held write's connection for up to its 30 s hold.
+    while first.elapsed() < Duration::from_secs(2) {
+        assert!(
+            node.0.try_wait().unwrap().is_none(),
+            "the node exited before its held write was answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(term().success());
+    let second = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = node.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            second.elapsed() < Duration::from_secs(5),
+            "a second SIGTERM did not end the node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(130), "{status}");
+    let log = std::fs::read_to_string(dir.path().join("node-1.log")).unwrap();
+    assert!(
+        log.contains("a second signal: exiting without finishing the shutdown"),
+        "{log}"
+    );
+    held.abort();
+}
