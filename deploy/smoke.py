@@ -78,6 +78,15 @@ def main():
         print(up.stdout.strip().splitlines()[-4] if up.stdout.strip() else "up")
         wait_for("two connected agents", lambda: connected_agents(1) == 2)
         print("compose: two agents connected")
+        # The nodes log JSON (--log-format json), with their ids, and a normal start logs no
+        # warning and no error.
+        logs = run(["docker-compose", "-p", "ecsd", "-f", "deploy/compose.yaml", "logs", "--no-color",
+                    "node-1", "node-2", "node-3"]).stdout
+        for n in PORTS:
+            assert f'"node_id":{n},' in logs, f"node-{n} logs no JSON with its node_id:\n{logs[-3000:]}"
+        noisy = [line for line in logs.splitlines() if '"level":"WARN"' in line or '"level":"ERROR"' in line]
+        assert not noisy, "the nodes' start logged:\n" + "\n".join(noisy[:10])
+        print("compose: the nodes log JSON, and their start logged no WARN or ERROR")
         containers = json.dumps([{"name": "web", "image": "ecsd-busybox:latest", "memory": 32,
                                   "command": ["sleep", "3600"], "essential": True}])
         assert ecs(2, "register-task-definition", "--family", "web", "--container-definitions", containers)
