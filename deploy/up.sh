@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Starts deploy/compose.yaml from one command: builds the images (deploy/build-images.sh) and the
 # task image `ecsd-busybox:latest`; the first time, makes a CA, the nodes' and the agents'
-# certificates, a root key and the nodes' configs (kept in deploy/.secrets and copied into the
-# volume `ecsd-secrets`, readable by the nodes' user only); starts the three nodes; makes an
-# operator key and the agents' key with the root key; then starts the agents.
+# certificates, a root key and the nodes' configs (kept in deploy/.secrets); gives each container
+# only what it needs, in a volume of its own (`ecsd-secrets-node-N`: the CA certificate, the
+# node's certificate, key and config, readable by the nodes' user only; `ecsd-secrets-agents`: the
+# CA certificate, the agents' certificate, key and access key); the CA's key and the root and
+# operator keys stay in deploy/.secrets. Starts the three nodes, makes an operator key and the
+# agents' key with the root key, then starts the agents.
 # Usage: deploy/up.sh [--debug]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +49,9 @@ root_access_key_id = "$root_id"
 root_secret_access_key = "$root_secret"
 
 [tls]
-ca_file = "/secrets/tls/ca.pem"
-cert_file = "/secrets/tls/node-$n.pem"
-key_file = "/secrets/tls/node-$n-key.pem"
+ca_file = "/secrets/ca.pem"
+cert_file = "/secrets/node-$n.pem"
+key_file = "/secrets/node-$n-key.pem"
 
 [[initial_members]]
 id = 1
@@ -68,11 +71,23 @@ TOML
   done
 fi
 
-# The secrets into their volume, owned by the nodes' user (65532) and readable by it alone.
+# Each container's secrets into its own volume: $1 the volume, $2 the owner, then the files.
+fill_volume() {
+  local volume=$1 owner=$2
+  shift 2
+  docker volume create "$volume" >/dev/null
+  tar -C "$secrets" -c --transform 's|.*/||' "$@" | docker run --rm -i -v "$volume:/s" ecsd-busybox:latest \
+    sh -c "rm -rf /s/* && tar -C /s -x && chown -R $owner /s && chmod -R go-rwx /s && chmod 755 /s"
+}
 copy_secrets() {
-  docker volume create ecsd-secrets >/dev/null
-  tar -C "$secrets" -c . | docker run --rm -i -v ecsd-secrets:/s ecsd-busybox:latest \
-    sh -c 'tar -C /s -x && chown -R 65532:65532 /s && chmod -R go-rwx /s && chmod 755 /s'
+  for n in 1 2 3; do
+    fill_volume "ecsd-secrets-node-$n" 65532:65532 tls/ca.pem "tls/node-$n.pem" "tls/node-$n-key.pem" "node-$n.toml"
+  done
+  if [ -f "$secrets/agent-credentials" ]; then
+    fill_volume ecsd-secrets-agents 0:0 tls/ca.pem tls/agent-agents.pem tls/agent-agents-key.pem agent-credentials
+  else
+    docker volume create ecsd-secrets-agents >/dev/null
+  fi
 }
 copy_secrets
 

@@ -240,13 +240,8 @@ pub async fn snapshot(request: Request) -> axum::response::Response {
         Ok(saved) => saved,
         Err(e) => return error_reply(e).into_response(),
     };
-    // Open, then unlink: the stream reads the file, and nothing is left behind however it ends.
-    let file = tokio::fs::File::open(&saved.path).await;
-    let _ = tokio::fs::remove_file(&saved.path).await;
-    let file = match file {
-        Ok(file) => file,
-        Err(e) => return error_reply(NodeError::Internal(format!("open the backup: {e}"))).into_response(),
-    };
+    // Already unlinked: nothing is left on disk however the stream ends.
+    let file = tokio::fs::File::from_std(saved.file);
     let log_id = saved.meta.last_log_id;
     let headers = [
         (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),

@@ -174,17 +174,32 @@ pub async fn serve(
 #[derive(Debug, Clone)]
 pub struct ClientCertificate(pub crate::tls::Identity);
 
+/// One request counted in `ecsd_api_requests_in_flight` while it lives (however it ends: a
+/// request dropped when its client goes is counted out too).
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn count() -> InFlight {
+        let gauge = metrics::gauge!("ecsd_api_requests_in_flight");
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// The in-flight cap: a request over it is answered `ThrottlingException` at once.
 pub async fn throttle(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     let Ok(_slot) = slots.try_acquire() else {
         metrics::counter!("ecsd_api_requests_throttled_total").increment(1);
         return super::error_response(&ApiError::Throttling("Rate exceeded".into()));
     };
-    let in_flight = metrics::gauge!("ecsd_api_requests_in_flight");
-    in_flight.increment(1.0);
-    let response = next.run(request).await;
-    in_flight.decrement(1.0);
-    response
+    let _counted = InFlight::count();
+    next.run(request).await
 }
 
 /// The whole-request bound: a request still unanswered after it gets a `ServerException`

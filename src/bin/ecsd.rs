@@ -685,29 +685,36 @@ async fn save_snapshot(file: &std::path::Path, target: &Target) -> anyhow::Resul
         .map(str::to_string)
         .context("the answer has no checksum header")?;
     let part = file.with_extension("part");
-    let mut out = {
+    let _ = std::fs::remove_file(&part);
+    let received = async {
         let mut options = tokio::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true).mode(0o600);
-        options
+        options.write(true).create_new(true).mode(0o600);
+        let mut out = options
             .open(&part)
             .await
-            .with_context(|| format!("create {}", part.display()))?
-    };
-    while let Some(chunk) = response.chunk().await.context("the stream broke off")? {
-        out.write_all(&chunk).await?;
+            .with_context(|| format!("create {}", part.display()))?;
+        while let Some(chunk) = response.chunk().await.context("the stream broke off")? {
+            out.write_all(&chunk).await?;
+        }
+        out.sync_all().await?;
+        drop(out);
+        let summary = ecsd::raft::backup::inspect(&part).with_context(|| format!("check {}", part.display()))?;
+        if summary.sha256 != expected {
+            bail!(
+                "{}: checksum {} is not the node's {expected}",
+                part.display(),
+                summary.sha256
+            );
+        }
+        std::fs::rename(&part, file).with_context(|| format!("rename to {}", file.display()))?;
+        Ok(summary)
     }
-    out.sync_all().await?;
-    drop(out);
-    let summary = ecsd::raft::backup::inspect(&part).with_context(|| format!("check {}", part.display()))?;
-    if summary.sha256 != expected {
-        bail!(
-            "{}: checksum {} is not the node's {expected}",
-            part.display(),
-            summary.sha256
-        );
+    .await;
+    if received.is_err() {
+        // It holds every access key: no partial copy is left behind.
+        let _ = std::fs::remove_file(&part);
     }
-    std::fs::rename(&part, file).with_context(|| format!("rename to {}", file.display()))?;
-    Ok(summary)
+    received
 }
 
 /// A backup's summary as `ecsd snapshot inspect` prints it.

@@ -362,6 +362,13 @@ impl RaftHandle {
     /// the call: made from this node's replica after a read barrier. The caller streams the
     /// file and removes it.
     pub async fn backup(&self) -> Result<super::backup::Saved, NodeError> {
+        // One at a time, and not on a disk below the watermark: each is a copy of the state.
+        let Ok(_one) = self.backing_up.try_lock() else {
+            return Err(NodeError::Rejected(
+                "a backup is already being made on this node; try again when it is done".into(),
+            ));
+        };
+        self.disk.check()?;
         self.read_barrier().await?;
         let store = self.view().store().clone();
         let dir = self.backup_dir.clone();

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use openraft::storage::RaftLogStorage;
 use openraft::{Membership, StoredMembership, Vote};
@@ -32,29 +32,30 @@ const SUM_MAGIC: &[u8; 8] = b"ECSDSUM1";
 /// The footer: a SHA-256 digest, then [`SUM_MAGIC`].
 const SUM_LEN: u64 = 40;
 
-/// A backup just written.
+/// A backup just written: an open file whose name is already gone (nothing is left on disk
+/// however the caller ends), read from its start.
 pub struct Saved {
-    pub path: PathBuf,
+    pub file: File,
     pub meta: Meta,
     pub sha256: String,
     pub bytes: u64,
 }
 
-/// Writes a backup of the state in `store` to a new file in `dir` (the caller streams it, then
-/// removes it).
+/// Writes a backup of the state in `store` to a new file in `dir`, and unlinks it.
 pub fn save(store: &Store, dir: &Path) -> std::io::Result<Saved> {
     fs::create_dir_all(dir)?;
     let path = dir.join(format!("backup-{}.tmp", uuid::Uuid::new_v4().simple()));
     let written = (|| {
         let meta = state_machine::dump_to_file(store, &path)?;
-        let digest = digest_of(&mut File::open(&path)?, u64::MAX)?;
-        let mut file = fs::OpenOptions::new().append(true).open(&path)?;
+        let mut file = fs::OpenOptions::new().read(true).append(true).open(&path)?;
+        fs::remove_file(&path)?;
+        let digest = digest_of(&mut file, u64::MAX)?;
         file.write_all(&digest)?;
         file.write_all(SUM_MAGIC)?;
-        file.sync_all()?;
         let bytes = file.metadata()?.len();
+        file.seek(SeekFrom::Start(0))?;
         Ok(Saved {
-            path: path.clone(),
+            file,
             meta,
             sha256: hex(&digest),
             bytes,
@@ -178,18 +179,24 @@ pub async fn restore(
     if !members.contains_key(&node_id) {
         return Err(format!("node {node_id} is not one of the new cluster's members"));
     }
-    if data_dir.join("db").exists() {
+    // A snapshot left in the directory would be taken for this node's at its start.
+    let snapshots_left = fs::read_dir(data_dir.join("snapshots")).is_ok_and(|mut d| d.next().is_some());
+    if data_dir.join("db").exists() || snapshots_left {
         return Err(format!(
             "{} already holds a node's data: restore into a new data directory",
             data_dir.display()
         ));
     }
     let summary = inspect(backup).map_err(|e| e.to_string())?;
+    let made_snapshots = !data_dir.join("snapshots").exists();
     let restored = make_member(backup, data_dir, node_id, members, summary).await;
     if restored.is_err() {
-        // Nothing half made is left for a node to start on, or for a second try to refuse.
+        // Nothing half made is left for a node to start on, or for a second try to refuse; and
+        // nothing that was there before is touched.
         let _ = fs::remove_dir_all(data_dir.join("db"));
-        let _ = fs::remove_dir_all(data_dir.join("snapshots"));
+        if made_snapshots {
+            let _ = fs::remove_dir_all(data_dir.join("snapshots"));
+        }
     }
     restored
 }
@@ -224,6 +231,13 @@ async fn make_member(
         .map_err(storage)?;
     log.save_committed(Some(last)).await.map_err(storage)?;
     log.purge(last).await.map_err(storage)?;
+    // Its vote and log are the backup's: at each start it asks its peers whether they recorded
+    // it already (a second restore of the same member must not rejoin: `identity::guard`).
+    let mut marker = crate::storage::Batch::default();
+    marker.put(Cf::RaftMeta, super::identity::RESTORED, b"1");
+    store
+        .write(marker, true)
+        .map_err(|e| format!("write the Raft metadata: {e}"))?;
     Ok(Summary {
         voters: members.keys().copied().collect(),
         members: members.clone(),

@@ -85,9 +85,10 @@ impl ClockSamples {
         let mut last = self.last_measured.lock().unwrap_or_else(|e| e.into_inner());
         match self.median_ms(own_ms, me, voters) {
             Some(median) => {
-                let now = hold(own_ms, median);
-                *last = Some((now, Instant::now()));
-                now
+                // The median itself runs on: from this node's own (held) time, a run-on would
+                // allow twice the skew.
+                *last = Some((median, Instant::now()));
+                hold(own_ms, median)
             }
             None => match *last {
                 Some((then, at)) if at.elapsed() < RUN_ON_FOR => {

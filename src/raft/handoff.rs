@@ -27,30 +27,54 @@ const ELECTED: Duration = Duration::from_secs(2);
 
 impl RaftHandle {
     /// Hands leadership to an up-to-date voter, if this node leads; returns the new leader.
+    /// When no handoff happens, the node goes on leading (and taking writes) until it stops.
     pub async fn hand_off_leadership(&self) -> Option<NodeId> {
-        if self.current_leader() != Some(self.id) {
-            return None;
-        }
-        // A leader no quorum has acknowledged lately (the others are gone) has no one to hand to.
-        let silent = self.raft.metrics().borrow().millis_since_quorum_ack;
-        if silent.is_none_or(|ms| ms > self.raft.config().election_timeout_max) {
-            return None;
+        {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let others = m.membership_config.membership().voter_ids().any(|v| v != self.id);
+            // A leader no quorum has acknowledged lately (the others are gone) has no one to
+            // hand to; nor has a lone voter, or a Raft that has stopped.
+            let heard = m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| ms <= self.raft.config().election_timeout_max);
+            if m.current_leader != Some(self.id) || !others || !heard || m.running_state.is_err() {
+                return None;
+            }
         }
         self.stepping_down.store(true, std::sync::atomic::Ordering::SeqCst);
         let started = Instant::now();
-        let Some(target) = self.caught_up_voter().await else {
+        let leader = self.hand_off().await;
+        match leader {
+            Some(leader) => tracing::info!(
+                node_id = self.id,
+                new_leader = leader,
+                took_ms = started.elapsed().as_millis() as u64,
+                "leadership handed off"
+            ),
+            // Writes held meanwhile go into this leader's log again.
+            None => self.stepping_down.store(false, std::sync::atomic::Ordering::SeqCst),
+        }
+        leader
+    }
+
+    async fn hand_off(&self) -> Option<NodeId> {
+        if self.caught_up_voter().await.is_none() {
             tracing::info!(
                 node_id = self.id,
                 "no voter holds the whole log: stopping without a handoff"
             );
             return None;
-        };
+        }
         // openraft's leader refuses votes for a lease (the maximum election timeout) after it
         // took office.
         let lease = Duration::from_millis(self.raft.config().election_timeout_max + 50);
         if let Some(since) = self.leader_since() {
             tokio::time::sleep(lease.saturating_sub(since.elapsed())).await;
         }
+        // Chosen now, not before the wait: writes that were past the door meanwhile may have
+        // grown the log.
+        let target = self.caught_up_voter().await?;
         let term = self.raft.metrics().borrow().current_term;
         let addr = self.leader_addr(target)?;
         let op = AdminOp::Campaign { from: self.id, term };
@@ -73,13 +97,6 @@ impl RaftHandle {
             Ok(Ok(m)) => m.current_leader,
             _ => None,
         };
-        tracing::info!(
-            node_id = self.id,
-            target,
-            new_leader = ?leader,
-            took_ms = started.elapsed().as_millis() as u64,
-            "leadership handed off"
-        );
         leader
     }
 

@@ -23,12 +23,18 @@ use crate::state::Command;
 use crate::storage::{Batch, Cf, Store};
 
 const INCARNATION: &[u8] = b"incarnation";
+/// In `raft_meta`: the data directory was made by `ecsd snapshot restore` (`backup.rs`).
+pub(super) const RESTORED: &[u8] = b"restored";
 
 /// This node's incarnation, and whether its data directory holds no Raft state at all.
 pub struct Incarnation {
     pub id: String,
     /// No vote, no log and nothing applied: a new node, or one that lost its data.
     pub empty: bool,
+    /// Made by a restore: its vote and log are the backup's, not what it did as a member, so
+    /// it must not return as a member of a cluster that already recorded it (a second restore
+    /// of the same member).
+    pub restored: bool,
 }
 
 /// Reads (or makes and syncs) the incarnation of the data directory in `store`.
@@ -43,17 +49,19 @@ pub fn open(store: &Store) -> Result<Incarnation, NodeError> {
             .get(Cf::SmMeta, super::state_machine::LAST_APPLIED)
             .map_err(storage)?
             .is_none();
+    let restored = store.get(Cf::RaftMeta, RESTORED).map_err(storage)?.is_some();
     if let Some(id) = store.get(Cf::RaftMeta, INCARNATION).map_err(storage)? {
         return Ok(Incarnation {
             id: String::from_utf8_lossy(&id).into_owned(),
             empty,
+            restored,
         });
     }
     let id = crate::stamp::fresh_id();
     let mut batch = Batch::default();
     batch.put(Cf::RaftMeta, INCARNATION, id.as_bytes());
     store.write(batch, true).map_err(storage)?;
-    Ok(Incarnation { id, empty })
+    Ok(Incarnation { id, empty, restored })
 }
 
 /// Refuses to start a node whose data directory is empty when that would make it a voter
@@ -63,12 +71,12 @@ pub async fn guard(
     pool: &super::network::PeerPool,
     incarnation: &Incarnation,
 ) -> Result<(), NodeError> {
-    if !incarnation.empty || config.join {
+    if (!incarnation.empty && !incarnation.restored) || config.join {
         return Ok(());
     }
     let dir = config.data_dir.display();
     let id = config.node_id;
-    if !config.bootstrap {
+    if incarnation.empty && !config.bootstrap {
         return Err(NodeError::Rejected(format!(
             "node {id}: the data directory {dir} is empty, and this node neither founds a cluster \
              (bootstrap = true) nor joins one: start it with --join (join = true), then add it \
@@ -99,9 +107,19 @@ pub async fn guard(
                 .await;
             let Ok(report) = report else { continue };
             answered.insert(peer.id);
-            if report.recorded_incarnations.contains_key(&id) {
+            // A member's own incarnation (a restored node that restarts) is no objection.
+            if report
+                .recorded_incarnations
+                .get(&id)
+                .is_some_and(|recorded| *recorded != incarnation.id)
+            {
+                let what = if incarnation.empty {
+                    "is empty"
+                } else {
+                    "was restored from a backup"
+                };
                 return Err(NodeError::Rejected(format!(
-                    "node {id}: the data directory {dir} is empty, but the cluster already has node {id} \
+                    "node {id}: the data directory {dir} {what}, but the cluster already has node {id} \
                      (node {} knows it, in term {}): this node lost its data, and a member that forgot its \
                      vote and log must not return as the same voter. Remove it (`ecsd cluster remove-node \
                      --id {id}`), then start it with a new node_id and --join, and add it (`ecsd cluster \
@@ -119,7 +137,7 @@ pub async fn guard(
             node_id = id,
             answered = answered.len(),
             peers = peers.len(),
-            "empty data directory and not every configured peer answered: starting as a new member"
+            "empty or restored data directory, and not every configured peer answered: starting as a new member"
         );
     }
     Ok(())

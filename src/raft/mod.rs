@@ -353,6 +353,8 @@ pub struct RaftHandle {
     backup_dir: Arc<std::path::Path>,
     /// Refuses writes below the disk watermark.
     disk: Arc<disk::DiskGuard>,
+    /// Held while a backup is made: one at a time.
+    backing_up: Arc<tokio::sync::Mutex<()>>,
     /// Set while this leader hands off its leadership before it stops (`handoff.rs`).
     stepping_down: Arc<AtomicBool>,
     /// The term this node last took office in, and when (kept by `admin::count_elections`).
@@ -423,6 +425,7 @@ impl RaftNode {
                 config.health.min_free_disk_mib,
             )),
             stepping_down: Arc::new(AtomicBool::new(false)),
+            backing_up: Arc::default(),
             led_since: Arc::default(),
         };
         tokio::spawn(clock::sampler(handle.clone()));

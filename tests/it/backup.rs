@@ -213,6 +213,33 @@ async fn a_backup_restored_into_a_new_cluster_after_losing_two_of_three_serves_t
         .collect();
     assert!(!addresses.contains(&old.api_addr(survivor).as_str()), "{status}");
     agent.cancel();
+
+    tracing::info!("--- a member restored a second time from the same backup does not rejoin");
+    let again = if leader == 3 { 2 } else { 3 };
+    wait_for(
+        "every member's incarnation recorded",
+        Duration::from_secs(30),
+        || async {
+            let recorded = new.nodes[&leader].raft.handle().local_report().recorded_incarnations;
+            (recorded.len() == 3).then_some(())
+        },
+    )
+    .await;
+    new.stop(again).await;
+    std::fs::remove_dir_all(&new.configs[&again].data_dir).unwrap();
+    backup::restore(&saved, &new.configs[&again].data_dir, again, &members)
+        .await
+        .expect("the second restore itself succeeds");
+    let refused = new
+        .try_restart(again)
+        .await
+        .expect_err("a second restore must not rejoin");
+    assert!(
+        refused
+            .to_string()
+            .contains("was restored from a backup, but the cluster already has node"),
+        "{refused}"
+    );
     new.shutdown().await;
     old.shutdown().await;
 }
