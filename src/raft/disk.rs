@@ -4,7 +4,6 @@
 //! The free space is measured at most once a second.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,7 @@ pub struct DiskGuard {
     dir: PathBuf,
     floor_bytes: u64,
     /// The last measurement: when, and the free bytes (`u64::MAX` when it could not be made).
-    last: Mutex<Option<Instant>>,
-    free: AtomicU64,
+    last: Mutex<Option<(Instant, u64)>>,
 }
 
 impl DiskGuard {
@@ -26,7 +24,6 @@ impl DiskGuard {
             dir,
             floor_bytes: floor_mib.saturating_mul(1 << 20),
             last: Mutex::new(None),
-            free: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -37,13 +34,15 @@ impl DiskGuard {
         }
         let free = {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_none_or(|at| at.elapsed() >= RECHECK) {
-                *last = Some(Instant::now());
-                // A file system that cannot be measured is not held against the writes.
-                let free = crate::storage::free_bytes(&self.dir).unwrap_or(u64::MAX);
-                self.free.store(free, Ordering::Relaxed);
+            match *last {
+                Some((at, free)) if at.elapsed() < RECHECK => free,
+                _ => {
+                    // A file system that cannot be measured is not held against the writes.
+                    let free = crate::storage::free_bytes(&self.dir).unwrap_or(u64::MAX);
+                    *last = Some((Instant::now(), free));
+                    free
+                }
             }
-            self.free.load(Ordering::Relaxed)
         };
         if free >= self.floor_bytes {
             return Ok(());
