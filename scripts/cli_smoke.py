@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Real-client smoke test: the aws CLI tours all 37 ECS actions against a 3-node
+"""Real-client smoke test: the aws CLI tours the ECS actions against a 3-node
 cluster started from the real binary, each call sent to a different node, and asserts on the
 JSON it prints. Then `ecsd dev --secure` (on dev's own ports, 127.0.0.1:8101-8103): the command
 it prints works, and an unsigned, wrongly signed, skewed or unauthorised call gets AWS's error.
@@ -253,12 +253,17 @@ def tour():
     check("task definitions", task_definitions)
 
     def account_settings():
-        s = aws("put-account-setting", "--name", "containerInstanceLongArnFormat", "--value", "enabled")["setting"]
-        assert s["value"] == "ENABLED", s
+        # Today's defaults: long ARNs on; values are echoed as sent.
         eff = aws("list-account-settings", "--effective-settings")["settings"]
-        assert {x["name"]: x["value"] for x in eff}["containerInstanceLongArnFormat"] == "ENABLED", eff
-        d = aws("delete-account-setting", "--name", "taskLongArnFormat")["setting"]
-        assert d["value"] == "DISABLED", d
+        assert {x["name"]: x["value"] for x in eff}["taskLongArnFormat"] == "enabled", eff
+        s = aws("put-account-setting", "--name", "containerInstanceLongArnFormat", "--value", "disabled")["setting"]
+        assert s["value"] == "disabled", s
+        eff = aws("list-account-settings", "--effective-settings")["settings"]
+        assert {x["name"]: x["value"] for x in eff}["containerInstanceLongArnFormat"] == "disabled", eff
+        d = aws("delete-account-setting", "--name", "containerInstanceLongArnFormat")["setting"]
+        assert d["value"] == "enabled", d
+        s = aws("put-account-setting-default", "--name", "containerInsights", "--value", "enhanced")["setting"]
+        assert s["value"] == "enhanced" and s["principalArn"].endswith(":root"), s
         aws("put-account-setting", "--name", "bogus", "--value", "ENABLED", expect_error="InvalidParameterException")
     check("account settings", account_settings)
 
@@ -385,6 +390,80 @@ def tour():
         assert len(tasks) == 6, tasks
         aws("delete-service", "--cluster", "rollout", "--service", "web", "--force")
     check("deployments", deployments)
+
+    def fargate():
+        # An agent that offers Fargate capacity; a Fargate task definition and task.
+        aws("create-cluster", "--cluster-name", "modern")
+        log = open(os.path.join(tempfile.gettempdir(), "ecsd-smoke-fargate-agent.log"), "w")
+        extra_procs.append(spawn(
+            [AGENT, "--runtime", "sim", "--capacity", "fargate", "--cluster", "modern", "--cpu", "4096",
+             "--memory", "8192", "--sim-start-ms", "100", "--endpoint", ",".join(ENDPOINTS)], log))
+        deadline = time.time() + 60
+        while len(aws("list-container-instances", "--cluster", "modern")["containerInstanceArns"]) < 1:
+            assert time.time() < deadline, "the Fargate agent did not register"
+            time.sleep(0.3)
+        aws("register-task-definition", "--family", "fg", "--requires-compatibilities", "FARGATE",
+            "--network-mode", "awsvpc", "--cpu", "256", "--memory", "512", "--container-definitions",
+            json.dumps([{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]))
+        run = aws("run-task", "--cluster", "modern", "--task-definition", "fg", "--launch-type", "FARGATE",
+                  "--network-configuration", "awsvpcConfiguration={subnets=[subnet-1],securityGroups=[sg-1]}")
+        (task,) = run["tasks"]
+        assert task["launchType"] == "FARGATE" and task["capacityProviderName"] == "FARGATE", task
+        assert task["attachments"][0]["type"] == "ElasticNetworkInterface", task
+        deadline = time.time() + 60
+        while True:
+            t = aws("describe-tasks", "--cluster", "modern", "--tasks", task["taskArn"])["tasks"][0]
+            if t["lastStatus"] == "RUNNING":
+                break
+            assert time.time() < deadline, t
+            time.sleep(0.3)
+        assert t["attachments"][0]["status"] == "ATTACHED", t
+        assert t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"], t
+        aws("stop-task", "--cluster", "modern", "--task", task["taskArn"])
+    check("a Fargate task on Fargate capacity", fargate)
+
+    def circuit_breaker():
+        # Two instances whose containers are local processes; a revision that exits at once.
+        aws("create-cluster", "--cluster-name", "breaker")
+        for i in (1, 2):
+            log = open(os.path.join(tempfile.gettempdir(), f"ecsd-smoke-breaker-agent-{i}.log"), "w")
+            extra_procs.append(spawn(
+                [AGENT, "--runtime", "process", "--cluster", "breaker", "--cpu", "1024", "--memory", "1024",
+                 "--instance-id", f"i-breaker{i}", "--log-dir", os.path.join(tempfile.gettempdir(), "ecsd-smoke-logs"),
+                 "--endpoint", ",".join(ENDPOINTS)], log))
+        deadline = time.time() + 60
+        while len(aws("list-container-instances", "--cluster", "breaker")["containerInstanceArns"]) < 2:
+            assert time.time() < deadline, "the process agents did not register"
+            time.sleep(0.3)
+        for command in (["sleep", "3600"], ["sh", "-c", "exit 1"]):
+            aws("register-task-definition", "--family", "cb", "--container-definitions",
+                json.dumps([{"name": "c", "image": "busybox", "memory": 16, "command": command}]))
+        aws("create-service", "--cluster", "breaker", "--service-name", "web", "--task-definition", "cb:1",
+            "--desired-count", "2", "--deployment-configuration",
+            "maximumPercent=200,minimumHealthyPercent=50,deploymentCircuitBreaker={enable=true,rollback=true}")
+        aws("wait", "services-stable", "--cluster", "breaker", "--services", "web")
+        deadline = time.time() + 60
+        while True:  # COMPLETED once its tasks have settled (15 s)
+            first = aws("describe-services", "--cluster", "breaker", "--services", "web")["services"][0]["deployments"][0]
+            if first["rolloutState"] == "COMPLETED":
+                break
+            assert time.time() < deadline, first
+            time.sleep(1)
+        aws("update-service", "--cluster", "breaker", "--service", "web", "--task-definition", "cb:2")
+        deadline = time.time() + 120
+        while True:
+            s = aws("describe-services", "--cluster", "breaker", "--services", "web")["services"][0]
+            d = s["deployments"]
+            if len(d) == 1 and d[0]["taskDefinition"].endswith("/cb:1") and d[0]["rolloutState"] == "COMPLETED":
+                break
+            assert time.time() < deadline, f"no rollback: {s['deployments']} {s['events'][:5]}"
+            time.sleep(0.5)
+        aws("wait", "services-stable", "--cluster", "breaker", "--services", "web")
+        messages = [e["message"] for e in s["events"]]
+        assert any("deployment failed: tasks failed to start." in m for m in messages), messages
+        assert f"(service web) rolling back to deployment {first['id']}." in messages, messages
+        aws("delete-service", "--cluster", "breaker", "--service", "web", "--force")
+    check("the circuit breaker rolls a failing revision back", circuit_breaker)
 
     def teardown():
         aws("delete-cluster", "--cluster", "smoke", expect_error="ClusterContainsContainerInstancesException")

@@ -24,6 +24,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("ECSD_BOOTSTRAP", "bootstrap"),
     ("ECSD_ACCOUNT_ID", "account_id"),
     ("ECSD_REGION", "region"),
+    ("ECSD_LONG_ARNS_BY_DEFAULT", "long_arns_by_default"),
     ("ECSD_RAFT_HEARTBEAT_MS", "raft.heartbeat_ms"),
     ("ECSD_RAFT_ELECTION_TIMEOUT_MIN_MS", "raft.election_timeout_min_ms"),
     ("ECSD_RAFT_ELECTION_TIMEOUT_MAX_MS", "raft.election_timeout_max_ms"),
@@ -57,6 +58,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "ECSD_SERVICES_RESTART_BACKOFF_MAX_MS",
         "services.restart_backoff_max_ms",
     ),
+    ("ECSD_SERVICES_DEPLOYMENT_SETTLE_MS", "services.deployment_settle_ms"),
     (
         "ECSD_SERVICES_STOPPED_TASK_GC_EVERY_MS",
         "services.stopped_task_gc_every_ms",
@@ -102,6 +104,11 @@ pub struct NodeConfig {
     /// Region stamped into ARNs.
     #[serde(default = "default_region")]
     pub region: String,
+    /// Whether a principal that never set `serviceLongArnFormat`, `taskLongArnFormat` or
+    /// `containerInstanceLongArnFormat` (nor its account's root user) gets long ARNs, as in
+    /// today's ECS (the default). `false` keeps the 2018 API's short ARNs until each opts in.
+    #[serde(default = "yes")]
+    pub long_arns_by_default: bool,
     /// Raft timings and log compaction.
     #[serde(default)]
     pub raft: RaftTuning,
@@ -219,6 +226,10 @@ pub struct ServiceTuning {
     pub restart_backoff_max_ms: u64,
     /// How often the leader forgets tasks that stopped more than an hour ago.
     pub stopped_task_gc_every_ms: u64,
+    /// A deployment is COMPLETED once the service is steady on it and each of its tasks has
+    /// been RUNNING this long: a revision whose containers crash just after they start is
+    /// caught by the circuit breaker while it is still in progress.
+    pub deployment_settle_ms: u64,
 }
 
 impl Default for ServiceTuning {
@@ -227,6 +238,7 @@ impl Default for ServiceTuning {
             restart_backoff_ms: 5_000,
             restart_backoff_max_ms: 15 * 60 * 1000,
             stopped_task_gc_every_ms: 60_000,
+            deployment_settle_ms: 15_000,
         }
     }
 }
@@ -349,6 +361,10 @@ impl Default for ApiTuning {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_account_id() -> String {
     "000000000000".to_string()
 }
@@ -381,7 +397,7 @@ impl NodeConfig {
             .map_err(|e: toml::de::Error| ConfigError::Syntax(e.message().to_string()))?;
         for (var, key) in ENV_OVERRIDES {
             if let Some(raw) = env.get(*var) {
-                set_dotted(&mut table, key, parse_env_value(raw))?;
+                set_dotted(&mut table, key, parse_env_value(key, raw))?;
             }
         }
         let config: NodeConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
@@ -620,7 +636,23 @@ impl NodeConfig {
     }
 }
 
-fn parse_env_value(raw: &str) -> toml::Value {
+/// Settings whose value is text even when it looks like a number or a boolean (an account id
+/// of 12 digits, a secret of digits).
+const TEXT_KEYS: &[&str] = &[
+    "data_dir",
+    "account_id",
+    "region",
+    "auth.root_access_key_id",
+    "auth.root_secret_access_key",
+    "tls.ca_file",
+    "tls.cert_file",
+    "tls.key_file",
+];
+
+fn parse_env_value(key: &str, raw: &str) -> toml::Value {
+    if TEXT_KEYS.contains(&key) {
+        return toml::Value::String(raw.to_string());
+    }
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
         Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
@@ -679,6 +711,34 @@ raft_addr = "127.0.0.1:8201"
         assert_eq!(c.node_id, 7);
         assert_eq!(c.raft.heartbeat_ms, 50);
         assert_eq!(c.region, "eu-west-1");
+    }
+
+    #[test]
+    fn a_numeric_account_id_or_secret_from_the_environment_stays_text() {
+        let c = NodeConfig::load(
+            MINIMAL,
+            &env(&[
+                ("ECSD_ACCOUNT_ID", "123456789012"),
+                ("ECSD_AUTH_ROOT_ACCESS_KEY_ID", "1234567890123456"),
+                (
+                    "ECSD_AUTH_ROOT_SECRET_ACCESS_KEY",
+                    "1234567890123456789012345678901234567890",
+                ),
+                ("ECSD_LONG_ARNS_BY_DEFAULT", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.account_id, "123456789012");
+        assert_eq!(
+            c.auth.root_secret_access_key.as_deref(),
+            Some("1234567890123456789012345678901234567890")
+        );
+        assert!(!c.long_arns_by_default);
+        assert!(
+            NodeConfig::load(MINIMAL, &BTreeMap::new())
+                .unwrap()
+                .long_arns_by_default
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::model::{ArnScope, ConstraintKind, ContainerInstance, PlacementConstra
 use crate::placement::{self, SpreadField, Strategy};
 use crate::stamp;
 use crate::state::resources::has_attributes;
-use crate::state::tasks::Launch;
+use crate::state::tasks::{Launch, LaunchKind};
 use crate::taskdef::{self, OverrideError};
 
 /// Who launches, and what the launch carries beyond its task definition.
@@ -61,12 +61,63 @@ pub fn template(
         service: origin.service,
         principal: origin.principal,
         root: scope.root_principal(),
+        long_by_default: scope.long_arns_by_default,
         arn_prefix: scope.arn_prefix(),
         tasks: Vec::new(),
         failures: Vec::new(),
         event_id: None,
+        kind: Default::default(),
     })
 }
+
+/// The attribute an agent that offers Fargate capacity registers its instances with
+/// (`ecs-agent --capacity fargate`): FARGATE tasks go only there, EC2 tasks never.
+pub const CAPACITY_ATTRIBUTE: &str = "ecsd.capacity";
+
+/// Where a launch of `kind` may go: instances of Fargate capacity, or the others.
+fn capacity_expression(kind: &LaunchKind) -> &'static str {
+    if kind.is_fargate() {
+        "attribute:ecsd.capacity == fargate"
+    } else {
+        "attribute:ecsd.capacity !exists"
+    }
+}
+
+/// How a service's tasks launch: its launch type or capacity provider strategy, and the awsvpc
+/// network of its PRIMARY deployment (validated when it was set, read leniently here).
+pub fn service_kind(service: &crate::model::Service, definition: &TaskDefinition) -> LaunchKind {
+    let strategy = &service.capacity_provider_strategy;
+    let provider = strategy
+        .iter()
+        .find(|i| i.base > 0)
+        .or_else(|| strategy.iter().max_by_key(|i| i.weight))
+        .map(|i| i.capacity_provider.clone());
+    let fargate = service.launch_type == "FARGATE" || provider.is_some();
+    let awsvpc = definition.body.get("networkMode").and_then(Value::as_str) == Some("awsvpc");
+    let network = service
+        .deployments
+        .first()
+        .and_then(|d| d.network_configuration.as_ref())
+        .and_then(|n| n.get("awsvpcConfiguration"));
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    LaunchKind {
+        launch_type: fargate.then(|| "FARGATE".to_string()),
+        capacity_provider: fargate.then(|| provider.unwrap_or_else(|| "FARGATE".into())),
+        platform_version: fargate.then(|| FARGATE_PLATFORM_VERSION.to_string()),
+        awsvpc: network.filter(|_| awsvpc).map(|n| crate::model::AwsVpc {
+            subnets: strings(n.get("subnets")),
+            security_groups: strings(n.get("securityGroups")),
+            assign_public_ip: n.get("assignPublicIp").and_then(Value::as_str) == Some("ENABLED"),
+        }),
+    }
+}
+
+/// Fargate's platform version here: LATEST resolves to it.
+pub const FARGATE_PLATFORM_VERSION: &str = "1.4.0";
 
 /// ECS's default strategies for a REPLICA service: balance across availability zones, then
 /// instances.
@@ -106,6 +157,7 @@ impl Placement {
         constraints: &[PlacementConstraint],
         definition: &TaskDefinition,
         distinct_instance: bool,
+        kind: &LaunchKind,
     ) -> Result<Placement, InvalidConstraint> {
         let distinct_instance =
             distinct_instance || constraints.iter().any(|c| c.kind == ConstraintKind::DistinctInstance);
@@ -113,6 +165,7 @@ impl Placement {
             .iter()
             .filter_map(|c| c.member_of().map(str::to_string))
             .chain(taskdef::definition_member_of(definition))
+            .chain(std::iter::once(capacity_expression(kind).to_string()))
             .collect();
         let parsed = member_of
             .iter()

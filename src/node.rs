@@ -137,6 +137,7 @@ impl Node {
         let scope = ArnScope {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
+            long_arns_by_default: config.long_arns_by_default,
         };
         let state = Arc::new(ApiState {
             node: raft.clone(),

@@ -7,7 +7,9 @@
 //! - start PRIMARY tasks up to D, within maxTotal;
 //! - stop leaving tasks (older deployments', and those on instances that are no longer ACTIVE):
 //!   unhealthy ones freely, healthy ones only above minHealthy;
-//! - scale in the PRIMARY's excess.
+//! - scale in the PRIMARY's excess;
+//! - never stop a healthy task under scale-in protection (UpdateTaskProtection), for scale-in
+//!   or for a deployment: it stays until unprotected or its protection expires.
 //!
 //! Draining an instance and rolling out a deployment are one mechanism: a task on a DRAINING
 //! instance is replaced exactly as an older deployment's task is. DAEMON services have their own
@@ -105,8 +107,14 @@ fn by_crowding<'a>(tasks: &[&'a Task], all: &[&Task], instances: &Instances) -> 
     sorted
 }
 
-/// Decides the next step for a REPLICA `service` whose tasks (any status) are `tasks`.
-pub fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
+/// Whether `t` is under scale-in protection at `now_ms`.
+fn protected(t: &Task, now_ms: u64) -> bool {
+    t.protected_until_ms.is_some_and(|until| until > now_ms)
+}
+
+/// Decides the next step for a REPLICA `service` whose tasks (any status) are `tasks`, at
+/// cluster time `now_ms` (which tasks are still protected).
+pub fn plan(service: &Service, tasks: &[Task], instances: &Instances, now_ms: u64) -> Plan {
     let desired = service.desired_count.max(0) as usize;
     let min_healthy = service.min_healthy();
     let max_total = service.max_total();
@@ -146,7 +154,11 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
     }
     let healthy_total = mine.iter().filter(|t| t.is_healthy()).count();
     let mut may_stop = healthy_total.saturating_sub(min_healthy);
-    let leaving_healthy: Vec<&Task> = leaving.iter().copied().filter(|t| t.is_healthy()).collect();
+    let leaving_healthy: Vec<&Task> = leaving
+        .iter()
+        .copied()
+        .filter(|t| t.is_healthy() && !protected(t, now_ms))
+        .collect();
     for t in by_crowding(&leaving_healthy, &mine, instances) {
         if may_stop == 0 {
             break;
@@ -159,8 +171,10 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
     // work yet), then by crowding.
     let excess = staying.len().saturating_sub(desired);
     if excess > 0 {
-        let (mut candidates, running): (Vec<&Task>, Vec<&Task>) =
-            staying.iter().partition(|t| t.last_status == TaskStatus::Pending);
+        let (mut candidates, running): (Vec<&Task>, Vec<&Task>) = staying
+            .iter()
+            .filter(|t| !protected(t, now_ms))
+            .partition(|t| t.last_status == TaskStatus::Pending);
         candidates.extend(by_crowding(&running, &mine, instances));
         for t in candidates.into_iter().take(excess) {
             out.stop.push((t.id.clone(), reason.clone()));
@@ -279,18 +293,15 @@ mod tests {
     use super::*;
     use crate::model::{Deployment, Reservation, ServiceStatus};
 
+    /// A plan at time 0: no protection has expired.
+    fn plan(service: &Service, tasks: &[Task], instances: &Instances) -> Plan {
+        super::plan(service, tasks, instances, 0)
+    }
+
     fn service(desired: i64, min: i64, max: i64) -> Service {
         let deployment = |id: &str, status: &str| Deployment {
-            id: id.into(),
             status: status.into(),
-            task_definition_arn: format!("td:{id}"),
-            desired_count: desired,
-            pending_count: 0,
-            running_count: 0,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            network_configuration: None,
-            platform_version: None,
+            ..Deployment::new(id.into(), format!("td:{id}"), desired, 0, true)
         };
         Service {
             cluster: "c".into(),
@@ -315,6 +326,9 @@ mod tests {
             tags: vec![],
             failed_starts: 0,
             last_failed_start_ms: 0,
+            capacity_provider_strategy: vec![],
+            circuit_breaker: None,
+            last_completed: None,
         }
     }
 
@@ -370,6 +384,10 @@ mod tests {
             version: 1,
             tags: vec![],
             launch_type: "EC2".into(),
+            capacity_provider_name: None,
+            platform_version: None,
+            eni: None,
+            protected_until_ms: None,
         }
     }
 
@@ -695,5 +713,37 @@ mod tests {
         let s = daemon(100);
         let p = daemon_plan(&s, &tasks[..2], &eligible(&["i0", "i1"]));
         assert!(p.stop.is_empty() && p.start_on.is_empty() && p.stuck, "{p:?}");
+    }
+
+    #[test]
+    fn protected_tasks_are_neither_scaled_in_nor_replaced_until_their_protection_expires() {
+        // Scale-in from 3 to 1: two of three PRIMARY tasks protected until t=100.
+        let mut s = service(1, 100, 200);
+        s.deployments.truncate(1);
+        let mut tasks: Vec<Task> = (0..3)
+            .map(|i| {
+                task(
+                    &format!("n{i}"),
+                    "new",
+                    &format!("i{i}"),
+                    TaskStatus::Running,
+                    TaskStatus::Running,
+                )
+            })
+            .collect();
+        tasks[0].protected_until_ms = Some(100);
+        tasks[1].protected_until_ms = Some(100);
+        let p = super::plan(&s, &tasks, &inst(), 50);
+        assert_eq!(ids(&p.stop), vec!["n2"], "only the unprotected task goes");
+        assert!(!p.steady);
+        let p = super::plan(&s, &tasks, &inst(), 100);
+        assert_eq!(p.stop.len(), 2, "expired protection: scale-in goes on");
+        // A rollout: a protected old task stays although the minimum would let it go.
+        let mut s = service(2, 0, 100);
+        s.deployments[0].task_definition_arn = "td:new".into();
+        let mut old = old_running(2);
+        old[0].protected_until_ms = Some(100);
+        let p = super::plan(&s, &old, &inst(), 50);
+        assert_eq!(ids(&p.stop), vec!["o1"]);
     }
 }

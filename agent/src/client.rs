@@ -45,6 +45,10 @@ pub struct AgentConfig {
 /// The agent version this build is.
 pub use ecsd_protocol::AGENT_VERSION;
 
+/// The attribute of an instance that offers Fargate capacity (`--capacity fargate`); the
+/// server places FARGATE tasks only there.
+pub const CAPACITY_ATTRIBUTE: &str = "ecsd.capacity";
+
 /// Which runtime runs the containers.
 #[derive(Clone)]
 pub enum RuntimeKind {

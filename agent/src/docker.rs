@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions, WaitContainerOptions,
@@ -53,13 +56,51 @@ fn container_name(task_id: &str, container: &str) -> String {
     format!("ecs-{task_id}-{container}")
 }
 
-fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str, instance_id: &str) -> ContainerCreateBody {
-    let network_mode = task
+/// The Docker network of an awsvpc task: its own, with the task's `/30`.
+fn task_network_name(task_id: &str) -> String {
+    format!("ecsd-task-{task_id}")
+}
+
+/// How a container joins the network: an awsvpc task's first container holds the task's
+/// address on the task's own network, and the others share its namespace (as ECS's pause
+/// container does); other tasks use their network mode.
+enum Join<'a> {
+    Mode,
+    TaskNetwork(&'a str),
+    Container(&'a str),
+}
+
+fn create_body(
+    task: &AssignedTask,
+    spec: &ContainerSpec,
+    cluster: &str,
+    instance_id: &str,
+    join: Join<'_>,
+) -> ContainerCreateBody {
+    let mut network_mode = task
         .definition
         .get("networkMode")
         .and_then(Value::as_str)
         .unwrap_or("bridge")
         .to_string();
+    let mut networking_config = None;
+    match join {
+        Join::Mode => {}
+        Join::TaskNetwork(address) => {
+            network_mode = task_network_name(&task.id);
+            let endpoint = EndpointSettings {
+                ipam_config: Some(EndpointIpamConfig {
+                    ipv4_address: Some(address.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            networking_config = Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network_mode.clone(), endpoint)])),
+            });
+        }
+        Join::Container(first) => network_mode = format!("container:{first}"),
+    }
     let mut exposed = HashMap::new();
     let mut bindings = HashMap::new();
     for (container_port, host_port, protocol) in &spec.ports {
@@ -100,6 +141,7 @@ fn create_body(task: &AssignedTask, spec: &ContainerSpec, cluster: &str, instanc
             network_mode: Some(network_mode),
             ..Default::default()
         }),
+        networking_config,
         ..Default::default()
     }
 }
@@ -160,14 +202,47 @@ impl DockerRuntime {
         }
     }
 
+    /// An awsvpc task's own network (`/30`, the instance's side its gateway); an existing one
+    /// (this agent restarted) is kept.
+    async fn create_task_network(&self, task: &AssignedTask) -> anyhow::Result<()> {
+        let Some(network) = &task.network else {
+            return Ok(());
+        };
+        let address: std::net::Ipv4Addr = network.address.parse()?;
+        let _: std::net::Ipv4Addr = network.gateway.parse()?;
+        if !(8..=30).contains(&network.prefix) {
+            anyhow::bail!("the task's network has an invalid prefix /{}", network.prefix);
+        }
+        let base = std::net::Ipv4Addr::from(u32::from(address) & !((1u32 << (32 - network.prefix)) - 1));
+        let request = NetworkCreateRequest {
+            name: task_network_name(&task.id),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(format!("{base}/{}", network.prefix)),
+                    gateway: Some(network.gateway.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(HashMap::from([(INSTANCE_LABEL.to_string(), self.instance_id.clone())])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Creates and starts one container; returns its id.
-    async fn start_one(&self, task: &AssignedTask, spec: &ContainerSpec) -> anyhow::Result<String> {
+    async fn start_one(&self, task: &AssignedTask, spec: &ContainerSpec, join: Join<'_>) -> anyhow::Result<String> {
         let name = container_name(&task.id, &spec.name);
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
         };
-        let body = create_body(task, spec, &self.tracker.cluster, &self.instance_id);
+        let body = create_body(task, spec, &self.tracker.cluster, &self.instance_id, join);
         let created = match self.docker.create_container(Some(options.clone()), body.clone()).await {
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
                 // No such image here: pull it, then create again.
@@ -285,10 +360,18 @@ impl DockerRuntime {
 
     async fn run(self, task: AssignedTask, stop: CancellationToken) {
         let specs = container_specs(&task);
-        let mut ids = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
         let mut failure = None;
-        for spec in &specs {
-            match self.start_one(&task, spec).await {
+        if let Err(e) = self.create_task_network(&task).await {
+            failure = Some(format!("ResourceInitializationError: the task's network: {e}"));
+        }
+        for spec in specs.iter().take_while(|_| failure.is_none()) {
+            let join = match (&task.network, ids.first()) {
+                (None, _) => Join::Mode,
+                (Some(n), None) => Join::TaskNetwork(&n.address),
+                (Some(_), Some(first)) => Join::Container(first),
+            };
+            match self.start_one(&task, spec, join).await {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     failure = Some(format!("CannotStartContainerError: {}: {e}", spec.name));
@@ -310,7 +393,7 @@ impl DockerRuntime {
                     .await;
             }
             self.tracker.failed_to_start(&task.id, &specs, &reason);
-            self.remove_later(ids);
+            self.remove_later(ids, task.network.as_ref().map(|_| task_network_name(&task.id)));
             return;
         }
         let mut containers = Vec::new();
@@ -333,7 +416,7 @@ impl DockerRuntime {
         self.supervise(&task, &specs, &ids, stop).await;
         self.tracker.report(self.tracker.task_stopped(&task.id));
         self.tracker.finish(&task.id);
-        self.remove_later(ids);
+        self.remove_later(ids, task.network.as_ref().map(|_| task_network_name(&task.id)));
     }
 
     /// Waits for the containers; stops the rest when an essential one exits or `stop` fires
@@ -386,7 +469,8 @@ impl DockerRuntime {
         }
     }
 
-    fn remove_later(&self, ids: Vec<String>) {
+    /// Removes the task's containers, then its own network if it has one, after a while.
+    fn remove_later(&self, ids: Vec<String>, network: Option<String>) {
         let docker = self.docker.clone();
         tokio::spawn(async move {
             tokio::time::sleep(KEEP_STOPPED).await;
@@ -396,6 +480,9 @@ impl DockerRuntime {
                     ..Default::default()
                 };
                 let _ = docker.remove_container(&id, Some(options)).await;
+            }
+            if let Some(network) = network {
+                let _ = docker.remove_network(&network).await;
             }
         });
     }

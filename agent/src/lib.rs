@@ -1,13 +1,15 @@
 //! `ecs-agent`: the program that runs on a container instance. It registers the instance with
 //! an ecsd cluster, keeps a session with some node (`client.rs`), and runs what the instance is
 //! assigned with one of its runtimes: Docker containers (`docker.rs`), local processes
-//! (`process.rs`, sharing `runner.rs` with Docker) or simulated containers (`sim.rs`, many
+//! (`process.rs`, sharing `runner.rs` with Docker; an awsvpc task in its own network namespace,
+//! `netns.rs`) or simulated containers (`sim.rs`, many
 //! instances per process, for benchmarks and fault tests).
 //!
 //! It depends on `ecsd-protocol` alone, never on the server: no RocksDB, no openraft, no axum.
 
 pub mod client;
 pub mod docker;
+pub mod netns;
 pub mod process;
 pub mod runner;
 pub mod sim;

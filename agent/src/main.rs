@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(
     name = "ecs-agent",
-    version,
+    version = ecs_agent::client::AGENT_VERSION,
     about = "Runs the tasks an ecsd cluster places on this instance"
 )]
 struct Args {
@@ -52,6 +52,11 @@ struct Args {
     /// An instance attribute, `name` or `name=value`; repeatable.
     #[arg(long = "attribute")]
     attributes: Vec<String>,
+    /// What capacity the instance offers. `ec2`: container instances for EC2 tasks. `fargate`:
+    /// Fargate-style capacity, for tasks launched with launchType FARGATE or a FARGATE /
+    /// FARGATE_SPOT capacity provider (each runs in its own network namespace).
+    #[arg(long, default_value = "ec2", value_parser = ["ec2", "fargate"])]
+    capacity: String,
     /// Where task logs go: `<dir>/<task id>/<container>.log`.
     #[arg(long, default_value = "ecs-agent-logs")]
     log_dir: PathBuf,
@@ -125,6 +130,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     let mut attributes = vec![("ecs.os-type".to_string(), Some("linux".to_string()))];
+    if args.capacity == "fargate" {
+        attributes.push((
+            ecs_agent::client::CAPACITY_ATTRIBUTE.to_string(),
+            Some("fargate".to_string()),
+        ));
+    }
     for a in &args.attributes {
         match a.split_once('=') {
             Some((name, value)) => attributes.push((name.to_string(), Some(value.to_string()))),

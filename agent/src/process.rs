@@ -11,6 +11,9 @@
 //! reaped it, so a recycled pid is never signalled. Containers die with the agent (Linux
 //! parent-death signal): nothing could supervise them after it, and a restarted agent starts
 //! the tasks it is assigned afresh.
+//!
+//! An awsvpc task runs in its own network namespace with the address the server gave it
+//! (`netns.rs`), as root; otherwise in the instance's, with a warning.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use ecsd_protocol::messages::{AssignedTask, Assignment, ContainerChange, StateChange, TaskStatus};
 use ecsd_protocol::now_ms;
 
+use crate::netns;
 use crate::runner::{container_specs, ContainerSpec, Tracker};
 
 /// Runs tasks as local processes and reports their state changes.
@@ -70,11 +74,28 @@ impl ProcessRuntime {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             failure = Some(format!("cannot create log dir: {e}"));
         }
+        let mut namespace = None;
+        match &task.network {
+            Some(network) if netns::available() => match netns::TaskNamespace::create(&task.id, network).await {
+                Ok(ns) => namespace = Some(ns),
+                Err(e) => {
+                    failure = Some(format!(
+                        "ResourceInitializationError: the task's network namespace: {e}"
+                    ))
+                }
+            },
+            Some(network) => tracing::warn!(
+                task = %task.id,
+                address = %network.address,
+                "an awsvpc task runs in the instance's network namespace: making its own needs root and iproute2"
+            ),
+            None => {}
+        }
         for spec in &specs {
             if failure.is_some() {
                 break;
             }
-            match self.spawn(spec, &dir) {
+            match self.spawn(spec, &dir, namespace.as_ref()) {
                 Ok(child) => children.push(Some(child)),
                 Err(e) => failure = Some(format!("CannotStartContainerError: {}: {e}", spec.name)),
             }
@@ -85,6 +106,9 @@ impl ProcessRuntime {
                 let _ = child.wait().await;
             }
             self.tracker.failed_to_start(&task.id, &specs, &reason);
+            if let Some(ns) = &namespace {
+                ns.remove().await;
+            }
             return;
         }
         self.tracker.report(StateChange {
@@ -106,11 +130,26 @@ impl ProcessRuntime {
             ..Default::default()
         });
         self.supervise(&task, &specs, children, stop).await;
+        if let Some(ns) = &namespace {
+            ns.remove().await;
+        }
         self.tracker.finish(&task.id);
     }
 
-    fn spawn(&self, spec: &ContainerSpec, dir: &std::path::Path) -> std::io::Result<Child> {
-        let Some((program, args)) = spec.argv.split_first() else {
+    fn spawn(
+        &self,
+        spec: &ContainerSpec,
+        dir: &std::path::Path,
+        namespace: Option<&netns::TaskNamespace>,
+    ) -> std::io::Result<Child> {
+        if spec.argv.is_empty() {
+            return Err(std::io::Error::other("no entryPoint or command to run"));
+        }
+        let argv = match namespace {
+            Some(ns) => ns.wrap(&spec.argv),
+            None => spec.argv.clone(),
+        };
+        let Some((program, args)) = argv.split_first() else {
             return Err(std::io::Error::other("no entryPoint or command to run"));
         };
         let log = std::fs::File::create(dir.join(format!("{}.log", spec.name)))?;

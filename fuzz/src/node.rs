@@ -274,7 +274,7 @@ async fn api_worker(
     while take(&next, quota) {
         let operation = if rng.gen_ratio(17, 20) {
             // Mostly the operations ecsd serves.
-            pick(&mut rng, &ecsd::api::ACTIONS).to_string()
+            pick(&mut rng, ecsd::api::ACTIONS).to_string()
         } else {
             pick(&mut rng, &all).to_string()
         };

@@ -17,9 +17,11 @@ pub mod secure;
 pub mod sigv4;
 pub mod taskdef;
 
-/// The agent version of this build: what `ecs-agent` registers as, and what UpdateContainerAgent
-/// updates an older agent to.
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The agent version of this build, in the ECS API's numbering: what `ecs-agent` registers as,
+/// and what UpdateContainerAgent updates an older agent to. It is `2.` and the crate's version,
+/// so it rises with each release and is newer than every release of Amazon's ECS agent (1.x):
+/// an instance registered with one of those is offered the update, as ECS offers its latest.
+pub const AGENT_VERSION: &str = concat!("2.", env!("CARGO_PKG_VERSION"));
 
 /// Milliseconds since the Unix epoch, by this host's clock.
 pub fn now_ms() -> u64 {

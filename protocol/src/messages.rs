@@ -100,6 +100,19 @@ pub struct AssignedTask {
     pub definition: serde_json::Value,
     /// The task's overrides (ECS JSON: containerOverrides, …).
     pub overrides: serde_json::Value,
+    /// An awsvpc task's own network: its address in a `/30` whose other usable address is the
+    /// instance's side (servers before awsvpc tasks send none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+}
+
+/// The network namespace an awsvpc task runs in: `address/30`, reached from the instance
+/// through `gateway`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    pub address: String,
+    pub gateway: String,
+    pub prefix: u8,
 }
 
 /// A task's (or container's) status as an agent reports it. Ordered: status only moves forward.

@@ -150,6 +150,8 @@ pub fn containers(definition: &Value, overrides: &Value) -> Vec<Container> {
 /// What a task of `definition` with `containers` (from [`containers`]) reserves.
 pub fn reservation(definition: &Value, containers: &[Container]) -> Reservation {
     let host_network = text(definition, "networkMode") == Some("host");
+    // An awsvpc task has its own network namespace: its ports are its own, not the instance's.
+    let own_network = text(definition, "networkMode") == Some("awsvpc");
     let mut r = Reservation::default();
     // Saturating sums: a stored value too large to add up makes the task unplaceable, never a
     // wrapped (negative) reservation that would give capacity back to an instance.
@@ -158,7 +160,7 @@ pub fn reservation(definition: &Value, containers: &[Container]) -> Reservation 
         r.memory = r
             .memory
             .saturating_add(c.memory_reservation.or(c.memory).unwrap_or(0).max(0));
-        for m in &c.port_mappings {
+        for m in c.port_mappings.iter().filter(|_| !own_network) {
             // With the host network a container's port is the host's.
             let host_port = match host_network {
                 true => m.host_port.or(m.container_port),

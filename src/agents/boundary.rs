@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ecsd_protocol::messages::{self as wire, AssignedTask, UpdateProgress};
+use ecsd_protocol::messages::{self as wire, AssignedTask, TaskNetwork, UpdateProgress};
 
 use crate::model::{NetworkBinding, Task, TaskStatus};
 use crate::state::tasks::{ContainerChange, StateChange};
@@ -88,5 +88,13 @@ pub fn assigned_task(
         last_status: task.last_status.as_str().to_string(),
         definition,
         overrides: task.overrides.clone(),
+        network: task.eni.as_ref().and_then(|e| {
+            let address: std::net::Ipv4Addr = e.private_ipv4.parse().ok()?;
+            Some(TaskNetwork {
+                address: address.to_string(),
+                gateway: std::net::Ipv4Addr::from(u32::from(address).checked_sub(1)?).to_string(),
+                prefix: 30,
+            })
+        }),
     })
 }

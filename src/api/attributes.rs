@@ -85,6 +85,13 @@ fn targeted(
         })?;
         let value = if with_values { a.value.clone() } else { None };
         let attribute = attributes_from_wire(&field, vec![AttributeWire::new(a.name.clone(), value)])?.remove(0);
+        // What capacity an instance offers is its agent's to say, when it registers.
+        if attribute.name == crate::launch::CAPACITY_ATTRIBUTE {
+            return Err(invalid(format!(
+                "{field}.name: {} is set by the instance's agent when it registers (ecs-agent --capacity)",
+                crate::launch::CAPACITY_ATTRIBUTE
+            )));
+        }
         let mut shown = json!({"name": attribute.name, "targetType": TARGET_TYPE, "targetId": target});
         if let Some(v) = &a.value {
             shown["value"] = json!(v);

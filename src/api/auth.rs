@@ -42,14 +42,19 @@ pub const AGENT_ACTIONS: [&str; 6] = [
 pub fn allows(role: Role, action: &str) -> bool {
     match role {
         Role::Admin | Role::Operator => true,
-        Role::ReadOnly => action.starts_with("Describe") || action.starts_with("List"),
+        Role::ReadOnly => reads(action),
         Role::Agent => AGENT_ACTIONS.contains(&action),
     }
 }
 
+/// Whether an action only reads (Describe*, List*, Get*).
+fn reads(action: &str) -> bool {
+    action.starts_with("Describe") || action.starts_with("List") || action.starts_with("Get")
+}
+
 /// Whether an action changes state (what the audit log records).
 pub fn mutates(action: &str) -> bool {
-    !(action.starts_with("Describe") || action.starts_with("List") || action == "DiscoverPollEndpoint")
+    !(reads(action) || action == "DiscoverPollEndpoint")
 }
 
 /// The answer to a caller whose role does not allow `what`.

@@ -277,6 +277,7 @@ pub async fn register_container_instance(ctx: &Ctx<'_>, req: RegisterRequest) ->
         principal: ctx.caller.principal_arn.clone(),
         agent: (ctx.caller.role == crate::model::Role::Agent).then(|| ctx.caller.name.clone()),
         root: ctx.state.scope.root_principal(),
+        long_by_default: ctx.state.scope.long_arns_by_default && ctx.modern(),
         arn_prefix: ctx.state.scope.arn_prefix(),
     };
     instance_outcome(

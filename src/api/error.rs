@@ -86,6 +86,10 @@ pub enum ApiError {
     /// The caller's role does not allow the action.
     #[error("{0}")]
     AccessDenied(String),
+    #[error("{0}")]
+    ResourceInUse(String),
+    #[error("{0}")]
+    PlatformUnknown(String),
     /// An error the leader answered to a forwarded request, relayed as it was.
     #[error("{message}")]
     Relayed { status: u16, kind: String, message: String },
@@ -150,6 +154,8 @@ impl ApiError {
             ApiError::InvalidSignature(_) => "InvalidSignatureException",
             ApiError::ExpiredToken(_) => "ExpiredTokenException",
             ApiError::AccessDenied(_) => "AccessDeniedException",
+            ApiError::ResourceInUse(_) => "ResourceInUseException",
+            ApiError::PlatformUnknown(_) => "PlatformUnknownException",
         }
     }
 
@@ -253,6 +259,15 @@ impl From<Rejection> for ApiError {
             Rejection::InstanceOfAnotherAgent => {
                 ApiError::AccessDenied("containerInstanceArn: the container instance is bound to another agent".into())
             }
+            Rejection::CapacityProviderInUse(name) => ApiError::ResourceInUse(format!(
+                "The specified capacity provider is in use and cannot be removed. ({name} is in an ACTIVE service's strategy.)"
+            )),
+            Rejection::CapacityProviderNotAssociated => ApiError::InvalidParameter(
+                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.".into(),
+            ),
+            Rejection::TaskDefinitionStillActive => ApiError::Client(
+                "The specified task definition is still in ACTIVE status. Please deregister the target and try again.".into(),
+            ),
             Rejection::KeyNotFound => ApiError::ResourceNotFound("name: no access key has that name or id".into()),
         }
     }

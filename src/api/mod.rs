@@ -45,9 +45,10 @@ pub use ecsd_protocol::ecs::TARGET_PREFIX;
 pub const CONSISTENCY_HEADER: &str = "x-ecsd-consistency";
 use ecsd_protocol::ecs::CONTENT_TYPE;
 
-/// Every action of the 2014-11-13 reference, each with its handler in `dispatch`
-/// (`tests/it/api.rs` checks that none answers `UnsupportedFeatureException`).
-pub const ACTIONS: [&str; 37] = [
+/// Every action of the 2014-11-13 reference, and the later ones today's clients call, each with
+/// its handler in `dispatch` (`tests/it/api.rs` checks that none answers
+/// `UnsupportedFeatureException`).
+pub const ACTIONS: &[&str] = &[
     "CreateCluster",
     "CreateService",
     "DeleteAccountSetting",
@@ -72,6 +73,7 @@ pub const ACTIONS: [&str; 37] = [
     "ListTaskDefinitions",
     "ListTasks",
     "PutAccountSetting",
+    "PutAccountSettingDefault",
     "PutAttributes",
     "RegisterContainerInstance",
     "RegisterTaskDefinition",
@@ -82,9 +84,18 @@ pub const ACTIONS: [&str; 37] = [
     "SubmitTaskStateChange",
     "TagResource",
     "UntagResource",
+    "UpdateCluster",
+    "UpdateClusterSettings",
     "UpdateContainerAgent",
     "UpdateContainerInstancesState",
     "UpdateService",
+    "PutClusterCapacityProviders",
+    "ListServicesByNamespace",
+    "DeleteTaskDefinitions",
+    "UpdateTaskProtection",
+    "GetTaskProtection",
+    "CreateCapacityProvider",
+    "DescribeCapacityProviders",
 ];
 
 /// Shared by every request.
@@ -184,6 +195,24 @@ impl Ctx<'_> {
             return Err(ApiError::cluster_not_found());
         }
         Ok(view)
+    }
+
+    /// Whether the cluster version is at least 2 (`state::identity`): every member runs a build
+    /// that applies today's ECS commands and fields alike. Below it, requests keep the 2018
+    /// behaviour, and what only level 2 can apply is refused ([`Ctx::require_modern`]).
+    pub fn modern(&self) -> bool {
+        crate::state::identity::cluster_version(self.state.node.handle().view()).unwrap_or(1) >= 2
+    }
+
+    /// `Ok` when [`Ctx::modern`]; else `what` is refused until every member is upgraded.
+    pub fn require_modern(&self, what: &str) -> Result<(), ApiError> {
+        if self.modern() {
+            return Ok(());
+        }
+        Err(ApiError::Unsupported(format!(
+            "{what} needs every node of the cluster to run a build of feature level {} (the cluster version is 1: a member runs an earlier build); the leader raises the version once every member reports it",
+            crate::state::identity::FEATURE_LEVEL
+        )))
     }
 
     /// Stamps `command` with this request's id and time and commits it.
@@ -553,12 +582,16 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "DescribeClusters" => clusters::describe_clusters(ctx, parse(body)?).await,
         "ListClusters" => clusters::list_clusters(ctx, parse(body)?).await,
         "DeleteCluster" => clusters::delete_cluster(ctx, parse(body)?).await,
+        "UpdateCluster" => clusters::update_cluster(ctx, parse(body)?).await,
+        "UpdateClusterSettings" => clusters::update_cluster_settings(ctx, parse(body)?).await,
+        "PutClusterCapacityProviders" => clusters::put_cluster_capacity_providers(ctx, parse(body)?).await,
         "RegisterTaskDefinition" => task_definitions::register_task_definition(ctx, parse(body)?).await,
         "DeregisterTaskDefinition" => task_definitions::deregister_task_definition(ctx, parse(body)?).await,
         "DescribeTaskDefinition" => task_definitions::describe_task_definition(ctx, parse(body)?).await,
         "ListTaskDefinitions" => task_definitions::list_task_definitions(ctx, parse(body)?).await,
         "ListTaskDefinitionFamilies" => task_definitions::list_task_definition_families(ctx, parse(body)?).await,
         "PutAccountSetting" => account_settings::put_account_setting(ctx, parse(body)?).await,
+        "PutAccountSettingDefault" => account_settings::put_account_setting_default(ctx, parse(body)?).await,
         "DeleteAccountSetting" => account_settings::delete_account_setting(ctx, parse(body)?).await,
         "ListAccountSettings" => account_settings::list_account_settings(ctx, parse(body)?).await,
         "TagResource" => tags::tag_resource(ctx, parse(body)?).await,
@@ -588,6 +621,12 @@ async fn dispatch(ctx: &Ctx<'_>, action: &str, body: &[u8]) -> Result<Value, Api
         "DeleteService" => services::delete_service(ctx, parse(body)?).await,
         "DescribeServices" => services::describe_services(ctx, parse(body)?).await,
         "ListServices" => services::list_services(ctx, parse(body)?).await,
+        "ListServicesByNamespace" => services::list_services_by_namespace(ctx, parse(body)?).await,
+        "DeleteTaskDefinitions" => task_definitions::delete_task_definitions(ctx, parse(body)?).await,
+        "UpdateTaskProtection" => tasks::update_task_protection(ctx, parse(body)?).await,
+        "GetTaskProtection" => tasks::get_task_protection(ctx, parse(body)?).await,
+        "CreateCapacityProvider" => clusters::create_capacity_provider(ctx, parse(body)?).await,
+        "DescribeCapacityProviders" => clusters::describe_capacity_providers(ctx, parse(body)?).await,
         // `ecs` admits only ACTIONS, so this answers only an action listed without a handler.
         other => Err(ApiError::Unsupported(format!(
             "{other} is not supported by this ecsd version"

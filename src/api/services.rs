@@ -6,14 +6,15 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::clusters::{strategy_from_wire, strategy_to_wire, StrategyItemWire};
 use super::task_definitions::MAX_INTEGER;
 use super::tasks::{
-    check_launch_type, parse_constraints, parse_strategies, resolve_task_definition, PlacementConstraintWire,
-    PlacementStrategyWire,
+    awsvpc_from_wire, check_launch_type, launch_kind, parse_constraints, parse_strategies, resolve_task_definition,
+    LaunchAsk, PlacementConstraintWire, PlacementStrategyWire,
 };
 use super::wire::{self, TagWire};
 use super::{cluster_name, invalid, ApiError, Ctx};
-use crate::model::{valid_ecs_name, Service, ServiceSpec, ServiceStatus};
+use crate::model::{valid_ecs_name, CircuitBreaker, Service, ServiceSpec, ServiceStatus};
 use crate::state::services::{self as svcs, Creation, Update};
 use crate::state::{self, Command, Outcome};
 use crate::taskdef;
@@ -30,6 +31,52 @@ pub struct DeploymentConfigurationWire {
     maximum_percent: Option<i64>,
     #[serde(default)]
     minimum_healthy_percent: Option<i64>,
+    #[serde(default)]
+    deployment_circuit_breaker: Option<CircuitBreakerWire>,
+}
+
+/// `deploymentCircuitBreaker`: both members are required in ECS's model; Terraform removes the
+/// breaker by sending `{}`, read here as both false.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreakerWire {
+    #[serde(default)]
+    enable: Option<bool>,
+    #[serde(default)]
+    rollback: Option<bool>,
+}
+
+impl CircuitBreakerWire {
+    fn typed(&self) -> CircuitBreaker {
+        CircuitBreaker {
+            enable: self.enable.unwrap_or(false),
+            rollback: self.rollback.unwrap_or(false),
+        }
+    }
+}
+
+/// `deploymentController`: only the rolling update (`ECS`) runs here.
+fn check_controller(controller: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+    match controller.and_then(|c| c.get("type")).and_then(Value::as_str) {
+        None | Some("ECS") => Ok(()),
+        Some(other @ ("CODE_DEPLOY" | "EXTERNAL")) => Err(invalid(format!(
+            "deploymentController.type: {other} is not supported here; use ECS (rolling update)"
+        ))),
+        Some(other) => Err(invalid(format!(
+            "deploymentController.type: {other} is not one of ECS, CODE_DEPLOY, EXTERNAL"
+        ))),
+    }
+}
+
+/// `availabilityZoneRebalancing`: ENABLED or DISABLED, echoed (tasks are spread over zones
+/// when placed; nothing moves them later).
+fn check_rebalancing(value: Option<&str>) -> Result<(), ApiError> {
+    match value {
+        None | Some("ENABLED") | Some("DISABLED") => Ok(()),
+        Some(other) => Err(invalid(format!(
+            "availabilityZoneRebalancing: {other} is not one of ENABLED, DISABLED"
+        ))),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,7 +120,7 @@ pub struct ServiceRequest {
     scheduling_strategy: Option<String>,
     #[serde(default)]
     tags: Option<Vec<TagWire>>,
-    #[serde(default)]
+    #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
     #[serde(default)]
     propagate_tags: Option<String>,
@@ -87,6 +134,16 @@ pub struct ServiceRequest {
     max_results: Option<i64>,
     #[serde(default)]
     next_token: Option<String>,
+    #[serde(default)]
+    capacity_provider_strategy: Option<Vec<StrategyItemWire>>,
+    #[serde(default)]
+    availability_zone_rebalancing: Option<String>,
+    #[serde(default)]
+    deployment_controller: Option<Map<String, Value>>,
+    #[serde(default)]
+    enable_execute_command: Option<bool>,
+    #[serde(default)]
+    namespace: Option<String>,
 }
 
 /// `healthCheckGracePeriodSeconds`: 0 to [`MAX_GRACE_SECONDS`], and only with a load balancer.
@@ -102,21 +159,15 @@ fn check_grace(value: Option<i64>, has_load_balancer: bool) -> Result<(), ApiErr
     }
 }
 
-/// A `networkConfiguration` must hold an `awsvpcConfiguration` with 1 to 16 subnets.
+/// An UpdateService's `networkConfiguration` holds a valid `awsvpcConfiguration`.
 fn check_network(network: Option<&Map<String, Value>>) -> Result<(), ApiError> {
     let Some(network) = network else {
         return Ok(());
     };
-    let Some(vpc) = network.get("awsvpcConfiguration").filter(|v| !v.is_null()) else {
-        return Ok(());
-    };
-    let subnets = vpc.get("subnets").and_then(Value::as_array).map_or(0, Vec::len);
-    if !(1..=16).contains(&subnets) {
-        return Err(invalid(
-            "networkConfiguration.awsvpcConfiguration.subnets: give 1 to 16 subnets",
-        ));
+    match network.get("awsvpcConfiguration").filter(|v| !v.is_null()) {
+        Some(vpc) => awsvpc_from_wire(vpc, true).map(|_| ()),
+        None => Err(invalid("networkConfiguration.awsvpcConfiguration: is required")),
     }
-    Ok(())
 }
 
 pub fn service_to_wire(s: &Service, with_tags: bool) -> Value {
@@ -138,13 +189,28 @@ pub fn service_to_wire(s: &Service, with_tags: bool) -> Value {
                 "runningCount": d.running_count,
                 "createdAt": wire::epoch_seconds(d.created_at_ms),
                 "updatedAt": wire::epoch_seconds(d.updated_at_ms),
-                "launchType": s.launch_type,
+                "failedTasks": d.failed_tasks,
             });
+            if s.launch_type.is_empty() {
+                v["capacityProviderStrategy"] = strategy_to_wire(&s.capacity_provider_strategy);
+            } else {
+                v["launchType"] = json!(s.launch_type);
+            }
             if let Some(n) = &d.network_configuration {
                 v["networkConfiguration"] = n.clone();
             }
-            if let Some(p) = &d.platform_version {
+            if s.launch_type == "FARGATE" || !s.capacity_provider_strategy.is_empty() {
+                // The version a deployment runs is resolved (LATEST is 1.4.0 here).
+                v["platformVersion"] = json!(crate::launch::FARGATE_PLATFORM_VERSION);
+                v["platformFamily"] = json!("Linux");
+            } else if let Some(p) = &d.platform_version {
                 v["platformVersion"] = json!(p);
+            }
+            if let Some(state) = &d.rollout_state {
+                v["rolloutState"] = json!(state);
+            }
+            if let Some(reason) = &d.rollout_state_reason {
+                v["rolloutStateReason"] = json!(reason);
             }
             v
         })
@@ -157,12 +223,20 @@ pub fn service_to_wire(s: &Service, with_tags: bool) -> Value {
         "desiredCount": s.desired_count,
         "runningCount": s.running_count,
         "pendingCount": s.pending_count,
-        "launchType": s.launch_type,
         "taskDefinition": s.task_definition_arn,
         "deploymentConfiguration": {
             "maximumPercent": s.maximum_percent,
             "minimumHealthyPercent": s.minimum_healthy_percent,
+            "deploymentCircuitBreaker": {
+                "enable": s.circuit_breaker.is_some_and(|b| b.enable),
+                "rollback": s.circuit_breaker.is_some_and(|b| b.rollback),
+            },
         },
+        "deploymentController": { "type": "ECS" },
+        "availabilityZoneRebalancing": "DISABLED",
+        "enableECSManagedTags": false,
+        "enableExecuteCommand": false,
+        "propagateTags": "NONE",
         "deployments": deployments,
         "events": s.events.iter().map(|e| json!({
             "id": e.id,
@@ -177,6 +251,11 @@ pub fn service_to_wire(s: &Service, with_tags: bool) -> Value {
         "placementConstraints": [],
         "placementStrategy": [],
     });
+    if s.launch_type.is_empty() {
+        v["capacityProviderStrategy"] = strategy_to_wire(&s.capacity_provider_strategy);
+    } else {
+        v["launchType"] = json!(s.launch_type);
+    }
     for (key, value) in s.spec.to_json() {
         v[key.as_str()] = value;
     }
@@ -197,7 +276,7 @@ fn service_outcome(outcome: Outcome) -> Result<Value, ApiError> {
     }
 }
 
-pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+pub async fn create_service(ctx: &Ctx<'_>, mut req: ServiceRequest) -> Result<Value, ApiError> {
     let cluster = cluster_name(ctx, req.cluster.as_deref())?;
     let name = req
         .service_name
@@ -225,8 +304,10 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         }
     };
     if let Some(token) = &req.client_token {
-        if token.is_empty() || token.len() > 32 || !token.is_ascii() {
-            return Err(invalid("clientToken: must be 1 to 32 ASCII characters"));
+        if token.is_empty() || token.len() > 36 || !token.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err(invalid(
+                "clientToken: must be 1 to 36 printable ASCII characters (codes 33 to 126)",
+            ));
         }
     }
     let desired = match (daemon, req.desired_count) {
@@ -256,7 +337,16 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         return Err(invalid("loadBalancers: a service can have at most one load balancer"));
     }
     check_grace(req.health_check_grace_period_seconds, !load_balancers.is_empty())?;
-    check_network(req.network_configuration.as_ref())?;
+    check_controller(req.deployment_controller.as_ref())?;
+    check_rebalancing(req.availability_zone_rebalancing.as_deref())?;
+    let circuit_breaker = config
+        .deployment_circuit_breaker
+        .as_ref()
+        .map(CircuitBreakerWire::typed);
+    let strategy = strategy_from_wire(
+        "capacityProviderStrategy",
+        req.capacity_provider_strategy.take().unwrap_or_default(),
+    )?;
     match req.propagate_tags.as_deref() {
         None | Some("TASK_DEFINITION") | Some("SERVICE") | Some("NONE") => {}
         Some(other) => {
@@ -268,13 +358,36 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
     let tags = wire::tags_from_wire("tags", req.tags)?;
     let constraints_given = req.placement_constraints.unwrap_or_default();
     let view = ctx.read_view().await?;
-    if state::get_cluster(view, &cluster)?
-        .filter(|c| c.status == crate::model::ClusterStatus::Active)
-        .is_none()
-    {
+    let Some(cluster_record) =
+        state::get_cluster(view, &cluster)?.filter(|c| c.status == crate::model::ClusterStatus::Active)
+    else {
         return Err(ApiError::cluster_not_found());
-    }
+    };
     let definition = resolve_task_definition(ctx, view, &td)?;
+    let (kind, strategy) = launch_kind(
+        &cluster_record,
+        &definition,
+        LaunchAsk {
+            launch_type: req.launch_type.as_deref(),
+            strategy,
+            platform_version: req.platform_version.as_deref(),
+            network: req.network_configuration.as_ref(),
+        },
+    )?;
+    let kind = super::tasks::gate_kind(ctx, kind)?;
+    if circuit_breaker.is_some_and(|b| b.enable) || !strategy.is_empty() {
+        ctx.require_modern("The deployment circuit breaker and capacity provider strategies")?;
+    }
+    if kind.is_fargate() && (!placement_strategy.is_empty() || !constraints_given.is_empty()) {
+        return Err(invalid(
+            "Placement strategies and constraints are not supported with the FARGATE launch type.",
+        ));
+    }
+    if daemon && kind.is_fargate() {
+        return Err(invalid(
+            "schedulingStrategy: the DAEMON scheduling strategy is not supported for the FARGATE launch type",
+        ));
+    }
     let placement_constraints = parse_constraints(
         "placementConstraints",
         &constraints_given,
@@ -297,6 +410,20 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
     }
     if let Some(propagate) = req.propagate_tags {
         spec.insert("propagateTags".into(), json!(propagate));
+    }
+    if let Some(rebalancing) = req.availability_zone_rebalancing {
+        spec.insert("availabilityZoneRebalancing".into(), json!(rebalancing));
+    }
+    if let Some(controller) = req.deployment_controller {
+        spec.insert("deploymentController".into(), Value::Object(controller));
+    }
+    if let Some(exec) = req.enable_execute_command {
+        spec.insert("enableExecuteCommand".into(), json!(exec));
+    }
+    if kind.is_fargate() {
+        let version = req.platform_version.clone().unwrap_or_else(|| "LATEST".into());
+        spec.insert("platformVersion".into(), json!(version));
+        spec.insert("platformFamily".into(), json!("Linux"));
     }
     let scope = &ctx.state.scope;
     let creation = Creation {
@@ -321,7 +448,16 @@ pub async fn create_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         tags,
         principal: ctx.caller.principal_arn.clone(),
         root: scope.root_principal(),
+        long_by_default: scope.long_arns_by_default && ctx.modern(),
         arn_prefix: scope.arn_prefix(),
+        launch_type: if strategy.is_empty() {
+            Some(kind.launch_type.clone().unwrap_or_else(|| "EC2".into()))
+        } else {
+            None
+        },
+        capacity_provider_strategy: strategy,
+        circuit_breaker,
+        rollout_states: ctx.modern(),
     };
     let command = Command::CreateService(Box::new(creation));
     let outcome = match req.client_token.as_deref() {
@@ -352,6 +488,42 @@ fn check_deployment_configuration(daemon: bool, maximum: i64, minimum: i64) -> R
     Ok(())
 }
 
+/// A task definition an UpdateService rolls out must suit the service as CreateService checks
+/// it: Fargate-compatible for a Fargate service, and awsvpc exactly when the service (or the
+/// update) has a network configuration.
+fn check_new_definition(
+    current: &Service,
+    definition: &crate::model::TaskDefinition,
+    strategy: Option<&[crate::model::StrategyItem]>,
+    network: Option<&Map<String, Value>>,
+) -> Result<(), ApiError> {
+    let strategy = strategy.unwrap_or(&current.capacity_provider_strategy);
+    let fargate = current.launch_type == "FARGATE" || !strategy.is_empty();
+    let compatible = definition
+        .body
+        .get("compatibilities")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|v| v == "FARGATE"));
+    if fargate && !compatible {
+        return Err(invalid("Task definition does not support launch_type FARGATE."));
+    }
+    let awsvpc = definition.body.get("networkMode").and_then(Value::as_str) == Some("awsvpc");
+    let has_network = network.is_some()
+        || current
+            .deployments
+            .first()
+            .is_some_and(|d| d.network_configuration.is_some());
+    match (awsvpc, has_network) {
+        (true, false) => Err(invalid(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+        )),
+        (false, true) if network.is_some() => Err(invalid(
+            "Network Configuration is not valid for the given networkMode of this task definition.",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The cluster and service name a request names (`service` is required).
 fn one_service(ctx: &Ctx<'_>, req: &ServiceRequest) -> Result<(String, String), ApiError> {
     let cluster = cluster_name(ctx, req.cluster.as_deref())?;
@@ -370,8 +542,40 @@ fn one_service(ctx: &Ctx<'_>, req: &ServiceRequest) -> Result<(String, String), 
     Ok((cluster, name))
 }
 
-pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+pub async fn update_service(ctx: &Ctx<'_>, mut req: ServiceRequest) -> Result<Value, ApiError> {
     let (cluster, name) = one_service(ctx, &req)?;
+    check_rebalancing(req.availability_zone_rebalancing.as_deref())?;
+    let strategy = req
+        .capacity_provider_strategy
+        .take()
+        .map(|s| strategy_from_wire("capacityProviderStrategy", s))
+        .transpose()?;
+    let placement_strategy = req
+        .placement_strategy
+        .take()
+        .map(|given| parse_strategies("placementStrategy", &given))
+        .transpose()?;
+    let mut echoed = Map::new();
+    if let Some(rebalancing) = req.availability_zone_rebalancing.take() {
+        echoed.insert("availabilityZoneRebalancing".into(), json!(rebalancing));
+    }
+    if let Some(exec) = req.enable_execute_command {
+        echoed.insert("enableExecuteCommand".into(), json!(exec));
+    }
+    if let Some(managed) = req.enable_ecs_managed_tags {
+        echoed.insert("enableECSManagedTags".into(), json!(managed));
+    }
+    match req.propagate_tags.take() {
+        None => {}
+        Some(p) if ["TASK_DEFINITION", "SERVICE", "NONE"].contains(&p.as_str()) => {
+            echoed.insert("propagateTags".into(), json!(p));
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "propagateTags: {other} is not one of TASK_DEFINITION, SERVICE, NONE"
+            )))
+        }
+    }
     if req.desired_count.is_some_and(|n| n < 0) {
         return Err(invalid("desiredCount: must not be negative"));
     }
@@ -404,15 +608,46 @@ pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
             "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
         ));
     }
+    let mut circuit_breaker = None;
     let deployment_configuration = match req.deployment_configuration {
         Some(c) => {
             let max = c.maximum_percent.unwrap_or(current.maximum_percent);
             let min = c.minimum_healthy_percent.unwrap_or(current.minimum_healthy_percent);
             check_deployment_configuration(daemon, max, min)?;
+            circuit_breaker = c.deployment_circuit_breaker.as_ref().map(CircuitBreakerWire::typed);
             Some((c.maximum_percent, c.minimum_healthy_percent))
         }
         None => None,
     };
+    if let Some(strategy) = &strategy {
+        // Between a launch type and a strategy, or to another provider, tasks are replaced.
+        if current.launch_type.is_empty() != strategy.is_empty() && !req.force_new_deployment.unwrap_or(false) {
+            return Err(invalid(
+                "capacityProviderStrategy: changing between a launch type and a capacity provider strategy needs forceNewDeployment",
+            ));
+        }
+        let cluster_record = state::get_cluster(view, &cluster)?.ok_or_else(ApiError::cluster_not_found)?;
+        if strategy
+            .iter()
+            .any(|i| !cluster_record.options.capacity_providers.contains(&i.capacity_provider))
+        {
+            return Err(crate::state::Rejection::CapacityProviderNotAssociated.into());
+        }
+    }
+    let placement_constraints = match req.placement_constraints.take() {
+        Some(given) => Some(parse_constraints("placementConstraints", &given, 0)?),
+        None => None,
+    };
+    let newer = circuit_breaker.is_some()
+        || strategy.is_some()
+        || !echoed.is_empty()
+        || placement_strategy.is_some()
+        || placement_constraints.is_some();
+    if newer {
+        ctx.require_modern(
+            "Updating a service's circuit breaker, capacity provider strategy, placement or tag settings",
+        )?;
+    }
     if req.health_check_grace_period_seconds.is_some()
         && current
             .spec
@@ -428,6 +663,7 @@ pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
     let task_definition = match req.task_definition.as_deref().filter(|t| !t.is_empty()) {
         Some(td) => {
             let d = resolve_task_definition(ctx, view, td)?;
+            check_new_definition(&current, &d, strategy.as_deref(), req.network_configuration.as_ref())?;
             Some((d.family, d.revision, d.arn))
         }
         None => None,
@@ -442,6 +678,12 @@ pub async fn update_service(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value,
         platform_version: req.platform_version,
         force_new_deployment: req.force_new_deployment.unwrap_or(false),
         health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+        circuit_breaker,
+        capacity_provider_strategy: strategy,
+        echoed,
+        placement_strategy,
+        placement_constraints,
+        rollout_states: ctx.modern(),
     };
     service_outcome(ctx.propose(Command::UpdateService(Box::new(update))).await?)
 }
@@ -527,4 +769,17 @@ pub async fn list_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, 
         |s| &s.arn,
         |s| &s.name,
     ))
+}
+
+/// ListServicesByNamespace: services of a Service Connect or Cloud Map namespace. There is no
+/// service discovery here, so no service is in any namespace.
+pub async fn list_services_by_namespace(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    let namespace = req
+        .namespace
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("namespace: is required"))?;
+    wire::max_results(req.max_results, LIST_MAX, LIST_DEFAULT)?;
+    ctx.read_view().await?;
+    tracing::debug!(%namespace, "ListServicesByNamespace: no service discovery here");
+    Ok(json!({ "serviceArns": [] }))
 }

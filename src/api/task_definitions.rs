@@ -179,8 +179,8 @@ fn parse_task_cpu(value: &Value) -> Result<u32, ApiError> {
         value,
         "cpu",
         "vcpu",
-        128..=10240,
-        "is not between 128 and 10240 CPU units (or 0.125 to 10 vCPU)",
+        128..=16384,
+        "is not between 128 and 16384 CPU units (or 0.125 to 16 vCPU)",
     )
 }
 
@@ -279,6 +279,11 @@ fn normalise_container(
             "{field}.links: links are supported only with the bridge network mode"
         )));
     }
+    if network_mode == "awsvpc" && obj.get("hostname").is_some_and(|h| !h.is_null()) {
+        return Err(client(
+            "hostname is not supported on container when networkMode=awsvpc.",
+        ));
+    }
     let mut mappings = Vec::new();
     if let Some(pm) = obj.get("portMappings").filter(|v| !v.is_null()) {
         let Value::Array(items) = pm else {
@@ -327,6 +332,169 @@ fn normalise_container(
         }
     }
     Ok(Value::Object(obj))
+}
+
+/// The task sizes Fargate offers: each CPU value with its memory range in MiB and the step.
+const FARGATE_SIZES: [(u32, u32, u32, u32); 7] = [
+    (256, 512, 2048, 512),
+    (512, 1024, 4096, 1024),
+    (1024, 2048, 8192, 1024),
+    (2048, 4096, 16384, 1024),
+    (4096, 8192, 30720, 1024),
+    (8192, 16384, 61440, 4096),
+    (16384, 32768, 122880, 8192),
+];
+
+/// Whether Fargate offers a task of `cpu` units and `memory` MiB.
+pub(crate) fn fargate_size(cpu: u32, memory: u32) -> bool {
+    FARGATE_SIZES.iter().any(|&(c, low, high, step)| {
+        let in_range = c == cpu && (low..=high).contains(&memory);
+        // 256 CPU units take 512, 1024 or 2048 MiB only.
+        in_range
+            && if c == 256 {
+                matches!(memory, 512 | 1024 | 2048)
+            } else {
+                (memory - low) % step == 0
+            }
+    })
+}
+
+/// Whether a (normalised) task definition can run on Fargate, and if not, ECS's reason: the
+/// awsvpc network mode, a task size Fargate offers, and none of what Fargate does not support.
+fn fargate_fit(
+    body: &Map<String, Value>,
+    network_mode: &str,
+    cpu: Option<u32>,
+    memory: Option<u32>,
+) -> Result<(), ApiError> {
+    if network_mode != "awsvpc" {
+        return Err(client("Fargate only supports network mode 'awsvpc'."));
+    }
+    let cpu = cpu.ok_or_else(|| client("Fargate requires that 'cpu' be defined at the task level."))?;
+    let memory = memory.ok_or_else(|| client("Fargate requires that 'memory' be defined at the task level."))?;
+    if !fargate_size(cpu, memory) {
+        return Err(client(format!(
+            "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid values."
+        )));
+    }
+    if body.get("ipcMode").is_some_and(|m| !m.is_null()) {
+        return Err(client("Tasks using the Fargate launch type do not support ipcMode."));
+    }
+    if body.get("pidMode").and_then(Value::as_str) == Some("host") {
+        return Err(client(
+            "pidMode: Tasks using the Fargate launch type support only the task pid mode.",
+        ));
+    }
+    if body
+        .get("placementConstraints")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(client(
+            "placementConstraints: Tasks using the Fargate launch type do not support placement constraints.",
+        ));
+    }
+    for (i, volume) in items(body, "volumes").enumerate() {
+        if volume.pointer("/host/sourcePath").is_some_and(|p| !p.is_null()) {
+            return Err(client(format!(
+                "volumes[{i}].host.sourcePath: Tasks using the Fargate launch type do not support host paths."
+            )));
+        }
+        if volume.get("dockerVolumeConfiguration").is_some_and(|v| !v.is_null()) {
+            return Err(client(format!(
+                "volumes[{i}].dockerVolumeConfiguration: Tasks using the Fargate launch type do not support Docker volumes."
+            )));
+        }
+    }
+    for (i, c) in items(body, "containerDefinitions").enumerate() {
+        let field = format!("containerDefinitions[{i}]");
+        if c.get("privileged") == Some(&Value::Bool(true)) {
+            return Err(client(format!(
+                "{field}.privileged: Tasks using the Fargate launch type do not support privileged containers."
+            )));
+        }
+        if c.pointer("/linuxParameters/devices")
+            .and_then(Value::as_array)
+            .is_some_and(|d| !d.is_empty())
+        {
+            return Err(client(format!(
+                "{field}.linuxParameters.devices: Tasks using the Fargate launch type do not support devices."
+            )));
+        }
+        for key in ["startTimeout", "stopTimeout"] {
+            if c.get(key)
+                .and_then(Value::as_i64)
+                .is_some_and(|t| !(2..=120).contains(&t))
+            {
+                return Err(client(format!(
+                    "{field}.{key}: Tasks using the Fargate launch type take a timeout of 2 to 120 seconds."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The items of the list `key` of a task definition (none when it has no such list).
+fn items<'a>(body: &'a Map<String, Value>, key: &str) -> impl Iterator<Item = &'a Value> {
+    body.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// Volumes have unique names, and every container's `mountPoints` name one of them.
+fn check_volumes(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let mut names = BTreeSet::new();
+    for (i, volume) in items(body, "volumes").enumerate() {
+        let Some(name) = volume.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+            return Err(invalid(format!("volumes[{i}].name: is required")));
+        };
+        if !names.insert(name) {
+            return Err(client(format!("Duplicate volume name {name} in task definition.")));
+        }
+    }
+    for (i, c) in items(body, "containerDefinitions").enumerate() {
+        let mounts = match c.get("mountPoints") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(m)) => m,
+            Some(_) => return Err(type_error(&format!("containerDefinitions[{i}].mountPoints"), "a list")),
+        };
+        for (j, mount) in mounts.iter().enumerate() {
+            let field = format!("containerDefinitions[{i}].mountPoints[{j}].sourceVolume");
+            let source = match mount.get("sourceVolume") {
+                Some(Value::String(s)) if !s.is_empty() => s,
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    return Err(invalid(format!("{field}: is required")))
+                }
+                Some(_) => return Err(type_error(&field, "a string")),
+            };
+            if !names.contains(source.as_str()) {
+                return Err(client(format!(
+                    "Invalid 'containerDefinitions[{i}].mountPoints[{j}].sourceVolume' setting for container '{}'. The volume '{source}' is not defined in the task definition's volumes.",
+                    c.get("name").and_then(Value::as_str).unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No container asks for more memory than its task has.
+fn check_container_memory(body: &Map<String, Value>, task_memory: Option<u32>) -> Result<(), ApiError> {
+    let Some(task_memory) = task_memory else {
+        return Ok(());
+    };
+    for c in items(body, "containerDefinitions") {
+        let asked = ["memory", "memoryReservation"]
+            .iter()
+            .filter_map(|k| c.get(*k).and_then(Value::as_i64))
+            .max();
+        if asked.is_some_and(|m| m > i64::from(task_memory)) {
+            return Err(client(format!(
+                "The 'memory' setting for container '{}' is greater than for the task.",
+                c.get("name").and_then(Value::as_str).unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn task_definition_to_wire(d: &TaskDefinition) -> Value {
@@ -404,18 +572,18 @@ pub async fn register_task_definition(ctx: &Ctx<'_>, req: Map<String, Value>) ->
         }
         None => false,
     };
+    let mut requires = Vec::new();
     match req.get("requiresCompatibilities") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 match item.as_str() {
-                    Some("EC2") => {}
-                    Some("FARGATE") => {
+                    Some(c @ ("EC2" | "FARGATE" | "EXTERNAL")) => requires.push(c),
+                    _ => {
                         return Err(invalid(format!(
-                            "requiresCompatibilities[{i}]: the FARGATE launch type is not supported; use EC2"
+                            "requiresCompatibilities[{i}]: must be one of EC2, FARGATE, EXTERNAL"
                         )))
                     }
-                    _ => return Err(invalid(format!("requiresCompatibilities[{i}]: must be EC2 or FARGATE"))),
                 }
             }
         }
@@ -480,7 +648,28 @@ pub async fn register_task_definition(ctx: &Ctx<'_>, req: Map<String, Value>) ->
             body.insert(key.into(), json!([]));
         }
     }
-    body.insert("compatibilities".into(), json!(["EC2"]));
+    check_volumes(&body)?;
+    let task_cpu = body
+        .get("cpu")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<u32>().ok());
+    let task_memory_mib = body
+        .get("memory")
+        .and_then(Value::as_str)
+        .and_then(|m| m.parse::<u32>().ok());
+    check_container_memory(&body, task_memory_mib)?;
+    let fargate = fargate_fit(&body, &network_mode, task_cpu, task_memory_mib);
+    if requires.contains(&"FARGATE") {
+        fargate.clone()?;
+    }
+    let mut compatibilities = vec!["EC2"];
+    if fargate.is_ok() {
+        compatibilities.push("FARGATE");
+    }
+    if requires.contains(&"EXTERNAL") {
+        compatibilities.push("EXTERNAL");
+    }
+    body.insert("compatibilities".into(), json!(compatibilities));
     // Server-assigned fields are never taken from the request.
     for key in [
         "taskDefinitionArn",
@@ -588,7 +777,11 @@ fn parse_status(value: Option<&str>, allowed: &[&str], default: &'static str) ->
 
 pub async fn list_task_definitions(ctx: &Ctx<'_>, req: ListTaskDefinitionsRequest) -> Result<Value, ApiError> {
     let limit = wire::max_results(req.max_results, LIST_MAX, LIST_MAX)?;
-    let status = parse_status(req.status.as_deref(), &["ACTIVE", "INACTIVE"], "ACTIVE")?;
+    let status = parse_status(
+        req.status.as_deref(),
+        &["ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS"],
+        "ACTIVE",
+    )?;
     let descending = match req.sort.as_deref().unwrap_or("ASC") {
         "ASC" => false,
         "DESC" => true,
@@ -662,4 +855,71 @@ pub async fn list_task_definition_families(ctx: &Ctx<'_>, req: ListTaskDefinitio
         }
     }
     Ok(out)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTaskDefinitionsRequest {
+    #[serde(default)]
+    task_definitions: Option<Vec<String>>,
+}
+
+/// DeleteTaskDefinitions: up to 10 INACTIVE revisions become DELETE_IN_PROGRESS; the rest are
+/// failures, each with ECS's reason.
+pub async fn delete_task_definitions(ctx: &Ctx<'_>, req: DeleteTaskDefinitionsRequest) -> Result<Value, ApiError> {
+    let given = wire::describe_ids("taskDefinitions", req.task_definitions, 10)?;
+    ctx.require_modern("DeleteTaskDefinitions")?;
+    let mut deleted = Vec::new();
+    let mut failures = Vec::new();
+    for id in given {
+        let Some((family, Some(revision))) = ctx.state.scope.task_definition_ref(&id) else {
+            failures.push(json!({ "arn": id, "reason": "The specified task definition identifier is invalid. Specify a valid name or ARN and try again." }));
+            continue;
+        };
+        let command = Command::DeleteTaskDefinition {
+            family: family.to_string(),
+            revision,
+        };
+        match ctx.propose(command).await? {
+            Outcome::TaskDefinition(d) => deleted.push(task_definition_to_wire(&d)),
+            Outcome::Rejected(r) => {
+                let reason = ApiError::from(r).to_string();
+                failures.push(json!({ "arn": id, "reason": reason }));
+            }
+            _ => return Err(ApiError::Server("unexpected outcome for DeleteTaskDefinitions".into())),
+        }
+    }
+    Ok(json!({ "taskDefinitions": deleted, "failures": failures }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fargate_size;
+
+    #[test]
+    fn fargate_sizes_are_fargates_table() {
+        for (cpu, memory) in [
+            (256, 512),
+            (256, 2048),
+            (512, 4096),
+            (1024, 3072),
+            (4096, 30720),
+            (8192, 20480),
+            (16384, 122880),
+        ] {
+            assert!(fargate_size(cpu, memory), "{cpu} {memory}");
+        }
+        for (cpu, memory) in [
+            (256, 1536),
+            (256, 256),
+            (512, 512),
+            (1024, 9216),
+            (8192, 18432),
+            (16384, 36864),
+            (128, 512),
+            (2048, 2048),
+        ] {
+            assert!(!fargate_size(cpu, memory), "{cpu} {memory}");
+        }
+    }
 }

@@ -7,15 +7,17 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::clusters::StrategyItemWire;
 use super::wire::{self, Failure, TagWire};
-use super::{cluster_name, invalid, ApiError, Ctx};
+use super::{cluster_name, clusters, invalid, ApiError, Ctx};
 use crate::cql;
 use crate::launch;
 use crate::model::{
-    InstanceStatus, NetworkBinding, PlacementConstraint, PlacementStrategy, Task, TaskDefinition, TaskStatus,
+    AwsVpc, Cluster, InstanceStatus, NetworkBinding, PlacementConstraint, PlacementStrategy, StrategyItem, Task,
+    TaskDefinition, TaskStatus,
 };
 use crate::placement::MAX_STRATEGIES;
-use crate::state::tasks::{ContainerChange, Launch, StateChange};
+use crate::state::tasks::{ContainerChange, Launch, LaunchKind, StateChange};
 use crate::state::{self, container_instances as cis, task_definitions as tds, tasks, Command, Outcome};
 use crate::taskdef::{self, OverrideError};
 
@@ -72,19 +74,209 @@ pub struct RunTaskRequest {
     tags: Option<Vec<TagWire>>,
     #[serde(default)]
     client_token: Option<String>,
+    #[serde(default)]
+    network_configuration: Option<Map<String, Value>>,
+    #[serde(default)]
+    capacity_provider_strategy: Option<Vec<StrategyItemWire>>,
+    #[serde(default)]
+    platform_version: Option<String>,
+    #[serde(default, rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+    #[serde(default)]
+    propagate_tags: Option<String>,
 }
 
-/// Validates a request's launch type: only EC2 runs here.
+/// Validates a request's launch type: EC2 and FARGATE run here (FARGATE on agents that offer
+/// Fargate capacity); EXTERNAL does not.
 pub(super) fn check_launch_type(launch_type: Option<&str>) -> Result<(), ApiError> {
     match launch_type {
-        None | Some("EC2") => Ok(()),
-        Some(other @ ("FARGATE" | "EXTERNAL")) => Err(invalid(format!(
-            "launchType: {other} is not supported by this cluster; use EC2"
-        ))),
+        None | Some("EC2") | Some("FARGATE") => Ok(()),
+        Some("EXTERNAL") => Err(invalid(
+            "launchType: EXTERNAL is not supported here (there is no ECS Anywhere); use EC2 or FARGATE",
+        )),
         Some(other) => Err(invalid(format!(
             "launchType: {other} is not one of EC2, FARGATE, EXTERNAL"
         ))),
     }
+}
+
+/// What a launch asks for: its launch type or capacity provider strategy, platform version
+/// and network configuration, as RunTask, StartTask and CreateService take them.
+pub(super) struct LaunchAsk<'a> {
+    pub launch_type: Option<&'a str>,
+    pub strategy: Vec<StrategyItem>,
+    pub platform_version: Option<&'a str>,
+    pub network: Option<&'a Map<String, Value>>,
+}
+
+/// How a launch of `definition` in `cluster` runs, checked as ECS checks it: a launch type and
+/// a strategy are exclusive; with neither, the cluster's default strategy applies, else EC2; a
+/// strategy names only providers of the cluster; FARGATE needs a Fargate-compatible task
+/// definition; awsvpc needs a network configuration, and only awsvpc takes one.
+/// Returns the kind, and the strategy it came from (what a service keeps).
+pub(super) fn launch_kind(
+    cluster: &Cluster,
+    definition: &TaskDefinition,
+    ask: LaunchAsk<'_>,
+) -> Result<(LaunchKind, Vec<StrategyItem>), ApiError> {
+    if ask.launch_type.is_some() && !ask.strategy.is_empty() {
+        return Err(invalid(
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+        ));
+    }
+    let strategy = match (ask.launch_type, ask.strategy.is_empty()) {
+        (None, true) => cluster.options.default_capacity_provider_strategy.clone(),
+        _ => ask.strategy,
+    };
+    if strategy
+        .iter()
+        .any(|i| !cluster.options.capacity_providers.contains(&i.capacity_provider))
+    {
+        return Err(crate::state::Rejection::CapacityProviderNotAssociated.into());
+    }
+    // The provider the tasks launch with: the one with a base, else the heaviest.
+    let provider = strategy
+        .iter()
+        .find(|i| i.base > 0)
+        .or_else(|| strategy.iter().max_by_key(|i| i.weight))
+        .map(|i| i.capacity_provider.clone());
+    let fargate = ask.launch_type == Some("FARGATE") || provider.is_some();
+    let mut kind = LaunchKind::default();
+    if fargate {
+        let compatible = definition
+            .body
+            .get("compatibilities")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|v| v == "FARGATE"));
+        if !compatible {
+            return Err(invalid("Task definition does not support launch_type FARGATE."));
+        }
+        match ask.platform_version {
+            None | Some("LATEST") | Some(launch::FARGATE_PLATFORM_VERSION) => {}
+            Some(other) => {
+                return Err(ApiError::PlatformUnknown(format!(
+                    "platformVersion: {other} is not a platform version here; use LATEST or {}",
+                    launch::FARGATE_PLATFORM_VERSION
+                )))
+            }
+        }
+        kind.launch_type = Some("FARGATE".into());
+        kind.capacity_provider = Some(provider.unwrap_or_else(|| "FARGATE".into()));
+        kind.platform_version = Some(launch::FARGATE_PLATFORM_VERSION.into());
+    } else if ask.platform_version.is_some() {
+        return Err(invalid(
+            "platformVersion: a platform version is only valid for the FARGATE launch type",
+        ));
+    }
+    let awsvpc = definition.body.get("networkMode").and_then(Value::as_str) == Some("awsvpc");
+    let vpc = match ask
+        .network
+        .and_then(|n| n.get("awsvpcConfiguration"))
+        .filter(|v| !v.is_null())
+    {
+        Some(vpc) => Some(vpc),
+        None if ask.network.is_some_and(|n| !n.is_empty()) => {
+            return Err(invalid("networkConfiguration.awsvpcConfiguration: is required"))
+        }
+        None => None,
+    };
+    match (awsvpc, vpc) {
+        (true, None) => Err(invalid(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+        )),
+        (false, Some(_)) => Err(invalid(
+            "Network Configuration is not valid for the given networkMode of this task definition.",
+        )),
+        (false, None) => Ok((kind, strategy)),
+        (true, Some(vpc)) => {
+            kind.awsvpc = Some(awsvpc_from_wire(vpc, fargate)?);
+            Ok((kind, strategy))
+        }
+    }
+}
+
+/// A launch kind every member can apply: before cluster version 2, FARGATE is refused and an
+/// awsvpc task gets no network of its own (as earlier builds launched it).
+pub(super) fn gate_kind(ctx: &Ctx<'_>, kind: LaunchKind) -> Result<LaunchKind, ApiError> {
+    if ctx.modern() {
+        return Ok(kind);
+    }
+    if kind.is_fargate() {
+        ctx.require_modern("The FARGATE launch type")?;
+    }
+    Ok(LaunchKind::default())
+}
+
+/// `awsvpcConfiguration`: 1 to 16 subnets, at most 5 security groups, and `assignPublicIp`
+/// ENABLED (Fargate only) or DISABLED.
+pub(super) fn awsvpc_from_wire(vpc: &Value, fargate: bool) -> Result<AwsVpc, ApiError> {
+    let field = "networkConfiguration.awsvpcConfiguration";
+    let strings = |key: &str| -> Result<Vec<String>, ApiError> {
+        match vpc.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ApiError::Serialization(format!("{field}.{key}: expected a list of strings"))),
+            Some(_) => Err(ApiError::Serialization(format!(
+                "{field}.{key}: expected a list of strings"
+            ))),
+        }
+    };
+    let subnets = strings("subnets")?;
+    if !(1..=16).contains(&subnets.len()) {
+        return Err(invalid(format!("{field}.subnets: give 1 to 16 subnets")));
+    }
+    let security_groups = strings("securityGroups")?;
+    if security_groups.len() > 5 {
+        return Err(invalid(format!(
+            "{field}.securityGroups: at most 5 security groups are allowed"
+        )));
+    }
+    let assign_public_ip = match vpc.get("assignPublicIp").and_then(Value::as_str) {
+        None | Some("DISABLED") => false,
+        Some("ENABLED") if fargate => true,
+        Some("ENABLED") => return Err(invalid("Assign public IP is not supported for this launch type.")),
+        Some(other) => {
+            return Err(invalid(format!(
+                "{field}.assignPublicIp: {other} is not one of ENABLED, DISABLED"
+            )))
+        }
+    };
+    Ok(AwsVpc {
+        subnets,
+        security_groups,
+        assign_public_ip,
+    })
+}
+
+/// The tags a launch's tasks carry besides the request's: with `enableECSManagedTags`, ECS's
+/// `aws:ecs:clusterName` (and `aws:ecs:serviceName`); with `propagateTags`, the task
+/// definition's or the service's.
+pub(super) fn launch_tags(
+    mut tags: Vec<crate::model::Tag>,
+    managed: Option<(&str, Option<&str>)>,
+    propagated: &[crate::model::Tag],
+) -> Vec<crate::model::Tag> {
+    for t in propagated {
+        if !tags.iter().any(|x| x.key == t.key) {
+            tags.push(t.clone());
+        }
+    }
+    if let Some((cluster, service)) = managed {
+        tags.push(crate::model::Tag {
+            key: "aws:ecs:clusterName".into(),
+            value: cluster.into(),
+        });
+        if let Some(service) = service {
+            tags.push(crate::model::Tag {
+                key: "aws:ecs:serviceName".into(),
+                value: service.into(),
+            });
+        }
+    }
+    tags
 }
 
 /// `startedBy`: up to 36 letters, digits, hyphens and underscores.
@@ -194,7 +386,10 @@ pub fn task_to_wire(t: &Task, with_tags: bool) -> Value {
                     "hostPort": b.host_port,
                     "protocol": b.protocol,
                 })).collect::<Vec<_>>(),
-                "networkInterfaces": [],
+                "networkInterfaces": t.eni.as_ref().map_or_else(Vec::new, |e| vec![json!({
+                    "attachmentId": e.attachment_id,
+                    "privateIpv4Address": e.private_ipv4,
+                })]),
                 "healthStatus": c.health_status.as_deref().unwrap_or("UNKNOWN"),
             });
             for (key, value) in [
@@ -228,9 +423,26 @@ pub fn task_to_wire(t: &Task, with_tags: bool) -> Value {
         "createdAt": wire::epoch_seconds(t.created_at_ms),
         "group": t.group,
         "launchType": t.launch_type,
-        "attachments": [],
+        "attachments": t.eni.as_ref().map_or_else(Vec::new, |e| vec![eni_to_wire(e, t.last_status)]),
         "healthStatus": "UNKNOWN",
     });
+    if t.launch_type == "FARGATE" {
+        // A Fargate task has no container instance, as far as ECS tells.
+        if let Some(m) = v.as_object_mut() {
+            m.remove("containerInstanceArn");
+        }
+        v["platformFamily"] = json!("Linux");
+        v["ephemeralStorage"] = json!({ "sizeInGiB": 20 });
+        v["fargateEphemeralStorage"] = json!({ "sizeInGiB": 20 });
+    }
+    for (key, value) in [
+        ("capacityProviderName", &t.capacity_provider_name),
+        ("platformVersion", &t.platform_version),
+    ] {
+        if let Some(value) = value {
+            v[key] = json!(value);
+        }
+    }
     for (key, value) in [
         ("cpu", &t.cpu),
         ("memory", &t.memory),
@@ -261,6 +473,29 @@ pub fn task_to_wire(t: &Task, with_tags: bool) -> Value {
         v["tags"] = json!(wire::tags_to_wire(&t.tags));
     }
     v
+}
+
+/// An awsvpc task's ENI attachment: PRECREATED until the task runs, then ATTACHED, DELETED once
+/// it stopped.
+fn eni_to_wire(e: &crate::model::TaskEni, status: TaskStatus) -> Value {
+    let status = match status {
+        TaskStatus::Pending => "PRECREATED",
+        TaskStatus::Running => "ATTACHED",
+        TaskStatus::Stopped => "DELETED",
+    };
+    let dns = format!("ip-{}.ec2.internal", e.private_ipv4.replace('.', "-"));
+    json!({
+        "id": e.attachment_id,
+        "type": "ElasticNetworkInterface",
+        "status": status,
+        "details": [
+            { "name": "subnetId", "value": e.subnet_id },
+            { "name": "networkInterfaceId", "value": e.eni_id },
+            { "name": "macAddress", "value": e.mac_address },
+            { "name": "privateDnsName", "value": dns },
+            { "name": "privateIPv4Address", "value": e.private_ipv4 },
+        ],
+    })
 }
 
 fn failures_to_wire(failures: Vec<(String, String)>) -> Vec<Failure> {
@@ -311,13 +546,46 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         )));
     }
     let tags = wire::tags_from_wire("tags", req.tags.take())?;
-    if state::get_cluster(view, &cluster)?
-        .filter(|c| c.status == crate::model::ClusterStatus::Active)
-        .is_none()
-    {
+    let propagate = match req.propagate_tags.as_deref() {
+        None | Some("NONE") => false,
+        Some("TASK_DEFINITION") => true,
+        Some("SERVICE") => {
+            return Err(invalid(
+                "propagateTags: SERVICE is only valid for a service's tasks; use TASK_DEFINITION or NONE",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "propagateTags: {other} is not one of TASK_DEFINITION, SERVICE, NONE"
+            )))
+        }
+    };
+    let strategy = clusters::strategy_from_wire(
+        "capacityProviderStrategy",
+        req.capacity_provider_strategy.take().unwrap_or_default(),
+    )?;
+    let Some(cluster_record) =
+        state::get_cluster(view, &cluster)?.filter(|c| c.status == crate::model::ClusterStatus::Active)
+    else {
         return Err(ApiError::cluster_not_found());
-    }
+    };
     let definition = resolve_task_definition(ctx, view, &id)?;
+    let (kind, _) = launch_kind(
+        &cluster_record,
+        &definition,
+        LaunchAsk {
+            launch_type: req.launch_type.as_deref(),
+            strategy,
+            platform_version: req.platform_version.as_deref(),
+            network: req.network_configuration.as_ref(),
+        },
+    )?;
+    let managed = req
+        .enable_ecs_managed_tags
+        .unwrap_or(false)
+        .then_some((cluster.as_str(), None));
+    let propagated = if propagate { definition.tags.clone() } else { Vec::new() };
+    let tags = launch_tags(tags, managed, &propagated);
     let scope = &ctx.state.scope;
     let origin = launch::Origin {
         cluster: cluster.clone(),
@@ -327,10 +595,12 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         service: None,
         principal: ctx.caller.principal_arn.clone(),
     };
-    let launch = launch::template(scope, &definition, req.overrides.take(), origin).map_err(|e| match e {
+    let mut launch = launch::template(scope, &definition, req.overrides.take(), origin).map_err(|e| match e {
         OverrideError::Shape(m) => ApiError::Serialization(m),
         OverrideError::Invalid(m) => invalid(m),
     })?;
+    launch.long_by_default &= ctx.modern();
+    launch.kind = gate_kind(ctx, kind)?;
     Ok(Common { cluster, launch })
 }
 
@@ -354,8 +624,10 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
         return Err(invalid(format!("count: must be between 1 and {MAX_COUNT}")));
     }
     if let Some(token) = &req.client_token {
-        if token.is_empty() || token.len() > 64 || !token.is_ascii() {
-            return Err(invalid("clientToken: must be 1 to 64 ASCII characters"));
+        if token.is_empty() || token.len() > 64 || !token.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err(invalid(
+                "clientToken: must be 1 to 64 printable ASCII characters (codes 33 to 126)",
+            ));
         }
     }
     let strategies = parse_strategies("placementStrategy", &req.placement_strategy.take().unwrap_or_default())?;
@@ -369,11 +641,36 @@ pub async fn run_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value, A
         taskdef::definition_constraints(&definition).len(),
     )?;
     let instances = cis::all_mirrored(view, &cluster, &view.mirrors().instances)?;
-    if !instances.iter().any(|i| i.status != InstanceStatus::Inactive) {
-        return Err(invalid("No Container Instances were found in your cluster."));
+    let fargate = launch.kind.is_fargate();
+    let offers = |i: &crate::model::ContainerInstance| {
+        let capacity = i.attributes.iter().any(|a| a.name == launch::CAPACITY_ATTRIBUTE);
+        i.status != InstanceStatus::Inactive && capacity == fargate
+    };
+    if !instances.iter().any(|i| offers(i)) {
+        if !fargate {
+            return Err(invalid("No Container Instances were found in your cluster."));
+        }
+        // As ECS reports a launch its capacity provider cannot serve.
+        let provider = launch
+            .kind
+            .capacity_provider
+            .clone()
+            .unwrap_or_else(|| "FARGATE".into());
+        let failures = (0..count)
+            .map(|_| Failure {
+                arn: ctx.state.scope.cluster_arn(&cluster),
+                reason: format!("RESOURCE:{provider}"),
+            })
+            .collect::<Vec<_>>();
+        return Ok(json!({ "tasks": [], "failures": failures }));
+    }
+    if launch.kind.is_fargate() && (!strategies.is_empty() || !constraints.is_empty()) {
+        return Err(invalid(
+            "Placement strategies and constraints are not supported with the FARGATE launch type.",
+        ));
     }
     let strategies = strategies.into_iter().map(|s| s.strategy).collect();
-    let placement = launch::Placement::new(strategies, &constraints, &definition, false)
+    let placement = launch::Placement::new(strategies, &constraints, &definition, false, &launch.kind)
         .map_err(|e| invalid(format!("taskDefinition: {e}")))?;
     placement.constrain(&mut launch);
     let plan = launch::plan(&launch, &placement, &instances, count as usize);
@@ -392,6 +689,10 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
             "containerInstances: give 1 to {MAX_START_INSTANCES} container instances"
         )));
     }
+    // StartTask places on the instances it names: EC2 only, whatever the cluster's default
+    // capacity provider strategy.
+    req.launch_type = Some("EC2".into());
+    req.capacity_provider_strategy = None;
     let view = ctx.read_view().await?;
     let Common { cluster, mut launch } = common(ctx, view, &mut req)?;
     let definition = tds::get(view, &launch.task_definition_family, launch.task_definition_revision)?
@@ -401,7 +702,7 @@ pub async fn start_task(ctx: &Ctx<'_>, mut req: RunTaskRequest) -> Result<Value,
         &[],
         taskdef::definition_constraints(&definition).len(),
     )?;
-    launch::Placement::new(Vec::new(), &[], &definition, false)
+    launch::Placement::new(Vec::new(), &[], &definition, false, &launch.kind)
         .map_err(|e| invalid(format!("taskDefinition: {e}")))?
         .constrain(&mut launch);
     for g in given {
@@ -771,6 +1072,16 @@ pub async fn submit_container_state_change(ctx: &Ctx<'_>, req: StateChangeReques
         .container_name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| invalid("containerName: is required"))?;
+    let view = ctx.read_view().await?;
+    if let Some(task) = tasks::get(view, &cluster, &task_id)? {
+        if !task.containers.iter().any(|c| c.name == name) {
+            return Err(invalid(format!(
+                "containerName: task {} has no container named {}",
+                task.arn,
+                crate::model::clip(&name)
+            )));
+        }
+    }
     let change = ContainerChange {
         name,
         status: reported_status("status", req.status.as_deref())?,
@@ -792,4 +1103,102 @@ pub async fn submit_container_state_change(ctx: &Ctx<'_>, req: StateChangeReques
         },
     )
     .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskProtectionRequest {
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    tasks: Option<Vec<String>>,
+    #[serde(default)]
+    protection_enabled: Option<bool>,
+    #[serde(default)]
+    expires_in_minutes: Option<i64>,
+}
+
+fn protection_to_wire(t: &Task, now_ms: u64) -> Value {
+    let until = t.protected_until_ms.filter(|u| *u > now_ms);
+    let mut v = json!({ "taskArn": t.arn, "protectionEnabled": until.is_some() });
+    if let Some(until) = until {
+        v["expirationDate"] = wire::epoch_seconds(until);
+    }
+    v
+}
+
+/// The task IDs a protection request names, and the failures of those that name none.
+fn protection_ids(ctx: &Ctx<'_>, cluster: &str, given: Vec<String>) -> (Vec<String>, Vec<Failure>) {
+    let mut ids = Vec::new();
+    let mut failures = Vec::new();
+    for g in given {
+        match ctx.state.scope.task_id(cluster, &g) {
+            Some(id) => ids.push(id.to_string()),
+            None => failures.push(wire::missing(g)),
+        }
+    }
+    (ids, failures)
+}
+
+/// UpdateTaskProtection: protects up to 10 of a service's tasks from scale-in (for
+/// `expiresInMinutes`, 1 to 2880, default 120), or removes their protection.
+pub async fn update_task_protection(ctx: &Ctx<'_>, req: TaskProtectionRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(
+        ctx,
+        Some(req.cluster.as_deref().ok_or_else(|| invalid("cluster: is required"))?),
+    )?;
+    let given = wire::describe_ids("tasks", req.tasks, 10)?;
+    let enabled = req
+        .protection_enabled
+        .ok_or_else(|| invalid("protectionEnabled: is required"))?;
+    let minutes = req.expires_in_minutes.unwrap_or(120);
+    if !(1..=2880).contains(&minutes) {
+        return Err(invalid("expiresInMinutes: must be between 1 and 2880"));
+    }
+    ctx.require_modern("UpdateTaskProtection")?;
+    let (ids, mut failures) = protection_ids(ctx, &cluster, given);
+    let outcome = ctx
+        .propose(Command::UpdateTaskProtection {
+            cluster,
+            ids,
+            minutes: enabled.then_some(minutes as u64),
+        })
+        .await?;
+    let now = ctx.state.node.handle().cluster_now_ms();
+    match outcome {
+        Outcome::Tasks { tasks, failures: found } => {
+            failures.extend(failures_to_wire(found));
+            Ok(json!({
+                "protectedTasks": tasks.iter().map(|t| protection_to_wire(t, now)).collect::<Vec<_>>(),
+                "failures": failures,
+            }))
+        }
+        Outcome::Rejected(r) => Err(r.into()),
+        _ => Err(ApiError::Server("unexpected outcome for UpdateTaskProtection".into())),
+    }
+}
+
+/// GetTaskProtection: the protection of up to 100 tasks (every task of the cluster's services
+/// is too many: the tasks must be named).
+pub async fn get_task_protection(ctx: &Ctx<'_>, req: TaskProtectionRequest) -> Result<Value, ApiError> {
+    let cluster = cluster_name(
+        ctx,
+        Some(req.cluster.as_deref().ok_or_else(|| invalid("cluster: is required"))?),
+    )?;
+    let given = wire::describe_ids("tasks", req.tasks, 100)?;
+    let (ids, mut failures) = protection_ids(ctx, &cluster, given);
+    let view = ctx.cluster_view(&cluster).await?;
+    let now = ctx.state.node.handle().cluster_now_ms();
+    let mut protected = Vec::new();
+    for id in ids {
+        match tasks::get(view, &cluster, &id)? {
+            Some(t) if t.service.is_some() => protected.push(protection_to_wire(&t, now)),
+            Some(t) => failures.push(Failure {
+                arn: t.arn,
+                reason: "TASK_NOT_VALID".into(),
+            }),
+            None => failures.push(wire::missing(id)),
+        }
+    }
+    Ok(json!({ "protectedTasks": protected, "failures": failures }))
 }

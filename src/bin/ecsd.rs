@@ -453,7 +453,21 @@ async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result
         }
     };
     if !no_agents {
-        for (i, zone) in ["us-east-1a", "us-east-1b", "us-east-1c"].iter().enumerate() {
+        // Three EC2 instances, one per zone, and one agent that offers Fargate capacity.
+        let agents_to_start = [
+            ("us-east-1a", false),
+            ("us-east-1b", false),
+            ("us-east-1c", false),
+            ("us-east-1a", true),
+        ];
+        for (i, (zone, fargate)) in agents_to_start.into_iter().enumerate() {
+            let mut attributes = vec![
+                ("ecs.availability-zone".into(), Some(zone.to_string())),
+                ("ecs.os-type".into(), Some("linux".into())),
+            ];
+            if fargate {
+                attributes.push((ecs_agent::client::CAPACITY_ATTRIBUTE.into(), Some("fargate".into())));
+            }
             let config = ecs_agent::client::AgentConfig {
                 endpoints: endpoints
                     .iter()
@@ -463,15 +477,16 @@ async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result
                     .cloned()
                     .collect(),
                 cluster: "default".into(),
-                cpu: 1024,
-                memory: 2048,
-                attributes: vec![
-                    ("ecs.availability-zone".into(), Some(zone.to_string())),
-                    ("ecs.os-type".into(), Some("linux".into())),
-                ],
+                cpu: if fargate { 4096 } else { 1024 },
+                memory: if fargate { 8192 } else { 2048 },
+                attributes,
                 log_dir: data_dir.join("agent-logs"),
                 heartbeat: std::time::Duration::from_secs(1),
-                ec2_instance_id: format!("i-dev{}", i + 1),
+                ec2_instance_id: if fargate {
+                    "i-dev-fargate".to_string()
+                } else {
+                    format!("i-dev{}", i + 1)
+                },
                 runtime: runtime.clone(),
                 agent_version: ecs_agent::client::AGENT_VERSION.to_string(),
                 // Restarting `ecsd dev` on the same data keeps the same three instances.
@@ -519,7 +534,7 @@ async fn dev(data_dir: PathBuf, no_agents: bool, secure: bool) -> anyhow::Result
     println!("  {aws} list-clusters --endpoint-url {} {admin}", url(3));
     if !no_agents {
         println!(
-            "Three local agents ({runtime:?} runtime; process-runtime logs under {}) joined the default cluster:",
+            "Four local agents ({runtime:?} runtime; process-runtime logs under {}) joined the default cluster: three EC2 instances and one that offers Fargate capacity:",
             data_dir.join("agent-logs").display()
         );
         println!(

@@ -82,9 +82,11 @@ pub fn builtin_tasks(
             scope: crate::model::ArnScope {
                 region: config.region.clone(),
                 account_id: config.account_id.clone(),
+                long_arns_by_default: config.long_arns_by_default,
             },
             backoff: Duration::from_millis(config.services.restart_backoff_ms),
             backoff_max: Duration::from_millis(config.services.restart_backoff_max_ms),
+            settle: Duration::from_millis(config.services.deployment_settle_ms),
         }),
         Arc::new(gc::StoppedTaskGc {
             every: Duration::from_millis(config.services.stopped_task_gc_every_ms),

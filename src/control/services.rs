@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use super::{LeaderContext, LeaderTask};
 use crate::launch;
 use crate::model::{
-    stable_hash, ArnScope, ContainerInstance, InstanceStatus, Service, ServiceStatus, Task, TaskDefinition,
+    stable_hash, ArnScope, ContainerInstance, InstanceStatus, Service, ServiceStatus, Task, TaskDefinition, TaskStatus,
 };
 use crate::placement::{self, reason, Strategy};
 use crate::reconcile::{self, Instances};
@@ -44,6 +44,8 @@ pub struct ServiceScheduler {
     pub scope: ArnScope,
     pub backoff: Duration,
     pub backoff_max: Duration,
+    /// How long a steady deployment's tasks must have run before it is COMPLETED.
+    pub settle: Duration,
 }
 
 impl LeaderTask for ServiceScheduler {
@@ -56,6 +58,7 @@ impl LeaderTask for ServiceScheduler {
             scope: self.scope.clone(),
             backoff: self.backoff,
             backoff_max: self.backoff_max,
+            settle: self.settle,
             unplaceable: BTreeMap::new(),
             rolling: 0,
         };
@@ -67,6 +70,7 @@ struct Scheduler {
     scope: ArnScope,
     backoff: Duration,
     backoff_max: Duration,
+    settle: Duration,
     /// (cluster, service, deployment) → the fingerprint of the cluster's instances when its
     /// tasks last could not all be placed: not tried again until the instances change.
     unplaceable: BTreeMap<(String, String, String), u64>,
@@ -224,8 +228,12 @@ impl Scheduler {
             let count = start_on.len();
             (Some(start_on), count, p.steady)
         } else {
-            let p = reconcile::plan(service, tasks, &Instances::of(instances));
-            self.stop(ctx, service, p.stop, service.desired_count).await?;
+            let p = reconcile::plan(service, tasks, &Instances::of(instances), now);
+            // A deployment the circuit breaker failed (and did not roll back) moves nothing:
+            // the older deployment's tasks keep serving.
+            if !primary.is_failed() {
+                self.stop(ctx, service, p.stop, service.desired_count).await?;
+            }
             if p.stuck {
                 events.push(deadlock_event(&service.name));
             }
@@ -233,7 +241,26 @@ impl Scheduler {
         };
         if steady {
             events.push(format!("(service {}) has reached a steady state.", service.name));
+            // Completed once steady and settled: every task of the deployment has run a while.
+            let settle = self.settle.as_millis() as u64;
+            let settled = tasks
+                .iter()
+                .filter(|t| t.deployment_id.as_deref() == Some(&primary.id) && t.last_status == TaskStatus::Running)
+                .all(|t| t.started_at_ms.is_some_and(|at| now.saturating_sub(at) >= settle));
+            if primary.rollout_state.as_deref() == Some("IN_PROGRESS") && service.deployments.len() == 1 && settled {
+                decide(
+                    ctx,
+                    Command::CompleteDeployment {
+                        cluster: service.cluster.clone(),
+                        name: service.name.clone(),
+                        deployment: primary.id.clone(),
+                    },
+                )
+                .await?;
+            }
         }
+        // A deployment the circuit breaker failed launches no more tasks.
+        let count = if primary.is_failed() { 0 } else { count };
         let mut launched = false;
         if count > 0 && template.is_none() {
             template = self.template(ctx, service, &mut events)?;
@@ -364,7 +391,8 @@ impl Scheduler {
         let Some(definition) = task_definitions::get(view, family, revision).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        match Template::new(&self.scope, service, &definition) {
+        let modern = crate::state::identity::cluster_version(view).map_err(|e| e.to_string())? >= 2;
+        match Template::new(&self.scope, service, &definition, modern) {
             Ok(template) => Ok(Some(template)),
             Err(why) => {
                 tracing::warn!(service = %service.arn, %why, "the service's tasks cannot be launched");
@@ -387,7 +415,9 @@ struct Template {
 }
 
 impl Template {
-    fn new(scope: &ArnScope, service: &Service, definition: &TaskDefinition) -> Result<Template, String> {
+    /// `modern`: the cluster version is at least 2, so every member applies launch kinds and
+    /// long ARNs by default alike (before it, a launch is made as earlier builds made it).
+    fn new(scope: &ArnScope, service: &Service, definition: &TaskDefinition, modern: bool) -> Result<Template, String> {
         let mut strategies: Vec<Strategy> = service
             .spec
             .placement_strategy
@@ -397,11 +427,22 @@ impl Template {
         if strategies.is_empty() && !service.is_daemon() {
             strategies = launch::service_default_strategies();
         }
-        let tags = match service.spec.text("propagateTags") {
+        let mut tags = match service.spec.text("propagateTags") {
             Some("SERVICE") => service.tags.clone(),
             Some("TASK_DEFINITION") => definition.tags.clone(),
             _ => Vec::new(),
         };
+        if service.spec.echoed.get("enableECSManagedTags") == Some(&serde_json::Value::Bool(true)) {
+            for (key, value) in [
+                ("aws:ecs:clusterName", &service.cluster),
+                ("aws:ecs:serviceName", &service.name),
+            ] {
+                tags.push(crate::model::Tag {
+                    key: key.into(),
+                    value: value.clone(),
+                });
+            }
+        }
         let primary = service.deployments.first().map(|d| d.id.clone()).unwrap_or_default();
         let origin = launch::Origin {
             cluster: service.cluster.clone(),
@@ -412,12 +453,18 @@ impl Template {
             principal: service.created_by.clone(),
         };
         let mut launch = launch::template(scope, definition, None, origin).map_err(|e| format!("{e:?}"))?;
+        if modern {
+            launch.kind = launch::service_kind(service, definition);
+        } else {
+            launch.long_by_default = false;
+        }
         // A DAEMON service's task goes where no task of the service is.
         let placement = launch::Placement::new(
             strategies,
             &service.spec.placement_constraints,
             definition,
             service.is_daemon(),
+            &launch.kind,
         )
         .map_err(|e| e.to_string())?;
         placement.constrain(&mut launch);
@@ -526,12 +573,13 @@ mod tests {
         ArnScope {
             region: "r".into(),
             account_id: "1".into(),
+            long_arns_by_default: false,
         }
     }
 
     #[test]
     fn service_tasks_are_launched_as_the_service_and_its_definition_say() {
-        let t = Template::new(&scope(), &service("REPLICA", json!({})), &definition()).unwrap();
+        let t = Template::new(&scope(), &service("REPLICA", json!({})), &definition(), true).unwrap();
         assert_eq!(
             t.placement.strategies,
             vec![
@@ -547,7 +595,14 @@ mod tests {
         );
         assert_eq!(l.service, Some(("web".to_string(), "ecs-svc/1".to_string())));
         assert_eq!((l.reservation.memory, l.reservation.ports.clone()), (64, vec![8080]));
-        assert_eq!(l.member_of, vec!["attribute:os == linux".to_string()]);
+        assert_eq!(
+            l.member_of,
+            vec![
+                "attribute:os == linux".to_string(),
+                "attribute:ecsd.capacity !exists".to_string()
+            ],
+            "the definition's, and EC2 capacity"
+        );
         assert!(!l.distinct_instance && l.tags.is_empty());
         assert_eq!(l.principal, "arn:aws:iam::1:user/me");
 
@@ -556,19 +611,24 @@ mod tests {
             "placementConstraints": [{"type": "distinctInstance"}, {"type": "memberOf", "expression": "attribute:a == b"}],
             "propagateTags": "SERVICE"
         });
-        let t = Template::new(&scope(), &service("REPLICA", spec), &definition()).unwrap();
+        let t = Template::new(&scope(), &service("REPLICA", spec), &definition(), true).unwrap();
         assert_eq!(
             t.placement.strategies,
             vec![Strategy::Binpack(placement::BinpackField::Memory)]
         );
         assert!(t.launch.distinct_instance);
-        assert_eq!(t.launch.member_of.len(), 2);
+        assert_eq!(
+            t.launch.member_of.len(),
+            3,
+            "the service's, the definition's and the capacity's"
+        );
         assert_eq!(t.launch.tags[0].key, "team");
 
         let t = Template::new(
             &scope(),
             &service("DAEMON", json!({"propagateTags": "TASK_DEFINITION"})),
             &definition(),
+            true,
         )
         .unwrap();
         assert!(
@@ -581,7 +641,7 @@ mod tests {
         // with the reason, never planned without the constraint.
         let mut bad = definition();
         bad.body["placementConstraints"] = json!([{"type": "memberOf", "expression": "attribute:os =="}]);
-        let e = Template::new(&scope(), &service("REPLICA", json!({})), &bad)
+        let e = Template::new(&scope(), &service("REPLICA", json!({})), &bad, true)
             .err()
             .unwrap();
         assert!(

@@ -15,6 +15,10 @@ pub use service_spec::{
 pub struct ArnScope {
     pub region: String,
     pub account_id: String,
+    /// Whether principals get long ARNs unless they (or the root user) opted out: today's ECS.
+    /// `false` is the 2018 API's default (short ARNs until a principal opts in).
+    #[serde(default)]
+    pub long_arns_by_default: bool,
 }
 
 /// ARNs under a prefix `arn:aws:ecs:REGION:ACCOUNT:` ([`ArnScope::arn_prefix`]), in the long
@@ -203,6 +207,51 @@ pub struct Cluster {
     /// When the cluster was (re)created, in epoch milliseconds stamped by the proposer.
     #[serde(default)]
     pub created_at_ms: u64,
+    /// Its settings, configuration and capacity providers (today's ECS).
+    #[serde(default, skip_serializing_if = "ClusterOptions::is_empty")]
+    pub options: ClusterOptions,
+}
+
+/// A cluster's setting (`containerInsights`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSetting {
+    pub name: String,
+    pub value: String,
+}
+
+/// One item of a capacity provider strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrategyItem {
+    pub capacity_provider: String,
+    pub weight: i64,
+    pub base: i64,
+}
+
+/// The capacity providers every cluster may use: Fargate's two, served by agents that offer
+/// Fargate capacity (there is no EC2 Auto Scaling here, so no other provider can be made).
+pub const BUILT_IN_CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// What a cluster is configured with beyond its name and tags; `configuration` and
+/// `service_connect_defaults` are kept as given and echoed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterOptions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<ClusterSetting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_defaults: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_providers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_capacity_provider_strategy: Vec<StrategyItem>,
+}
+
+impl ClusterOptions {
+    /// Nothing set (a cluster made before these existed reads so, and is stored as it was).
+    pub fn is_empty(&self) -> bool {
+        self == &ClusterOptions::default()
+    }
 }
 
 /// A container instance's lifecycle status.
@@ -280,12 +329,50 @@ pub struct ContainerInstance {
     pub agent: Option<String>,
 }
 
-/// The account settings of the 2014-11-13 API: each opts a principal into long ARN formats.
-pub const ACCOUNT_SETTING_NAMES: [&str; 3] = [
+/// The account settings of today's ECS, in name order, each with the values it takes (matched
+/// without regard to case, stored and echoed as sent) and its value where nobody set one. The
+/// three `…LongArnFormat` settings choose the ARN format of new resources; their default is
+/// [`long_arn_default`]. `guardDutyActivate` is read-only (AWS manages it).
+pub const ACCOUNT_SETTINGS: [(&str, &[&str], &str); 11] = [
+    ("awsvpcTrunking", &["enabled", "disabled"], "disabled"),
+    ("containerInsights", &["enhanced", "enabled", "disabled"], "disabled"),
+    ("containerInstanceLongArnFormat", &["enabled", "disabled"], ""),
+    ("defaultLogDriverMode", &["blocking", "non-blocking"], "non-blocking"),
+    ("fargateEventWindows", &["enabled", "disabled"], "disabled"),
+    ("fargateFIPSMode", &["enabled", "disabled"], "disabled"),
+    ("fargateTaskRetirementWaitPeriod", &["0", "7", "14"], "7"),
+    ("guardDutyActivate", &["on", "off"], "off"),
+    ("serviceLongArnFormat", &["enabled", "disabled"], ""),
+    ("tagResourceAuthorization", &["on", "off"], "on"),
+    ("taskLongArnFormat", &["enabled", "disabled"], ""),
+];
+
+/// The settings that choose a resource kind's ARN format.
+pub const LONG_ARN_SETTINGS: [&str; 3] = [
     "containerInstanceLongArnFormat",
     "serviceLongArnFormat",
     "taskLongArnFormat",
 ];
+
+/// The value of a long-ARN setting nobody set.
+pub fn long_arn_default(long_by_default: bool) -> &'static str {
+    if long_by_default {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+/// The value of account setting `name` where nobody set one.
+pub fn account_setting_default(name: &str, long_by_default: bool) -> &'static str {
+    if LONG_ARN_SETTINGS.contains(&name) {
+        return long_arn_default(long_by_default);
+    }
+    ACCOUNT_SETTINGS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or("disabled", |(_, _, default)| default)
+}
 
 /// An account setting as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +465,8 @@ pub fn valid_key_name(name: &str) -> bool {
 pub enum TaskDefinitionStatus {
     Active,
     Inactive,
+    /// DeleteTaskDefinitions: no new task or service uses it; running ones keep it.
+    DeleteInProgress,
 }
 
 impl TaskDefinitionStatus {
@@ -385,6 +474,7 @@ impl TaskDefinitionStatus {
         match self {
             TaskDefinitionStatus::Active => "ACTIVE",
             TaskDefinitionStatus::Inactive => "INACTIVE",
+            TaskDefinitionStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
         }
     }
 }
@@ -451,6 +541,35 @@ pub struct NetworkBinding {
     pub container_port: u16,
     pub host_port: u16,
     pub protocol: String,
+}
+
+/// A task's awsvpc network configuration: the subnets and security groups it was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsVpc {
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+/// The network interface of an awsvpc task: what ECS reports as its ENI attachment. The address
+/// is the task's own, in its own network namespace on the instance (the agent makes it): the
+/// `/30` block `[ip - 2, ip + 1]` of 100.64.0.0/10, with the instance's side at `ip - 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEni {
+    pub attachment_id: String,
+    pub eni_id: String,
+    pub mac_address: String,
+    pub subnet_id: String,
+    pub private_ipv4: String,
+}
+
+/// The `/30` block `index` (modulo 2^20) of 100.64.0.0/10: the task's address, and the
+/// instance side's (its gateway).
+pub fn task_address(index: u64) -> (std::net::Ipv4Addr, std::net::Ipv4Addr) {
+    let base = 0x6440_0000u32 + ((index % (1 << 20)) as u32) * 4;
+    (std::net::Ipv4Addr::from(base + 2), std::net::Ipv4Addr::from(base + 1))
 }
 
 /// One container of a task.
@@ -536,6 +655,16 @@ pub struct Task {
     pub tags: Vec<Tag>,
     #[serde(default)]
     pub launch_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    /// The awsvpc network interface, for a task of an awsvpc task definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eni: Option<TaskEni>,
+    /// Scale-in protection: until when (epoch ms), if protected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until_ms: Option<u64>,
 }
 
 impl Task {
@@ -588,6 +717,64 @@ pub struct Deployment {
     pub network_configuration: Option<serde_json::Value>,
     #[serde(default)]
     pub platform_version: Option<String>,
+    /// IN_PROGRESS, COMPLETED or FAILED (deployments made before rollout states: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_state_reason: Option<String>,
+    /// Its tasks that stopped without being asked to while it was in progress (the circuit
+    /// breaker's count).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_tasks: i64,
+    /// Made by the circuit breaker's rollback (a rollback that fails is not rolled back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl Deployment {
+    /// A new PRIMARY deployment, IN_PROGRESS: with a rollout state when `rollout` (the commands
+    /// of earlier versions made deployments without one, and still do when replayed).
+    pub fn new(id: String, task_definition_arn: String, desired_count: i64, now_ms: u64, rollout: bool) -> Deployment {
+        Deployment {
+            rollout_state_reason: rollout.then(|| format!("ECS deployment {id} in progress.")),
+            id,
+            status: "PRIMARY".into(),
+            task_definition_arn,
+            desired_count,
+            pending_count: 0,
+            running_count: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            network_configuration: None,
+            platform_version: None,
+            rollout_state: rollout.then(|| "IN_PROGRESS".into()),
+            failed_tasks: 0,
+            rollback: false,
+        }
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.rollout_state.as_deref() == Some("FAILED")
+    }
+}
+
+/// `deploymentConfiguration.deploymentCircuitBreaker`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
+}
+
+impl CircuitBreaker {
+    /// How many failed tasks fail a deployment of `desired` tasks: half of them, at least 3 and
+    /// at most 200 (today's ECS; the 2023 guide's minimum was 10).
+    pub fn threshold(desired: i64) -> i64 {
+        ((desired.max(0) + 1) / 2).clamp(3, 200)
+    }
 }
 
 /// A service event: `{id, createdAt, message}`.
@@ -634,6 +821,14 @@ pub struct Service {
     /// When the last of those failures was applied, epoch milliseconds.
     #[serde(default)]
     pub last_failed_start_ms: u64,
+    /// The capacity provider strategy its tasks launch with (then `launch_type` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<StrategyItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// The last deployment that completed: its ID and task definition (what a rollback returns to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completed: Option<(String, String)>,
 }
 
 impl Service {
@@ -729,6 +924,7 @@ mod tests {
         ArnScope {
             region: "us-east-1".into(),
             account_id: "012345678910".into(),
+            long_arns_by_default: true,
         }
     }
 
@@ -785,6 +981,7 @@ mod proptests {
         ArnScope {
             region: "eu-west-1".into(),
             account_id: "123456789012".into(),
+            long_arns_by_default: true,
         }
     }
 

@@ -290,6 +290,8 @@ impl RaftHandle {
                 .filter_map(|(id, _)| Some((*id, crate::state::identity::incarnation(self.view(), *id).ok()??)))
                 .collect(),
             admitted: self.admitted.load(std::sync::atomic::Ordering::SeqCst),
+            feature_level: crate::state::identity::FEATURE_LEVEL,
+            cluster_version: crate::state::identity::cluster_version(self.view()).unwrap_or(1),
         }
     }
 

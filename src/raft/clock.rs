@@ -136,6 +136,37 @@ impl ClockSamples {
 }
 
 impl super::RaftHandle {
+    /// Records the feature level peer `id` reported.
+    fn record_level(&self, id: NodeId, level: u32) {
+        self.peer_levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, level);
+    }
+
+    /// The lowest feature level among the members (voters and learners) and this node, as
+    /// last reported; a member not heard from yet counts as level 1.
+    pub fn members_feature_level(&self) -> u32 {
+        let members: Vec<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        let levels = self.peer_levels.lock().unwrap_or_else(|e| e.into_inner());
+        members
+            .iter()
+            .map(|id| match *id == self.id {
+                true => crate::state::identity::FEATURE_LEVEL,
+                false => levels.get(id).copied().unwrap_or(1),
+            })
+            .min()
+            .unwrap_or(1)
+    }
+
     /// The cluster clock at this node (epoch ms): what leader loops measure ages and throttles
     /// against, and what proposals' times are held to.
     pub fn cluster_now_ms(&self) -> u64 {
@@ -192,11 +223,11 @@ pub(super) async fn sampler(handle: super::RaftHandle) {
                     .pool
                     .call::<(), super::NodeReport>(&addr, id, super::network::Method::NodeStatus, &(), SAMPLE_EVERY)
                     .await;
-                if let Ok(super::NodeReport {
-                    now_ms: Some(remote), ..
-                }) = report
-                {
-                    handle.clock.record(id, remote, sent + sent.elapsed() / 2);
+                if let Ok(report) = report {
+                    if let Some(remote) = report.now_ms {
+                        handle.clock.record(id, remote, sent + sent.elapsed() / 2);
+                    }
+                    handle.record_level(id, report.feature_level.max(1));
                 }
             }
         });

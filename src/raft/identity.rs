@@ -171,6 +171,21 @@ pub async fn keeper(handle: RaftHandle, incarnation: String) {
             }
             continue;
         }
+        // Every member supports a newer feature level than the cluster's: raise it (once
+        // applied, no earlier binary can apply the log, so a downgrade is no longer possible).
+        let version = crate::state::identity::cluster_version(view).unwrap_or(1);
+        let level = crate::state::identity::FEATURE_LEVEL;
+        if leader == handle.id && version < level && handle.members_feature_level() >= level {
+            tracing::info!(
+                from = version,
+                to = level,
+                "every member supports the new feature level; raising the cluster version"
+            );
+            let command = Command::SetClusterVersion { version: level };
+            if let Err(e) = writer.write(crate::stamp::proposal(command)).await {
+                tracing::debug!(error = %e, "raising the cluster version failed; retrying");
+            }
+        }
         let member = handle
             .raft
             .metrics()

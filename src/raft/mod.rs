@@ -130,6 +130,13 @@ pub struct NodeReport {
     /// versions' reports lack it, and they answered only once admitted.
     #[serde(default = "admitted_by_default")]
     pub admitted: bool,
+    /// The feature level its binary supports (`state::identity::FEATURE_LEVEL`); earlier
+    /// versions' reports lack it (0: level 1).
+    #[serde(default)]
+    pub feature_level: u32,
+    /// The cluster version as this node has applied it (earlier versions: absent, 0).
+    #[serde(default)]
+    pub cluster_version: u32,
 }
 
 fn admitted_by_default() -> bool {
@@ -342,6 +349,8 @@ pub struct RaftHandle {
     request_handler: Arc<std::sync::OnceLock<requests::RequestHandler>>,
     /// Peers' clock readings, for the cluster clock (`clock.rs`).
     clock: Arc<clock::ClockSamples>,
+    /// The feature level each peer last reported supporting (sampled with the clock).
+    peer_levels: Arc<std::sync::Mutex<BTreeMap<NodeId, u32>>>,
     /// Stops the node's own background tasks (the clock sampler) at shutdown.
     stopped: tokio_util::sync::CancellationToken,
     /// Whether peers' Raft messages are let in (after the start-up guard).
@@ -416,6 +425,7 @@ impl RaftNode {
             writer: writer::WeakWriter::default(),
             request_handler: Arc::default(),
             clock: Arc::default(),
+            peer_levels: Arc::default(),
             stopped: tokio_util::sync::CancellationToken::new(),
             admitted: Arc::new(AtomicBool::new(false)),
             incarnation: Arc::new(incarnation),

@@ -1,13 +1,13 @@
-//! Account settings (long ARN formats) per principal, with the root user's value as the account
-//! default and DISABLED as the system default (the 2018 behaviour).
+//! Account settings per principal, with the root user's value as the account default and the
+//! system default below that. Apply reads only the three long-ARN settings; their system default
+//! arrives in the command (`long_by_default`: entries written before it existed read `false`,
+//! the 2018 default), so every node, old or new, formats the same ARN for the same entry.
 //!
-//! Keys: `acct/<principal ARN>\0<setting name>` → `ENABLED` or `DISABLED`.
+//! Keys: `acct/<principal ARN>\0<setting name>` → the value as it was sent (`enabled`; earlier
+//! versions stored `ENABLED`: values compare without regard to case).
 
 use super::{KvError, KvRead, Outcome, Space, Txn};
-use crate::model::{AccountSetting, ACCOUNT_SETTING_NAMES};
-
-/// The value of a setting nobody has set.
-pub const SYSTEM_DEFAULT: &str = "DISABLED";
+use crate::model::{long_arn_default, AccountSetting, LONG_ARN_SETTINGS};
 
 fn key(principal: &str, name: &str) -> Vec<u8> {
     format!("acct/{principal}\0{name}").into_bytes()
@@ -22,9 +22,15 @@ pub(super) fn put(txn: &mut Txn<'_>, principal: &str, name: &str, value: &str) -
     })
 }
 
-pub(super) fn delete(txn: &mut Txn<'_>, principal: &str, root: &str, name: &str) -> Result<Outcome, KvError> {
+pub(super) fn delete(
+    txn: &mut Txn<'_>,
+    principal: &str,
+    root: &str,
+    name: &str,
+    system_default: &str,
+) -> Result<Outcome, KvError> {
     txn.delete(Space::Data, key(principal, name));
-    let value = effective(txn, principal, root, name)?;
+    let value = effective(txn, principal, root, name, system_default)?;
     Ok(Outcome::Setting(AccountSetting {
         name: name.into(),
         value,
@@ -39,16 +45,30 @@ pub fn explicit(kv: &dyn KvRead, principal: &str, name: &str) -> Result<Option<S
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
-/// The value that applies to `principal`: its own, else the root user's, else the system default.
-pub fn effective(kv: &dyn KvRead, principal: &str, root: &str, name: &str) -> Result<String, KvError> {
+/// The value that applies to `principal`: its own, else the root user's, else `system_default`.
+pub fn effective(
+    kv: &dyn KvRead,
+    principal: &str,
+    root: &str,
+    name: &str,
+    system_default: &str,
+) -> Result<String, KvError> {
     if let Some(v) = explicit(kv, principal, name)? {
         return Ok(v);
     }
-    Ok(explicit(kv, root, name)?.unwrap_or_else(|| SYSTEM_DEFAULT.to_string()))
+    Ok(explicit(kv, root, name)?.unwrap_or_else(|| system_default.to_string()))
 }
 
-/// Whether new resources of the setting's kind get long ARNs for `principal`.
-pub fn long_arns(kv: &dyn KvRead, principal: &str, root: &str, name: &str) -> Result<bool, KvError> {
-    debug_assert!(ACCOUNT_SETTING_NAMES.contains(&name));
-    Ok(effective(kv, principal, root, name)? == "ENABLED")
+/// Whether new resources of the setting's kind get long ARNs for `principal`, where
+/// `long_by_default` says what a principal that nobody opted in or out gets.
+pub fn long_arns(
+    kv: &dyn KvRead,
+    principal: &str,
+    root: &str,
+    name: &str,
+    long_by_default: bool,
+) -> Result<bool, KvError> {
+    debug_assert!(LONG_ARN_SETTINGS.contains(&name));
+    let value = effective(kv, principal, root, name, long_arn_default(long_by_default))?;
+    Ok(value.eq_ignore_ascii_case("enabled"))
 }

@@ -1,4 +1,5 @@
-//! Cluster queries: read-only views over the state, used by the API after a read barrier.
+//! Cluster queries (read-only views over the state, used by the API after a read barrier), and
+//! the updates of a cluster's options.
 
 use super::*;
 use crate::model::*;
@@ -45,4 +46,65 @@ pub fn list_active_clusters(
             return Ok((found, false));
         }
     }
+}
+
+/// UpdateCluster and UpdateClusterSettings: settings are replaced by name, the rest as a whole.
+pub(super) fn update(
+    txn: &mut Txn<'_>,
+    name: &str,
+    settings: &Option<Vec<ClusterSetting>>,
+    configuration: &Option<serde_json::Value>,
+    service_connect_defaults: &Option<serde_json::Value>,
+) -> Result<Outcome, KvError> {
+    let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    };
+    for setting in settings.iter().flatten() {
+        let options = &mut cluster.options.settings;
+        match options.iter_mut().find(|s| s.name == setting.name) {
+            Some(existing) => existing.value = setting.value.clone(),
+            None => options.push(setting.clone()),
+        }
+    }
+    if let Some(c) = configuration {
+        cluster.options.configuration = Some(c.clone());
+    }
+    if let Some(d) = service_connect_defaults {
+        cluster.options.service_connect_defaults = Some(d.clone());
+    }
+    txn.put(Space::Data, cluster_key(name), encode(&cluster));
+    Ok(Outcome::Cluster(cluster))
+}
+
+/// PutClusterCapacityProviders: both lists are replaced; a provider an ACTIVE service's strategy
+/// names stays.
+pub(super) fn put_capacity_providers(
+    txn: &mut Txn<'_>,
+    name: &str,
+    providers: &[String],
+    strategy: &[StrategyItem],
+) -> Result<Outcome, KvError> {
+    let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
+    };
+    for removed in cluster
+        .options
+        .capacity_providers
+        .iter()
+        .filter(|p| !providers.contains(p))
+    {
+        let in_use = super::services::all(txn, name)?.into_iter().any(|s| {
+            s.status != ServiceStatus::Inactive
+                && s.capacity_provider_strategy
+                    .iter()
+                    .any(|i| &i.capacity_provider == removed)
+        });
+        if in_use {
+            return Ok(Outcome::Rejected(Rejection::CapacityProviderInUse(removed.clone())));
+        }
+    }
+    cluster.options.capacity_providers = providers.to_vec();
+    cluster.options.default_capacity_provider_strategy = strategy.to_vec();
+    txn.put(Space::Data, cluster_key(name), encode(&cluster));
+    Ok(Outcome::Cluster(cluster))
 }

@@ -28,7 +28,28 @@ pub enum Command {
     /// Does nothing; used as a write barrier and in tests.
     Noop,
     /// Creates a cluster, or returns the existing ACTIVE one of that name.
-    CreateCluster { name: String, arn: String, tags: Vec<Tag> },
+    CreateCluster {
+        name: String,
+        arn: String,
+        tags: Vec<Tag>,
+        #[serde(default)]
+        options: ClusterOptions,
+    },
+    /// Changes an ACTIVE cluster's settings (by name: others are kept), configuration and
+    /// Service Connect defaults; `None` keeps what it has.
+    UpdateCluster {
+        name: String,
+        settings: Option<Vec<ClusterSetting>>,
+        configuration: Option<serde_json::Value>,
+        service_connect_defaults: Option<serde_json::Value>,
+    },
+    /// Replaces an ACTIVE cluster's capacity providers and default strategy. A provider that an
+    /// ACTIVE service's strategy names cannot be removed.
+    PutClusterCapacityProviders {
+        name: String,
+        providers: Vec<String>,
+        strategy: Vec<StrategyItem>,
+    },
     /// Marks an empty cluster INACTIVE.
     DeleteCluster { name: String },
     /// Registers the next revision of `family`; its ARN is `arn_base:<revision>`.
@@ -46,11 +67,15 @@ pub enum Command {
         name: String,
         value: String,
     },
-    /// Removes a principal's own value; `root` is the account default it falls back to.
+    /// Removes a principal's own value; `root` is the account default it falls back to, and
+    /// `fallback` the value where the root user has none either (entries without it: the 2018
+    /// default, `DISABLED`).
     DeleteAccountSetting {
         principal: String,
         root: String,
         name: String,
+        #[serde(default)]
+        fallback: Option<String>,
     },
     /// Adds tags to a resource, replacing the values of keys it already has.
     TagResource { target: TagTarget, tags: Vec<Tag> },
@@ -171,6 +196,25 @@ pub enum Command {
     SetClusterId { id: String },
     /// Records the incarnation of member `node`'s data directory.
     SetIncarnation { node: u64, incarnation: String },
+    /// Raises the cluster version (`identity.rs`): proposed by the leader once every member
+    /// supports `version`.
+    SetClusterVersion { version: u32 },
+    /// The service scheduler found the service steady on its PRIMARY `deployment`.
+    CompleteDeployment {
+        cluster: String,
+        name: String,
+        deployment: String,
+    },
+    /// DeleteTaskDefinitions: an INACTIVE revision becomes DELETE_IN_PROGRESS.
+    DeleteTaskDefinition { family: String, revision: u32 },
+    /// UpdateTaskProtection: protects these service tasks for `minutes` from the time it is
+    /// applied, or unprotects them (`None`). Tasks that are not found, stopped or not a
+    /// service's are failures.
+    UpdateTaskProtection {
+        cluster: String,
+        ids: Vec<String>,
+        minutes: Option<u64>,
+    },
 }
 
 /// What applying one proposal produced. Recorded in the dedupe table, so a retry gets the same.
@@ -236,6 +280,13 @@ pub enum Rejection {
     KeyNotFound,
     /// An agent re-registered an instance bound to another agent.
     InstanceOfAnotherAgent,
+    /// A capacity provider left out of PutClusterCapacityProviders is in an ACTIVE service's
+    /// strategy.
+    CapacityProviderInUse(String),
+    /// A strategy names a capacity provider the cluster does not have.
+    CapacityProviderNotAssociated,
+    /// DeleteTaskDefinitions of a revision that is still ACTIVE.
+    TaskDefinitionStillActive,
 }
 
 /// The log entry payload: many proposals share one entry and one fsync.

@@ -29,6 +29,9 @@ pub struct Registration {
     pub tags: Vec<Tag>,
     pub principal: String,
     pub root: String,
+    /// Whether a principal nobody opted in or out gets long ARNs (entries without it: no).
+    #[serde(default)]
+    pub long_by_default: bool,
     /// `arn:aws:ecs:REGION:ACCOUNT:` — the ARN is completed when applied.
     pub arn_prefix: String,
     /// The agent registering it, when an `agent` key calls: the instance is bound to it.
@@ -64,7 +67,13 @@ pub(super) fn register(txn: &mut Txn<'_>, now_ms: u64, r: &Registration) -> Resu
         txn.put(Space::Data, key(&r.cluster, id), encode(&instance));
         return Ok(Outcome::ContainerInstance(Box::new(instance)));
     }
-    let long = account_settings::long_arns(txn, &r.principal, &r.root, "containerInstanceLongArnFormat")?;
+    let long = account_settings::long_arns(
+        txn,
+        &r.principal,
+        &r.root,
+        "containerInstanceLongArnFormat",
+        r.long_by_default,
+    )?;
     let id = if long { r.uuid.replace('-', "") } else { r.uuid.clone() };
     let arn = arn::container_instance(&r.arn_prefix, &r.cluster, &id, long);
     let instance = ContainerInstance {

@@ -3,11 +3,41 @@
 //! a node that lost its data has another, and the start-up guard in `raft/identity.rs` refuses
 //! to let it return as the same member).
 //!
-//! Keys (in the state's bookkeeping space): `cluster_id`; `incarnation/<node id>`.
+//! Keys (in the state's bookkeeping space): `cluster_id`; `incarnation/<node id>`;
+//! `cluster_version`.
+//!
+//! The cluster version is the feature level every member can apply: a command or field that an
+//! earlier version would apply differently (or could not read) is proposed only once the
+//! version is at least the level that brought it, so nodes of two versions never build two
+//! states from one log during a rolling upgrade. The leader raises it once every member reports
+//! that it supports the new level (`control/version.rs`); it never goes down.
 
 use super::{KvError, KvRead, Outcome, Space, Txn};
 
 const CLUSTER_ID: &[u8] = b"cluster_id";
+const CLUSTER_VERSION: &[u8] = b"cluster_version";
+
+/// The feature level of this build. 1: every command of the 2018 API and before; 2: today's
+/// ECS (long ARNs by default, settings as sent, cluster options and capacity providers, launch
+/// kinds and task networks, rollout states and the circuit breaker, task protection,
+/// DeleteTaskDefinitions).
+pub const FEATURE_LEVEL: u32 = 2;
+
+/// Raises the cluster version to `version` (never lowers it).
+pub(super) fn set_cluster_version(txn: &mut Txn<'_>, version: u32) -> Result<Outcome, KvError> {
+    if version > cluster_version(txn)? {
+        txn.put(Space::Meta, CLUSTER_VERSION.to_vec(), version.to_be_bytes().to_vec());
+    }
+    Ok(Outcome::Done)
+}
+
+/// The cluster version: 1 until the leader raised it.
+pub fn cluster_version(kv: &dyn KvRead) -> Result<u32, KvError> {
+    Ok(kv
+        .get(Space::Meta, CLUSTER_VERSION)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+        .map_or(1, u32::from_be_bytes))
+}
 
 fn incarnation_key(node: u64) -> Vec<u8> {
     format!("incarnation/{node:020}").into_bytes()

@@ -196,7 +196,12 @@ fn purge_expired_dedupe(txn: &mut Txn<'_>, now_ms: u64) -> Result<(), KvError> {
 fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Outcome, KvError> {
     match command {
         Command::Noop => Ok(Outcome::Done),
-        Command::CreateCluster { name, arn, tags } => {
+        Command::CreateCluster {
+            name,
+            arn,
+            tags,
+            options,
+        } => {
             if let Some(existing) = get_cluster(txn, name)? {
                 if existing.status == ClusterStatus::Active {
                     return Ok(Outcome::Cluster(existing));
@@ -213,10 +218,22 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
                 active_services: 0,
                 draining_services: 0,
                 created_at_ms: now_ms,
+                options: options.clone(),
             };
             txn.put(Space::Data, cluster_key(name), encode(&cluster));
             Ok(Outcome::Cluster(cluster))
         }
+        Command::UpdateCluster {
+            name,
+            settings,
+            configuration,
+            service_connect_defaults,
+        } => clusters::update(txn, name, settings, configuration, service_connect_defaults),
+        Command::PutClusterCapacityProviders {
+            name,
+            providers,
+            strategy,
+        } => clusters::put_capacity_providers(txn, name, providers, strategy),
         Command::DeleteCluster { name } => {
             let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
                 return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
@@ -243,8 +260,23 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::DeregisterTaskDefinition { family, revision } => {
             task_definitions::deregister(txn, now_ms, family, *revision)
         }
+        Command::DeleteTaskDefinition { family, revision } => task_definitions::delete(txn, family, *revision),
+        Command::CompleteDeployment {
+            cluster,
+            name,
+            deployment,
+        } => services::complete_deployment(txn, now_ms, cluster, name, deployment),
+        Command::UpdateTaskProtection { cluster, ids, minutes } => {
+            let until_ms = minutes.map(|m| now_ms.saturating_add(m.saturating_mul(60_000)));
+            tasks::update_protection(txn, cluster, ids, until_ms)
+        }
         Command::PutAccountSetting { principal, name, value } => Ok(account_settings::put(txn, principal, name, value)),
-        Command::DeleteAccountSetting { principal, root, name } => account_settings::delete(txn, principal, root, name),
+        Command::DeleteAccountSetting {
+            principal,
+            root,
+            name,
+            fallback,
+        } => account_settings::delete(txn, principal, root, name, fallback.as_deref().unwrap_or("DISABLED")),
         Command::TagResource { target, tags } => update_tags(txn, target, |current| {
             for tag in tags {
                 match current.iter_mut().find(|t| t.key == tag.key) {
@@ -325,6 +357,7 @@ fn apply_command(txn: &mut Txn<'_>, now_ms: u64, command: &Command) -> Result<Ou
         Command::CreateAccessKey(key) => keys::create(txn, key),
         Command::RevokeAccessKey { name } => keys::revoke(txn, name),
         Command::SetClusterId { id } => identity::set_cluster_id(txn, id),
+        Command::SetClusterVersion { version } => identity::set_cluster_version(txn, *version),
         Command::SetIncarnation { node, incarnation } => Ok(identity::set_incarnation(txn, *node, incarnation)),
     }
 }

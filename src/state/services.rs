@@ -13,8 +13,8 @@ use super::{
     Rejection, Space, Txn,
 };
 use crate::model::{
-    ClusterStatus, Deployment, InstanceStatus, Service, ServiceEvent, ServiceSpec, ServiceStatus, Tag,
-    TaskDefinitionStatus, TaskStatus, MAX_SERVICE_EVENTS,
+    CircuitBreaker, ClusterStatus, Deployment, InstanceStatus, Service, ServiceEvent, ServiceSpec, ServiceStatus,
+    StrategyItem, Tag, TaskDefinitionStatus, TaskStatus, MAX_SERVICE_EVENTS,
 };
 
 fn key(cluster: &str, name: &str) -> Vec<u8> {
@@ -46,7 +46,20 @@ pub struct Creation {
     pub tags: Vec<Tag>,
     pub principal: String,
     pub root: String,
+    /// Whether a principal nobody opted in or out gets long ARNs (entries without it: no).
+    #[serde(default)]
+    pub long_by_default: bool,
     pub arn_prefix: String,
+    /// EC2 or FARGATE; empty with a capacity provider strategy (entries without it: EC2).
+    #[serde(default)]
+    pub launch_type: Option<String>,
+    #[serde(default)]
+    pub capacity_provider_strategy: Vec<StrategyItem>,
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Deployments get rollout states (entries without it: none, as before).
+    #[serde(default)]
+    pub rollout_states: bool,
 }
 
 /// What UpdateService asks for; `None` leaves a field as it is.
@@ -62,6 +75,21 @@ pub struct Update {
     pub platform_version: Option<String>,
     pub force_new_deployment: bool,
     pub health_check_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    #[serde(default)]
+    pub capacity_provider_strategy: Option<Vec<StrategyItem>>,
+    /// Other request fields to echo from now on (by their ECS name).
+    #[serde(default)]
+    pub echoed: serde_json::Map<String, serde_json::Value>,
+    /// New placement strategies and constraints (`[]` removes them).
+    #[serde(default)]
+    pub placement_strategy: Option<Vec<crate::model::PlacementStrategy>>,
+    #[serde(default)]
+    pub placement_constraints: Option<Vec<crate::model::PlacementConstraint>>,
+    /// A new deployment gets a rollout state (entries without it: none, as before).
+    #[serde(default)]
+    pub rollout_states: bool,
 }
 
 /// One service of `cluster`, in any status.
@@ -133,7 +161,7 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
     if definition.is_none_or(|d| d.status != TaskDefinitionStatus::Active) {
         return Ok(Outcome::Rejected(Rejection::TaskDefinitionInactive));
     }
-    let long = account_settings::long_arns(txn, &c.principal, &c.root, "serviceLongArnFormat")?;
+    let long = account_settings::long_arns(txn, &c.principal, &c.root, "serviceLongArnFormat", c.long_by_default)?;
     let arn = crate::model::arn::service(&c.arn_prefix, &c.cluster, &c.name, long);
     let desired = if c.daemon {
         active_instances(txn, &c.cluster)?
@@ -149,21 +177,24 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
         desired_count: desired,
         running_count: 0,
         pending_count: 0,
-        launch_type: "EC2".into(),
+        launch_type: match &c.launch_type {
+            Some(l) => l.clone(),
+            None if c.capacity_provider_strategy.is_empty() => "EC2".into(),
+            None => String::new(),
+        },
         scheduling_strategy: if c.daemon { "DAEMON" } else { "REPLICA" }.into(),
         maximum_percent: c.maximum_percent,
         minimum_healthy_percent: c.minimum_healthy_percent,
         deployments: vec![Deployment {
-            id: deployment_id(now_ms),
-            status: "PRIMARY".into(),
-            task_definition_arn: c.task_definition_arn.clone(),
-            desired_count: desired,
-            pending_count: 0,
-            running_count: 0,
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
             network_configuration: c.network_configuration.clone(),
             platform_version: c.platform_version.clone(),
+            ..Deployment::new(
+                deployment_id(now_ms),
+                c.task_definition_arn.clone(),
+                desired,
+                now_ms,
+                c.rollout_states,
+            )
         }],
         events: Vec::new(),
         spec: c.spec.clone(),
@@ -174,6 +205,9 @@ pub(super) fn create(txn: &mut Txn<'_>, now_ms: u64, c: &Creation) -> Result<Out
         tags: c.tags.clone(),
         failed_starts: 0,
         last_failed_start_ms: 0,
+        capacity_provider_strategy: c.capacity_provider_strategy.clone(),
+        circuit_breaker: c.circuit_breaker,
+        last_completed: None,
     };
     cluster.active_services += 1;
     put_cluster(txn, &cluster);
@@ -218,6 +252,25 @@ pub(super) fn update(txn: &mut Txn<'_>, now_ms: u64, u: &Update) -> Result<Outco
     if let Some(desired) = u.desired_count {
         service.desired_count = desired;
     }
+    if let Some(breaker) = u.circuit_breaker {
+        service.circuit_breaker = Some(breaker);
+    }
+    if let Some(strategy) = &u.capacity_provider_strategy {
+        service.capacity_provider_strategy = strategy.clone();
+        // A service launches by its strategy, or by its launch type: never both.
+        if !strategy.is_empty() {
+            service.launch_type = String::new();
+        }
+    }
+    for (key, value) in &u.echoed {
+        service.spec.echoed.insert(key.clone(), value.clone());
+    }
+    if let Some(strategy) = &u.placement_strategy {
+        service.spec.placement_strategy = strategy.clone();
+    }
+    if let Some(constraints) = &u.placement_constraints {
+        service.spec.placement_constraints = constraints.clone();
+    }
     let primary_arn = service
         .deployments
         .first()
@@ -232,45 +285,14 @@ pub(super) fn update(txn: &mut Txn<'_>, now_ms: u64, u: &Update) -> Result<Outco
             != Some(n)
     });
     if new_definition.is_some() || u.force_new_deployment || network_changed {
-        // Creation times of one service's deployments strictly increase, so IDs are unique.
-        let created = service
-            .deployments
-            .iter()
-            .map(|d| d.created_at_ms + 1)
-            .max()
-            .unwrap_or(0)
-            .max(now_ms);
-        let previous = service.deployments.first().cloned();
-        for d in &mut service.deployments {
-            d.status = "ACTIVE".into();
-        }
-        // A deployment with no tasks left is INACTIVE, and dropped from the list.
-        service.deployments.retain(|d| d.pending_count + d.running_count > 0);
         let arn = new_definition.map_or(primary_arn, |(_, _, arn)| arn.clone());
-        service.deployments.insert(
-            0,
-            Deployment {
-                id: deployment_id(created),
-                status: "PRIMARY".into(),
-                task_definition_arn: arn.clone(),
-                desired_count: service.desired_count,
-                pending_count: 0,
-                running_count: 0,
-                created_at_ms: created,
-                updated_at_ms: created,
-                network_configuration: u
-                    .network_configuration
-                    .clone()
-                    .or_else(|| previous.as_ref().and_then(|p| p.network_configuration.clone())),
-                platform_version: u
-                    .platform_version
-                    .clone()
-                    .or_else(|| previous.as_ref().and_then(|p| p.platform_version.clone())),
-            },
-        );
-        service.task_definition_arn = arn;
-        // The throttle starts over with a new deployment.
-        service.failed_starts = 0;
+        let primary = start_deployment(&mut service, now_ms, arn, u.rollout_states);
+        if let Some(network) = &u.network_configuration {
+            primary.network_configuration = Some(network.clone());
+        }
+        if let Some(platform) = &u.platform_version {
+            primary.platform_version = Some(platform.clone());
+        }
     } else if let Some(primary) = service.deployments.first_mut() {
         primary.desired_count = service.desired_count;
         primary.updated_at_ms = now_ms;
@@ -355,6 +377,7 @@ pub(super) fn count_task(
     from: Option<TaskStatus>,
     to: Option<TaskStatus>,
     result: StartResult,
+    failed: bool,
 ) -> Result<(), KvError> {
     let Some(mut service) = get(txn, cluster, name)? else {
         return Ok(());
@@ -378,6 +401,9 @@ pub(super) fn count_task(
         delta(from, -1, &mut d.pending_count, &mut d.running_count);
         delta(to, 1, &mut d.pending_count, &mut d.running_count);
     }
+    if failed && service.status == ServiceStatus::Active {
+        trip_breaker(txn, now_ms, &mut service, deployment)?;
+    }
     // An older deployment with no tasks left is INACTIVE, and dropped from the list.
     service
         .deployments
@@ -392,6 +418,170 @@ pub(super) fn count_task(
     }
     put(txn, &service);
     Ok(())
+}
+
+/// Starts a new PRIMARY deployment of `arn` with the previous primary's network and platform
+/// version: the others become ACTIVE (one with no tasks left is INACTIVE, and dropped), the
+/// service's task definition is `arn`, and the start throttle begins again. Creation times of
+/// one service's deployments strictly increase, so deployment IDs are unique.
+fn start_deployment(service: &mut Service, now_ms: u64, arn: String, rollout: bool) -> &mut Deployment {
+    let created = service
+        .deployments
+        .iter()
+        .map(|d| d.created_at_ms + 1)
+        .max()
+        .unwrap_or(0)
+        .max(now_ms);
+    let previous = service.deployments.first().cloned();
+    for d in &mut service.deployments {
+        d.status = "ACTIVE".into();
+    }
+    service.deployments.retain(|d| d.pending_count + d.running_count > 0);
+    let deployment = Deployment {
+        network_configuration: previous.as_ref().and_then(|p| p.network_configuration.clone()),
+        platform_version: previous.as_ref().and_then(|p| p.platform_version.clone()),
+        ..Deployment::new(
+            deployment_id(created),
+            arn.clone(),
+            service.desired_count,
+            created,
+            rollout,
+        )
+    };
+    service.deployments.insert(0, deployment);
+    service.task_definition_arn = arn;
+    // The throttle starts over with a new deployment.
+    service.failed_starts = 0;
+    &mut service.deployments[0]
+}
+
+/// An event ID made in apply, from what is unique about the event (apply draws no fresh ids).
+fn derived_event_id(what: &str) -> String {
+    let (a, b) = (
+        crate::model::stable_hash(format!("a/{what}").as_bytes()),
+        crate::model::stable_hash(format!("b/{what}").as_bytes()),
+    );
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// One more failed task of `deployment` (it stopped without being asked to). While the PRIMARY
+/// deployment is IN_PROGRESS this counts toward the circuit breaker: at the threshold the
+/// deployment is FAILED (and launches no more tasks) and, with rollback, a new deployment of
+/// the last completed task definition takes over. ECS counts only tasks that never reached
+/// RUNNING or failed health checks; an essential container that exits at once is counted here
+/// too, so a revision whose containers crash on start is caught.
+fn trip_breaker(txn: &mut Txn<'_>, now_ms: u64, service: &mut Service, deployment: &str) -> Result<(), KvError> {
+    let Some(primary) = service.deployments.first_mut().filter(|d| d.id == deployment) else {
+        return Ok(());
+    };
+    if primary.rollout_state.as_deref() != Some("IN_PROGRESS") {
+        return Ok(());
+    }
+    primary.failed_tasks += 1;
+    let Some(breaker) = service.circuit_breaker.filter(|b| b.enable) else {
+        return Ok(());
+    };
+    // A rollback that fails too is not rolled back again: it stays FAILED.
+    let is_rollback = primary.rollback;
+    if primary.failed_tasks < CircuitBreaker::threshold(primary.desired_count) {
+        return Ok(());
+    }
+    primary.rollout_state = Some("FAILED".into());
+    primary.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
+    primary.updated_at_ms = now_ms;
+    let failed_id = primary.id.clone();
+    let name = service.name.clone();
+    let (cluster, service_name) = (service.cluster.clone(), service.name.clone());
+    let message = format!("(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start.");
+    push_event(
+        txn,
+        &cluster,
+        &service_name,
+        &derived_event_id(&format!("{failed_id}/failed")),
+        now_ms,
+        message,
+        false,
+    )?;
+    let Some((completed_id, arn)) = service
+        .last_completed
+        .clone()
+        .filter(|_| breaker.rollback && !is_rollback)
+    else {
+        return Ok(());
+    };
+    // The task definition to return to, unless it is being deleted.
+    let family = arn
+        .rsplit_once(':')
+        .map(|(f, _)| f.rsplit('/').next().unwrap_or_default().to_string());
+    let usable = match (family, crate::model::arn::task_definition_revision(&arn)) {
+        (Some(family), Some(revision)) => super::task_definitions::get(txn, &family, revision)?
+            .is_some_and(|d| d.status != TaskDefinitionStatus::DeleteInProgress),
+        _ => false,
+    };
+    if !usable {
+        return Ok(());
+    }
+    let rollback = start_deployment(service, now_ms, arn, true);
+    rollback.rollout_state_reason = Some(format!(
+        "ECS deployment circuit breaker: rolling back to deploymentId {completed_id}."
+    ));
+    rollback.rollback = true;
+    let message = format!("(service {name}) rolling back to deployment {completed_id}.");
+    push_event(
+        txn,
+        &cluster,
+        &service_name,
+        &derived_event_id(&format!("{failed_id}/rollback")),
+        now_ms,
+        message,
+        false,
+    )
+}
+
+/// The scheduler found the service steady on its PRIMARY `deployment`: COMPLETED, and the
+/// deployment a rollback returns to.
+pub(super) fn complete_deployment(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    cluster: &str,
+    name: &str,
+    deployment: &str,
+) -> Result<Outcome, KvError> {
+    let Some(mut service) = get(txn, cluster, name)?.filter(|s| s.status == ServiceStatus::Active) else {
+        return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+    };
+    let Some(primary) = service.deployments.first_mut().filter(|d| d.id == deployment) else {
+        return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
+    };
+    // Still steady at this point of the log: the only deployment, all of its tasks RUNNING.
+    let steady = primary.running_count == primary.desired_count && primary.pending_count == 0;
+    if primary.rollout_state.as_deref() != Some("IN_PROGRESS") || service.deployments.len() != 1 || !steady {
+        return Ok(Outcome::Done);
+    }
+    let primary = &mut service.deployments[0];
+    primary.rollout_state = Some("COMPLETED".into());
+    primary.rollout_state_reason = Some(format!("ECS deployment {deployment} completed."));
+    primary.updated_at_ms = now_ms;
+    service.last_completed = Some((deployment.to_string(), primary.task_definition_arn.clone()));
+    let message = format!("(service {name}) (deployment {deployment}) deployment completed.");
+    push_event(
+        txn,
+        cluster,
+        name,
+        &derived_event_id(&format!("{deployment}/completed")),
+        now_ms,
+        message,
+        false,
+    )?;
+    put(txn, &service);
+    Ok(Outcome::Done)
 }
 
 /// Applies `change` to the tags of a service that is not INACTIVE.

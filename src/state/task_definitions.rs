@@ -65,6 +65,23 @@ pub(super) fn deregister(txn: &mut Txn<'_>, now_ms: u64, family: &str, revision:
     Ok(Outcome::TaskDefinition(definition))
 }
 
+/// DeleteTaskDefinitions of one revision: it must be INACTIVE first; then DELETE_IN_PROGRESS
+/// (its tasks keep running; nothing new uses it; the family's revision counter is kept).
+pub(super) fn delete(txn: &mut Txn<'_>, family: &str, revision: u32) -> Result<Outcome, KvError> {
+    let Some(mut definition) = get(txn, family, revision)? else {
+        return Ok(Outcome::Rejected(Rejection::TaskDefinitionNotFound));
+    };
+    match definition.status {
+        TaskDefinitionStatus::Active => Ok(Outcome::Rejected(Rejection::TaskDefinitionStillActive)),
+        TaskDefinitionStatus::DeleteInProgress => Ok(Outcome::TaskDefinition(definition)),
+        TaskDefinitionStatus::Inactive => {
+            definition.status = TaskDefinitionStatus::DeleteInProgress;
+            txn.put(Space::Data, revision_key(family, revision), encode(&definition));
+            Ok(Outcome::TaskDefinition(definition))
+        }
+    }
+}
+
 pub(super) fn update_tags(
     txn: &mut Txn<'_>,
     family: &str,

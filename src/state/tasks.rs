@@ -13,8 +13,8 @@ use super::{
     KvError, KvRead, Outcome, Rejection, Space, Txn,
 };
 use crate::model::{
-    arn, Attribute, ClusterStatus, NetworkBinding, Reservation, ServiceStatus, Tag, Task, TaskContainer,
-    TaskDefinitionStatus, TaskStatus,
+    arn, Attribute, AwsVpc, ClusterStatus, NetworkBinding, Reservation, ServiceStatus, Tag, Task, TaskContainer,
+    TaskDefinitionStatus, TaskEni, TaskStatus,
 };
 
 pub(super) fn key(cluster: &str, id: &str) -> Vec<u8> {
@@ -84,6 +84,9 @@ pub struct Launch {
     pub service: Option<(String, String)>,
     pub principal: String,
     pub root: String,
+    /// Whether a principal nobody opted in or out gets long ARNs (entries without it: no).
+    #[serde(default)]
+    pub long_by_default: bool,
     /// `arn:aws:ecs:REGION:ACCOUNT:`.
     pub arn_prefix: String,
     pub tasks: Vec<NewTask>,
@@ -92,6 +95,33 @@ pub struct Launch {
     /// For a service's launch: the ID of the event that names the started tasks.
     #[serde(default)]
     pub event_id: Option<String>,
+    /// How the tasks launch: EC2 or FARGATE, the capacity provider, the platform version and an
+    /// awsvpc network (entries without it: EC2, bridge or host networking).
+    #[serde(default)]
+    pub kind: LaunchKind,
+}
+
+/// How a launch's tasks run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchKind {
+    /// `FARGATE`, or `None` for EC2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<String>,
+    /// The capacity provider the tasks launch with (FARGATE or FARGATE_SPOT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider: Option<String>,
+    /// Fargate's platform version, resolved (`1.4.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    /// The awsvpc network: each task gets an ENI attachment with its own address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awsvpc: Option<AwsVpc>,
+}
+
+impl LaunchKind {
+    pub fn is_fargate(&self) -> bool {
+        self.launch_type.as_deref() == Some("FARGATE")
+    }
 }
 
 /// A container's change, as the agent reports it.
@@ -325,6 +355,45 @@ fn indexed(kv: &dyn KvRead, cluster: &str, index: &str, owner: &str) -> Result<V
     Ok(out)
 }
 
+/// The key of the next task address block (`model::task_address`), shared by every cluster:
+/// tasks of two clusters may run on one host.
+const NEXT_ADDRESS_KEY: &[u8] = b"netnext";
+
+/// An awsvpc task's network interface: its identifiers derive from the task's fresh UUID, its
+/// address is the next block.
+fn new_eni(txn: &mut Txn<'_>, task_uuid: &str, vpc: &AwsVpc) -> Result<TaskEni, KvError> {
+    let next = txn
+        .get(Space::Data, NEXT_ADDRESS_KEY)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes);
+    txn.put(
+        Space::Data,
+        NEXT_ADDRESS_KEY.to_vec(),
+        (next + 1).to_be_bytes().to_vec(),
+    );
+    let (ip, _) = crate::model::task_address(next);
+    let h = |what: &str| crate::model::stable_hash(format!("{what}/{task_uuid}").as_bytes());
+    let (eni, a, b) = (h("eni"), h("attachment-a"), h("attachment-b"));
+    let mac = eni.to_be_bytes();
+    Ok(TaskEni {
+        attachment_id: format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        ),
+        eni_id: format!("eni-{eni:017x}"),
+        mac_address: format!(
+            "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            mac[3], mac[4], mac[5], mac[6], mac[7]
+        ),
+        subnet_id: vpc.subnets.first().cloned().unwrap_or_default(),
+        private_ipv4: ip.to_string(),
+    })
+}
+
 pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outcome, KvError> {
     let Some(mut cluster) = get_cluster(txn, &l.cluster)?.filter(|c| c.status == ClusterStatus::Active) else {
         return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
@@ -349,7 +418,9 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
         let Some(service) = services::get(txn, &l.cluster, name)?.filter(|s| s.status == ServiceStatus::Active) else {
             return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
         };
-        if service.deployments.first().map(|d| d.id.as_str()) != Some(deployment.as_str()) {
+        let primary = service.deployments.first();
+        // Only the PRIMARY deployment launches, and not once the circuit breaker failed it.
+        if primary.is_none_or(|d| d.id != *deployment || d.is_failed()) {
             return Ok(Outcome::Rejected(Rejection::ServiceNotActive));
         }
         // A DAEMON service's limit is per instance (one task each: the launch asks for
@@ -359,7 +430,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
             room = service.max_total().saturating_sub(live);
         }
     }
-    let long = account_settings::long_arns(txn, &l.principal, &l.root, "taskLongArnFormat")?;
+    let long = account_settings::long_arns(txn, &l.principal, &l.root, "taskLongArnFormat", l.long_by_default)?;
     let mut tasks = Vec::new();
     let mut failures = l.failures.clone();
     for new in &l.tasks {
@@ -444,7 +515,14 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
             stop_code: None,
             version: 1,
             tags: l.tags.clone(),
-            launch_type: "EC2".to_string(),
+            launch_type: l.kind.launch_type.clone().unwrap_or_else(|| "EC2".to_string()),
+            capacity_provider_name: l.kind.capacity_provider.clone(),
+            platform_version: l.kind.platform_version.clone(),
+            eni: match &l.kind.awsvpc {
+                Some(vpc) => Some(new_eni(txn, &new.uuid, vpc)?),
+                None => None,
+            },
+            protected_until_ms: None,
         };
         if let Some((service, deployment)) = &l.service {
             services::count_task(
@@ -456,6 +534,7 @@ pub(super) fn launch(txn: &mut Txn<'_>, now_ms: u64, l: &Launch) -> Result<Outco
                 None,
                 Some(TaskStatus::Pending),
                 StartResult::Neither,
+                false,
             )?;
         }
         put(txn, &task)?;
@@ -654,6 +733,13 @@ fn transition(
             TaskStatus::Stopped if task.stop_code.as_deref() == Some("TaskFailedToStart") => StartResult::Failed,
             _ => StartResult::Neither,
         };
+        // It stopped without being asked to, or failed its health checks: the circuit
+        // breaker counts it.
+        let failed = status == TaskStatus::Stopped
+            && (matches!(
+                task.stop_code.as_deref(),
+                Some("TaskFailedToStart" | "EssentialContainerExited")
+            ) || task.reported_unhealthy());
         services::count_task(
             txn,
             now_ms,
@@ -663,6 +749,7 @@ fn transition(
             Some(from),
             Some(status),
             result,
+            failed,
         )?;
     }
     Ok(())
@@ -857,4 +944,31 @@ pub(super) fn update_tags(
     }
     put(txn, &task)?;
     Ok(Outcome::Tags(task.tags))
+}
+
+/// UpdateTaskProtection: each task of `ids` that is a service's and not STOPPED is protected
+/// until `until_ms` (or unprotected); the rest are failures (`MISSING`, `TASK_NOT_VALID`).
+pub(super) fn update_protection(
+    txn: &mut Txn<'_>,
+    cluster: &str,
+    ids: &[String],
+    until_ms: Option<u64>,
+) -> Result<Outcome, KvError> {
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for id in ids {
+        match get(txn, cluster, id)? {
+            None => failures.push((id.clone(), "MISSING".to_string())),
+            Some(task) if task.service.is_none() || task.last_status == TaskStatus::Stopped => {
+                failures.push((task.arn.clone(), "TASK_NOT_VALID".to_string()))
+            }
+            Some(mut task) => {
+                task.protected_until_ms = until_ms;
+                task.version += 1;
+                put(txn, &task)?;
+                tasks.push(task);
+            }
+        }
+    }
+    Ok(Outcome::Tasks { tasks, failures })
 }

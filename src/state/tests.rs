@@ -38,6 +38,7 @@ fn create(id: &str, name: &str) -> Proposal {
             name: name.into(),
             arn: format!("arn/{name}"),
             tags: vec![],
+            options: Default::default(),
         },
     )
 }
@@ -70,6 +71,7 @@ fn create_is_idempotent_and_delete_marks_inactive() {
             name: "a".into(),
             arn: "arn/a".into(),
             tags: vec![],
+            options: Default::default(),
         },
     )]));
     assert!(matches!(&out[0], Outcome::Cluster(c) if c.status == ClusterStatus::Active && c.created_at_ms == 3000));
@@ -492,7 +494,12 @@ proptest::proptest! {
                 let command = if delete && !names.contains(&name) {
                     Command::DeleteCluster { name }
                 } else {
-                    Command::CreateCluster { name: format!("{name}-new"), arn: String::new(), tags: vec![] }
+                    Command::CreateCluster {
+                        name: format!("{name}-new"),
+                        arn: String::new(),
+                        tags: vec![],
+                        options: Default::default(),
+                    }
                 };
                 kv.apply(Batch(vec![proposal(&format!("w{i}"), 1000, command)]));
             }
@@ -529,7 +536,12 @@ fn service_creation(ts: u64) -> Proposal {
             tags: vec![],
             principal: "p".into(),
             root: "p".into(),
+            long_by_default: false,
             arn_prefix: "arn:".into(),
+            launch_type: None,
+            capacity_provider_strategy: vec![],
+            circuit_breaker: None,
+            rollout_states: false,
         })),
     )
 }
@@ -632,10 +644,12 @@ fn a_launch_whose_constraint_does_not_parse_is_refused_whole_not_placed_anywhere
         service: None,
         principal: "p".into(),
         root: "p".into(),
+        long_by_default: false,
         arn_prefix: "arn:aws:ecs:r:1:".into(),
         tasks: vec![],
         failures: vec![],
         event_id: None,
+        kind: Default::default(),
     };
     // Written by a proposer of an earlier version, which dropped what did not parse.
     let deep = format!("{}agentConnected == true{}", "(".repeat(40), ")".repeat(40));

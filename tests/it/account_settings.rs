@@ -9,23 +9,39 @@ const USER: &str = "arn:aws:iam::000000000000:user/alice";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_settings_inherit_from_the_root_user() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    let cluster = TestCluster::start(3, |c| c.long_arns_by_default = false).await;
     cluster.leader().await;
 
-    tracing::info!("--- nothing set: no explicit settings, every effective one is DISABLED");
+    tracing::info!(
+        "--- with the 2018 default (long_arns_by_default = false): nothing set, every effective one is disabled"
+    );
     let (status, body) = cluster.ecs(1, "ListAccountSettings", json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["settings"], json!([]));
-    let (_, body) = cluster
+    // Eleven settings: a page of ten, then the last.
+    let (_, first) = cluster
         .ecs(2, "ListAccountSettings", json!({"effectiveSettings": true}))
         .await;
-    let values: Vec<&str> = body["settings"]
-        .as_array()
-        .unwrap()
+    let token = first["nextToken"].as_str().expect("a second page").to_string();
+    let (_, second) = cluster
+        .ecs(
+            3,
+            "ListAccountSettings",
+            json!({"effectiveSettings": true, "nextToken": token}),
+        )
+        .await;
+    let pages = [
+        first["settings"].as_array().unwrap(),
+        second["settings"].as_array().unwrap(),
+    ];
+    assert_eq!((pages[0].len(), pages[1].len()), (10, 1));
+    let values: Vec<&str> = pages
         .iter()
+        .flat_map(|p| p.iter())
+        .filter(|s| s["name"].as_str().unwrap().ends_with("LongArnFormat"))
         .map(|s| s["value"].as_str().unwrap())
         .collect();
-    assert_eq!(values, vec!["DISABLED"; 3]);
+    assert_eq!(values, vec!["disabled"; 3]);
 
     tracing::info!("--- the root user's value is every principal's default; a principal's own value wins");
     let (status, body) = cluster
@@ -38,12 +54,12 @@ async fn account_settings_inherit_from_the_root_user() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["setting"],
-        json!({"name": "taskLongArnFormat", "value": "ENABLED", "principalArn": ROOT})
+        json!({"name": "taskLongArnFormat", "value": "ENABLED", "principalArn": ROOT, "type": "user"})
     );
     let effective = json!({"effectiveSettings": true, "name": "taskLongArnFormat", "principalArn": USER});
     let (_, body) = cluster.ecs(1, "ListAccountSettings", effective.clone()).await;
     assert_eq!(body["settings"][0]["value"], "ENABLED");
-    let put = json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": USER});
+    let put = json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": USER, "type": "user"});
     let (status, _) = cluster.ecs(2, "PutAccountSetting", put).await;
     assert_eq!(status, 200);
     let (_, body) = cluster.ecs(3, "ListAccountSettings", effective.clone()).await;
@@ -74,6 +90,7 @@ async fn account_settings_inherit_from_the_root_user() {
         .await;
     assert_eq!(status, 200);
     let (_, body) = cluster.ecs(1, "ListAccountSettings", json!({"maxResults": 1})).await;
+    // Explicit settings only: the root user set two.
     assert_eq!(body["settings"][0]["name"], "serviceLongArnFormat");
     let token = body["nextToken"].as_str().unwrap().to_string();
     let (_, body) = cluster
@@ -132,11 +149,13 @@ fn settings_of(body: &serde_json::Value, principal: &str) -> std::collections::B
         .as_array()
         .unwrap_or_else(|| panic!("no settings: {body}"))
         .iter()
+        .filter(|s| s["name"].as_str().unwrap().ends_with("LongArnFormat"))
         .map(|s| {
             assert_eq!(s["principalArn"], principal, "{body}");
             (
                 s["name"].as_str().unwrap().to_string(),
-                s["value"].as_str().unwrap().to_string(),
+                // Values are echoed as sent; nobody's value is the default's lower case.
+                s["value"].as_str().unwrap().to_ascii_uppercase(),
             )
         })
         .collect()
@@ -148,7 +167,7 @@ fn map(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_elses_default() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    let cluster = TestCluster::start(3, |c| c.long_arns_by_default = false).await;
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "acct"})).await;
     let containers = json!([{"name": "web", "image": "nginx", "memory": 64}]);
@@ -177,17 +196,26 @@ async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_el
             settings_of(&body, principal)
         }
     };
+    // The three long-ARN settings (of eleven: more than a page), one request each.
     let effective = |principal: &'static str| {
         let cluster = &cluster;
         async move {
-            let body = cluster
-                .ok(
-                    2,
-                    "ListAccountSettings",
-                    json!({"principalArn": principal, "effectiveSettings": true}),
-                )
-                .await;
-            settings_of(&body, principal)
+            let mut all = std::collections::BTreeMap::new();
+            for name in [
+                "containerInstanceLongArnFormat",
+                "serviceLongArnFormat",
+                "taskLongArnFormat",
+            ] {
+                let body = cluster
+                    .ok(
+                        2,
+                        "ListAccountSettings",
+                        json!({"principalArn": principal, "effectiveSettings": true, "name": name}),
+                    )
+                    .await;
+                all.extend(settings_of(&body, principal));
+            }
+            all
         }
     };
     let all = |service: &str, task: &str| {
@@ -203,12 +231,12 @@ async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_el
         .ok(
             2,
             "PutAccountSetting",
-            json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER}),
+            json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER, "type": "user"}),
         )
         .await;
     assert_eq!(
         reply["setting"],
-        json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER})
+        json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER, "type": "user"})
     );
     assert_eq!(explicit(USER).await, map(&[("serviceLongArnFormat", "ENABLED")]));
     assert_eq!(effective(USER).await, all("ENABLED", "DISABLED"));
@@ -228,7 +256,7 @@ async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_el
         .ok(
             3,
             "PutAccountSetting",
-            json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": ROOT}),
+            json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": ROOT, "type": "user"}),
         )
         .await;
     assert_eq!(reply["setting"]["principalArn"], ROOT);
@@ -256,14 +284,14 @@ async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_el
         .ok(
             2,
             "PutAccountSetting",
-            json!({"name": "serviceLongArnFormat", "value": "DISABLED", "principalArn": USER}),
+            json!({"name": "serviceLongArnFormat", "value": "DISABLED", "principalArn": USER, "type": "user"}),
         )
         .await;
     cluster
         .ok(
             3,
             "PutAccountSetting",
-            json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": BOB}),
+            json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": BOB, "type": "user"}),
         )
         .await;
     assert_eq!(effective(USER).await, all("DISABLED", "ENABLED"));
@@ -290,7 +318,7 @@ async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_el
         .await;
     assert_eq!(
         reply["setting"],
-        json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER})
+        json!({"name": "serviceLongArnFormat", "value": "ENABLED", "principalArn": USER, "type": "user"})
     );
     assert_eq!(explicit(USER).await, map(&[]));
     assert_eq!(effective(USER).await, all("ENABLED", "ENABLED"));
@@ -303,20 +331,20 @@ async fn a_principals_own_setting_is_its_alone_and_the_root_users_is_everyone_el
         .await;
     assert_eq!(
         reply["setting"],
-        json!({"name": "serviceLongArnFormat", "value": "DISABLED", "principalArn": ROOT})
+        json!({"name": "serviceLongArnFormat", "value": "disabled", "principalArn": ROOT, "type": "user"})
     );
     cluster
         .ok(
             3,
             "PutAccountSetting",
-            json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": ROOT}),
+            json!({"name": "taskLongArnFormat", "value": "DISABLED", "principalArn": ROOT, "type": "user"}),
         )
         .await;
     cluster
         .ok(
             1,
             "PutAccountSetting",
-            json!({"name": "taskLongArnFormat", "value": "ENABLED", "principalArn": BOB}),
+            json!({"name": "taskLongArnFormat", "value": "ENABLED", "principalArn": BOB, "type": "user"}),
         )
         .await;
     assert_eq!(effective(USER).await, all("DISABLED", "DISABLED"));

@@ -15,7 +15,8 @@ fn names(body: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attributes_are_set_listed_limited_and_deleted() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    // The 2018 API's short ARNs (`long_arns_by_default = false`), which take no tags.
+    let cluster = TestCluster::start(3, |c| c.long_arns_by_default = false).await;
     cluster.leader().await;
     let (status, _) = cluster.ecs(1, "CreateCluster", json!({})).await;
     assert_eq!(status, 200);

@@ -22,7 +22,8 @@ fn registration(instance_id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_instances_register_drain_and_deregister() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    // The 2018 API's short ARNs (`long_arns_by_default = false`): the IDs are UUIDs.
+    let cluster = TestCluster::start(3, |c| c.long_arns_by_default = false).await;
     cluster.leader().await;
 
     tracing::info!("--- registering needs the cluster");
@@ -233,7 +234,8 @@ async fn update_container_agent_follows_the_reference_errors() {
         req
     };
     let mut arns = Vec::new();
-    for version in [Some("0.0.9"), None, Some("1.24.0")] {
+    // An agent of Amazon's (1.x) is older than the latest (`2.` and this build's version).
+    for version in [Some("1.24.0"), None, Some("9.0.0")] {
         let (_, body) = cluster.ecs(1, "RegisterContainerInstance", register(version)).await;
         arns.push(
             body["containerInstance"]["containerInstanceArn"]

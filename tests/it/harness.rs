@@ -82,7 +82,22 @@ impl TestCluster {
     pub async fn start_with_tasks(n: u64, tune: impl Fn(&mut NodeConfig), tasks: TaskFactory) -> TestCluster {
         let mut cluster = Self::prepare(n, tune, tasks);
         cluster.boot().await;
+        cluster.wait_cluster_version().await;
         cluster
+    }
+
+    /// Waits until every node has applied the cluster version of this build: the leader raises
+    /// it once every member has reported its feature level (within a few seconds of a start),
+    /// and until then requests keep the earlier behaviour.
+    pub async fn wait_cluster_version(&self) {
+        let level = ecsd::state::identity::FEATURE_LEVEL;
+        wait_for("the cluster version is raised", Duration::from_secs(60), || async {
+            self.nodes
+                .values()
+                .all(|n| ecsd::state::identity::cluster_version(n.raft.handle().view()).unwrap_or(1) >= level)
+                .then_some(())
+        })
+        .await;
     }
 
     /// `n` voters' configs and sockets, not started yet ([`TestCluster::boot`]): a test can

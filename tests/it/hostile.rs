@@ -612,7 +612,7 @@ async fn a_refused_request_leaves_its_connection_usable() {
     let list = raw_request("AmazonEC2ContainerServiceV20141113.ListClusters", b"{}");
     let refused: [(&str, Vec<u8>, u16, &str); 3] = [
         (
-            "AmazonEC2ContainerServiceV20141113.CreateCapacityProvider",
+            "AmazonEC2ContainerServiceV20141113.CreateTaskSet",
             b"{\"name\":\"x\"}".to_vec(),
             400,
             "InvalidAction",

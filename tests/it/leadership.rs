@@ -181,6 +181,7 @@ impl LeaderTask for Decider {
                     arn: format!("arn:aws:ecs:us-east-1:000000000000:cluster/{name}"),
                     name,
                     tags: Vec::new(),
+                    options: Default::default(),
                 };
                 tokio::select! {
                     _ = ctx.cancel.cancelled() => break,
@@ -272,6 +273,7 @@ async fn a_cut_off_leader_stops_its_loops_and_its_decisions_never_apply() {
                 name: "stale".into(),
                 arn: "arn:aws:ecs:us-east-1:000000000000:cluster/stale".into(),
                 tags: Vec::new(),
+                options: Default::default(),
             };
             decide(&ctx, command).await
         })

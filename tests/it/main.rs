@@ -16,6 +16,7 @@ mod hostile;
 mod leadership;
 mod malformed;
 mod membership;
+mod modern;
 mod page_tokens;
 mod processes;
 mod racing;

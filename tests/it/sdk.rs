@@ -144,14 +144,15 @@ async fn aws_sdk_for_rust_drives_instances_attributes_settings_and_tags() {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.setting().unwrap().value(), Some("ENABLED"));
+    assert_eq!(put.setting().unwrap().value(), Some("enabled"), "echoed as sent");
     let listed = ecs
         .list_account_settings()
         .effective_settings(true)
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.settings().len(), 3);
+    // A page of ten (ListAccountSettings' most) of today's eleven settings.
+    assert_eq!(listed.settings().len(), 10);
     ecs.delete_account_setting()
         .name(SettingName::TaskLongArnFormat)
         .send()

@@ -81,7 +81,8 @@ async fn wait_daemon(cluster: &TestCluster, on: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_created_updated_and_deleted() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    // The 2018 API's short ARNs (`long_arns_by_default = false`), as the reference shows them.
+    let cluster = TestCluster::start(3, |c| c.long_arns_by_default = false).await;
     cluster.leader().await;
     cluster.ok(1, "CreateCluster", json!({"clusterName": "sc"})).await;
     cluster.ok(2, "RegisterTaskDefinition", definition("web")).await;
@@ -122,12 +123,12 @@ async fn services_are_created_updated_and_deleted() {
             with(json!({"healthCheckGracePeriodSeconds": 30})),
             "only valid for services configured to use load balancers",
         ),
-        (with(json!({"clientToken": "x".repeat(33)})), "clientToken"),
+        (with(json!({"clientToken": "x".repeat(37)})), "clientToken"),
         (
             with(json!({"placementStrategy": [{"type": "spread"}]})),
             "placementStrategy[0]",
         ),
-        (with(json!({"launchType": "FARGATE"})), "launchType"),
+        (with(json!({"launchType": "FARGATE"})), "launch_type FARGATE"),
     ] {
         cluster
             .err(1, "CreateService", body, "InvalidParameterException", text)
@@ -172,7 +173,8 @@ async fn services_are_created_updated_and_deleted() {
     );
     assert_eq!(
         s["deploymentConfiguration"],
-        json!({"maximumPercent": 200, "minimumHealthyPercent": 100})
+        json!({"maximumPercent": 200, "minimumHealthyPercent": 100,
+               "deploymentCircuitBreaker": {"enable": false, "rollback": false}})
     );
     assert_eq!(s["schedulingStrategy"], "REPLICA");
     assert_eq!(s["launchType"], "EC2");
@@ -467,7 +469,8 @@ async fn services_are_created_updated_and_deleted() {
     assert_eq!(d["service"]["schedulingStrategy"], "DAEMON");
     assert_eq!(
         d["service"]["deploymentConfiguration"],
-        json!({"maximumPercent": 100, "minimumHealthyPercent": 0})
+        json!({"maximumPercent": 100, "minimumHealthyPercent": 0,
+               "deploymentCircuitBreaker": {"enable": false, "rollback": false}})
     );
     assert_eq!(d["service"]["desiredCount"], 0, "no instances yet");
     cluster

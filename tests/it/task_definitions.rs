@@ -182,8 +182,8 @@ async fn task_definition_errors_name_the_problem() {
         (with(json!({"cpu": "64"})), "InvalidParameterException", "cpu"),
         (
             with(json!({"requiresCompatibilities": ["FARGATE"]})),
-            "InvalidParameterException",
-            "FARGATE",
+            "ClientException",
+            "Fargate only supports network mode 'awsvpc'",
         ),
         (
             with(json!({"placementConstraints": [{"type": "distinctInstance"}]})),

@@ -41,7 +41,8 @@ fn web_definition() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_are_placed_reported_and_stopped() {
-    let cluster = TestCluster::start(3, |_| {}).await;
+    // The 2018 API's short ARNs (`long_arns_by_default = false`), which take no tags.
+    let cluster = TestCluster::start(3, |c| c.long_arns_by_default = false).await;
     cluster.leader().await;
 
     tracing::info!("--- preconditions: cluster, task definition, instances");
@@ -87,7 +88,7 @@ async fn tasks_are_placed_reported_and_stopped() {
         ),
         (
             json!({"cluster": "tc", "taskDefinition": "web", "launchType": "FARGATE"}),
-            "launchType",
+            "launch_type FARGATE",
         ),
         (
             json!({"cluster": "tc", "taskDefinition": "web", "placementStrategy": [{"type": "binpack", "field": "disk"}]}),
@@ -164,7 +165,7 @@ async fn tasks_are_placed_reported_and_stopped() {
     assert_eq!(
         task_arn.rsplit('/').next().unwrap().len(),
         36,
-        "short task ARN by default: {task_arn}"
+        "a short task ARN with the 2018 default: {task_arn}"
     );
     let described = cluster
         .ok(
