@@ -127,11 +127,23 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances, now_ms: u6
         .collect();
     let in_flight = mine.len();
     let meant_to_run = |t: &&Task| t.desired_status == TaskStatus::Running;
+    // Within `healthCheckGracePeriodSeconds` of its start, a task's health checks are ignored.
+    let grace_ms = service
+        .spec
+        .echoed
+        .get("healthCheckGracePeriodSeconds")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    let unhealthy =
+        |t: &Task| t.reported_unhealthy() && t.started_at_ms.is_none_or(|at| now_ms >= at.saturating_add(grace_ms));
+    let healthy =
+        |t: &Task| t.last_status == TaskStatus::Running && t.desired_status == TaskStatus::Running && !unhealthy(t);
     // Tasks that stay: the PRIMARY's, on an ACTIVE instance, not reported unhealthy.
     let stays = |t: &Task| {
         t.deployment_id.as_deref() == Some(&primary.id)
             && instances.active.contains(&t.container_instance_id)
-            && !t.reported_unhealthy()
+            && !unhealthy(t)
     };
     let staying: Vec<&Task> = mine.iter().copied().filter(meant_to_run).filter(|t| stays(t)).collect();
     let leaving: Vec<&Task> = mine
@@ -149,15 +161,15 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances, now_ms: u6
     };
 
     // Leaving tasks: the unhealthy ones go at once, healthy ones only above the minimum.
-    for t in leaving.iter().filter(|t| !t.is_healthy()) {
+    for t in leaving.iter().filter(|t| !healthy(t)) {
         out.stop.push((t.id.clone(), reason.clone()));
     }
-    let healthy_total = mine.iter().filter(|t| t.is_healthy()).count();
+    let healthy_total = mine.iter().filter(|t| healthy(t)).count();
     let mut may_stop = healthy_total.saturating_sub(min_healthy);
     let leaving_healthy: Vec<&Task> = leaving
         .iter()
         .copied()
-        .filter(|t| t.is_healthy() && !protected(t, now_ms))
+        .filter(|t| healthy(t) && !protected(t, now_ms))
         .collect();
     for t in by_crowding(&leaving_healthy, &mine, instances) {
         if may_stop == 0 {
@@ -181,14 +193,14 @@ pub fn plan(service: &Service, tasks: &[Task], instances: &Instances, now_ms: u6
         }
     }
 
-    let staying_healthy = staying.iter().filter(|t| t.is_healthy()).count();
+    let staying_healthy = staying.iter().filter(|t| healthy(t)).count();
     out.steady = staying_healthy == desired && in_flight == desired && leaving.is_empty();
     // Stuck: not finished, nothing to start or stop, and nothing on its way either.
     out.stuck = !out.steady
         && out.start == 0
         && out.stop.is_empty()
         && (!leaving.is_empty() || staying.len() < desired)
-        && mine.iter().all(|t| t.is_healthy());
+        && mine.iter().all(|t| healthy(t));
     out
 }
 
@@ -745,5 +757,36 @@ mod tests {
         old[0].protected_until_ms = Some(100);
         let p = super::plan(&s, &old, &inst(), 50);
         assert_eq!(ids(&p.stop), vec!["o1"]);
+    }
+
+    #[test]
+    fn container_health_checks_are_ignored_within_the_grace_period() {
+        let mut s = service(1, 100, 200);
+        s.deployments.truncate(1);
+        let mut t = task("n0", "new", "i0", TaskStatus::Running, TaskStatus::Running);
+        t.started_at_ms = Some(1_000);
+        t.containers.push(crate::model::TaskContainer {
+            name: "c".into(),
+            arn: "arn:c".into(),
+            last_status: TaskStatus::Running,
+            exit_code: None,
+            reason: None,
+            network_bindings: vec![],
+            runtime_id: None,
+            health_status: Some("UNHEALTHY".into()),
+            cpu: None,
+            memory: None,
+            memory_reservation: None,
+            essential: true,
+        });
+        let tasks = vec![t];
+        // No grace: the unhealthy task is replaced.
+        assert_eq!(super::plan(&s, &tasks, &inst(), 5_000).start, 1);
+        s.spec
+            .echoed
+            .insert("healthCheckGracePeriodSeconds".into(), serde_json::json!(10));
+        let p = super::plan(&s, &tasks, &inst(), 5_000);
+        assert!(p.start == 0 && p.steady, "within 10 s of its start: {p:?}");
+        assert_eq!(super::plan(&s, &tasks, &inst(), 11_000).start, 1, "after it");
     }
 }

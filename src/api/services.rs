@@ -146,15 +146,14 @@ pub struct ServiceRequest {
     namespace: Option<String>,
 }
 
-/// `healthCheckGracePeriodSeconds`: 0 to [`MAX_GRACE_SECONDS`], and only with a load balancer.
-fn check_grace(value: Option<i64>, has_load_balancer: bool) -> Result<(), ApiError> {
+/// `healthCheckGracePeriodSeconds`: 0 to [`MAX_GRACE_SECONDS`]. Today's ECS takes it with or
+/// without a load balancer: the scheduler ignores container health checks for that long after a
+/// task started (the 2018 API allowed it only with a load balancer).
+fn check_grace(value: Option<i64>) -> Result<(), ApiError> {
     match value {
         Some(g) if !(0..=MAX_GRACE_SECONDS).contains(&g) => Err(invalid(format!(
             "healthCheckGracePeriodSeconds: must be between 0 and {MAX_GRACE_SECONDS}"
         ))),
-        Some(_) if !has_load_balancer => Err(invalid(
-            "Health check grace period is only valid for services configured to use load balancers",
-        )),
         _ => Ok(()),
     }
 }
@@ -336,7 +335,7 @@ pub async fn create_service(ctx: &Ctx<'_>, mut req: ServiceRequest) -> Result<Va
     if load_balancers.len() > 1 {
         return Err(invalid("loadBalancers: a service can have at most one load balancer"));
     }
-    check_grace(req.health_check_grace_period_seconds, !load_balancers.is_empty())?;
+    check_grace(req.health_check_grace_period_seconds)?;
     check_controller(req.deployment_controller.as_ref())?;
     check_rebalancing(req.availability_zone_rebalancing.as_deref())?;
     let circuit_breaker = config
@@ -583,13 +582,7 @@ pub async fn update_service(ctx: &Ctx<'_>, mut req: ServiceRequest) -> Result<Va
         return Err(invalid(format!("desiredCount: must be at most {MAX_INTEGER}")));
     }
     check_network(req.network_configuration.as_ref())?;
-    if let Some(g) = req.health_check_grace_period_seconds {
-        if !(0..=MAX_GRACE_SECONDS).contains(&g) {
-            return Err(invalid(format!(
-                "healthCheckGracePeriodSeconds: must be between 0 and {MAX_GRACE_SECONDS}"
-            )));
-        }
-    }
+    check_grace(req.health_check_grace_period_seconds)?;
     let view = ctx.read_view().await?;
     if state::get_cluster(view, &cluster)?
         .filter(|c| c.status == crate::model::ClusterStatus::Active)
@@ -647,18 +640,6 @@ pub async fn update_service(ctx: &Ctx<'_>, mut req: ServiceRequest) -> Result<Va
         ctx.require_modern(
             "Updating a service's circuit breaker, capacity provider strategy, placement or tag settings",
         )?;
-    }
-    if req.health_check_grace_period_seconds.is_some()
-        && current
-            .spec
-            .echoed
-            .get("loadBalancers")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty)
-    {
-        return Err(invalid(
-            "Health check grace period is only valid for services configured to use load balancers",
-        ));
     }
     let task_definition = match req.task_definition.as_deref().filter(|t| !t.is_empty()) {
         Some(td) => {

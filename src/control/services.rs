@@ -302,7 +302,19 @@ impl Scheduler {
                     // instances to change before trying again.
                     if placed < count {
                         self.unplaceable.insert(key, fingerprint);
-                        events.push(unplaceable_event(&service.name, &failures));
+                        let fargate_capacity = instances.iter().any(|i| {
+                            i.status == InstanceStatus::Active
+                                && i.attributes.iter().any(|a| a.name == launch::CAPACITY_ATTRIBUTE)
+                        });
+                        events.push(if template.launch.kind.is_fargate() && !fargate_capacity {
+                            // As ECS says when Fargate has no capacity for a service's task.
+                            format!(
+                                "(service {}) was unable to place a task. Reason: Capacity is unavailable at this time. Please try again later or in a different availability zone.",
+                                service.name
+                            )
+                        } else {
+                            unplaceable_event(&service.name, &failures)
+                        });
                     } else {
                         self.unplaceable.remove(&key);
                     }

@@ -343,6 +343,56 @@ async fn docker_agent_runs_real_containers() {
     let stopped = wait_status(&cluster, &exit_arn, "STOPPED").await;
     assert_eq!(stopped["containers"][0]["exitCode"], 3, "{stopped}");
 
+    tracing::info!("--- an awsvpc task: a Docker network of its own, and its ENI's address answers");
+    cluster
+        .ok(
+            1,
+            "RegisterTaskDefinition",
+            json!({"family": "vpc", "networkMode": "awsvpc", "containerDefinitions": [{
+                "name": "web", "image": "ecsd-busybox:latest", "memory": 64, "stopTimeout": 2,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                "portMappings": [{"containerPort": 8080}]
+            }]}),
+        )
+        .await;
+    let run_task = cluster
+        .ok(
+            2,
+            "RunTask",
+            json!({"cluster": "ag", "taskDefinition": "vpc",
+                   "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}}),
+        )
+        .await;
+    let vpc_arn = run_task["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let running = wait_status(&cluster, &vpc_arn, "RUNNING").await;
+    let ip = running["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vpc_id = vpc_arn.rsplit('/').next().unwrap().to_string();
+    let network = docker
+        .inspect_network(
+            &format!("ecsd-task-{vpc_id}"),
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .expect("the task's own network");
+    let subnet = network
+        .ipam
+        .and_then(|i| i.config)
+        .and_then(|c| c.first().and_then(|c| c.subnet.clone()));
+    assert!(subnet.is_some_and(|s| s.ends_with("/30")), "{ip}");
+    let body = wait_for("the task's address to answer", Duration::from_secs(30), || async {
+        let r = reqwest::get(format!("http://{ip}:8080/index.html")).await.ok()?;
+        r.text().await.ok()
+    })
+    .await;
+    assert!(body.contains("hello from ecsd-busybox"), "{body}");
+    cluster
+        .ok(3, "StopTask", json!({"cluster": "ag", "task": vpc_arn}))
+        .await;
+    wait_status(&cluster, &vpc_arn, "STOPPED").await;
+
     tracing::info!("--- a dynamic host port is reachable where networkBindings says");
     cluster
         .ok(
@@ -420,7 +470,7 @@ async fn docker_agent_runs_real_containers() {
     stop.cancel();
     cluster.shutdown().await;
     // The agent keeps stopped containers for a while (for `docker logs`); this test's go now.
-    for (task, container) in [(&exit_arn, "main"), (&arn, "web")] {
+    for (task, container) in [(&exit_arn, "main"), (&arn, "web"), (&vpc_arn, "web")] {
         let id = task.rsplit('/').next().unwrap();
         let _ = docker
             .remove_container(
@@ -432,6 +482,7 @@ async fn docker_agent_runs_real_containers() {
             )
             .await;
     }
+    let _ = docker.remove_network(&format!("ecsd-task-{vpc_id}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

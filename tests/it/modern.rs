@@ -350,6 +350,30 @@ async fn fargate_task_definitions_run_only_on_fargate_capacity_with_their_own_ad
     let body = cluster.ok(2, "RunTask", run.clone()).await;
     assert_eq!(body["tasks"], json!([]), "{body}");
     assert_eq!(body["failures"][0]["reason"], "RESOURCE:FARGATE", "{body}");
+    cluster
+        .ok(
+            1,
+            "CreateService",
+            json!({"cluster": "f", "serviceName": "early", "taskDefinition": "fg", "desiredCount": 1,
+                   "launchType": "FARGATE", "networkConfiguration": network()}),
+        )
+        .await;
+    wait_for("the service says Fargate has no capacity", LONG, || async {
+        let d = cluster
+            .ok_retrying(2, "DescribeServices", json!({"cluster": "f", "services": ["early"]}))
+            .await;
+        let events = d["services"][0]["events"].as_array().cloned().unwrap_or_default();
+        events
+            .iter()
+            .any(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Capacity is unavailable at this time")
+            })
+            .then_some(())
+    })
+    .await;
 
     tracing::info!("--- with an agent that offers Fargate capacity, Fargate tasks go there and EC2 tasks never do");
     tokio::spawn(run_with(
@@ -358,6 +382,13 @@ async fn fargate_task_definitions_run_only_on_fargate_capacity_with_their_own_ad
         stop.clone(),
     ));
     wait_instances(&cluster, "f", 2).await;
+    wait_for("the waiting service runs once there is capacity", LONG, || async {
+        let d = cluster
+            .ok_retrying(3, "DescribeServices", json!({"cluster": "f", "services": ["early"]}))
+            .await;
+        (d["services"][0]["runningCount"] == 1).then_some(())
+    })
+    .await;
     let body = cluster.ok(3, "RunTask", run).await;
     let task = body["tasks"][0].clone();
     assert_eq!(task["launchType"], "FARGATE", "{body}");

@@ -120,8 +120,8 @@ async fn services_are_created_updated_and_deleted() {
             "maximumPercent",
         ),
         (
-            with(json!({"healthCheckGracePeriodSeconds": 30})),
-            "only valid for services configured to use load balancers",
+            with(json!({"healthCheckGracePeriodSeconds": 7201})),
+            "healthCheckGracePeriodSeconds",
         ),
         (with(json!({"clientToken": "x".repeat(37)})), "clientToken"),
         (
