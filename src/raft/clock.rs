@@ -9,7 +9,9 @@
 //! the leader clamps every proposal's `ts_ms` to the cluster clock ± the skew before it enters
 //! the log. A leader's own bad clock is held by its followers' samples; a follower's by the
 //! leader's. Without fresh readings of a majority, the cluster time last measured runs on by
-//! the monotonic clock. Apply stays deterministic: it reads only the clamped stamps of the log.
+//! the monotonic clock; a leader that has never measured it (just started, or just got its
+//! peers) samples them before it stamps a batch, instead of stamping with its own clock alone.
+//! Apply stays deterministic: it reads only the clamped stamps of the log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,15 +23,21 @@ use super::NodeId;
 pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
 /// How often a node samples its peers' clocks.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// Samples older than this are not used.
-const SAMPLE_TTL: Duration = Duration::from_secs(30);
+/// Readings taken more than this many sampling rounds ago are not used (about 30 s).
+const FRESH_ROUNDS: u64 = 30;
 
-/// Peers' clocks as last sampled: what each read, and when by this node's monotonic clock. A
-/// peer's clock now is its reading plus the time elapsed since: estimates that do not move
-/// when this node's own wall clock jumps.
+/// Peers' clocks as last sampled: what each read, when by this node's monotonic clock, and in
+/// which sampling round. A peer's clock now is its reading plus the time elapsed since:
+/// estimates that do not move when this node's own wall clock jumps. Freshness is counted in
+/// rounds, and the time elapsed is bounded by the rounds since (two sampling periods each):
+/// when this node's monotonic clock jumps too (libfaketime steps it with the wall clock; a
+/// frozen machine resumes), a reading is neither carried days ahead nor dropped, until the
+/// next round (at once: the sampler's timer fires) measures afresh.
 #[derive(Default)]
 pub struct ClockSamples {
-    readings: Mutex<BTreeMap<NodeId, (u64, Instant)>>,
+    readings: Mutex<BTreeMap<NodeId, (u64, Instant, u64)>>,
+    /// The sampling round (the sampler counts one per pass over the peers).
+    round: std::sync::atomic::AtomicU64,
     /// When a clamp was last logged (one warning per 10 s at most).
     warned: Mutex<Option<Instant>>,
     /// The cluster time last measured with a majority's readings, and when by the monotonic
@@ -43,12 +51,19 @@ pub struct ClockSamples {
 const RUN_ON_FOR: Duration = Duration::from_secs(600);
 
 impl ClockSamples {
-    /// Records that `peer`'s clock read `remote_ms` at `at` (halfway through the call).
+    /// Records that `peer`'s clock read `remote_ms` at `at` (halfway through the call), in the
+    /// current round.
     pub fn record(&self, peer: NodeId, remote_ms: u64, at: Instant) {
-        self.lock().insert(peer, (remote_ms, at));
+        let round = self.round.load(std::sync::atomic::Ordering::SeqCst);
+        self.lock().insert(peer, (remote_ms, at, round));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, (u64, Instant)>> {
+    /// Starts the next sampling round.
+    pub fn next_round(&self) {
+        self.round.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, (u64, Instant, u64)>> {
         self.readings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -56,15 +71,18 @@ impl ClockSamples {
     /// (this node counted) have a fresh reading; `None` otherwise (a single voter always has).
     pub fn median_ms(&self, own_ms: u64, me: NodeId, voters: &BTreeSet<NodeId>) -> Option<u64> {
         let readings = self.lock();
+        let round = self.round.load(std::sync::atomic::Ordering::SeqCst);
         let mut known: Vec<u64> = voters
             .iter()
             .filter_map(|v| {
                 if *v == me {
                     return Some(own_ms);
                 }
-                let (remote, at) = readings.get(v)?;
-                let age = at.elapsed();
-                (age < SAMPLE_TTL).then(|| remote.saturating_add(age.as_millis() as u64))
+                let (remote, at, taken) = readings.get(v)?;
+                let rounds = round.saturating_sub(*taken);
+                let bound = SAMPLE_EVERY * 2 * (rounds as u32 + 1);
+                let age = at.elapsed().min(bound);
+                (rounds <= FRESH_ROUNDS).then(|| remote.saturating_add(age.as_millis() as u64))
             })
             .collect();
         if known.len() * 2 <= voters.len() {
@@ -205,33 +223,68 @@ pub(super) async fn sampler(handle: super::RaftHandle) {
             _ = handle.stopped.cancelled() => return,
             _ = tokio::time::sleep(SAMPLE_EVERY) => {}
         }
-        let peers: Vec<(NodeId, String)> = {
-            let metrics = handle.raft.metrics();
-            let metrics = metrics.borrow();
-            let membership = metrics.membership_config.membership();
-            membership
-                .nodes()
-                .filter(|(id, _)| **id != handle.id)
-                .map(|(id, info)| (*id, info.rpc_addr.clone()))
-                .collect()
-        };
-        let calls = peers.into_iter().map(|(id, addr)| {
-            let handle = handle.clone();
-            async move {
-                let sent = Instant::now();
-                let report = handle
-                    .pool
-                    .call::<(), super::NodeReport>(&addr, id, super::network::Method::NodeStatus, &(), SAMPLE_EVERY)
-                    .await;
-                if let Ok(report) = report {
-                    if let Some(remote) = report.now_ms {
-                        handle.clock.record(id, remote, sent + sent.elapsed() / 2);
-                    }
-                    handle.record_level(id, report.feature_level.max(1));
+        sample_once(&handle).await;
+    }
+}
+
+/// One sampling round: every peer's clock (and the feature level it supports).
+async fn sample_once(handle: &super::RaftHandle) {
+    let peers: Vec<(NodeId, String)> = {
+        let metrics = handle.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        membership
+            .nodes()
+            .filter(|(id, _)| **id != handle.id)
+            .map(|(id, info)| (*id, info.rpc_addr.clone()))
+            .collect()
+    };
+    handle.clock.next_round();
+    let calls = peers.into_iter().map(|(id, addr)| {
+        let handle = handle.clone();
+        async move {
+            let sent = Instant::now();
+            let report = handle
+                .pool
+                .call::<(), super::NodeReport>(&addr, id, super::network::Method::NodeStatus, &(), SAMPLE_EVERY)
+                .await;
+            if let Ok(report) = report {
+                if let Some(remote) = report.now_ms {
+                    handle.clock.record(id, remote, sent + sent.elapsed() / 2);
                 }
+                handle.record_level(id, report.feature_level.max(1));
             }
-        });
-        futures::future::join_all(calls).await;
+        }
+    });
+    futures::future::join_all(calls).await;
+}
+
+impl super::RaftHandle {
+    /// Before this node stamps a batch as leader: when it has never measured the cluster clock
+    /// (just started, or just got peers) it samples them first, rather than stamp with its own
+    /// clock alone, which may be far off (one entry stamped days ahead moves applied time for
+    /// good).
+    pub(super) async fn measure_if_unmeasured(&self) {
+        let voters: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        let unmeasured = || {
+            self.clock.median_ms(crate::stamp::now_ms(), self.id, &voters).is_none()
+                && self
+                    .clock
+                    .last_measured
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_none()
+        };
+        if unmeasured() {
+            sample_once(self).await;
+        }
     }
 }
 
@@ -302,9 +355,9 @@ mod tests {
         let three = voters(&[1, 2, 3]);
         assert_eq!(samples.cluster_now_ms(NOW, 1, &three), NOW);
         // The readings grow stale (the peers stop answering), then this node's clock jumps.
-        let long_ago = Instant::now() - SAMPLE_TTL - Duration::from_secs(1);
-        samples.record(2, NOW, long_ago);
-        samples.record(3, NOW, long_ago);
+        for _ in 0..=FRESH_ROUNDS {
+            samples.next_round();
+        }
         assert_eq!(samples.median_ms(NOW + 2 * DAY, 1, &three), None);
         let t = samples.cluster_now_ms(NOW + 2 * DAY, 1, &three);
         assert!(
@@ -313,6 +366,22 @@ mod tests {
         );
         // A clock that stays within the skew of the time run on stands.
         assert_eq!(samples.cluster_now_ms(NOW + 100, 1, &three), NOW + 100);
+    }
+
+    #[test]
+    fn a_jump_of_the_monotonic_clock_carries_no_reading_ahead() {
+        // Readings of this round, taken 45 s ago by a monotonic clock that has since jumped
+        // (libfaketime steps it with the wall clock): counted as two sampling periods old.
+        let samples = ClockSamples::default();
+        let then = Instant::now()
+            .checked_sub(Duration::from_secs(45))
+            .unwrap_or_else(Instant::now);
+        samples.record(2, NOW, then);
+        samples.record(3, NOW, then);
+        let median = samples.median_ms(NOW + 2 * DAY, 1, &voters(&[1, 2, 3])).unwrap();
+        assert!((NOW..=NOW + 2_000).contains(&median), "{median}");
+        let t = samples.cluster_now_ms(NOW + 2 * DAY, 1, &voters(&[1, 2, 3]));
+        assert!(t <= NOW + 2_000 + MAX_CLOCK_SKEW_MS, "{t}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl RaftHandle {
                     },
                 )))),
                 None => {
+                    self.measure_if_unmeasured().await;
                     tokio::time::timeout(remaining, self.raft.client_write(self.on_cluster_clock(batch.clone()))).await
                 }
             };

@@ -125,6 +125,17 @@ resource "aws_ecs_task_definition" "fargate" {
   requires_compatibilities = ["FARGATE"]
   cpu                      = "256"
   memory                   = "512"
+  execution_role_arn       = "arn:aws:iam::000000000000:role/ecsTaskExecutionRole"
+  task_role_arn            = "arn:aws:iam::000000000000:role/app"
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  ephemeral_storage {
+    size_in_gib = 21
+  }
 
   container_definitions = jsonencode([
     {
@@ -215,9 +226,15 @@ resource "aws_ecs_service" "fargate" {
     rollback = false
   }
 
-  propagate_tags          = "TASK_DEFINITION"
-  enable_ecs_managed_tags = true
-  wait_for_steady_state   = true
+  propagate_tags                    = "TASK_DEFINITION"
+  enable_ecs_managed_tags           = true
+  enable_execute_command            = true
+  health_check_grace_period_seconds = 30
+  wait_for_steady_state             = true
+
+  deployment_controller {
+    type = "ECS"
+  }
 
   tags = {
     tier = "backend"
@@ -246,10 +263,31 @@ resource "aws_ecs_service" "spot" {
   depends_on = [aws_ecs_cluster_capacity_providers.main]
 }
 
+resource "aws_ecs_account_setting_default" "insights" {
+  name  = "containerInsights"
+  value = "enhanced"
+}
+
+data "aws_ecs_cluster" "main" {
+  cluster_name = aws_ecs_cluster.main.name
+}
+
+data "aws_ecs_task_definition" "web" {
+  task_definition = aws_ecs_task_definition.web.family
+}
+
 output "web_service" {
   value = aws_ecs_service.web.id
 }
 
 output "cluster_arn" {
   value = aws_ecs_cluster.main.arn
+}
+
+output "cluster_status" {
+  value = data.aws_ecs_cluster.main.status
+}
+
+output "web_revision" {
+  value = data.aws_ecs_task_definition.web.revision
 }
