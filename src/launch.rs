@@ -83,15 +83,54 @@ fn capacity_expression(kind: &LaunchKind) -> &'static str {
     }
 }
 
+/// The capacity provider a launch by `strategy` goes to: the one with a base, else the
+/// heaviest (one provider per launch; tasks are not split by weight).
+pub fn strategy_provider(strategy: &[crate::model::StrategyItem]) -> Option<String> {
+    strategy
+        .iter()
+        .find(|i| i.base > 0)
+        .or_else(|| strategy.iter().max_by_key(|i| i.weight))
+        .map(|i| i.capacity_provider.clone())
+}
+
+/// Whether `definition` can run on Fargate (its computed `compatibilities` say so).
+pub fn fargate_compatible(definition: &TaskDefinition) -> bool {
+    definition
+        .body
+        .get("compatibilities")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|v| v == "FARGATE"))
+}
+
+/// The tags a launch's tasks carry: the request's, then the `propagated` ones (the task
+/// definition's or the service's) whose keys it lacks, then with `enableECSManagedTags` ECS's
+/// `aws:ecs:clusterName` (and `aws:ecs:serviceName` for a service's task).
+pub fn task_tags(mut tags: Vec<Tag>, propagated: &[Tag], managed: Option<(&str, Option<&str>)>) -> Vec<Tag> {
+    for t in propagated {
+        if !tags.iter().any(|x| x.key == t.key) {
+            tags.push(t.clone());
+        }
+    }
+    if let Some((cluster, service)) = managed {
+        tags.push(Tag {
+            key: "aws:ecs:clusterName".into(),
+            value: cluster.into(),
+        });
+        if let Some(service) = service {
+            tags.push(Tag {
+                key: "aws:ecs:serviceName".into(),
+                value: service.into(),
+            });
+        }
+    }
+    tags
+}
+
 /// How a service's tasks launch: its launch type or capacity provider strategy, and the awsvpc
 /// network of its PRIMARY deployment (validated when it was set, read leniently here).
 pub fn service_kind(service: &crate::model::Service, definition: &TaskDefinition) -> LaunchKind {
     let strategy = &service.capacity_provider_strategy;
-    let provider = strategy
-        .iter()
-        .find(|i| i.base > 0)
-        .or_else(|| strategy.iter().max_by_key(|i| i.weight))
-        .map(|i| i.capacity_provider.clone());
+    let provider = strategy_provider(strategy);
     let fargate = service.launch_type == "FARGATE" || provider.is_some();
     let awsvpc = definition.body.get("networkMode").and_then(Value::as_str) == Some("awsvpc");
     let network = service

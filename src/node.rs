@@ -152,6 +152,7 @@ impl Node {
                 data_dir: config.data_dir.clone(),
                 tuning: config.health.clone(),
             },
+            modern: Default::default(),
         });
         raft.handle().set_request_handler(api::request_handler(&state));
         let limits = state.limits.clone();

@@ -403,6 +403,24 @@ mod tests {
         }
     }
 
+    /// An essential container whose health check reports UNHEALTHY.
+    fn unhealthy_container(name: &str) -> crate::model::TaskContainer {
+        crate::model::TaskContainer {
+            name: name.into(),
+            arn: format!("arn:container/{name}"),
+            last_status: TaskStatus::Running,
+            exit_code: None,
+            reason: None,
+            network_bindings: vec![],
+            runtime_id: None,
+            health_status: Some("UNHEALTHY".into()),
+            cpu: None,
+            memory: None,
+            memory_reservation: None,
+            essential: true,
+        }
+    }
+
     fn old_running(n: usize) -> Vec<Task> {
         (0..n)
             .map(|i| {
@@ -599,20 +617,7 @@ mod tests {
         let mut s = service(2, 100, 200);
         s.deployments.truncate(1);
         let mut sick = task("a", "new", "i0", Running, Running);
-        sick.containers.push(crate::model::TaskContainer {
-            name: "web".into(),
-            arn: "arn:container/x".into(),
-            last_status: Running,
-            exit_code: None,
-            reason: None,
-            network_bindings: vec![],
-            runtime_id: None,
-            health_status: Some("UNHEALTHY".into()),
-            cpu: None,
-            memory: None,
-            memory_reservation: None,
-            essential: true,
-        });
+        sick.containers.push(unhealthy_container("web"));
         let tasks = vec![sick, task("b", "new", "i1", Running, Running)];
         let p = plan(&s, &tasks, &inst());
         assert_eq!((p.start, ids(&p.stop)), (1, vec!["a"]));
@@ -765,20 +770,7 @@ mod tests {
         s.deployments.truncate(1);
         let mut t = task("n0", "new", "i0", TaskStatus::Running, TaskStatus::Running);
         t.started_at_ms = Some(1_000);
-        t.containers.push(crate::model::TaskContainer {
-            name: "c".into(),
-            arn: "arn:c".into(),
-            last_status: TaskStatus::Running,
-            exit_code: None,
-            reason: None,
-            network_bindings: vec![],
-            runtime_id: None,
-            health_status: Some("UNHEALTHY".into()),
-            cpu: None,
-            memory: None,
-            memory_reservation: None,
-            essential: true,
-        });
+        t.containers.push(unhealthy_container("c"));
         let tasks = vec![t];
         // No grace: the unhealthy task is replaced.
         assert_eq!(super::plan(&s, &tasks, &inst(), 5_000).start, 1);

@@ -115,6 +115,9 @@ pub struct ApiState {
     pub tls: bool,
     /// What `/readyz` checks beyond Raft.
     pub health: health::Health,
+    /// Set once the applied cluster version reached 2 ([`Ctx::modern`]): it never goes down,
+    /// so from then on no request reads it.
+    pub modern: std::sync::atomic::AtomicBool,
 }
 
 /// How a read is served.
@@ -201,7 +204,15 @@ impl Ctx<'_> {
     /// that applies today's ECS commands and fields alike. Below it, requests keep the 2018
     /// behaviour, and what only level 2 can apply is refused ([`Ctx::require_modern`]).
     pub fn modern(&self) -> bool {
-        crate::state::identity::cluster_version(self.state.node.handle().view()).unwrap_or(1) >= 2
+        use std::sync::atomic::Ordering;
+        if self.state.modern.load(Ordering::Relaxed) {
+            return true;
+        }
+        let modern = crate::state::identity::cluster_version(self.state.node.handle().view()).unwrap_or(1) >= 2;
+        if modern {
+            self.state.modern.store(true, Ordering::Relaxed);
+        }
+        modern
     }
 
     /// `Ok` when [`Ctx::modern`]; else `what` is refused until every member is upgraded.

@@ -498,12 +498,7 @@ fn check_new_definition(
 ) -> Result<(), ApiError> {
     let strategy = strategy.unwrap_or(&current.capacity_provider_strategy);
     let fargate = current.launch_type == "FARGATE" || !strategy.is_empty();
-    let compatible = definition
-        .body
-        .get("compatibilities")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|v| v == "FARGATE"));
-    if fargate && !compatible {
+    if fargate && !crate::launch::fargate_compatible(definition) {
         return Err(invalid("Task definition does not support launch_type FARGATE."));
     }
     let awsvpc = definition.body.get("networkMode").and_then(Value::as_str) == Some("awsvpc");
@@ -754,13 +749,10 @@ pub async fn list_services(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, 
 
 /// ListServicesByNamespace: services of a Service Connect or Cloud Map namespace. There is no
 /// service discovery here, so no service is in any namespace.
-pub async fn list_services_by_namespace(ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
-    let namespace = req
-        .namespace
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| invalid("namespace: is required"))?;
+pub async fn list_services_by_namespace(_ctx: &Ctx<'_>, req: ServiceRequest) -> Result<Value, ApiError> {
+    if req.namespace.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid("namespace: is required"));
+    }
     wire::max_results(req.max_results, LIST_MAX, LIST_DEFAULT)?;
-    ctx.read_view().await?;
-    tracing::debug!(%namespace, "ListServicesByNamespace: no service discovery here");
     Ok(json!({ "serviceArns": [] }))
 }

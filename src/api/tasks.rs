@@ -135,20 +135,11 @@ pub(super) fn launch_kind(
         return Err(crate::state::Rejection::CapacityProviderNotAssociated.into());
     }
     // The provider the tasks launch with: the one with a base, else the heaviest.
-    let provider = strategy
-        .iter()
-        .find(|i| i.base > 0)
-        .or_else(|| strategy.iter().max_by_key(|i| i.weight))
-        .map(|i| i.capacity_provider.clone());
+    let provider = launch::strategy_provider(&strategy);
     let fargate = ask.launch_type == Some("FARGATE") || provider.is_some();
     let mut kind = LaunchKind::default();
     if fargate {
-        let compatible = definition
-            .body
-            .get("compatibilities")
-            .and_then(Value::as_array)
-            .is_some_and(|c| c.iter().any(|v| v == "FARGATE"));
-        if !compatible {
+        if !launch::fargate_compatible(definition) {
             return Err(invalid("Task definition does not support launch_type FARGATE."));
         }
         match ask.platform_version {
@@ -249,34 +240,6 @@ pub(super) fn awsvpc_from_wire(vpc: &Value, fargate: bool) -> Result<AwsVpc, Api
         security_groups,
         assign_public_ip,
     })
-}
-
-/// The tags a launch's tasks carry besides the request's: with `enableECSManagedTags`, ECS's
-/// `aws:ecs:clusterName` (and `aws:ecs:serviceName`); with `propagateTags`, the task
-/// definition's or the service's.
-pub(super) fn launch_tags(
-    mut tags: Vec<crate::model::Tag>,
-    managed: Option<(&str, Option<&str>)>,
-    propagated: &[crate::model::Tag],
-) -> Vec<crate::model::Tag> {
-    for t in propagated {
-        if !tags.iter().any(|x| x.key == t.key) {
-            tags.push(t.clone());
-        }
-    }
-    if let Some((cluster, service)) = managed {
-        tags.push(crate::model::Tag {
-            key: "aws:ecs:clusterName".into(),
-            value: cluster.into(),
-        });
-        if let Some(service) = service {
-            tags.push(crate::model::Tag {
-                key: "aws:ecs:serviceName".into(),
-                value: service.into(),
-            });
-        }
-    }
-    tags
 }
 
 /// `startedBy`: up to 36 letters, digits, hyphens and underscores.
@@ -585,7 +548,7 @@ fn common(ctx: &Ctx<'_>, view: &dyn state::KvRead, req: &mut RunTaskRequest) -> 
         .unwrap_or(false)
         .then_some((cluster.as_str(), None));
     let propagated = if propagate { definition.tags.clone() } else { Vec::new() };
-    let tags = launch_tags(tags, managed, &propagated);
+    let tags = launch::task_tags(tags, &propagated, managed);
     let scope = &ctx.state.scope;
     let origin = launch::Origin {
         cluster: cluster.clone(),
@@ -1072,8 +1035,9 @@ pub async fn submit_container_state_change(ctx: &Ctx<'_>, req: StateChangeReques
         .container_name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| invalid("containerName: is required"))?;
-    let view = ctx.read_view().await?;
-    if let Some(task) = tasks::get(view, &cluster, &task_id)? {
+    // This replica's view is enough: a task's containers never change after its launch, and a
+    // task not applied here yet is acknowledged as any unknown task is.
+    if let Some(task) = tasks::get(ctx.state.node.handle().view(), &cluster, &task_id)? {
         if !task.containers.iter().any(|c| c.name == name) {
             return Err(invalid(format!(
                 "containerName: task {} has no container named {}",

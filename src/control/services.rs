@@ -439,22 +439,17 @@ impl Template {
         if strategies.is_empty() && !service.is_daemon() {
             strategies = launch::service_default_strategies();
         }
-        let mut tags = match service.spec.text("propagateTags") {
-            Some("SERVICE") => service.tags.clone(),
-            Some("TASK_DEFINITION") => definition.tags.clone(),
-            _ => Vec::new(),
+        let propagated = match service.spec.text("propagateTags") {
+            Some("SERVICE") => &service.tags[..],
+            Some("TASK_DEFINITION") => &definition.tags[..],
+            _ => &[],
         };
-        if service.spec.echoed.get("enableECSManagedTags") == Some(&serde_json::Value::Bool(true)) {
-            for (key, value) in [
-                ("aws:ecs:clusterName", &service.cluster),
-                ("aws:ecs:serviceName", &service.name),
-            ] {
-                tags.push(crate::model::Tag {
-                    key: key.into(),
-                    value: value.clone(),
-                });
-            }
-        }
+        let managed = service.spec.echoed.get("enableECSManagedTags") == Some(&serde_json::Value::Bool(true));
+        let tags = launch::task_tags(
+            Vec::new(),
+            propagated,
+            managed.then_some((service.cluster.as_str(), Some(service.name.as_str()))),
+        );
         let primary = service.deployments.first().map(|d| d.id.clone()).unwrap_or_default();
         let origin = launch::Origin {
             cluster: service.cluster.clone(),

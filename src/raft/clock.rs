@@ -58,6 +58,11 @@ impl ClockSamples {
         self.lock().insert(peer, (remote_ms, at, round));
     }
 
+    /// Whether the cluster time was ever measured with a majority's readings.
+    pub fn measured(&self) -> bool {
+        self.last_measured.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Starts the next sampling round.
     pub fn next_round(&self) {
         self.round.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -265,24 +270,12 @@ impl super::RaftHandle {
     /// clock alone, which may be far off (one entry stamped days ahead moves applied time for
     /// good).
     pub(super) async fn measure_if_unmeasured(&self) {
-        let voters: BTreeSet<NodeId> = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
-        let unmeasured = || {
-            self.clock.median_ms(crate::stamp::now_ms(), self.id, &voters).is_none()
-                && self
-                    .clock
-                    .last_measured
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_none()
-        };
-        if unmeasured() {
+        if self.clock.measured() {
+            return;
+        }
+        // Measures it when a majority's readings are at hand; else one round samples them.
+        self.cluster_now_ms();
+        if !self.clock.measured() {
             sample_once(self).await;
         }
     }

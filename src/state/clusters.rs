@@ -87,20 +87,22 @@ pub(super) fn put_capacity_providers(
     let Some(mut cluster) = get_cluster(txn, name)?.filter(|c| c.status == ClusterStatus::Active) else {
         return Ok(Outcome::Rejected(Rejection::ClusterNotFound));
     };
-    for removed in cluster
+    // One read of the services, and only when a provider is removed.
+    let removed: Vec<&String> = cluster
         .options
         .capacity_providers
         .iter()
         .filter(|p| !providers.contains(p))
-    {
-        let in_use = super::services::all(txn, name)?.into_iter().any(|s| {
-            s.status != ServiceStatus::Inactive
-                && s.capacity_provider_strategy
-                    .iter()
-                    .any(|i| &i.capacity_provider == removed)
-        });
-        if in_use {
-            return Ok(Outcome::Rejected(Rejection::CapacityProviderInUse(removed.clone())));
+        .collect();
+    if !removed.is_empty() {
+        for s in super::services::all(txn, name)?
+            .iter()
+            .filter(|s| s.status != ServiceStatus::Inactive)
+        {
+            let mut used = s.capacity_provider_strategy.iter().map(|i| &i.capacity_provider);
+            if let Some(p) = used.find(|p| removed.contains(p)) {
+                return Ok(Outcome::Rejected(Rejection::CapacityProviderInUse(p.clone())));
+            }
         }
     }
     cluster.options.capacity_providers = providers.to_vec();

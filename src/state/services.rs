@@ -497,13 +497,12 @@ fn trip_breaker(txn: &mut Txn<'_>, now_ms: u64, service: &mut Service, deploymen
     primary.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
     primary.updated_at_ms = now_ms;
     let failed_id = primary.id.clone();
-    let name = service.name.clone();
-    let (cluster, service_name) = (service.cluster.clone(), service.name.clone());
+    let (cluster, name) = (service.cluster.clone(), service.name.clone());
     let message = format!("(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start.");
     push_event(
         txn,
         &cluster,
-        &service_name,
+        &name,
         &derived_event_id(&format!("{failed_id}/failed")),
         now_ms,
         message,
@@ -537,7 +536,7 @@ fn trip_breaker(txn: &mut Txn<'_>, now_ms: u64, service: &mut Service, deploymen
     push_event(
         txn,
         &cluster,
-        &service_name,
+        &name,
         &derived_event_id(&format!("{failed_id}/rollback")),
         now_ms,
         message,
