@@ -158,6 +158,12 @@ pub const CATALOG: &[(&str, Kind, bool, &str)] = &[
         "Elections this node has seen: each new term is one, won or not.",
     ),
     (
+        "ecsd_raft_pre_votes_total",
+        Kind::Counter,
+        true,
+        "Pre-votes this node asked for after it lost the leader, by outcome (granted: it called an election; denied).",
+    ),
+    (
         "ecsd_raft_leader_changes_total",
         Kind::Counter,
         false,

@@ -263,6 +263,13 @@ impl LocalCluster {
         self.processes.0[i - 1].id()
     }
 
+    /// Each node's name (`node1`…) and process id, for the CPU meter.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        (1..=self.endpoints.len())
+            .map(|i| (format!("node{i}"), self.pid(i)))
+            .collect()
+    }
+
     /// The data directory of node `i` (1-based).
     pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
         self.dir.path().join(format!("data-{i}"))
@@ -389,6 +396,11 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self._process.0.first().map(|c| c.id())
+    }
+
     /// Starts `moto_server` (from PATH) and waits until it answers.
     pub async fn start() -> anyhow::Result<Moto> {
         let port = free_ports(1)?[0].port();

@@ -44,6 +44,12 @@ impl Ecs {
         })
     }
 
+    /// Whether requests are signed (a secured cluster): the measured path then goes through
+    /// this client, as an SDK's would, rather than the lean one.
+    pub fn signs(&self) -> bool {
+        self.signer.is_some()
+    }
+
     /// Sends `request`, signed when the cluster is secured.
     async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
         ecs::execute(request, self.signer.as_ref()).await

@@ -1,7 +1,8 @@
 //! `ecs-bench`: measures an ecsd cluster through its ECS API, side by side with a peer
 //! (`BENCHMARKS.md`). The program (`src/main.rs`) parses the command line; everything else is
 //! here, in modules that can be tested without a cluster where they can:
-//! - [`ecs`]: the ECS client (round robin, retries for setup);
+//! - [`ecs`]: the ECS client (round robin, retries for setup), and [`lean`], the measured
+//!   path's client; [`cpu`], the CPU each process used while measured;
 //! - [`settings`]: the workload options and `--smoke`'s criteria;
 //! - [`runs`]: a run against a local cluster and the peer, or a running cluster, and the report;
 //! - the workloads: [`workloads`] (write, read, mixed), [`placement`] (simulated instances in
@@ -14,9 +15,11 @@
 //! it drives the `ecsd` binary from outside.
 
 pub mod cluster;
+pub mod cpu;
 pub mod ecs;
 pub mod failover;
 pub mod hist;
+pub mod lean;
 pub mod load;
 pub mod placement;
 pub mod report;

@@ -59,6 +59,10 @@ pub struct Report {
     /// 99th percentile latency of each second's acknowledged operations.
     pub per_second_p99_ms: Vec<f64>,
     pub first_error: Option<String>,
+    /// The CPU each process used over the measured window, in cores: this bench
+    /// (`ecs-bench`), each node (`node1`…) or the peer.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cpu_cores: std::collections::BTreeMap<String, f64>,
 }
 
 impl Results {
@@ -106,6 +110,7 @@ impl Results {
             per_second_p50_ms: self.per_second_latency.iter().map(|l| l.summary().p50_ms).collect(),
             per_second_p99_ms: self.per_second_latency.iter().map(|l| l.summary().p99_ms).collect(),
             first_error: self.first_error.clone(),
+            cpu_cores: Default::default(),
         }
     }
 }

@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Report { files, out } => report(&files, &out),
         Scenario::Run { target, load } => {
             let endpoints = aim(&endpoints, &target).await?;
-            let report = workload(Ecs::new(endpoints)?, &load, "ecsd").await?;
+            let report = workload(Ecs::new(endpoints)?, &load, "ecsd", &[]).await?;
             print_report("ecsd", &report);
             smoke_check("ecsd", &report, &load)?;
             write_json(&load, json!({"machine": machine()?, "ecsd": report}))

@@ -107,10 +107,29 @@ pub async fn cluster(
         let local = LocalCluster::start_with(&binary, nodes, security == Security::On).await?;
         println!("ecs-bench: {nodes} ecsd nodes at {}", local.endpoints.join(", "));
         let ecs = Ecs::secured(local.endpoints.clone(), local.security.as_ref())?;
-        let report = workload(ecs, &load, "ecsd").await?;
+        let before = local.wait_for_confirmed_leader(Duration::from_secs(10)).await?;
+        let report = workload(ecs, &load, "ecsd", &local.pids()).await?;
+        // Under load a healthy leader must stay: the leader and term after the run, from the
+        // leader's own report, against those before it.
+        let after = local.wait_for_confirmed_leader(Duration::from_secs(10)).await?;
         print_report(&format!("ecsd ({nodes} nodes)"), &report);
+        println!(
+            "{:>16}  leader: node {} in term {} before the run, node {} in term {} after it{}",
+            "",
+            before.0,
+            before.1,
+            after.0,
+            after.1,
+            if before == after {
+                ""
+            } else {
+                ": ELECTIONS DURING THE RUN"
+            }
+        );
         smoke_check("ecsd", &report, &load)?;
         out["ecsd"] = serde_json::to_value(&report)?;
+        out["leader"] = json!({"before": {"node": before.0, "term": before.1}, "after": {"node": after.0, "term": after.1},
+                               "unchanged": before == after});
         report
         // The cluster stops here, before the peer runs on the same cores.
     };
@@ -120,7 +139,8 @@ pub async fn cluster(
         Some(_) => {
             let moto = Moto::start().await?;
             println!("ecs-bench: moto_server at {}", moto.endpoint);
-            let report = match workload(Ecs::new(vec![moto.endpoint.clone()])?, &load, "moto").await {
+            let watch: Vec<(String, u32)> = moto.pid().map(|p| ("moto".to_string(), p)).into_iter().collect();
+            let report = match workload(Ecs::new(vec![moto.endpoint.clone()])?, &load, "moto", &watch).await {
                 Ok(report) => report,
                 // Our figures stand; say why the peer has none.
                 Err(e) => {
@@ -174,7 +194,7 @@ async fn security_cost(
             };
             let own_cpu = || crate::cluster::cpu_seconds(std::process::id()).unwrap_or(0.0);
             let (nodes_before, own_before) = (nodes_cpu(), own_cpu());
-            let report = workload(ecs, load, name).await?;
+            let report = workload(ecs, load, name, &local.pids()).await?;
             // The warm-up ran at the measured rate too: count its operations as well.
             let ops = report.ok as f64 * (load.duration + load.warmup) as f64 / load.duration.max(1) as f64;
             let per_op = |seconds: f64| seconds * 1000.0 / ops.max(1.0);
@@ -250,6 +270,9 @@ pub fn print_report(system: &str, r: &Report) {
     );
     if let Some(e) = &r.first_error {
         println!("{:>16}  first error: {}", "", e.chars().take(200).collect::<String>());
+    }
+    if !r.cpu_cores.is_empty() {
+        println!("{:>16}  CPU: {}", "", crate::cpu::describe(&r.cpu_cores));
     }
 }
 /// `ecs-bench report`: the Markdown report and its chart.

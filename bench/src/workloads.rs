@@ -7,13 +7,15 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::ecs::Ecs;
+use crate::lean::{Lean, Prepared};
 use crate::load::{drive, Model, Plan, Report};
 use crate::placement::placement;
 use crate::settings::LoadArgs;
 
 /// Sets up what a workload needs on one system (the same calls for ecsd and the peer), then
 /// drives it and returns the figures.
-pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result<Report> {
+/// `watch` names the processes (name, pid) whose CPU is measured beside this one's.
+pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str, watch: &[(String, u32)]) -> anyhow::Result<Report> {
     let created = ecs.call("CreateCluster", json!({"clusterName": "bench"})).await?;
     let cluster_arn = created["cluster"]["clusterArn"]
         .as_str()
@@ -54,9 +56,9 @@ pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result
         let arns = hundred_tasks(&ecs)
             .await
             .with_context(|| format!("{system}: placing the 100 tasks that DescribeTasks reads"))?;
-        Arc::new(json!({"cluster": "bench", "tasks": arns}))
+        json!({"cluster": "bench", "tasks": arns})
     } else {
-        Arc::new(Value::Null)
+        Value::Null
     };
     let read_ratio = match kind {
         "write" => 0.0,
@@ -64,51 +66,108 @@ pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str) -> anyhow::Result
         "mixed" => load.read_ratio.clamp(0.0, 1.0),
         other => bail!("--workload {other}: write, read, mixed, placement, failover, rolling-restart or scale"),
     };
-    let (ecs, stale) = (Arc::new(ecs), load.stale);
-    let plan = plan_of(load);
+    let (plan, stale) = (plan_of(load), load.stale);
     let label = format!("{system} {kind}");
-    let results = drive(plan, &label, move |i| {
-        let (ecs, write_op, read_op, arn) = (ecs.clone(), write_op.clone(), read_op.clone(), cluster_arn.clone());
-        let describe_tasks = describe_tasks.clone();
-        async move {
-            // A deterministic spread of reads among writes, by sequence number.
-            let read = ((i * 7919) % 1000) as f64 / 1000.0 < read_ratio;
-            let (action, body) = if read {
-                match read_op.as_str() {
-                    "services" => (
-                        "DescribeServices",
-                        json!({"cluster": "bench", "services": ["bench-svc"]}),
-                    ),
-                    "tasks" => ("DescribeTasks", (*describe_tasks).clone()),
-                    _ => ("DescribeClusters", json!({"clusters": ["bench"]})),
-                }
-            } else {
-                let op = match write_op.as_str() {
-                    "mix" => ["taskdef", "tag", "scale"][(i % 3) as usize],
-                    other => other,
-                };
-                match op {
-                    "taskdef" => (
-                        "RegisterTaskDefinition",
-                        json!({"family": format!("bench-{}", i % 16),
-                               "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]}),
-                    ),
-                    "tag" => (
-                        "TagResource",
-                        json!({"resourceArn": arn, "tags": [{"key": format!("k{}", i % 40), "value": i.to_string()}]}),
-                    ),
-                    _ => (
-                        "UpdateService",
-                        json!({"cluster": "bench", "service": "bench-svc", "desiredCount": i % 2}),
-                    ),
-                }
-            };
-            ecs.once(action, &body, read && stale).await.map(|_| ())
-        }
-    })
-    .await;
-    Ok(results.report())
+    // Every request of the run, serialised once: the reads, then each write operation's
+    // bodies, picked by sequence number.
+    let reads = match read_op.as_str() {
+        "services" => Prepared::new(
+            "DescribeServices",
+            &json!({"cluster": "bench", "services": ["bench-svc"]}),
+        ),
+        "tasks" => Prepared::new("DescribeTasks", &describe_tasks),
+        _ => Prepared::new("DescribeClusters", &json!({"clusters": ["bench"]})),
+    };
+    let taskdefs: Vec<Prepared> = (0..16)
+        .map(|k| {
+            Prepared::new(
+                "RegisterTaskDefinition",
+                &json!({"family": format!("bench-{k}"),
+                        "containerDefinitions": [{"name": "c", "image": "x", "memory": 8}]}),
+            )
+        })
+        .collect();
+    let tags: Vec<Prepared> = (0..400)
+        .map(|k| {
+            Prepared::new(
+                "TagResource",
+                &json!({"resourceArn": cluster_arn, "tags": [{"key": format!("k{}", k % 40), "value": k.to_string()}]}),
+            )
+        })
+        .collect();
+    let scales: Vec<Prepared> = (0..2)
+        .map(|n| {
+            Prepared::new(
+                "UpdateService",
+                &json!({"cluster": "bench", "service": "bench-svc", "desiredCount": n}),
+            )
+        })
+        .collect();
+    let requests = Arc::new(Requests {
+        reads,
+        taskdefs,
+        tags,
+        scales,
+    });
+    let pick = move |i: u64| -> (bool, &'static str) {
+        // A deterministic spread of reads among writes, by sequence number.
+        let read = ((i * 7919) % 1000) as f64 / 1000.0 < read_ratio;
+        let op = match write_op.as_str() {
+            "mix" => ["taskdef", "tag", "scale"][(i % 3) as usize],
+            "taskdef" => "taskdef",
+            "tag" => "tag",
+            _ => "scale",
+        };
+        (read, op)
+    };
+    let meter = crate::cpu::meter(watch.to_vec(), plan.warmup, plan.duration);
+    let results = if ecs.signs() {
+        // A secured cluster: every request signed, over HTTPS, as an SDK sends it.
+        let ecs = Arc::new(ecs);
+        drive(plan, &label, move |i| {
+            let (ecs, requests) = (ecs.clone(), requests.clone());
+            let (read, op) = pick(i);
+            async move {
+                let (action, body) = requests.pick(read, op, i).parts();
+                let body: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                ecs.once(action, &body, read && stale).await.map(|_| ())
+            }
+        })
+        .await
+    } else {
+        let lean = Arc::new(Lean::new(&ecs.endpoints, stale)?);
+        drive(plan, &label, move |i| {
+            let (lean, requests) = (lean.clone(), requests.clone());
+            let (read, op) = pick(i);
+            async move { lean.send(requests.pick(read, op, i), read).await }
+        })
+        .await
+    };
+    let mut report = results.report();
+    report.cpu_cores = meter.await.unwrap_or_default();
+    Ok(report)
 }
+
+/// The prepared requests of a run.
+struct Requests {
+    reads: Prepared,
+    taskdefs: Vec<Prepared>,
+    tags: Vec<Prepared>,
+    scales: Vec<Prepared>,
+}
+
+impl Requests {
+    fn pick(&self, read: bool, op: &str, i: u64) -> &Prepared {
+        let of = |v: &'_ [Prepared]| i as usize % v.len();
+        match (read, op) {
+            (true, _) => &self.reads,
+            (_, "taskdef") => &self.taskdefs[of(&self.taskdefs)],
+            (_, "tag") => &self.tags[of(&self.tags)],
+            _ => &self.scales[of(&self.scales)],
+        }
+    }
+}
+
 /// Registers a container instance in `cluster` through the API (no agent runs for it, so its
 /// tasks stay PENDING), offering a million CPU units and `memory` MiB, in availability zone `zone`.
 pub async fn register_instance(ecs: &Ecs, cluster: &str, memory: u64, zone: Option<&str>) -> anyhow::Result<()> {

@@ -121,8 +121,8 @@ impl RaftHandle {
                     }
                 }
             }
-            // Served above, on any node.
-            AdminOp::Campaign { .. } => {
+            // Served above, on any node; a pre-vote by the node-to-node service.
+            AdminOp::Campaign { .. } | AdminOp::PreVote(_) => {
                 return LeaderReply::Failed(NodeError::Rejected("not a membership change".into()))
             }
             AdminOp::RemoveNode { id } => {

@@ -11,6 +11,7 @@ pub mod backup;
 mod barrier;
 pub mod clock;
 mod disk;
+mod election;
 mod forward;
 mod handoff;
 pub mod identity;
@@ -100,6 +101,8 @@ pub enum AdminOp {
     /// Sent by leader `from` (in `term`) that is stopping, to the voter it hands off to:
     /// campaign now (`handoff.rs`).
     Campaign { from: NodeId, term: u64 },
+    /// Sent by a voter that has lost the leader, before it calls an election (`election.rs`).
+    PreVote(election::PreVote),
 }
 
 /// One node's own view of itself.
@@ -219,8 +222,13 @@ pub fn raft_config(config: &NodeConfig) -> Result<Config, NodeError> {
     let raft_config = Config {
         cluster_name: "ecsd".to_string(),
         heartbeat_interval: t.heartbeat_ms,
-        election_timeout_min: t.election_timeout_min_ms,
-        election_timeout_max: t.election_timeout_max_ms,
+        // Elections are called by `election.rs` after a pre-vote, not by openraft's timer.
+        // openraft's leader lease (a voter refuses votes for `election_timeout_max` after it
+        // heard from a leader) is the pre-vote's threshold, so that a voter that granted the
+        // pre-vote grants the vote; its timer's lower bound is then unused.
+        enable_elect: false,
+        election_timeout_min: t.election_timeout_min_ms - 1,
+        election_timeout_max: t.election_timeout_min_ms,
         install_snapshot_timeout: t.install_snapshot_timeout_ms,
         snapshot_policy: if t.snapshot_every == 0 {
             SnapshotPolicy::Never
@@ -368,6 +376,10 @@ pub struct RaftHandle {
     stepping_down: Arc<AtomicBool>,
     /// The term this node last took office in, and when (kept by `admin::count_elections`).
     led_since: Arc<std::sync::Mutex<Option<(u64, std::time::Instant)>>>,
+    /// When this node last heard from a leader (`election.rs`).
+    contact: Arc<election::Contact>,
+    /// When it suspects the leader and calls an election.
+    election: election::Timing,
 }
 
 /// Where a leader takes the messages that nodes pass to it with [`RaftHandle::tell_leader`]
@@ -437,7 +449,13 @@ impl RaftNode {
             stepping_down: Arc::new(AtomicBool::new(false)),
             backing_up: Arc::default(),
             led_since: Arc::default(),
+            contact: Arc::default(),
+            election: election::Timing {
+                min: Duration::from_millis(config.raft.election_timeout_min_ms),
+                max: Duration::from_millis(config.raft.election_timeout_max_ms),
+            },
         };
+        tokio::spawn(election::detector(handle.clone(), handle.election));
         tokio::spawn(clock::sampler(handle.clone()));
         tokio::spawn(admin::count_elections(handle.clone()));
         let limits = writer::Limits {

@@ -147,7 +147,11 @@ impl RaftService for RaftGrpc {
         let peer = request.extensions().get::<PeerNode>().copied();
         let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = self.decode(request)?;
         Self::check_sender(peer, rpc.vote.leader_id().voted_for())?;
-        reply(&self.handle.raft().append_entries(rpc).await)
+        let answer = self.handle.raft().append_entries(rpc).await;
+        if matches!(&answer, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_))) {
+            self.handle.heard_from_leader();
+        }
+        reply(&answer)
     }
 
     async fn vote(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
@@ -168,7 +172,12 @@ impl RaftService for RaftGrpc {
         if !data.is_empty() {
             rpc.data = data;
         }
-        reply(&self.handle.raft().install_snapshot(rpc).await)
+        let sent = rpc.vote;
+        let answer = self.handle.raft().install_snapshot(rpc).await;
+        if matches!(&answer, Ok(r) if r.vote <= sent) {
+            self.handle.heard_from_leader();
+        }
+        reply(&answer)
     }
 
     async fn forward(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
@@ -184,8 +193,13 @@ impl RaftService for RaftGrpc {
     async fn admin(&self, request: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let peer = request.extensions().get::<PeerNode>().copied();
         let op: AdminOp = self.decode(request)?;
-        if let AdminOp::Campaign { from, .. } = &op {
-            Self::check_sender(peer, Some(*from))?;
+        match &op {
+            AdminOp::Campaign { from, .. } => Self::check_sender(peer, Some(*from))?,
+            AdminOp::PreVote(ask) => {
+                Self::check_sender(peer, Some(ask.from))?;
+                return reply(&super::LeaderReply::Ok(self.handle.serve_pre_vote(ask)));
+            }
+            _ => {}
         }
         reply(&self.handle.serve_admin(op).await)
     }

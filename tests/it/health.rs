@@ -9,10 +9,10 @@ use crate::harness::{proxy, wait_for, Link, TestCluster};
 use serde_json::{json, Value};
 
 /// Every node-to-node link of a cluster, by (dialling node, dialled node).
-type Links = BTreeMap<(u64, u64), Link>;
+pub(crate) type Links = BTreeMap<(u64, u64), Link>;
 
 /// A cluster of `n` whose nodes reach each other only through cuttable proxies.
-async fn cluster_with_links(n: u64) -> (TestCluster, Links) {
+pub(crate) async fn cluster_with_links(n: u64) -> (TestCluster, Links) {
     let links: Mutex<Links> = Mutex::default();
     let cluster = TestCluster::start(n, |config| {
         // Free space is not under test here: a nearly full disk must not fail these checks.
@@ -32,7 +32,7 @@ async fn cluster_with_links(n: u64) -> (TestCluster, Links) {
 }
 
 /// Cuts (or heals) every link to and from `node`.
-fn isolate(links: &Links, node: u64, cut: bool) {
+pub(crate) fn isolate(links: &Links, node: u64, cut: bool) {
     for ((from, to), link) in links {
         if *from == node || *to == node {
             link.cut.send_replace(cut);

@@ -10,6 +10,7 @@ mod configs;
 mod container_instances;
 mod deployments;
 mod dial;
+mod elections;
 mod harness;
 mod health;
 mod hostile;
