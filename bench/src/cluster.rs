@@ -68,7 +68,15 @@ impl LocalCluster {
     /// [`LocalCluster::start`], secured (`secure`): certificates from `ecsd tls`, a root key,
     /// authentication and TLS on.
     pub async fn start_with(binary: &Path, nodes: usize, secure: bool) -> anyhow::Result<LocalCluster> {
-        let dir = tempfile::Builder::new().prefix("ecs-bench-").tempdir()?;
+        let mut dir = tempfile::Builder::new().prefix("ecs-bench-").tempdir()?;
+        // With ECS_BENCH_KEEP=1 the nodes' data and logs stay for a post-mortem.
+        if std::env::var_os("ECS_BENCH_KEEP").is_some_and(|v| v == "1") {
+            dir.disable_cleanup(true);
+            println!(
+                "ecs-bench: the nodes' data and logs are kept in {}",
+                dir.path().display()
+            );
+        }
         let security = secure
             .then(|| Security::prepare(binary, dir.path().join("tls"), &vec![Vec::new(); nodes], &[]))
             .transpose()
@@ -120,7 +128,11 @@ impl LocalCluster {
         Command::new(&self.binary)
             .args(["serve", "--config"])
             .arg(&self.configs[i])
-            .env("RUST_LOG", "ecsd=warn,openraft=error")
+            // ECS_BENCH_NODE_LOG sets the nodes' RUST_LOG (for a post-mortem, with ECS_BENCH_KEEP).
+            .env(
+                "RUST_LOG",
+                std::env::var("ECS_BENCH_NODE_LOG").unwrap_or_else(|_| "ecsd=warn,openraft=error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -25,7 +25,10 @@ pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str, watch: &[(String,
     ecs.call("RegisterTaskDefinition", definition).await?;
     ecs.call(
         "CreateService",
-        json!({"cluster": "bench", "serviceName": "bench-svc", "taskDefinition": "bench", "desiredCount": 0}),
+        // The token makes a second run against the same cluster (`ecs-bench run`) find the
+        // service of the first instead of failing.
+        json!({"cluster": "bench", "serviceName": "bench-svc", "taskDefinition": "bench", "desiredCount": 0,
+               "clientToken": "ecs-bench-setup-bench-svc"}),
     )
     .await
     .context("CreateService")?;

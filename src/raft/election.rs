@@ -126,6 +126,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// Runs the failure detector of `handle` until the node stops.
 pub(super) async fn detector(handle: RaftHandle, timing: Timing) {
     let mut timeout = timing.random_timeout();
+    // Not before this instant: a fresh random wait after each try. The try itself must not
+    // count as hearing from a leader: that would make this node refuse the others' pre-votes,
+    // and two followers that lost the leader could refuse each other in turn for seconds.
+    let mut next_try = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = handle.stopped.cancelled() => return,
@@ -153,7 +157,7 @@ pub(super) async fn detector(handle: RaftHandle, timing: Timing) {
             handle.contact.touch();
             continue;
         }
-        if handle.contact.since() < timeout {
+        if handle.contact.since() < timeout || tokio::time::Instant::now() < next_try {
             continue;
         }
         let ask = PreVote {
@@ -186,8 +190,8 @@ pub(super) async fn detector(handle: RaftHandle, timing: Timing) {
         }
         // Wait a fresh random timeout before the next try (a split vote, or a leader that
         // answers again).
-        handle.contact.touch();
         timeout = timing.random_timeout();
+        next_try = tokio::time::Instant::now() + timeout;
     }
 }
 
