@@ -233,7 +233,7 @@ impl RaftHandle {
             leading: self.is_leader_in(metrics),
             state: format!("{:?}", metrics.state).to_lowercase(),
             term: metrics.current_term,
-            leader: metrics.current_leader,
+            leader: self.heard_leader(metrics.current_leader),
             voters: metrics.membership_config.membership().voter_ids().count(),
             last_log_index: metrics.last_log_index,
             committed_index: self.committed.get(),

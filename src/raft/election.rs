@@ -239,6 +239,14 @@ impl RaftHandle {
         (load(&self.contact.granted), load(&self.contact.denied))
     }
 
+    /// The leader this node knows of, unless it has heard from none for longer than the largest
+    /// election timeout: then none, as etcd's pre-candidate reports (openraft keeps naming the
+    /// last leader while the pre-vote holds its follower back from an election).
+    pub(super) fn heard_leader(&self, known: Option<NodeId>) -> Option<NodeId> {
+        let leader = known?;
+        (leader == self.id || self.contact.since() <= self.election.max).then_some(leader)
+    }
+
     /// Heard from a leader that openraft accepted (`service.rs`).
     pub(super) fn heard_from_leader(&self) {
         self.contact.touch();
