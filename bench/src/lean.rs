@@ -13,10 +13,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 
-/// One request, prepared once: its action's header and its body.
+/// One request, prepared once: its action's header and its body, serialised, and the body as
+/// JSON for the signing client.
 #[derive(Clone)]
 pub struct Prepared {
-    action: &'static str,
+    pub action: &'static str,
+    pub json: serde_json::Value,
     target: HeaderValue,
     body: Bytes,
 }
@@ -28,12 +30,8 @@ impl Prepared {
             target: HeaderValue::from_str(&format!("{}{action}", ecsd_protocol::ecs::TARGET_PREFIX))
                 .expect("an action name is a valid header value"),
             body: Bytes::from(body.to_string()),
+            json: body.clone(),
         }
-    }
-
-    /// Its action and body.
-    pub fn parts(&self) -> (&'static str, Bytes) {
-        (self.action, self.body.clone())
     }
 }
 

@@ -131,9 +131,8 @@ pub async fn workload(ecs: Ecs, load: &LoadArgs, system: &str, watch: &[(String,
             let (ecs, requests) = (ecs.clone(), requests.clone());
             let (read, op) = pick(i);
             async move {
-                let (action, body) = requests.pick(read, op, i).parts();
-                let body: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                ecs.once(action, &body, read && stale).await.map(|_| ())
+                let request = requests.pick(read, op, i);
+                ecs.once(request.action, &request.json, read && stale).await.map(|_| ())
             }
         })
         .await

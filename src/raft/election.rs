@@ -124,7 +124,8 @@ pub fn decide(
 const POLL: Duration = Duration::from_millis(10);
 
 /// Runs the failure detector of `handle` until the node stops.
-pub(super) async fn detector(handle: RaftHandle, timing: Timing) {
+pub(super) async fn detector(handle: RaftHandle) {
+    let timing = handle.election;
     let mut timeout = timing.random_timeout();
     // Not before this instant: a fresh random wait after each try. The try itself must not
     // count as hearing from a leader: that would make this node refuse the others' pre-votes,
@@ -146,12 +147,7 @@ pub(super) async fn detector(handle: RaftHandle, timing: Timing) {
                 return;
             }
             let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-            (
-                m.current_leader == Some(handle.id) && m.state.is_leader(),
-                voters,
-                m.current_term,
-                m.last_log_index,
-            )
+            (handle.is_leader_in(&m), voters, m.current_term, m.last_log_index)
         };
         if leading || !voters.contains(&handle.id) || handle.stepping_down() {
             handle.contact.touch();
@@ -257,10 +253,7 @@ impl RaftHandle {
         let (leading, last_log_index) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
-            (
-                m.current_leader == Some(self.id) && m.state.is_leader(),
-                m.last_log_index,
-            )
+            (self.is_leader_in(&m), m.last_log_index)
         };
         let reply = decide(
             leading,

@@ -455,7 +455,7 @@ impl RaftNode {
                 max: Duration::from_millis(config.raft.election_timeout_max_ms),
             },
         };
-        tokio::spawn(election::detector(handle.clone(), handle.election));
+        tokio::spawn(election::detector(handle.clone()));
         tokio::spawn(clock::sampler(handle.clone()));
         tokio::spawn(admin::count_elections(handle.clone()));
         let limits = writer::Limits {
