@@ -2,7 +2,9 @@
 """Checks ecs-bench against an independent load generator (wrk, written in C) on one cluster.
 
 Usage: benchmarks/crosscheck.py [--bin DIR] [--rounds N] [--duration S] [--connections C] [OP ...]
-  OP: tag, taskdef, scale, mix (writes) or clusters (linearizable DescribeClusters); default: tag clusters
+  OP: tag, taskdef, scale, mix (writes) or clusters (linearizable DescribeClusters); default: tag clusters;
+      or health: wrk alone on GET /health, the ceiling of one HTTP request on this machine (no
+      parsing, no Raft, no state), to bound what any ECS action can reach
   DIR: where ecsd and ecs-bench are (default: $CARGO_TARGET_DIR/release)
 
 For each OP and round it runs the two in turn (ABBA, so a drift over the sitting favours
@@ -66,9 +68,10 @@ def bench_run(args, op, out):
 
 def wrk_run(args, op, lines_file, duration):
     per_node = max(1, args.connections // len(smoke.ENDPOINTS))
-    env = dict(os.environ, ECS_REQUESTS=lines_file)
-    procs = [subprocess.Popen(["wrk", "-t1", f"-c{per_node}", f"-d{duration}s", "--latency",
-                               "-s", os.path.join(ROOT, "benchmarks", "ecs.lua"), e + "/"],
+    env = dict(os.environ, ECS_REQUESTS=lines_file or "")
+    script = ["-s", os.path.join(ROOT, "benchmarks", "ecs.lua")] if lines_file else []
+    path = "/" if lines_file else "/health"
+    procs = [subprocess.Popen(["wrk", "-t1", f"-c{per_node}", f"-d{duration}s", "--latency", *script, e + path],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for e in smoke.ENDPOINTS]
     total = 0.0
@@ -97,6 +100,11 @@ def main():
     data = tempfile.mkdtemp(prefix="ecsd-crosscheck-")
     worst = 0.0
     for op in args.ops:
+        if op == "health":
+            ceiling = [one_run(args, data, op, "wrk", r) for r in range(args.rounds)]
+            print(f"{op:>9} wrk alone, GET /health: runs {', '.join(f'{c:.0f}' for c in ceiling)}/s, "
+                  f"median {statistics.median(ceiling):.0f}/s", flush=True)
+            continue
         runs = {"ecs-bench": [], "wrk": []}
         for r in range(args.rounds):
             order = ["ecs-bench", "wrk"] if r % 2 == 0 else ["wrk", "ecs-bench"]
@@ -134,6 +142,9 @@ def one_run(args, data, op, tool, r):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if tool == "ecs-bench":
             return bench_run(args, op, os.path.join(where, "run.json"))
+        if op == "health":
+            wrk_run(args, op, None, 5)
+            return wrk_run(args, op, None, args.duration)
         arn = call(smoke.ENDPOINTS[0], "DescribeClusters", {"clusters": ["bench"]})["clusters"][0]["clusterArn"]
         lines_file = os.path.join(where, "requests")
         with open(lines_file, "w") as f:

@@ -344,6 +344,10 @@ pub struct ApiTuning {
 
 /// Upper bounds that keep every log entry well under the 64 MiB node-to-node message limit:
 /// an entry holds at most `max_batch_bytes` plus one request.
+/// The longest `api.request_timeout_ms`: a node may re-propose a request until it answers it, and
+/// the id of a request without a client token is remembered for 15 minutes
+/// (`state::BRIEF_DEDUPE_TTL_MS`).
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 pub const MAX_BODY_BYTES_LIMIT: usize = 8 * 1024 * 1024;
 pub const MAX_BATCH_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -557,6 +561,12 @@ impl NodeConfig {
         }
         if self.api.request_timeout_ms <= self.api.hold_ms {
             return Err(key_error("api.request_timeout_ms", "must be greater than api.hold_ms"));
+        }
+        if self.api.request_timeout_ms > MAX_REQUEST_TIMEOUT_MS {
+            return Err(key_error(
+                "api.request_timeout_ms",
+                format!("must be at most {MAX_REQUEST_TIMEOUT_MS} (a request's id is remembered for 15 minutes)"),
+            ));
         }
         if self.agent.heartbeat_timeout_ms < 1000 {
             return Err(key_error("agent.heartbeat_timeout_ms", "must be at least 1000"));

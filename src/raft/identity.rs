@@ -173,9 +173,11 @@ pub async fn keeper(handle: RaftHandle, incarnation: String) {
         }
         // Every member supports a newer feature level than the cluster's: raise it (once
         // applied, no earlier binary can apply the log, so a downgrade is no longer possible).
+        // The highest level every member supports (a member one level behind still lets the
+        // cluster reach that level).
         let version = crate::state::identity::cluster_version(view).unwrap_or(1);
-        let level = crate::state::identity::FEATURE_LEVEL;
-        if leader == handle.id && version < level && handle.members_feature_level() >= level {
+        let level = crate::state::identity::FEATURE_LEVEL.min(handle.members_feature_level());
+        if leader == handle.id && version < level {
             tracing::info!(
                 from = version,
                 to = level,

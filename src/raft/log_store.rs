@@ -19,6 +19,7 @@ use openraft::{
     AnyError, Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
 };
 
+use super::log_cache::{LogCache, CACHE_BYTES};
 use super::{NodeId, TypeConfig};
 use crate::storage::{u64_key, Batch, Cf, Store, KEY_MAX};
 
@@ -83,6 +84,8 @@ pub struct LogStore {
     store: Store,
     committed: Arc<CommittedIndex>,
     purge_gate: Option<watch::Receiver<Applied>>,
+    /// The newest entries, decoded (shared by every clone: the readers openraft makes too).
+    cache: Arc<std::sync::Mutex<LogCache>>,
 }
 
 fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -105,6 +108,7 @@ impl LogStore {
             store,
             committed: Arc::new(CommittedIndex::default()),
             purge_gate: None,
+            cache: Arc::new(std::sync::Mutex::new(LogCache::new(CACHE_BYTES))),
         }
     }
 
@@ -129,6 +133,10 @@ impl LogStore {
                 "state machine stopped before reaching {log_id}; log not purged"
             )))),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A live view of the committed index, for status reports.
@@ -172,6 +180,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Some(*i),
             Bound::Unbounded => None,
         };
+        if let Some(entries) = self.cache().get(start, end) {
+            return Ok(entries);
+        }
         let to = end.map(|e| u64_key(e).to_vec()).unwrap_or_else(|| KEY_MAX.to_vec());
         let rows = self
             .store
@@ -249,15 +260,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let started = std::time::Instant::now();
         let mut batch = Batch::default();
+        let mut written = Vec::new();
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(write_logs_err)?;
+            let size = bytes.len();
             batch.put(Cf::RaftLog, u64_key(entry.log_id.index), bytes);
+            written.push((entry, size));
         }
         // Synced before the callback: openraft counts this entry towards a quorum only after.
         let result = self.write_synced(batch).await;
         metrics::histogram!("ecsd_raft_log_append_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
+                self.cache().appended(written);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -269,6 +284,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.cache().truncate(log_id.index);
         let mut batch = Batch::default();
         batch.delete_range(Cf::RaftLog, u64_key(log_id.index), KEY_MAX);
         self.write_synced(batch).await.map_err(write_logs_err)
@@ -276,6 +292,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.wait_applied(&log_id).await?;
+        self.cache().purge(log_id.index);
         let mut batch = Batch::default();
         batch.put(
             Cf::RaftMeta,

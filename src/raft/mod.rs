@@ -15,6 +15,7 @@ mod election;
 mod forward;
 mod handoff;
 pub mod identity;
+mod log_cache;
 pub mod log_store;
 pub mod network;
 mod read_index;

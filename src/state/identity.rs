@@ -20,8 +20,10 @@ const CLUSTER_VERSION: &[u8] = b"cluster_version";
 /// The feature level of this build. 1: every command of the 2018 API and before; 2: today's
 /// ECS (long ARNs by default, settings as sent, cluster options and capacity providers, launch
 /// kinds and task networks, rollout states and the circuit breaker, task protection,
-/// DeleteTaskDefinitions).
-pub const FEATURE_LEVEL: u32 = 2;
+/// DeleteTaskDefinitions). 3: the dedupe record of a request without a client token is kept
+/// for [`super::BRIEF_DEDUPE_TTL_MS`] instead of a day, and a tagging command's record holds no
+/// copy of the resource's tags (`state::apply_batch`).
+pub const FEATURE_LEVEL: u32 = 3;
 
 /// Raises the cluster version to `version` (never lowers it).
 pub(super) fn set_cluster_version(txn: &mut Txn<'_>, version: u32) -> Result<Outcome, KvError> {

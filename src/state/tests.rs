@@ -812,3 +812,72 @@ fn a_page_of_families_reads_from_its_position_and_stops_when_full() {
     .unwrap();
     assert_eq!(seen, 2, "no family past the page is read");
 }
+
+#[test]
+fn from_version_3_a_request_without_a_client_token_is_remembered_briefly() {
+    let token_id = "RunTask/tok-1/00000000000000ab";
+    let fresh_id = "6f1c2a4e-0d6b-4a51-9a8e-2f0f3d7c9b11";
+    for version in [2, 3] {
+        let mut kv = MemKv::default();
+        kv.apply(Batch(vec![proposal("v", 1000, Command::SetClusterVersion { version })]));
+        kv.apply(Batch(vec![create(token_id, "a"), create(fresh_id, "b")]));
+        let record = |kv: &MemKv, id: &str| kv.get(Space::Dedupe, format!("r/{id}").as_bytes()).unwrap();
+        kv.apply(Batch(vec![proposal(
+            "tick-1",
+            1000 + BRIEF_DEDUPE_TTL_MS + 1,
+            Command::Noop,
+        )]));
+        assert!(
+            record(&kv, token_id).is_some(),
+            "version {version}: a client token is kept a day"
+        );
+        assert_eq!(
+            record(&kv, fresh_id).is_some(),
+            version < 3,
+            "version {version}: a fresh id is kept a day before version 3, 15 minutes from it"
+        );
+        kv.apply(Batch(vec![proposal("tick-2", 1000 + DEDUPE_TTL_MS + 1, Command::Noop)]));
+        assert!(record(&kv, token_id).is_none(), "version {version}: and no longer");
+        assert!(record(&kv, fresh_id).is_none());
+    }
+}
+
+#[test]
+fn from_version_3_a_tagging_record_holds_no_copy_of_the_tags() {
+    let mut kv = MemKv::default();
+    kv.apply(Batch(vec![proposal(
+        "v",
+        1000,
+        Command::SetClusterVersion { version: 3 },
+    )]));
+    kv.apply(Batch(vec![create("c", "a")]));
+    let tag = || {
+        proposal(
+            "tag-1",
+            2000,
+            Command::TagResource {
+                target: TagTarget::Cluster { name: "a".into() },
+                tags: vec![Tag {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+            },
+        )
+    };
+    let first = kv.apply(Batch(vec![tag()]));
+    assert!(matches!(&first[0], Outcome::Tags(t) if t.len() == 1), "{first:?}");
+    let record = kv.get(Space::Dedupe, b"r/tag-1").unwrap().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&record).contains("\"k\""),
+        "{}",
+        String::from_utf8_lossy(&record)
+    );
+    let retried = kv.apply(Batch(vec![tag()]));
+    assert_eq!(
+        retried,
+        vec![Outcome::Tags(vec![])],
+        "a retry is answered, and applies nothing again"
+    );
+    let tags = resource_tags(&kv, &TagTarget::Cluster { name: "a".into() }).unwrap();
+    assert_eq!(tags.map(|t| t.len()), Some(1));
+}
