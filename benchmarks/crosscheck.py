@@ -89,8 +89,8 @@ def wrk_run(args, op, lines_file, duration):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
-                                                      "release"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/ecsd-target"))
+    parser.add_argument("--bin", default=os.path.join(target, "release"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=66)
