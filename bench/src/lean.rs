@@ -130,15 +130,15 @@ impl Lean {
         let (status, keep) = read_answer(&mut conn)
             .await
             .map_err(|e| format!("{}: {e}", node.addr))?;
-        let body = String::from_utf8_lossy(&conn.input).into_owned();
+        let result = if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(format!("{status} {}", String::from_utf8_lossy(&conn.input)))
+        };
         if keep {
             node.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         }
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(format!("{status} {body}"))
-        }
+        result
     }
 }
 
