@@ -135,14 +135,14 @@ fn dedupe_key(request_id: &str) -> Vec<u8> {
     format!("r/{request_id}").into_bytes()
 }
 
-fn expiry_key(ts_ms: u64, request_id: &str) -> Vec<u8> {
-    format!("t/{ts_ms:020}/{request_id}").into_bytes()
-}
-
+/// The expiry index of day-long dedupe records: `t/<ts>/<id>`.
+const DAY_INDEX: &str = "t/";
 /// The expiry index of brief records (cluster version 3 on): `b/<ts>/<id>`, kept apart from the
 /// day-long ones so that each index stays in time order.
-fn brief_expiry_key(ts_ms: u64, request_id: &str) -> Vec<u8> {
-    format!("b/{ts_ms:020}/{request_id}").into_bytes()
+const BRIEF_INDEX: &str = "b/";
+
+fn expiry_key(index: &str, ts_ms: u64, request_id: &str) -> Vec<u8> {
+    format!("{index}{ts_ms:020}/{request_id}").into_bytes()
 }
 
 /// Whether `request_id` carries a client's token (`Action/token/digest`, see
@@ -196,28 +196,31 @@ pub fn apply_batch(txn: &mut Txn<'_>, batch: &Batch, entry_term: u64) -> Result<
         };
         record.digest = proposal.request_digest;
         txn.put(Space::Dedupe, key, encode(&record));
-        let expiry = if brief && !is_client_token_id(&proposal.request_id) {
-            brief_expiry_key(applied_ts, &proposal.request_id)
+        let index = if brief && !is_client_token_id(&proposal.request_id) {
+            BRIEF_INDEX
         } else {
-            expiry_key(applied_ts, &proposal.request_id)
+            DAY_INDEX
         };
-        txn.put(Space::Dedupe, expiry, Vec::new());
+        txn.put(
+            Space::Dedupe,
+            expiry_key(index, applied_ts, &proposal.request_id),
+            Vec::new(),
+        );
         outcomes.push(outcome);
     }
-    purge_expired_dedupe(txn, applied_ts, b"t/", DEDUPE_TTL_MS)?;
+    purge_expired_dedupe(txn, applied_ts, DAY_INDEX, DEDUPE_TTL_MS)?;
     if brief {
-        purge_expired_dedupe(txn, applied_ts, b"b/", BRIEF_DEDUPE_TTL_MS)?;
+        purge_expired_dedupe(txn, applied_ts, BRIEF_INDEX, BRIEF_DEDUPE_TTL_MS)?;
     }
     txn.put(Space::Meta, META_APPLIED_TS.to_vec(), encode(&applied_ts));
     Ok(BatchOutcome(outcomes))
 }
 
 /// Drops the records of one expiry index (`t/` or `b/`) older than `ttl_ms`.
-fn purge_expired_dedupe(txn: &mut Txn<'_>, now_ms: u64, index: &[u8], ttl_ms: u64) -> Result<(), KvError> {
+fn purge_expired_dedupe(txn: &mut Txn<'_>, now_ms: u64, index: &str, ttl_ms: u64) -> Result<(), KvError> {
     let cutoff = now_ms.saturating_sub(ttl_ms);
-    let mut to = index.to_vec();
-    to.extend_from_slice(format!("{cutoff:020}/").as_bytes());
-    let expired = txn.scan(Space::Dedupe, index, &to, DEDUPE_PURGE_PER_BATCH)?;
+    let to = expiry_key(index, cutoff, "");
+    let expired = txn.scan(Space::Dedupe, index.as_bytes(), &to, DEDUPE_PURGE_PER_BATCH)?;
     for (key, _) in expired {
         // Key layout: t/<20-digit ts>/<request id> (or b/…).
         if let Some(request_id) = key.get(23..) {
